@@ -1,0 +1,42 @@
+"""insarexplore: explore Sentinel-1 interferogram archives without labelling them first.
+
+Read or synthesise interferograms into one ``xarray.Dataset`` data model, pretrain encoders
+with self-supervised learning, embed, project with UMAP, explore in a Panel dashboard, label,
+and fine-tune from a few labels. Heavy libraries are imported lazily: ``import insarexplore``
+stays fast, and each name below is loaded on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY = {
+    "InSARError": "insarexplore.errors",
+    "InSARDataError": "insarexplore.errors",
+    "SchemaError": "insarexplore.errors",
+    "new_dataset": "insarexplore.data.schema",
+    "validate": "insarexplore.data.schema",
+    "concat": "insarexplore.data.schema",
+    "save_dataset": "insarexplore.data.io.store",
+    "open_dataset": "insarexplore.data.io.store",
+    "append_dataset": "insarexplore.data.io.store",
+    "Workspace": "insarexplore.workspace",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'insarexplore' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

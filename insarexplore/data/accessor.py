@@ -1,0 +1,273 @@
+"""The ``ds.insar`` accessor: domain behaviour of the data model (xarray's accessor pattern)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from insarexplore.data import schema
+from insarexplore.errors import InSARDataError
+
+__all__ = ["InSARAccessor", "phase_channels", "rgb_channels", "CHANNEL_NAMES"]
+
+CHANNEL_NAMES = {"phase": ("cos", "sin", "coherence", "valid"), "rgb": ("r", "g", "b")}
+
+
+def phase_channels(phase: np.ndarray, coherence: np.ndarray | None = None) -> np.ndarray:
+    """``(n, h, w)`` wrapped phase -> ``(n, 4, h, w)`` float32 ``[cos, sin, coherence, valid]``.
+
+    Invalid (NaN) pixels are zero in every channel; without coherence the validity mask stands in.
+    """
+    ph = np.asarray(phase, dtype=np.float32)
+    valid = np.isfinite(ph)
+    p = np.where(valid, ph, 0.0).astype(np.float32)
+    v = valid.astype(np.float32)
+    if coherence is None:
+        coh = v
+    else:
+        coh = np.nan_to_num(np.asarray(coherence, dtype=np.float32), nan=0.0) * v
+    return np.stack([np.cos(p) * v, np.sin(p) * v, coh, v], axis=1)
+
+
+def rgb_channels(image: np.ndarray) -> np.ndarray:
+    """``(n, h, w, 3)`` uint8 -> ``(n, 3, h, w)`` float32 in [0, 1]."""
+    return np.moveaxis(np.asarray(image, dtype=np.float32) / 255.0, -1, 1).copy()
+
+
+@xr.register_dataset_accessor("insar")
+class InSARAccessor:
+    """Data-model operations: ``ds.insar.validate()``, ``ds.insar.to_channels()``, ..."""
+
+    def __init__(self, ds: xr.Dataset) -> None:
+        self._ds = ds
+
+    # -- contract ---------------------------------------------------------------------------
+    def validate(self, check_values: bool = True) -> xr.Dataset:
+        """Raise :class:`~insarexplore.errors.SchemaError` listing every violation; return ds."""
+        schema.validate(self._ds, check_values=check_values)
+        return self._ds
+
+    @property
+    def kind(self) -> str:
+        """``"phase"`` when wrapped phase is present, else ``"rgb"``."""
+        return "phase" if "phase" in self._ds else "rgb"
+
+    @property
+    def n_channels(self) -> int:
+        return len(CHANNEL_NAMES[self.kind])
+
+    def to_channels(self, kind: str | None = None) -> np.ndarray:
+        """Model input ``(n, C, h, w)`` float32; see ``phase_channels`` and ``rgb_channels``."""
+        kind = kind or self.kind
+        ds = self._ds
+        if kind == "phase":
+            if "phase" not in ds:
+                raise InSARDataError("to_channels(kind='phase'): the dataset has no 'phase'")
+            coh = ds["coherence"].values if "coherence" in ds else None
+            return phase_channels(ds["phase"].values, coh)
+        if kind == "rgb":
+            if "image" not in ds:
+                raise InSARDataError("to_channels(kind='rgb'): the dataset has no 'image'")
+            return rgb_channels(ds["image"].values)
+        raise ValueError(f"kind must be 'phase' or 'rgb'; got {kind!r}")
+
+    # -- per-sample metadata ----------------------------------------------------------------
+    def sample_table(self):  # -> pandas.DataFrame
+        """Every per-sample coordinate and variable as a DataFrame indexed by sample id."""
+        import pandas as pd
+
+        ds = self._ds
+        cols: dict[str, Any] = {}
+        for name, var in {**ds.coords, **ds.data_vars}.items():
+            if name != "sample" and var.dims == ("sample",):
+                values = np.asarray(var.values)
+                if values.dtype.kind == "T":
+                    values = values.astype(object)
+                cols[name] = values
+        index = pd.Index(np.asarray(ds["sample"].values).astype(object), name="sample")
+        return pd.DataFrame(cols, index=index)
+
+    # -- patches ----------------------------------------------------------------------------
+    def patches(self, size: int, stride: int | None = None, min_valid: float = 0.0) -> xr.Dataset:
+        """Cut every sample into ``size`` x ``size`` patches, each with its own footprint.
+
+        Patches keep the parent's id as ``group`` and get ids ``<parent>_r<row>_c<col>``
+        (pixel offsets). Patches whose fraction of valid phase is below ``min_valid`` are
+        dropped. Footprints assume a north-up regular lon/lat grid, as in LiCSAR products.
+        """
+        ds = self._ds
+        if size <= 0:
+            raise ValueError(f"size must be positive; got {size}")
+        stride = size if stride is None else stride
+        if stride <= 0:
+            raise ValueError(f"stride must be positive; got {stride}")
+        h, w = ds.sizes["y"], ds.sizes["x"]
+        if size > h or size > w:
+            raise InSARDataError(f"patch size {size} exceeds the image size {h}x{w}")
+        rows = range(0, h - size + 1, stride)
+        cols = range(0, w - size + 1, stride)
+        pixel_vars = [v for v in ("phase", "image", "coherence", "displacement") if v in ds]
+        meta_vars = [v for v in ds.data_vars if ds[v].dims == ("sample",)]
+        out: dict[str, list] = {v: [] for v in pixel_vars + meta_vars}
+        coords: dict[str, list] = {c: [] for c in schema.PER_SAMPLE_COORDS}
+        ids: list[str] = []
+        extra_coords = [
+            c for c in ds.coords if ds[c].dims == ("sample",) and c not in coords and c != "sample"
+        ]
+        for c in extra_coords:
+            coords[c] = []
+        for i in range(ds.sizes["sample"]):
+            one = ds.isel(sample=i)
+            sid = str(one["sample"].values)
+            lon0, lon1 = float(one["lon_min"]), float(one["lon_max"])
+            lat0, lat1 = float(one["lat_min"]), float(one["lat_max"])
+            dlon, dlat = (lon1 - lon0) / w, (lat1 - lat0) / h
+            arrays = {v: one[v].values for v in pixel_vars}
+            for r in rows:
+                for c in cols:
+                    if "phase" in arrays and min_valid > 0:
+                        frac = np.isfinite(arrays["phase"][r : r + size, c : c + size]).mean()
+                        if frac < min_valid:
+                            continue
+                    for v in pixel_vars:
+                        out[v].append(arrays[v][r : r + size, c : c + size])
+                    for v in meta_vars:
+                        out[v].append(one[v].values)
+                    ids.append(f"{sid}_r{r}_c{c}")
+                    coords["lon_min"].append(lon0 + c * dlon)
+                    coords["lon_max"].append(lon0 + (c + size) * dlon)
+                    coords["lat_max"].append(lat1 - r * dlat)
+                    coords["lat_min"].append(lat1 - (r + size) * dlat)
+                    for name in ("primary_date", "secondary_date", "frame", "source", "label"):
+                        coords[name].append(one[name].values)
+                    coords["group"].append(
+                        str(one["group"].values) if "group" in one.coords else sid
+                    )
+                    for name in extra_coords:
+                        coords[name].append(one[name].values)
+        if not ids:
+            raise InSARDataError(
+                f"no patch of size {size} has at least {min_valid:.0%} valid pixels"
+            )
+        extra = {v: np.asarray(out[v]) for v in meta_vars}
+        extra.update({c: np.asarray(coords[c]) for c in extra_coords})
+        return schema.new_dataset(
+            **{v: np.stack(out[v]) for v in pixel_vars},
+            sample=ids,
+            **{c: coords[c] for c in schema.PER_SAMPLE_COORDS},
+            extra=extra,
+            wavelength_m=ds.attrs.get("wavelength_m", schema.S1_WAVELENGTH_M),
+            pixel_spacing_m=ds.attrs.get("pixel_spacing_m", float("nan")),
+        )
+
+    # -- geography --------------------------------------------------------------------------
+    def footprints_geojson(
+        self, samples: Any = None, properties: list[str] | None = None
+    ) -> dict[str, Any]:
+        """Footprints as a GeoJSON FeatureCollection of lon/lat polygons (EPSG:4326).
+
+        Samples with an unknown footprint (NaN) are left out. ``properties`` names extra
+        per-sample columns to carry (``sample``, ``label`` and dates always come along).
+        """
+        table = self.sample_table()
+        if samples is not None:
+            table = table.loc[[str(s) for s in np.atleast_1d(samples)]]
+        keep = ["label", "frame", "primary_date", "secondary_date", *(properties or [])]
+        features = []
+        fp = table[list(schema.FOOTPRINT_COORDS)].to_numpy(dtype=float)
+        ok = np.isfinite(fp).all(axis=1)
+        for sid, row, good in zip(table.index, table.itertuples(index=False), ok):
+            if not good:
+                continue
+            r = row._asdict()
+            x0, y0, x1, y1 = (r[k] for k in schema.FOOTPRINT_COORDS)
+            ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+            props = {"sample": str(sid)}
+            for k in keep:
+                if k in r:
+                    props[k] = _jsonable(r[k])
+            features.append(
+                {
+                    "type": "Feature",
+                    "id": str(sid),
+                    "geometry": {"type": "Polygon", "coordinates": [ring]},
+                    "properties": props,
+                }
+            )
+        return {"type": "FeatureCollection", "features": features}
+
+    # -- pictures ---------------------------------------------------------------------------
+    def thumbnail(
+        self,
+        sample: str | int,
+        size: int | None = None,
+        palette: str = "cyclic",
+        variable: str | None = None,
+    ) -> bytes:
+        """PNG bytes of one sample: phase in a cyclic palette (or the stored RGB rendering)."""
+        from PIL import Image
+
+        from insarexplore.data.palettes import render_phase
+
+        ds = self._ds
+        one = (
+            ds.isel(sample=sample)
+            if isinstance(sample, (int, np.integer))
+            else ds.sel(sample=str(sample))
+        )
+        variable = variable or ("phase" if "phase" in ds else "image")
+        if variable == "phase":
+            rgb = render_phase(one["phase"].values, palette=palette)
+        elif variable == "image":
+            rgb = np.asarray(one["image"].values, dtype=np.uint8)
+        elif variable in ("coherence", "displacement"):
+            rgb = _grey(one[variable].values, variable)
+        else:
+            raise ValueError(
+                f"variable must be phase, image, coherence or displacement; got {variable!r}"
+            )
+        img = Image.fromarray(rgb, mode="RGB")
+        if size:
+            img = img.resize((size, size), Image.Resampling.NEAREST)
+        buf = io.BytesIO()
+        img.save(buf, format="PNG")
+        return buf.getvalue()
+
+
+def _grey(values: np.ndarray, variable: str) -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64)
+    if variable == "coherence":
+        lo, hi = 0.0, 1.0
+    else:
+        finite = v[np.isfinite(v)]
+        lo, hi = np.percentile(finite, [2, 98]) if finite.size else (0.0, 1.0)
+    g = np.clip((np.nan_to_num(v, nan=lo) - lo) / max(hi - lo, 1e-12), 0, 1)
+    if variable == "displacement":  # blue (away) -> white -> red (towards)
+        r = np.clip(2 * g, 0, 1)
+        b = np.clip(2 - 2 * g, 0, 1)
+        gg = 1 - np.abs(2 * g - 1)
+        rgb = np.stack([r, gg, b], -1)
+    else:
+        rgb = np.repeat(g[..., None], 3, axis=-1)
+    return np.round(rgb * 255).astype(np.uint8)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (np.datetime64,)) or hasattr(value, "isoformat"):
+        try:
+            import pandas as pd
+
+            ts = pd.Timestamp(value)
+            return None if pd.isna(ts) else ts.strftime("%Y-%m-%d")
+        except (ValueError, TypeError):
+            return str(value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    json.dumps(value, default=str)
+    return value

@@ -1,0 +1,296 @@
+"""Saving and opening the data model: Zarr (appendable, lazy) and NetCDF.
+
+Writes are atomic: data goes to a temporary sibling first and replaces the target only once it is
+complete, so a crash or Ctrl-C never leaves a half-written store where a good one was.
+Appends add samples to an existing Zarr store without rewriting it; an append interrupted
+half-way is rolled back the next time the store is opened or appended to.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from insarexplore.data import schema
+from insarexplore.errors import InSARDataError
+
+__all__ = ["save_dataset", "open_dataset", "append_dataset", "ZarrWriter", "store_sample_ids"]
+
+log = logging.getLogger(__name__)
+_ZARR_SUFFIXES = (".zarr",)
+_NC_SUFFIXES = (".nc", ".nc4", ".netcdf")
+
+
+def _format(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix in _ZARR_SUFFIXES or (path.is_dir() and (path / "zarr.json").exists()):
+        return "zarr"
+    if suffix in _NC_SUFFIXES:
+        return "netcdf"
+    raise InSARDataError(f"{path}: unknown store format (use a .zarr folder or a .nc file)")
+
+
+def _encoding(ds: xr.Dataset, chunk: int | None) -> dict[str, dict[str, Any]]:
+    n = ds.sizes["sample"]
+    enc: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        if "sample" not in var.dims:
+            continue
+        if var.ndim > 1:
+            pix = int(np.prod([ds.sizes[d] for d in var.dims[1:]]))
+            per_chunk = chunk or max(1, min(n, (4 << 20) // max(pix * var.dtype.itemsize, 1)))
+            enc[name] = {"chunks": (per_chunk, *var.shape[1:])}
+        else:
+            enc[name] = {"chunks": (max(chunk or 0, 65536),)}
+        if var.dtype.kind == "M":
+            enc[name]["units"] = "seconds since 1970-01-01"
+            enc[name]["dtype"] = "float64"
+    return enc
+
+
+def _prepare(ds: xr.Dataset) -> xr.Dataset:
+    """Make per-sample strings plain objects so every backend stores them the same way."""
+    ds = ds.copy()
+    for name, var in ds.variables.items():
+        if var.dtype.kind in "UT":
+            ds[name] = var.copy(data=np.asarray(var.values).astype(object))
+    for key, value in list(ds.attrs.items()):
+        if isinstance(value, (bool, np.bool_)):
+            ds.attrs[key] = int(value)
+    return ds
+
+
+def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None = None) -> Path:
+    """Save ``ds`` to ``path`` (``.zarr`` folder or ``.nc`` file) atomically; returns the path."""
+    path = Path(path)
+    fmt = _format(path)
+    schema.validate(ds, where=str(path), check_values=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    _remove(tmp)
+    ds = _prepare(ds)
+    try:
+        if fmt == "zarr":
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                ds.to_zarr(
+                    tmp, mode="w", zarr_format=3, consolidated=False, encoding=_encoding(ds, chunk)
+                )
+        else:
+            enc = {
+                k: {kk: vv for kk, vv in v.items() if kk != "chunks"}
+                for k, v in _encoding(ds, chunk).items()
+            }
+            for name, var in ds.variables.items():
+                if var.dtype == object:
+                    enc.setdefault(name, {})["dtype"] = str
+            ds.to_netcdf(tmp, engine="h5netcdf", encoding=enc, invalid_netcdf=True)
+        _replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    return path
+
+
+def _replace(tmp: Path, path: Path) -> None:
+    if path.is_dir():
+        old = path.with_name(f".{path.name}.old-{os.getpid()}")
+        _remove(old)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        _remove(old)
+    else:
+        os.replace(tmp, path)
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir():
+        shutil.rmtree(p, ignore_errors=True)
+    elif p.exists():
+        p.unlink()
+
+
+def _repair(path: Path) -> None:
+    """Roll back an append that was interrupted: trim every sample-dim array to the shortest."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="r")
+    lengths = {}
+    for name, arr in group.arrays():
+        dims = arr.metadata.dimension_names or arr.attrs.get("_ARRAY_DIMENSIONS") or ()
+        if dims and dims[0] == "sample":
+            lengths[name] = arr.shape[0]
+    if len(set(lengths.values())) <= 1:
+        return
+    n = min(lengths.values())
+    log.warning(
+        "%s: an interrupted append left arrays of lengths %s; rolling back to %d samples",
+        path,
+        sorted(set(lengths.values())),
+        n,
+    )
+    group = zarr.open_group(str(path), mode="r+")
+    for name, length in lengths.items():
+        if length != n:
+            arr = group[name]
+            arr.resize((n, *arr.shape[1:]))
+
+
+def open_dataset(path: str | os.PathLike, *, lazy: bool = True) -> xr.Dataset:
+    """Open a saved data-model store; ``lazy`` keeps pixel arrays as dask arrays.
+
+    Per-sample coordinates (ids, footprints, dates, labels) are always loaded into memory, since
+    every stage needs them and they are small next to the images.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InSARDataError(f"{path}: no such store")
+    fmt = _format(path)
+    try:
+        if fmt == "zarr":
+            _repair(path)
+            ds = xr.open_zarr(path, consolidated=False, chunks={} if lazy else None)
+        else:
+            ds = xr.open_dataset(path, engine="h5netcdf", chunks={} if lazy else None)
+    except (OSError, ValueError, KeyError) as exc:
+        raise InSARDataError(f"{path}: cannot open store ({exc})") from exc
+    per_sample = [n for n, v in ds.variables.items() if v.dims == ("sample",)]
+    ds = ds.assign_coords({}).copy()
+    for name in per_sample:
+        values = np.asarray(ds[name].values)
+        if values.dtype.kind in "UT":
+            values = values.astype(object)
+        ds[name] = (("sample",), values)
+        if name in ds.coords or name in schema.PER_SAMPLE_COORDS:
+            ds = ds.set_coords(name)
+    ds = ds.assign_coords(sample=np.asarray(ds["sample"].values).astype(object))
+    if not lazy:
+        ds = ds.load()
+    ds.attrs.setdefault("pixel_spacing_m", float("nan"))
+    schema.validate(ds, where=str(path), check_values=False)
+    return ds
+
+
+def store_sample_ids(path: str | os.PathLike) -> np.ndarray:
+    """The sample ids of a Zarr store, read without touching the pixel arrays."""
+    import zarr
+
+    path = Path(path)
+    _repair(path)
+    group = zarr.open_group(str(path), mode="r")
+    return np.asarray(group["sample"][:]).astype(object)
+
+
+def _fill_for(var: xr.DataArray, n: int) -> np.ndarray:
+    kind = var.dtype.kind
+    if kind == "f":
+        return np.full(n, np.nan, dtype=var.dtype)
+    if kind == "M":
+        return np.full(n, np.datetime64("NaT"), dtype="datetime64[ns]")
+    if kind in "iub":
+        return np.zeros(n, dtype=var.dtype)
+    return np.full(n, "", dtype=object)
+
+
+def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
+    """Append the samples of ``ds`` to the Zarr store at ``path`` (created if absent).
+
+    Refuses sample ids already in the store, images of another size, or variables the store
+    does not know. Per-sample variables the store has but ``ds`` lacks are filled with
+    NaN / "" / NaT. Returns the number of samples in the store afterwards.
+    """
+    path = Path(path)
+    if not path.exists():
+        save_dataset(ds, path)
+        return int(ds.sizes["sample"])
+    if _format(path) != "zarr":
+        raise InSARDataError(f"{path}: appending needs a Zarr store (.zarr)")
+    schema.validate(ds, where="appended dataset", check_values=False)
+    existing = open_dataset(path, lazy=True)
+    problems = []
+    for dim in ("y", "x"):
+        if existing.sizes.get(dim) != ds.sizes.get(dim):
+            problems.append(
+                f"{dim} size {ds.sizes.get(dim)} differs from the store's {existing.sizes.get(dim)}"
+            )
+    pixel_new = {v for v in ds.data_vars if ds[v].ndim > 1}
+    pixel_old = {v for v in existing.data_vars if existing[v].ndim > 1}
+    if pixel_new != pixel_old:
+        problems.append(
+            f"image variables {sorted(pixel_new)} differ from the store's {sorted(pixel_old)}"
+        )
+    unknown = [v for v in ds.variables if v not in existing.variables and v != "band"]
+    if unknown:
+        problems.append(f"variables unknown to the store: {sorted(unknown)}")
+    dup = np.intersect1d(existing["sample"].values.astype(str), ds["sample"].values.astype(str))
+    if dup.size:
+        problems.append(f"{dup.size} sample id(s) already in the store: {', '.join(dup[:10])}")
+    if problems:
+        raise InSARDataError(f"cannot append to {path}: " + "; ".join(problems))
+    n = ds.sizes["sample"]
+    for name, var in existing.variables.items():
+        if var.dims == ("sample",) and name not in ds.variables:
+            ds = ds.assign({name: (("sample",), _fill_for(var, n))})
+            if name in existing.coords:
+                ds = ds.set_coords(name)
+    ds = _prepare(ds).drop_vars("band", errors="ignore")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=UserWarning)
+        ds.to_zarr(path, append_dim="sample", consolidated=False)
+    return int(existing.sizes["sample"] + n)
+
+
+class ZarrWriter:
+    """Stream chunks of samples into a new Zarr store with bounded memory.
+
+    >>> with ZarrWriter("big.zarr") as w:          # doctest: +SKIP
+    ...     for part in chunks:
+    ...         w.write(part)
+
+    Data goes to a temporary store that replaces ``path`` only when the block exits cleanly.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, chunk: int | None = None) -> None:
+        self.path = Path(path)
+        if _format(self.path) != "zarr":
+            raise InSARDataError(f"{self.path}: ZarrWriter writes .zarr stores")
+        self.chunk = chunk
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.n = 0
+
+    def __enter__(self) -> ZarrWriter:
+        _remove(self.tmp)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def write(self, ds: xr.Dataset) -> None:
+        ds = _prepare(ds)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", category=UserWarning)
+            if self.n == 0:
+                schema.validate(ds, where=str(self.path), check_values=False)
+                ds.to_zarr(
+                    self.tmp,
+                    mode="w",
+                    zarr_format=3,
+                    consolidated=False,
+                    encoding=_encoding(ds, self.chunk or ds.sizes["sample"]),
+                )
+            else:
+                ds.drop_vars("band", errors="ignore").to_zarr(
+                    self.tmp, append_dim="sample", consolidated=False
+                )
+        self.n += ds.sizes["sample"]
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None and self.n > 0:
+            _replace(self.tmp, self.path)
+        else:
+            _remove(self.tmp)
