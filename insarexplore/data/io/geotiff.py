@@ -1,0 +1,271 @@
+"""LiCSAR / COMET GeoTIFF interferograms -> the data model (via rioxarray).
+
+Layout: ``<frame>/interferograms/<yyyymmdd>_<yyyymmdd>/<pair>.geo.diff_pha.tif`` (wrapped phase,
+radians), optional ``<pair>.geo.cc.tif`` (coherence, 0-255 or 0-1) and ``<pair>.geo.unw.tif``
+(unwrapped phase, radians). Dates and frame come from the file and folder names; the footprint
+from the raster bounds (reprojected to EPSG:4326 when the file uses another CRS). Nodata -> NaN.
+
+Sign convention: ``displacement = -wavelength / (4 pi) * unw``, line of sight, metres, positive
+towards the satellite, so that ``phase = -4 pi / wavelength * displacement`` as in the data model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from insarexplore.data.io._common import SkipLog, check_path, find_frame, parse_date_pair
+from insarexplore.errors import InSARDataError
+
+__all__ = ["LicsarPair", "find_licsar_pairs", "read_licsar", "read_licsar_pair"]
+
+PHASE_SUFFIX = ".geo.diff_pha.tif"
+COHERENCE_SUFFIX = ".geo.cc.tif"
+UNWRAPPED_SUFFIX = ".geo.unw.tif"
+_M_PER_DEG = 111_320.0
+
+
+@dataclass(frozen=True)
+class LicsarPair:
+    """The files of one interferogram and the metadata their names carry."""
+
+    sample: str
+    phase: Path
+    coherence: Path | None
+    unwrapped: Path | None
+    frame: str
+    primary_date: np.datetime64
+    secondary_date: np.datetime64
+
+
+def find_licsar_pairs(path: str | Path) -> list[LicsarPair]:
+    """Every ``*.geo.diff_pha.tif`` under ``path`` (a frame, interferograms or pair folder, or
+    the file itself) with its companion coherence/unwrapped files and parsed metadata."""
+    root = check_path(path, "LiCSAR path")
+    if root.is_file():
+        if not root.name.endswith(PHASE_SUFFIX):
+            raise InSARDataError(f"{root}: not a LiCSAR wrapped-phase file (*{PHASE_SUFFIX})")
+        files, base = [root], root.parent
+    else:
+        files = sorted(p for p in root.rglob(f"*{PHASE_SUFFIX}") if p.is_file())
+        base = root
+    if not files:
+        raise InSARDataError(f"no LiCSAR wrapped-phase files (*{PHASE_SUFFIX}) under {root}")
+    pairs = []
+    for f in files:
+        stem = f.name[: -len(PHASE_SUFFIX)]
+        primary, secondary, m = parse_date_pair(stem)
+        if m is None:
+            primary, secondary, m = parse_date_pair(f.parent.name)
+        # nearest folder first: <frame>/interferograms/<pair>/<file>
+        frame = find_frame(stem, *reversed(f.parent.parts))
+        if frame and m is not None:
+            sample = f"{frame}/{m.group(0)}"
+        else:
+            sample = f.relative_to(base).as_posix()[: -len(PHASE_SUFFIX)] if f != root else stem
+        cc, unw = f.with_name(stem + COHERENCE_SUFFIX), f.with_name(stem + UNWRAPPED_SUFFIX)
+        pairs.append(
+            LicsarPair(
+                sample=sample,
+                phase=f,
+                coherence=cc if cc.is_file() else None,
+                unwrapped=unw if unw.is_file() else None,
+                frame=frame,
+                primary_date=primary,
+                secondary_date=secondary,
+            )
+        )
+    return pairs
+
+
+def _read_band(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], str]:
+    """One band as float32 north-up (NaN = nodata), its EPSG:4326 bounds, and its source dtype."""
+    import rioxarray
+    from rasterio.errors import RasterioError
+
+    try:
+        da = rioxarray.open_rasterio(path, masked=True)
+        try:
+            dtype = str(da.encoding.get("rasterio_dtype", da.encoding.get("dtype", da.dtype)))
+            if da.sizes.get("band", 1) != 1:
+                raise InSARDataError(
+                    f"{path}: {what} raster has {da.sizes['band']} bands, expected 1 "
+                    "(an RGB rendering? read it with read_image_folder)"
+                )
+            if da.rio.crs is None:
+                raise InSARDataError(f"{path}: {what} raster has no CRS (not georeferenced)")
+            transform = da.rio.transform()
+            if transform.b != 0 or transform.d != 0:
+                raise InSARDataError(f"{path}: {what} raster is on a rotated grid (unsupported)")
+            if da.rio.crs.to_epsg() != 4326:
+                da = da.rio.reproject("EPSG:4326")
+                transform = da.rio.transform()
+            bounds = tuple(float(v) for v in da.rio.bounds())
+            values = np.asarray(da.values[0], dtype=np.float32)
+        finally:
+            da.close()
+    except InSARDataError:
+        raise
+    except (RasterioError, OSError, ValueError) as err:
+        raise InSARDataError(f"{path}: cannot read {what} raster ({err})") from err
+    if transform.e > 0:  # south-up grid: flip so that row 0 is the northern edge
+        values = values[::-1].copy()
+    return values, bounds, dtype
+
+
+def _coherence(values: np.ndarray, dtype: str, path: Path) -> np.ndarray:
+    """0-255 or 0-1 coherence -> float32 in [0, 1]."""
+    finite = values[np.isfinite(values)]
+    top = float(finite.max()) if finite.size else 0.0
+    low = float(finite.min()) if finite.size else 0.0
+    if low < 0:
+        raise InSARDataError(f"{path}: coherence has negative values (min {low:.4g})")
+    if np.dtype(dtype).kind in "iu" or top > 1.0 + 1e-4:
+        if top > 255:
+            raise InSARDataError(
+                f"{path}: coherence values up to {top:.4g} fit neither the 0-1 nor the 0-255 encoding"
+            )
+        values = values / np.float32(255.0)
+    return np.clip(values, 0.0, 1.0).astype(np.float32)
+
+
+def read_licsar_pair(pair: LicsarPair, *, wavelength_m: float | None = None) -> xr.Dataset:
+    """One interferogram as a one-sample Dataset; raises InSARDataError naming the bad file."""
+    from insarexplore.data.schema import S1_WAVELENGTH_M, new_dataset
+
+    wavelength = S1_WAVELENGTH_M if wavelength_m is None else float(wavelength_m)
+    phase, bounds, dtype = _read_band(pair.phase, "wrapped phase")
+    if np.dtype(dtype).kind != "f":
+        raise InSARDataError(
+            f"{pair.phase}: wrapped phase has dtype {dtype}, expected float radians"
+        )
+    if not np.isfinite(phase).any():
+        raise InSARDataError(f"{pair.phase}: wrapped phase is all NaN / nodata")
+    extra: dict[str, np.ndarray] = {}
+    layers: dict[str, np.ndarray] = {}
+    for name, path in (("coherence", pair.coherence), ("unwrapped", pair.unwrapped)):
+        if path is None:
+            continue
+        values, b, dt = _read_band(path, name)
+        if values.shape != phase.shape:
+            raise InSARDataError(
+                f"{path}: {name} raster is {values.shape[0]}x{values.shape[1]} but the phase "
+                f"raster {pair.phase.name} is {phase.shape[0]}x{phase.shape[1]}"
+            )
+        if not np.allclose(b, bounds, atol=1e-6, rtol=0):
+            raise InSARDataError(f"{path}: {name} bounds {b} differ from the phase bounds {bounds}")
+        layers[name] = _coherence(values, dt, path) if name == "coherence" else values
+    displacement = None
+    if "unwrapped" in layers:
+        displacement = (-wavelength / (4 * np.pi) * layers["unwrapped"]).astype(np.float32)
+    extra["has_coherence"] = np.array([pair.coherence is not None])
+    extra["has_displacement"] = np.array([pair.unwrapped is not None])
+    h = phase.shape[0]
+    ds = new_dataset(
+        phase=phase[None],
+        coherence=layers["coherence"][None] if "coherence" in layers else None,
+        displacement=None if displacement is None else displacement[None],
+        sample=[pair.sample],
+        lon_min=bounds[0],
+        lat_min=bounds[1],
+        lon_max=bounds[2],
+        lat_max=bounds[3],
+        primary_date=[pair.primary_date],
+        secondary_date=[pair.secondary_date],
+        frame=pair.frame,
+        source=str(pair.phase),
+        extra=extra,
+        wavelength_m=wavelength,
+        pixel_spacing_m=(bounds[3] - bounds[1]) / h * _M_PER_DEG,
+    )
+    return ds
+
+
+def _fill_missing(parts: list[xr.Dataset]) -> list[xr.Dataset]:
+    """Give every part the same pixel variables: absent coherence/displacement become NaN."""
+    names = {v for p in parts for v in ("coherence", "displacement") if v in p}
+    out = []
+    for p in parts:
+        for v in names - set(p.data_vars):
+            p = p.assign({v: (p["phase"].dims, np.full(p["phase"].shape, np.nan, np.float32))})
+        out.append(p)
+    return out
+
+
+def read_licsar(
+    path: str | Path,
+    *,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    min_valid: float = 0.0,
+    strict: bool = False,
+    wavelength_m: float | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Read LiCSAR interferograms under ``path`` into one Dataset (optionally cut into patches).
+
+    ``path`` is a frame folder, its ``interferograms`` folder, one pair folder, or one
+    ``*.geo.diff_pha.tif``. Sample ids are ``<frame>/<primary>_<secondary>`` (patches append
+    ``_r<row>_c<col>`` and keep the pair id as ``group``). With ``patch_size`` every frame is cut
+    into ``patch_size`` squares every ``stride`` pixels (default: no overlap), each with its own
+    footprint; patches whose valid fraction is at most ``min_valid`` are dropped (all-NaN ones
+    always). Without ``patch_size``, frames of different sizes cannot share one Dataset and raise
+    :class:`InSARDataError`. Pairs missing the coherence or unwrapped file get NaN there
+    (see the ``has_coherence`` / ``has_displacement`` variables). Bad files are skipped and
+    listed in ``ds.attrs["skipped"]`` (JSON), or raise when ``strict``.
+    """
+    from tqdm.auto import tqdm
+
+    from insarexplore.data import accessor as _accessor  # noqa: F401  (registers ds.insar)
+    from insarexplore.data.schema import concat
+
+    if patch_size is not None and patch_size < 1:
+        raise ValueError(f"patch_size must be a positive number of pixels; got {patch_size}")
+    if stride is not None and patch_size is None:
+        raise ValueError("stride needs patch_size")
+    if not 0.0 <= min_valid < 1.0:
+        raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
+    pairs = find_licsar_pairs(path)
+    skipped = SkipLog(strict=strict)
+    parts: list[xr.Dataset] = []
+    seen: dict[str, Path] = {}
+    for pair in tqdm(pairs, desc="LiCSAR", unit="ifg", disable=not progress or len(pairs) < 2):
+        if pair.sample in seen:
+            skipped.fail(
+                pair.phase, f"duplicate sample id {pair.sample!r} (also {seen[pair.sample]})"
+            )
+            continue
+        try:
+            ds = read_licsar_pair(pair, wavelength_m=wavelength_m)
+            if patch_size is not None:
+                ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
+        except InSARDataError as err:
+            problem = str(err)
+            skipped.fail(pair.phase, problem.removeprefix(f"{pair.phase}: "))
+            continue
+        seen[pair.sample] = pair.phase
+        parts.append(ds)
+    if not parts:
+        first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
+        raise InSARDataError(
+            f"{path}: none of the {len(pairs)} interferograms could be read "
+            f"(first problem: {first['file']}: {first['problem']})"
+        )
+    shapes = {(p.sizes["y"], p.sizes["x"]) for p in parts}
+    if len(shapes) > 1:
+        detail = "; ".join(
+            f"{p['sample'].values[0]}: {p.sizes['y']}x{p.sizes['x']}" for p in parts[:6]
+        )
+        raise InSARDataError(
+            f"{path}: interferograms have different sizes ({detail}); read the frames one at a "
+            "time or pass patch_size to cut them into patches of one size"
+        )
+    ds = parts[0] if len(parts) == 1 else concat(_fill_missing(parts))
+    spacing = [p.attrs["pixel_spacing_m"] for p in parts]
+    ds.attrs["pixel_spacing_m"] = float(np.median(spacing))
+    ds.attrs["skipped"] = skipped.to_json()
+    skipped.warn(f"read_licsar({path})", len(pairs))
+    return ds

@@ -1,0 +1,337 @@
+"""Hephaestus annotations (Bountos et al., CVPR-W 2022) as a table, and joined to their images.
+
+One JSON file per interferogram (``annotations/<uniqueID>.json``) carries the expert labels and
+rich metadata; the images live at ``<frameID>/interferograms/<primary>_<secondary>/InSAR.png``
+(and ``Coherence.png``). The annotation archive is read straight from the ``.tar.gz``, never
+extracted to disk.
+
+Multi-label files (40 in the public release, e.g. ``["Deformation", "Earthquake"]``) get one
+deterministic ``label`` string: the distinct labels in the fixed order of ``LABELS`` joined by
+``"+"`` (``"Deformation+Earthquake"``); the original lists stay in ``label_list``.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import json
+import lzma
+import tarfile
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from insarexplore.data.io._common import SkipLog, check_path, parse_date
+from insarexplore.errors import InSARDataError
+
+__all__ = ["LABELS", "hephaestus_image_paths", "read_hephaestus", "read_hephaestus_annotations"]
+
+#: Hephaestus class labels, in the order used to join multi-label annotations.
+LABELS: tuple[str, ...] = ("Deformation", "Earthquake", "Non_Deformation")
+#: 0/1 (or 0/1/2) quality flags of every annotation file.
+FLAG_FIELDS: tuple[str, ...] = (
+    "corrupted",
+    "processing_error",
+    "glacier_fringes",
+    "orbital_fringes",
+    "atmospheric_fringes",
+    "low_coherence",
+    "no_info",
+    "image_artifacts",
+    "is_crowd",
+)
+_IN_MEMORY_BYTES = 64 << 20
+_REQUIRED = ("uniqueID", "frameID", "primary_date", "secondary_date", "label")
+
+
+def _join(values: list[str], order: tuple[str, ...] = ()) -> str:
+    """Distinct values, known ones in ``order`` first, the rest sorted, joined by '+'."""
+    distinct = set(values)
+    known = [v for v in order if v in distinct]
+    return "+".join(known + sorted(distinct.difference(order)))
+
+
+def _decompress(raw: bytes) -> bytes:
+    """Undo gzip/bzip2/xz compression by magic number (plain tar passes through)."""
+    if raw[:2] == b"\x1f\x8b":
+        return gzip.decompress(raw)
+    if raw[:3] == b"BZh":
+        return bz2.decompress(raw)
+    if raw[:6] == b"\xfd7zXZ\x00":
+        return lzma.decompress(raw)
+    return raw
+
+
+def _iter_json(path: Path, skipped: SkipLog) -> Iterator[tuple[str, bytes]]:
+    """(name, raw bytes) of every ``.json`` member of a tar archive or file in a folder."""
+    if path.is_dir():
+        files = sorted(path.rglob("*.json"))
+        for f in files:
+            try:
+                yield str(f), f.read_bytes()
+            except OSError as err:
+                skipped.fail(f, f"cannot read: {err}")
+        return
+    if path.suffix == ".json":
+        yield str(path), path.read_bytes()
+        return
+    try:
+        # Small archives are decompressed into memory in one go (much faster than tarfile's
+        # small reads); large ones are streamed ("r|*": sequential, no seeks). Never extracted.
+        if path.stat().st_size < _IN_MEMORY_BYTES:
+            source = {"fileobj": io.BytesIO(_decompress(path.read_bytes())), "mode": "r:"}
+        else:
+            source = {"name": path, "mode": "r|*"}
+        with tarfile.open(**source) as tf:
+            for member in tf:
+                if not (member.isfile() and member.name.endswith(".json")):
+                    continue
+                fh = tf.extractfile(member)
+                if fh is not None:
+                    yield f"{path}:{member.name}", fh.read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error, lzma.LZMAError) as err:
+        raise InSARDataError(f"{path}: not a readable tar archive of JSON files ({err})") from err
+
+
+def _record(name: str, raw: bytes) -> dict:
+    """Parse one annotation file into a flat row; raises ValueError describing the problem."""
+    try:
+        d = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"invalid JSON ({err})") from err
+    if not isinstance(d, dict):
+        raise ValueError("JSON is not an object")
+    missing = [k for k in _REQUIRED if k not in d]
+    if missing:
+        raise ValueError(f"missing field(s) {missing}")
+    labels = d["label"] if isinstance(d["label"], list) else [d["label"]]
+    if not labels or not all(isinstance(v, str) for v in labels):
+        raise ValueError(f"'label' must be a non-empty list of strings, got {d['label']!r}")
+    try:
+        uid = int(d["uniqueID"])
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"'uniqueID' is not an integer: {d['uniqueID']!r}") from err
+    primary, secondary = parse_date(str(d["primary_date"])), parse_date(str(d["secondary_date"]))
+    if np.isnat(primary) or np.isnat(secondary):
+        raise ValueError(f"bad dates {d['primary_date']!r}, {d['secondary_date']!r}")
+    activity = [str(v) for v in d.get("activity_type") or []]
+    intensity = [str(v) for v in d.get("intensity_level") or []]
+    row = {
+        "uniqueID": uid,
+        "frameID": str(d["frameID"]),
+        "primary_date": primary,
+        "secondary_date": secondary,
+        "label": _join(labels, LABELS),
+        "label_list": list(labels),
+        "n_labels": len(labels),
+        "activity_type": _join(activity),
+        "activity_type_list": activity,
+        "intensity_level": _join(intensity),
+        "intensity_level_list": intensity,
+        "phase": str(d.get("phase", "")),
+        "confidence": float(d.get("confidence", np.nan)),
+        "n_masks": len(d.get("segmentation_mask") or []),
+        "segmentation_mask": d.get("segmentation_mask") or [],
+        "caption": str(d.get("caption", "")),
+        "file": name,
+    }
+    for flag in FLAG_FIELDS:
+        row[flag] = int(d.get(flag, 0) or 0)
+    return row
+
+
+def read_hephaestus_annotations(path: str | Path, *, strict: bool = False) -> pd.DataFrame:
+    """Read Hephaestus annotation JSONs (a ``.tar.gz``/``.tar``, a folder, or one file) as a table.
+
+    One row per annotation, sorted by ``uniqueID``. Columns: ``uniqueID``, ``frameID``,
+    ``primary_date``/``secondary_date`` (datetime64), ``label`` (joined, see module doc),
+    ``label_list``, ``n_labels``, ``activity_type`` / ``intensity_level`` (distinct values joined
+    by "+") with the original lists in ``*_list``, ``phase`` (Rest/Unrest/Rebound/None),
+    ``confidence``, the quality flags, ``n_masks``, ``segmentation_mask``, ``caption``, ``file``.
+    Bad or duplicate files are skipped and listed in ``df.attrs["skipped"]`` (JSON), or raise
+    :class:`InSARDataError` when ``strict``.
+    """
+    p = check_path(path, "Hephaestus annotations")
+    skipped = SkipLog(strict=strict)
+    rows: list[dict] = []
+    seen: dict[int, str] = {}
+    total = 0
+    for name, raw in _iter_json(p, skipped):
+        total += 1
+        try:
+            row = _record(name, raw)
+        except ValueError as err:
+            skipped.fail(name, str(err))
+            continue
+        if row["uniqueID"] in seen:
+            skipped.fail(
+                name, f"duplicate uniqueID {row['uniqueID']} (also in {seen[row['uniqueID']]})"
+            )
+            continue
+        seen[row["uniqueID"]] = name
+        rows.append(row)
+    if not rows:
+        raise InSARDataError(
+            f"{p}: no readable Hephaestus annotation files ({total} JSON files, "
+            f"{len(skipped.entries)} skipped)"
+        )
+    df = pd.DataFrame(rows).sort_values("uniqueID", kind="stable").reset_index(drop=True)
+    df.attrs["skipped"] = skipped.to_json()
+    skipped.warn(f"read_hephaestus_annotations({p})", total)
+    return df
+
+
+def hephaestus_image_paths(annotations: pd.DataFrame, image_root: str | Path) -> pd.DataFrame:
+    """Expected ``InSAR.png`` / ``Coherence.png`` path of each annotation, and whether they exist."""
+    root = Path(image_root)
+    pair = (
+        annotations["primary_date"].dt.strftime("%Y%m%d")
+        + "_"
+        + annotations["secondary_date"].dt.strftime("%Y%m%d")
+    )
+    folders = [root / f / "interferograms" / pr for f, pr in zip(annotations["frameID"], pair)]
+    insar = [f / "InSAR.png" for f in folders]
+    coh = [f / "Coherence.png" for f in folders]
+    return pd.DataFrame(
+        {
+            "insar_path": [str(x) for x in insar],
+            "coherence_path": [str(x) for x in coh],
+            "has_insar": [x.is_file() for x in insar],
+            "has_coherence": [x.is_file() for x in coh],
+        },
+        index=annotations.index,
+    )
+
+
+def _decode_all(
+    paths: list[str], size: tuple[int, int], fit: str, workers: int | None, progress: bool
+) -> list[tuple[np.ndarray | None, tuple[int, int], str]]:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    from insarexplore.data.io._decode import load_image
+    from insarexplore.data.io.images import default_workers
+
+    with ThreadPoolExecutor(default_workers(workers)) as pool:
+        results = pool.map(load_image, paths, [size] * len(paths), [fit] * len(paths))
+        return list(
+            tqdm(
+                results,
+                total=len(paths),
+                desc="Hephaestus",
+                unit="img",
+                disable=not progress or len(paths) < 64,
+            )
+        )
+
+
+def read_hephaestus(
+    annotations: str | Path | pd.DataFrame,
+    image_root: str | Path,
+    *,
+    size: int | tuple[int, int] = 224,
+    fit: str = "resize",
+    coherence: bool = True,
+    strict: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> xr.Dataset:
+    """Join Hephaestus annotations to their images under ``image_root`` -> the data model.
+
+    ``annotations`` is the annotation archive/folder or a table from
+    :func:`read_hephaestus_annotations`. Each annotation whose
+    ``<image_root>/<frameID>/interferograms/<primary>_<secondary>/InSAR.png`` exists becomes a
+    sample (``image``, brought to ``size`` with ``fit``, see :data:`insarexplore.data.io.images.FITS`),
+    with ``coherence`` = ``Coherence.png`` / 255 when ``coherence`` is true (NaN where that file is
+    absent). Ids are ``hephaestus/<uniqueID>``; the group is the interferogram
+    ``<frameID>/<primary>_<secondary>``; footprints are unknown (NaN). Per-sample metadata:
+    ``uniqueID``, ``activity_type``, ``activity_phase`` (the JSON ``phase`` field, renamed so it
+    cannot be mistaken for wrapped phase), ``intensity_level``, ``confidence``, ``n_labels``, the
+    quality flags and ``caption``. Annotations without images are counted in
+    ``ds.attrs["n_without_images"]``; unreadable images are skipped (``ds.attrs["skipped"]``).
+    """
+    from insarexplore.data.io.images import FITS, _size
+    from insarexplore.data.schema import new_dataset
+
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
+    target = _size(size)
+    assert target is not None
+    root = check_path(image_root, "Hephaestus image root")
+    if isinstance(annotations, pd.DataFrame):
+        df = annotations.reset_index(drop=True)
+    else:
+        df = read_hephaestus_annotations(annotations, strict=strict)
+    dup = df["uniqueID"].duplicated()
+    if dup.any():
+        raise InSARDataError(
+            f"annotations: duplicate uniqueID(s) {df.loc[dup, 'uniqueID'].head(5).tolist()}"
+        )
+    paths = hephaestus_image_paths(df, root)
+    have = paths["has_insar"].to_numpy()
+    if not have.any():
+        raise InSARDataError(
+            f"{root}: none of the {len(df)} annotated interferograms has its image there "
+            f"(expected e.g. {paths['insar_path'].iloc[0]})"
+        )
+    skipped = SkipLog(strict=strict)
+    skipped.entries.extend(json.loads(df.attrs.get("skipped", "[]")))  # annotation-stage skips
+    df, paths = df[have].reset_index(drop=True), paths[have].reset_index(drop=True)
+    decoded = _decode_all(paths["insar_path"].tolist(), target, fit, workers, progress)
+    keep = np.zeros(len(df), dtype=bool)
+    images = []
+    for i, (arr, _, problem) in enumerate(decoded):
+        if arr is None:
+            skipped.fail(paths["insar_path"].iloc[i], problem)
+        else:
+            keep[i] = True
+            images.append(arr)
+    if not images:
+        raise InSARDataError(f"{root}: none of the {len(df)} Hephaestus images could be read")
+    df, paths = df[keep].reset_index(drop=True), paths[keep].reset_index(drop=True)
+    coh = None
+    if coherence and paths["has_coherence"].any():
+        coh = np.full((len(df), *target), np.nan, dtype=np.float32)
+        idx = np.flatnonzero(paths["has_coherence"].to_numpy())
+        cpaths = paths["coherence_path"].to_numpy()[idx].tolist()
+        results = _decode_all(cpaths, target, fit, workers, progress)
+        for i, cpath, (arr, _, problem) in zip(idx, cpaths, results):
+            if arr is None:
+                skipped.fail(cpath, f"coherence not loaded: {problem}")
+            else:
+                coh[i] = arr.mean(axis=2, dtype=np.float32) / np.float32(255.0)
+    pair = (
+        df["primary_date"].dt.strftime("%Y%m%d") + "_" + df["secondary_date"].dt.strftime("%Y%m%d")
+    )
+    extra = {
+        "uniqueID": df["uniqueID"].to_numpy(np.int64),
+        "activity_type": df["activity_type"].to_numpy(object),
+        "activity_phase": df["phase"].to_numpy(object),
+        "intensity_level": df["intensity_level"].to_numpy(object),
+        "confidence": df["confidence"].to_numpy(np.float64),
+        "n_labels": df["n_labels"].to_numpy(np.int64),
+        "caption": df["caption"].to_numpy(object),
+        **{flag: df[flag].to_numpy(np.int8) for flag in FLAG_FIELDS},
+    }
+    ds = new_dataset(
+        image=np.stack(images),
+        coherence=coh,
+        sample=[f"hephaestus/{u}" for u in df["uniqueID"]],
+        primary_date=df["primary_date"].to_numpy("datetime64[ns]"),
+        secondary_date=df["secondary_date"].to_numpy("datetime64[ns]"),
+        frame=df["frameID"].tolist(),
+        source=paths["insar_path"].tolist(),
+        label=df["label"].tolist(),
+        group=(df["frameID"] + "/" + pair).tolist(),
+        extra=extra,
+    )
+    ds.attrs["n_without_images"] = int((~have).sum())
+    ds.attrs["skipped"] = skipped.to_json()
+    skipped.warn(f"read_hephaestus({root})", len(df) + len(skipped.entries))
+    return ds
