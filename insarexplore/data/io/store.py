@@ -222,9 +222,9 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
             )
     pixel_new = {v for v in ds.data_vars if ds[v].ndim > 1}
     pixel_old = {v for v in existing.data_vars if existing[v].ndim > 1}
-    if pixel_new != pixel_old:
+    if not (pixel_old & {"phase", "image"}) <= pixel_new or not pixel_new <= pixel_old:
         problems.append(
-            f"image variables {sorted(pixel_new)} differ from the store's {sorted(pixel_old)}"
+            f"image variables {sorted(pixel_new)} do not fit the store's {sorted(pixel_old)}"
         )
     unknown = [v for v in ds.variables if v not in existing.variables and v != "band"]
     if unknown:
@@ -235,6 +235,9 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
     if problems:
         raise InSARDataError(f"cannot append to {path}: " + "; ".join(problems))
     n = ds.sizes["sample"]
+    for name in sorted(pixel_old - pixel_new):  # optional layers (coherence, displacement)
+        shape = (n, *existing[name].shape[1:])
+        ds = ds.assign({name: (existing[name].dims, np.full(shape, np.nan, np.float32))})
     for name, var in existing.variables.items():
         if var.dims == ("sample",) and name not in ds.variables:
             ds = ds.assign({name: (("sample",), _fill_for(var, n))})
