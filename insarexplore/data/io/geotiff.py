@@ -11,6 +11,7 @@ towards the satellite, so that ``phase = -4 pi / wavelength * displacement`` as 
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,34 +84,41 @@ def find_licsar_pairs(path: str | Path) -> list[LicsarPair]:
 
 def _read_band(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], str]:
     """One band as float32 north-up (NaN = nodata), its EPSG:4326 bounds, and its source dtype."""
-    import rioxarray
     from rasterio.errors import RasterioError
 
     try:
-        da = rioxarray.open_rasterio(path, masked=True)
-        try:
-            dtype = str(da.encoding.get("rasterio_dtype", da.encoding.get("dtype", da.dtype)))
-            if da.sizes.get("band", 1) != 1:
-                raise InSARDataError(
-                    f"{path}: {what} raster has {da.sizes['band']} bands, expected 1 "
-                    "(an RGB rendering? read it with read_image_folder)"
-                )
-            if da.rio.crs is None:
-                raise InSARDataError(f"{path}: {what} raster has no CRS (not georeferenced)")
-            transform = da.rio.transform()
-            if transform.b != 0 or transform.d != 0:
-                raise InSARDataError(f"{path}: {what} raster is on a rotated grid (unsupported)")
-            if da.rio.crs.to_epsg() != 4326:
-                da = da.rio.reproject("EPSG:4326")
-                transform = da.rio.transform()
-            bounds = tuple(float(v) for v in da.rio.bounds())
-            values = np.asarray(da.values[0], dtype=np.float32)
-        finally:
-            da.close()
+        with warnings.catch_warnings():
+            # affine >= 2.4 flags rioxarray's `*` composition; not ours to fix, and noisy
+            warnings.simplefilter("ignore", PendingDeprecationWarning)
+            return _read_band_unchecked(path, what)
     except InSARDataError:
         raise
     except (RasterioError, OSError, ValueError) as err:
         raise InSARDataError(f"{path}: cannot read {what} raster ({err})") from err
+
+
+def _read_band_unchecked(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], str]:
+    import rioxarray
+
+    da = rioxarray.open_rasterio(path, masked=True)
+    try:
+        dtype = str(da.encoding.get("rasterio_dtype", da.encoding.get("dtype", da.dtype)))
+        if da.sizes.get("band", 1) != 1:
+            raise InSARDataError(
+                f"{path}: {what} raster has {da.sizes['band']} bands, expected 1 "
+                "(an RGB rendering? read it with read_image_folder)"
+            )
+        if da.rio.crs is None:
+            raise InSARDataError(f"{path}: {what} raster has no CRS (not georeferenced)")
+        transform = da.rio.transform()
+        if transform.b != 0 or transform.d != 0:
+            raise InSARDataError(f"{path}: {what} raster is on a rotated grid (unsupported)")
+        grid = da if da.rio.crs.to_epsg() == 4326 else da.rio.reproject("EPSG:4326")
+        transform = grid.rio.transform()
+        bounds = tuple(float(v) for v in grid.rio.bounds())
+        values = np.asarray(grid.values[0], dtype=np.float32)
+    finally:
+        da.close()
     if transform.e > 0:  # south-up grid: flip so that row 0 is the northern edge
         values = values[::-1].copy()
     return values, bounds, dtype

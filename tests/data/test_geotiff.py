@@ -1,0 +1,224 @@
+"""LiCSAR GeoTIFF reader on GeoTIFFs written here with rasterio (real georeferencing, nodata)."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from readers_fixtures import NODATA, RES, WEST, write_geotiff, write_licsar_pair
+
+from insarexplore.data.io.geotiff import find_licsar_pairs, read_licsar
+from insarexplore.data.schema import S1_WAVELENGTH_M
+from insarexplore.errors import InSARDataError
+
+FRAME = "079D_07694_131313"
+
+
+def test_single_pair_values_footprint_dates_and_sign(tmp_path):
+    truth = write_licsar_pair(tmp_path, shape=(40, 48), coherence="uint8")
+    ds = read_licsar(tmp_path / FRAME, progress=False)
+    ds.insar.validate()
+    assert list(ds["sample"].values) == [f"{FRAME}/20150819_20150912"]
+    assert ds["frame"].item() == FRAME
+    assert ds["primary_date"].values[0] == np.datetime64("2015-08-19")
+    assert ds["secondary_date"].values[0] == np.datetime64("2015-09-12")
+    # footprint from the raster bounds
+    assert ds["lon_min"].item() == pytest.approx(WEST)
+    assert ds["lon_max"].item() == pytest.approx(WEST + 48 * RES)
+    assert ds["lat_max"].item() == pytest.approx(14.5)
+    assert ds["lat_min"].item() == pytest.approx(14.5 - 40 * RES)
+    assert ds.attrs["pixel_spacing_m"] == pytest.approx(RES * 111_320, rel=1e-3)
+    phase = ds["phase"].values[0]
+    assert phase.dtype == np.float32
+    # nodata -> NaN exactly where it was written, values equal elsewhere
+    np.testing.assert_array_equal(np.isnan(phase), np.isnan(truth["phase"]))
+    np.testing.assert_allclose(phase, truth["phase"], atol=1e-6)
+    assert np.nanmin(phase) >= -np.pi and np.nanmax(phase) < np.pi
+    # 0-255 coherence encoding scaled to [0, 1]
+    np.testing.assert_allclose(ds["coherence"].values[0], truth["coherence"], atol=1e-6)
+    # displacement = -lambda / (4 pi) * unw: positive unw -> motion away (negative)
+    expected = -S1_WAVELENGTH_M / (4 * np.pi) * truth["unw"]
+    np.testing.assert_allclose(ds["displacement"].values[0], expected, rtol=1e-5, atol=1e-9)
+    assert json.loads(ds.attrs["skipped"]) == []
+
+
+def test_float_coherence_encoding_and_missing_layers(tmp_path):
+    truth = write_licsar_pair(tmp_path, coherence="float", unwrapped=False)
+    ds = read_licsar(truth["folder"], progress=False)
+    np.testing.assert_allclose(ds["coherence"].values[0], truth["coherence"], atol=1e-6)
+    assert "displacement" not in ds
+    assert not bool(ds["has_displacement"].values[0])
+
+
+def test_every_entry_point_finds_the_same_pairs(tmp_path):
+    for i, (p, s) in enumerate([("20150819", "20150912"), ("20150912", "20151006")]):
+        write_licsar_pair(tmp_path, primary=p, secondary=s, seed=i)
+    frame = tmp_path / FRAME
+    ids = lambda path: list(read_licsar(path, progress=False)["sample"].values)  # noqa: E731
+    both = [f"{FRAME}/20150819_20150912", f"{FRAME}/20150912_20151006"]
+    assert ids(frame) == both
+    assert ids(frame / "interferograms") == both
+    assert ids(frame / "interferograms" / "20150912_20151006") == both[1:]
+    single = frame / "interferograms/20150819_20150912/20150819_20150912.geo.diff_pha.tif"
+    assert ids(single) == both[:1]
+    assert find_licsar_pairs(single)[0].coherence is not None
+
+
+def test_phase_outside_range_is_rewrapped(tmp_path):
+    pha = np.linspace(0, 4 * np.pi, 30 * 30, dtype=np.float32).reshape(30, 30)
+    pha[0, 0] = np.pi  # the upper edge belongs to -pi
+    pair = tmp_path / FRAME / "interferograms" / "20200101_20200113"
+    write_geotiff(pair / "20200101_20200113.geo.diff_pha.tif", pha)
+    ds = read_licsar(pair, progress=False)
+    out = ds["phase"].values[0]
+    assert out.min() >= -np.pi and out.max() < np.pi
+    assert out[0, 0] == pytest.approx(-np.pi)
+    np.testing.assert_allclose(np.exp(1j * out), np.exp(1j * pha), atol=1e-5)
+
+
+def test_patches_have_their_own_footprints(tmp_path):
+    truth = write_licsar_pair(tmp_path, shape=(40, 48))
+    ds = read_licsar(tmp_path, patch_size=16, stride=16, progress=False)
+    assert ds.sizes["y"] == ds.sizes["x"] == 16
+    assert ds.sizes["sample"] == 2 * 3  # 40 // 16 rows, 48 // 16 cols
+    parent = f"{FRAME}/20150819_20150912"
+    assert set(ds["group"].values) == {parent}
+    for sid in ds["sample"].values:
+        r = int(sid.split("_r")[1].split("_c")[0])
+        c = int(sid.split("_c")[1])
+        one = ds.sel(sample=sid)
+        assert float(one["lon_min"]) == pytest.approx(WEST + c * RES)
+        assert float(one["lon_max"]) == pytest.approx(WEST + (c + 16) * RES)
+        assert float(one["lat_max"]) == pytest.approx(14.5 - r * RES)
+        assert float(one["lat_min"]) == pytest.approx(14.5 - (r + 16) * RES)
+        np.testing.assert_array_equal(
+            np.isnan(one["phase"].values), np.isnan(truth["phase"][r : r + 16, c : c + 16])
+        )
+        np.testing.assert_allclose(
+            one["phase"].values, truth["phase"][r : r + 16, c : c + 16], atol=1e-6
+        )
+
+
+def test_frames_of_different_sizes_need_patch_size(tmp_path):
+    write_licsar_pair(tmp_path, frame="079D_07694_131313", shape=(40, 48))
+    write_licsar_pair(tmp_path, frame="021D_09150_131313", shape=(36, 50), west=29.0, seed=1)
+    with pytest.raises(InSARDataError, match="different sizes.*patch_size"):
+        read_licsar(tmp_path, progress=False)
+    ds = read_licsar(tmp_path, patch_size=16, progress=False)
+    assert set(ds["frame"].values) == {"079D_07694_131313", "021D_09150_131313"}
+    assert ds.sizes["sample"] == 2 * 3 + 2 * 3
+
+
+def test_pairs_with_and_without_coherence_concatenate(tmp_path):
+    write_licsar_pair(tmp_path, primary="20150819", secondary="20150912", coherence="uint8")
+    write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", coherence=None, seed=2)
+    ds = read_licsar(tmp_path, progress=False)
+    assert ds["has_coherence"].values.tolist() == [True, False]
+    assert np.isnan(ds["coherence"].values[1]).all()
+    assert np.isfinite(ds["coherence"].values[0]).any()
+
+
+def test_reprojects_other_crs_to_lonlat(tmp_path):
+    pha = np.random.default_rng(0).uniform(-3, 3, (20, 20)).astype(np.float32)
+    pair = tmp_path / "utm" / "20200101_20200113"
+    # UTM zone 37N, 100 m pixels, north-west corner at (500 km E, 1600 km N) ~ 39 E, 14.5 N
+    write_geotiff(
+        pair / "20200101_20200113.geo.diff_pha.tif",
+        pha,
+        west=500_000.0,
+        north=1_600_000.0,
+        res=100.0,
+        crs="EPSG:32637",
+    )
+    ds = read_licsar(pair, progress=False)
+    assert 38.9 < ds["lon_min"].item() < ds["lon_max"].item() < 39.1
+    assert 14.4 < ds["lat_min"].item() < ds["lat_max"].item() < 14.5
+
+
+# -- bad input -------------------------------------------------------------------------------
+
+
+def test_missing_path_and_empty_folder(tmp_path):
+    with pytest.raises(InSARDataError, match="does not exist"):
+        read_licsar(tmp_path / "nope")
+    with pytest.raises(InSARDataError, match="no LiCSAR wrapped-phase files"):
+        read_licsar(tmp_path)
+    (tmp_path / "x.tif").write_bytes(b"")
+    with pytest.raises(InSARDataError, match="not a LiCSAR wrapped-phase file"):
+        read_licsar(tmp_path / "x.tif")
+
+
+def _bad_folder(tmp_path):
+    """One good pair plus: corrupt, truncated, integer, all-nodata, and size-mismatched pairs."""
+    write_licsar_pair(tmp_path, primary="20150101", secondary="20150113")
+    ifg = tmp_path / FRAME / "interferograms"
+    (ifg / "20150113_20150125").mkdir()
+    (ifg / "20150113_20150125" / "20150113_20150125.geo.diff_pha.tif").write_bytes(b"not a tiff")
+    good = write_licsar_pair(tmp_path, primary="20150125", secondary="20150206")["folder"]
+    raw = (good / "20150125_20150206.geo.diff_pha.tif").read_bytes()
+    (good / "20150125_20150206.geo.diff_pha.tif").write_bytes(raw[: len(raw) // 2])
+    write_geotiff(
+        ifg / "20150206_20150218" / "20150206_20150218.geo.diff_pha.tif",
+        np.ones((40, 48), np.int16),
+    )
+    write_geotiff(
+        ifg / "20150218_20150302" / "20150218_20150302.geo.diff_pha.tif",
+        np.full((40, 48), NODATA, np.float32),
+        nodata=NODATA,
+    )
+    mm = write_licsar_pair(tmp_path, primary="20150302", secondary="20150314")["folder"]
+    write_geotiff(mm / "20150302_20150314.geo.cc.tif", np.ones((40, 47), np.uint8))
+
+
+def test_bad_files_are_skipped_and_reported(tmp_path, caplog):
+    _bad_folder(tmp_path)
+    with caplog.at_level(logging.WARNING, logger="insarexplore.data.io"):
+        ds = read_licsar(tmp_path, progress=False)
+    assert list(ds["sample"].values) == [f"{FRAME}/20150101_20150113"]
+    skipped = {e["file"].split("/")[-1]: e["problem"] for e in json.loads(ds.attrs["skipped"])}
+    assert len(skipped) == 5
+    assert "cannot read" in skipped["20150113_20150125.geo.diff_pha.tif"]
+    assert "cannot read" in skipped["20150125_20150206.geo.diff_pha.tif"]
+    assert "dtype int16" in skipped["20150206_20150218.geo.diff_pha.tif"]
+    assert "all NaN" in skipped["20150218_20150302.geo.diff_pha.tif"]
+    assert "40x47" in skipped["20150302_20150314.geo.diff_pha.tif"]
+    assert "20150302_20150314.geo.cc.tif" in skipped["20150302_20150314.geo.diff_pha.tif"]
+    assert "skipped 5 of 6 files" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("pair", "message"),
+    [
+        ("20150113_20150125", r"20150113_20150125\.geo\.diff_pha\.tif: cannot read"),
+        ("20150206_20150218", r"20150206_20150218\.geo\.diff_pha\.tif: .*dtype int16"),
+        ("20150218_20150302", r"20150218_20150302\.geo\.diff_pha\.tif: .*all NaN"),
+        ("20150302_20150314", r"20150302_20150314\.geo\.cc\.tif: coherence raster is 40x47"),
+    ],
+)
+def test_strict_raises_naming_the_file(tmp_path, pair, message):
+    _bad_folder(tmp_path)
+    with pytest.raises(InSARDataError, match=message):
+        read_licsar(tmp_path / FRAME / "interferograms" / pair, strict=True, progress=False)
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    write_licsar_pair(tmp_path / "copy1")
+    write_licsar_pair(tmp_path / "copy2")
+    ds = read_licsar(tmp_path, progress=False)
+    assert ds.sizes["sample"] == 1
+    (entry,) = json.loads(ds.attrs["skipped"])
+    assert "duplicate sample id" in entry["problem"] and "copy2" in entry["file"]
+    with pytest.raises(InSARDataError, match="duplicate sample id"):
+        read_licsar(tmp_path, strict=True, progress=False)
+
+
+def test_bad_parameters(tmp_path):
+    write_licsar_pair(tmp_path)
+    with pytest.raises(ValueError, match="patch_size"):
+        read_licsar(tmp_path, patch_size=0)
+    with pytest.raises(ValueError, match="stride needs patch_size"):
+        read_licsar(tmp_path, stride=8)
+    with pytest.raises(InSARDataError, match="exceeds"):
+        read_licsar(tmp_path, patch_size=64, strict=True, progress=False)
