@@ -1,0 +1,267 @@
+"""Batched, on-device augmentations for interferogram channels (and their compositions).
+
+Phase batches are ``(B, 4, H, W)`` float tensors ``[cos, sin, coherence, valid]`` (the output of
+``ds.insar.to_channels()``); colour renderings are ``(B, 3, H, W)`` in [0, 1]. Every function
+draws its randomness from torch's generator on the batch's device, keeps the dtype, and keeps the
+invariants of the data: ``cos^2 + sin^2 = 1`` where valid, all channels 0 where not, coherence
+and valid in [0, 1]. Per-sample choices are made with masks, never Python loops over samples.
+
+Defaults of ``PhaseAugment`` (on unless noted) and why:
+
+* random resized crop (scale 0.35-1) + flips + 90-degree rotations: deformation patterns have
+  no preferred position, orientation or handedness; crops also vary apparent fringe density.
+* constant phase offset (uniform 0-2 pi): an exact symmetry of wrapped phase (the reference
+  point of an interferogram is arbitrary), so features must not depend on it.
+* atmosphere screens (power-law, up to 1 rad std) and phase noise (up to 0.5 rad): the
+  nuisances every real interferogram carries; features should see through them.
+* decorrelation (pixels below a random coherence threshold, up to 0.4, turn to speckle) and
+  cutout (one hole, p 0.5): real scenes lose coherence over water, vegetation and snow.
+* phase conjugation (sign flip) is OFF: it swaps uplift and subsidence, which users may care
+  about.
+
+``insarexplore.ssl.augment_rgb`` holds the palette-aware equivalents for renderings.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "PhaseAugment",
+    "atmosphere",
+    "cutout",
+    "decorrelation",
+    "phase_conjugate",
+    "phase_noise",
+    "phase_offset",
+    "power_law_screen",
+    "random_flip",
+    "random_resized_crop",
+    "random_rot90",
+    "rotate_phase",
+]
+
+
+def _check_phase(x: Tensor) -> None:
+    if x.ndim != 4 or x.shape[1] != 4:
+        raise ValueError(f"phase batch must be (B, 4, H, W) [cos, sin, coh, valid], got {x.shape}")
+
+
+def _mask(b: int, p: float, device: torch.device) -> Tensor:
+    return torch.rand(b, device=device) < p
+
+
+def rotate_phase(x: Tensor, angle: Tensor) -> Tensor:
+    """Add ``angle`` (radians; (B,) or (B, H, W)) to the phase of a (B, 4, H, W) batch.
+
+    Rotating the (cos, sin) pair is exact: it needs no wrapping and leaves invalid pixels
+    (cos = sin = 0) at zero.
+    """
+    _check_phase(x)
+    if angle.ndim == 1:
+        angle = angle[:, None, None]
+    c, s = torch.cos(angle).to(x.dtype), torch.sin(angle).to(x.dtype)
+    cos, sin = x[:, 0], x[:, 1]
+    return torch.stack([cos * c - sin * s, sin * c + cos * s, x[:, 2], x[:, 3]], dim=1)
+
+
+def phase_offset(x: Tensor) -> Tensor:
+    """Add one uniform random constant in [0, 2 pi) to each sample's phase."""
+    return rotate_phase(x, torch.rand(len(x), device=x.device) * (2 * math.pi))
+
+
+def phase_conjugate(x: Tensor, p: float = 0.5) -> Tensor:
+    """Negate the phase (sin -> -sin) of a random subset: swaps uplift and subsidence."""
+    _check_phase(x)
+    sign = torch.where(_mask(len(x), p, x.device), -1.0, 1.0).to(x.dtype)
+    return torch.cat([x[:, :1], x[:, 1:2] * sign[:, None, None, None], x[:, 2:]], dim=1)
+
+
+def power_law_screen(b: int, h: int, w: int, beta: Tensor, device: torch.device) -> Tensor:
+    """(B, H, W) zero-mean, unit-std random fields with power spectrum ~ k^-beta (beta (B,)).
+
+    ``beta`` 8/3 and 11/3 are the two regimes of tropospheric turbulence.
+    """
+    noise = torch.randn(b, h, w, device=device)
+    spec = torch.fft.rfft2(noise)
+    ky = torch.fft.fftfreq(h, device=device)[:, None]
+    kx = torch.fft.rfftfreq(w, device=device)[None, :]
+    k = torch.sqrt(kx**2 + ky**2).clamp_min(1.0 / max(h, w))
+    spec = spec * k[None] ** (-beta[:, None, None] / 2)
+    field = torch.fft.irfft2(spec, s=(h, w))
+    field = field - field.mean(dim=(1, 2), keepdim=True)
+    return field / field.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
+
+
+def atmosphere(x: Tensor, max_std: float = 1.0, p: float = 0.8) -> Tensor:
+    """Add a power-law atmospheric phase screen (std uniform in [0, max_std] rad) to a subset."""
+    _check_phase(x)
+    b, _, h, w = x.shape
+    beta = 8 / 3 + torch.rand(b, device=x.device)  # between the 8/3 and 11/3 regimes
+    std = torch.rand(b, device=x.device) * max_std * _mask(b, p, x.device)
+    screen = power_law_screen(b, h, w, beta, x.device) * std[:, None, None]
+    return rotate_phase(x, screen)
+
+
+def phase_noise(x: Tensor, max_std: float = 0.5, p: float = 0.5) -> Tensor:
+    """Add white phase noise (std uniform in [0, max_std] rad, doubled where coherence is 0)."""
+    _check_phase(x)
+    b = len(x)
+    std = torch.rand(b, device=x.device) * max_std * _mask(b, p, x.device)
+    scale = std[:, None, None] * (2.0 - x[:, 2].clamp(0, 1))
+    return rotate_phase(x, torch.randn_like(x[:, 0]) * scale)
+
+
+def decorrelation(x: Tensor, max_threshold: float = 0.4, p: float = 0.5) -> Tensor:
+    """Turn pixels whose coherence is below a random per-sample threshold into speckle.
+
+    Decorrelated pixels get a uniform random phase, as in real interferograms; their
+    coherence and validity are kept (decorrelated is not no-data).
+    """
+    _check_phase(x)
+    b = len(x)
+    thr = torch.rand(b, device=x.device) * max_threshold * _mask(b, p, x.device)
+    hit = (x[:, 2] < thr[:, None, None]) & (x[:, 3] > 0.5)
+    angle = torch.rand_like(x[:, 0]) * (2 * math.pi)
+    cos = torch.where(hit, torch.cos(angle), x[:, 0])
+    sin = torch.where(hit, torch.sin(angle), x[:, 1])
+    return torch.stack([cos, sin, x[:, 2], x[:, 3]], dim=1)
+
+
+def cutout(x: Tensor, p: float = 0.5, size: tuple[float, float] = (0.1, 0.35)) -> Tensor:
+    """Zero one random rectangle (side a fraction ``size`` of the image) in a subset.
+
+    For phase batches every channel becomes 0 (= no data); for RGB the hole is black, the
+    no-data colour of renderings.
+    """
+    b, _, h, w = x.shape
+    dev = x.device
+    side = size[0] + torch.rand(b, 2, device=dev) * (size[1] - size[0])
+    hh, ww = (side[:, 0] * h).long(), (side[:, 1] * w).long()
+    y0 = (torch.rand(b, device=dev) * (h - hh + 1)).long()
+    x0 = (torch.rand(b, device=dev) * (w - ww + 1)).long()
+    ys = torch.arange(h, device=dev)[None, :, None]
+    xs = torch.arange(w, device=dev)[None, None, :]
+    hole = (ys >= y0[:, None, None]) & (ys < (y0 + hh)[:, None, None])
+    hole = hole & (xs >= x0[:, None, None]) & (xs < (x0 + ww)[:, None, None])
+    hole = hole & _mask(b, p, dev)[:, None, None]
+    return x.masked_fill(hole[:, None], 0.0)
+
+
+def random_flip(x: Tensor, p: float = 0.5) -> Tensor:
+    """Independent random horizontal and vertical flips per sample."""
+    b = len(x)
+    x = torch.where(_mask(b, p, x.device)[:, None, None, None], x.flip(-1), x)
+    return torch.where(_mask(b, p, x.device)[:, None, None, None], x.flip(-2), x)
+
+
+def random_rot90(x: Tensor) -> Tensor:
+    """Rotate each sample by a random multiple of 90 degrees (square images only)."""
+    if x.shape[-1] != x.shape[-2]:
+        raise ValueError(f"random_rot90 needs square images, got {tuple(x.shape[-2:])}")
+    k = torch.randint(0, 4, (len(x),), device=x.device)[:, None, None, None]
+    out = x
+    for i in (1, 2, 3):
+        out = torch.where(k == i, torch.rot90(x, i, dims=(-2, -1)), out)
+    return out
+
+
+def random_resized_crop(
+    x: Tensor,
+    size: int,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    phase: bool | None = None,
+) -> Tensor:
+    """Crop a random box (area fraction ``scale``, aspect ``ratio``) per sample; resize to
+    ``size`` x ``size`` with one bilinear ``grid_sample`` for the whole batch.
+
+    For phase batches (``phase`` defaults to ``C == 4``) the resampled (cos, sin) pair is
+    renormalised to unit length and the valid mask re-thresholded at 0.5.
+    """
+    b, c, h, w = x.shape
+    phase = c == 4 if phase is None else phase
+    dev = x.device
+    area = scale[0] + torch.rand(b, device=dev) * (scale[1] - scale[0])
+    logr = math.log(ratio[0]) + torch.rand(b, device=dev) * (
+        math.log(ratio[1]) - math.log(ratio[0])
+    )
+    aspect = torch.exp(logr)
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)  # fractions of the full width / height
+    sh = torch.sqrt(area / aspect).clamp(max=1.0)
+    cx = (torch.rand(b, device=dev) * 2 - 1) * (1 - sw)
+    cy = (torch.rand(b, device=dev) * 2 - 1) * (1 - sh)
+    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
+    theta[:, 0, 0], theta[:, 0, 2] = sw, cx
+    theta[:, 1, 1], theta[:, 1, 2] = sh, cy
+    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if not phase:
+        return out
+    valid = (out[:, 3] >= 0.5).to(x.dtype)
+    norm = torch.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2).clamp_min(1e-6)
+    good = valid * (norm > 1e-3).to(x.dtype)
+    cos, sin = out[:, 0] / norm * good, out[:, 1] / norm * good
+    # an all-zero (cos, sin) where valid would break the unit-circle invariant: mark invalid
+    return torch.stack([cos, sin, out[:, 2].clamp(0, 1) * good, good], dim=1)
+
+
+class PhaseAugment(nn.Module):
+    """The default pipeline for phase batches: ``(B, 4, H, W) -> (B, 4, size, size)``.
+
+    Every option is a typed keyword; set a probability or amplitude to 0 to switch a step off.
+    """
+
+    def __init__(
+        self,
+        size: int = 64,
+        *,
+        crop_scale: tuple[float, float] = (0.35, 1.0),
+        flip_p: float = 0.5,
+        rot90: bool = True,
+        offset: bool = True,
+        conjugate_p: float = 0.0,
+        atmosphere_std: float = 1.0,
+        atmosphere_p: float = 0.8,
+        noise_std: float = 0.5,
+        noise_p: float = 0.5,
+        decorrelation_threshold: float = 0.4,
+        decorrelation_p: float = 0.5,
+        cutout_p: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.size, self.crop_scale, self.flip_p, self.rot90 = size, crop_scale, flip_p, rot90
+        self.offset, self.conjugate_p = offset, conjugate_p
+        self.atmosphere_std, self.atmosphere_p = atmosphere_std, atmosphere_p
+        self.noise_std, self.noise_p = noise_std, noise_p
+        self.decorrelation_threshold, self.decorrelation_p = (
+            decorrelation_threshold,
+            decorrelation_p,
+        )
+        self.cutout_p = cutout_p
+
+    @torch.no_grad()
+    def forward(self, x: Tensor) -> Tensor:
+        _check_phase(x)
+        x = random_resized_crop(x, self.size, self.crop_scale, phase=True)
+        if self.flip_p > 0:
+            x = random_flip(x, self.flip_p)
+        if self.rot90:
+            x = random_rot90(x)
+        if self.decorrelation_p > 0 and self.decorrelation_threshold > 0:
+            x = decorrelation(x, self.decorrelation_threshold, self.decorrelation_p)
+        if self.atmosphere_p > 0 and self.atmosphere_std > 0:
+            x = atmosphere(x, self.atmosphere_std, self.atmosphere_p)
+        if self.noise_p > 0 and self.noise_std > 0:
+            x = phase_noise(x, self.noise_std, self.noise_p)
+        if self.offset:
+            x = phase_offset(x)
+        if self.conjugate_p > 0:
+            x = phase_conjugate(x, self.conjugate_p)
+        if self.cutout_p > 0:
+            x = cutout(x, self.cutout_p)
+        return x
