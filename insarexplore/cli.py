@@ -1,0 +1,364 @@
+"""The ``insarexplore`` command line: a thin layer over the library.
+
+Every command parses its arguments and calls one or two library functions; nothing here holds
+logic the Python API lacks. Heavy libraries are imported inside the command functions, so
+``insarexplore --help`` answers at once. Errors on bad input print one clear line and exit 2
+(``--debug`` shows the traceback); Ctrl-C exits 130 and leaves the workspace consistent, so
+running the same command again resumes (stores are written atomically, training checkpoints).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["build_parser", "main"]
+
+PROG = "insarexplore"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DEMO_DIR = "demo-workspace"
+
+_HANDLED = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def _say(message: str) -> None:
+    """Progress notes go to stderr, so stdout stays clean for data (--json, CSV)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def _open(path: str | Path):  # -> Workspace
+    from insarexplore.workspace import Workspace
+
+    return Workspace.open(path)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def _add_command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int | None],
+    summary: str,
+    examples: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A sub-command with its one-line summary, a description and an examples epilog."""
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=description or summary,
+        epilog="examples:\n" + examples.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
+    )
+    parser.set_defaults(func=func, command=name)
+    return parser
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="torch device: cpu, cuda, cuda:1, mps (default: best available)",
+    )
+
+
+# -- info -------------------------------------------------------------------------------------
+def _cmd_info(args: argparse.Namespace) -> int:
+    status = _open(args.workspace).status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"workspace  {status['path']}")
+    data = status.get("data")
+    if data:
+        variables = ", ".join(data["variables"])
+        print(f"data       {data['samples']:,} samples, {data['size']} px ({variables})")
+    else:
+        print("data       none yet (insarexplore synth / ingest)")
+    models = status.get("models") or []
+    current = status.get("current_model")
+    print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
+    for version, emb in (status.get("embeddings") or {}).items():
+        missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
+        print(f"embedding  {version}: {emb['n']:,} x {emb['dim']}{missing}")
+    for art in status.get("artifacts") or []:
+        flag = "STALE" if art["stale"] else "current"
+        print(f"artefact   {art['kind']}/{art['key']}: {flag}")
+    print(f"labels     {'labels.sqlite' if status.get('labels_db') else 'none yet'}")
+    return 0
+
+
+def _add_info(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "info",
+        _cmd_info,
+        "show what a workspace holds and which results are stale",
+        """
+  insarexplore info demo-workspace
+  insarexplore info demo-workspace --json | jq .embeddings
+""",
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+# -- ingest -----------------------------------------------------------------------------------
+def _detect_format(path: Path) -> str:
+    """licsar (``*.geo.diff_pha.tif`` inside), hephaestus (JSON annotations) or images."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    name = path.name.lower()
+    if path.is_file():
+        if name.endswith((".tar.gz", ".tgz", ".tar", ".json")):
+            return "hephaestus"
+        if name.endswith(".geo.diff_pha.tif"):
+            return "licsar"
+        raise ValueError(f"{path}: cannot tell its format; pass --format")
+    if next(path.rglob("*.geo.diff_pha.tif"), None) is not None:
+        return "licsar"
+    if next(path.glob("*.json"), None) is not None:
+        return "hephaestus"
+    return "images"
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from insarexplore.workspace import Workspace
+
+    source = Path(args.path).expanduser()
+    fmt = args.format if args.format != "auto" else _detect_format(source)
+    if fmt == "hephaestus" and not args.images:
+        raise ValueError("--images: Hephaestus ingest needs the folder holding <frame>/... images")
+    if fmt != "licsar" and (args.patch_size or args.stride):
+        raise ValueError(f"--patch-size/--stride apply to LiCSAR frames, not to {fmt}")
+    _say(f"reading {source} as {fmt} ...")
+    if fmt == "licsar":
+        from insarexplore.data.io.geotiff import read_licsar
+
+        ds = read_licsar(
+            source,
+            patch_size=args.patch_size,
+            stride=args.stride,
+            min_valid=args.min_valid,
+            strict=args.strict,
+        )
+    elif fmt == "images":
+        from insarexplore.data.io.images import read_image_folder
+
+        labels: Any = {"auto": "auto", "folders": True, "none": False}[args.labels]
+        ds = read_image_folder(
+            source,
+            size=args.size,
+            labels=labels,
+            strict=args.strict,
+            recover_phase=args.recover_phase,
+            palette=args.palette,
+            fit=args.fit,
+            workers=args.workers,
+        )
+    else:
+        from insarexplore.data.io.hephaestus import read_hephaestus
+
+        ds = read_hephaestus(
+            source,
+            args.images,
+            size=args.size or 224,
+            fit=args.fit if args.fit != "auto" else "resize",
+            strict=args.strict,
+            workers=args.workers,
+        )
+    skipped = json.loads(ds.attrs.get("skipped", "[]") or "[]")
+    ws = Workspace.create(args.workspace, exist_ok=True)
+    total = ws.add_data(ds)
+    _say(
+        f"added {ds.sizes['sample']:,} samples to {ws.path} (now {total:,})"
+        + (f"; skipped {len(skipped)} file(s), first: {skipped[0]}" if skipped else "")
+    )
+    return 0
+
+
+def _add_ingest(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "ingest",
+        _cmd_ingest,
+        "add LiCSAR GeoTIFF frames, image folders or Hephaestus data to a workspace",
+        """
+  insarexplore ingest ws/ /data/licsar/079D_07694_131313 --patch-size 224
+  insarexplore ingest ws/ /data/renderings/ --size 224          # one sub-folder per class
+  insarexplore ingest ws/ annotations.tar.gz --images /data/hephaestus/
+""",
+        description=(
+            "Read interferograms into the workspace's data store (created if needed; appended\n"
+            "to otherwise). The format is detected from PATH unless --format is given. Bad files\n"
+            "are skipped and reported (use --strict to stop at the first one)."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder (created if missing)")
+    p.add_argument("path", help="frame folder, image folder, or Hephaestus annotations")
+    p.add_argument("--format", choices=["auto", "licsar", "images", "hephaestus"], default="auto")
+    p.add_argument("--strict", action="store_true", help="fail on the first bad file")
+    p.add_argument("--workers", type=_positive_int, default=None, help="reader threads")
+    g = p.add_argument_group("LiCSAR GeoTIFF frames")
+    g.add_argument("--patch-size", type=_positive_int, default=None, help="cut frames into N px")
+    g.add_argument("--stride", type=_positive_int, default=None, help="patch step (default N)")
+    g.add_argument("--min-valid", type=_fraction, default=0.0, help="drop emptier patches")
+    g = p.add_argument_group("image folders and Hephaestus")
+    g.add_argument("--size", type=_positive_int, default=None, help="common image size in px")
+    g.add_argument(
+        "--fit",
+        choices=["auto", "crop", "resize", "error"],
+        default="auto",
+        help="how images of other sizes reach --size",
+    )
+    g.add_argument(
+        "--labels",
+        choices=["auto", "folders", "none"],
+        default="auto",
+        help="class labels from sub-folder names",
+    )
+    g.add_argument("--recover-phase", action="store_true", help="recover phase from the palette")
+    g.add_argument("--palette", default=None, help="palette of the renderings (cyclic, rainbow)")
+    g.add_argument("--images", default=None, help="Hephaestus image root")
+
+
+# -- project ----------------------------------------------------------------------------------
+def _cmd_project(args: argparse.Namespace) -> int:
+    from insarexplore.explore.project import project
+
+    ws = _open(args.workspace)
+    kw: dict[str, Any] = {}
+    if args.n_neighbors is not None:
+        kw["n_neighbors"] = args.n_neighbors
+    if args.min_dist is not None:
+        kw["min_dist"] = args.min_dist
+    if args.max_fit is not None:
+        kw["max_fit"] = args.max_fit
+    if args.seed is not None:
+        kw["random_state"] = args.seed
+    _say(f"projecting embeddings with {args.method} (cached after the first fit) ...")
+    ids, xy = project(ws, method=args.method, model_version=args.model, refit=args.refit, **kw)
+    _say(f"{len(ids):,} samples projected to 2-D; stored in {ws.artifacts_dir / 'projection'}")
+    if args.clusters:
+        from insarexplore.explore.cluster import cluster
+
+        table = cluster(ws, model_version=args.model)
+        n = int(table["cluster"].max()) + 1 if len(table) else 0
+        _say(f"{n} cluster proposals ({int((table['cluster'] < 0).sum()):,} samples unassigned)")
+    return 0
+
+
+def _add_project(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "project",
+        _cmd_project,
+        "project embeddings to 2-D (UMAP or PCA), cached in the workspace",
+        """
+  insarexplore project ws/                       # UMAP with the dashboard's defaults
+  insarexplore project ws/ --method pca
+  insarexplore project ws/ --refit --clusters
+""",
+        description=(
+            "Fit a 2-D map of the current model's embeddings once and cache it; samples embedded\n"
+            "later are placed into the existing map without refitting. The dashboard uses the\n"
+            "map made with the default parameters."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--method", choices=["umap", "pca"], default="umap")
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("--n-neighbors", type=_positive_int, default=None, help="UMAP n_neighbors")
+    p.add_argument("--min-dist", type=float, default=None, help="UMAP min_dist")
+    p.add_argument("--max-fit", type=_positive_int, default=None, help="fit on a subsample")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--refit", action="store_true", help="ignore the cached map")
+    p.add_argument("--clusters", action="store_true", help="also propose clusters (HDBSCAN)")
+
+
+# -- the parser and main --------------------------------------------------------------------
+_COMMANDS: list[Callable[[Any], None]] = [_add_ingest, _add_project, _add_info]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every sub-command with its help and examples)."""
+    from insarexplore import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Explore archives of Sentinel-1 interferograms: synthesise or ingest them, pretrain\n"
+            "a self-supervised encoder, embed, project, and label them in a dashboard."
+        ),
+        epilog=(
+            "start here:\n"
+            "  insarexplore demo                 # synthetic workspace -> model -> dashboard\n"
+            "  insarexplore COMMAND --help       # options and examples of one command"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    from insarexplore.errors import InSARError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    debug = bool(getattr(args, "debug", False) or os.environ.get("INSAREXPLORE_DEBUG"))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        _say(
+            f"\n{PROG} {args.command}: interrupted. What was finished is saved; "
+            "run the same command again to resume."
+        )
+        return EXIT_INTERRUPTED
+    except (InSARError, *_HANDLED) as exc:
+        if debug:
+            raise
+        _say(f"{PROG} {args.command}: error: {exc}")
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""The command line: help with examples, exit codes, clear errors, and each command's wiring."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from insarexplore import cli
+
+COMMANDS = sorted(
+    a.dest
+    for a in cli.build_parser()._subparsers._group_actions[0]._choices_actions  # type: ignore[union-attr]
+)
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "insarexplore.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def write_pngs(root: Path, n_per_class: int = 3, size: int = 16) -> Path:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for cls in ("deformation", "none"):
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n_per_class):
+            arr = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            Image.fromarray(arr).save(root / cls / f"20200101_20200113_{cls}_{i}.png")
+    return root
+
+
+# -- structure --------------------------------------------------------------------------------
+def test_help_lists_commands_without_heavy_imports():
+    code = (
+        "import sys, insarexplore.cli as c; c.build_parser().format_help(); "
+        "print(sorted(m for m in ('numpy','torch','panel','xarray') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    text = cli.build_parser().format_help()
+    for name in COMMANDS:
+        assert name in text
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_examples(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([name, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"insarexplore {name}" in out
+
+
+def test_no_command_prints_help_and_fails(capsys):
+    assert cli.main([]) == 2
+    assert "commands:" in capsys.readouterr().err
+
+
+def test_bad_argument_value_exits_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["ingest", "ws", "src", "--patch-size", "-3"])
+    assert exc.value.code == 2
+    assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_missing_workspace_is_one_clear_line(tmp_path):
+    res = run_cli("info", str(tmp_path / "nowhere"))
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("insarexplore info: error:")
+    assert "nowhere" in lines[0] and "Traceback" not in res.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    res = run_cli("info", str(tmp_path / "nowhere"), "--debug")
+    assert res.returncode != 0 and "Traceback" in res.stderr
+
+
+def test_not_a_workspace(tmp_path, capsys):
+    (tmp_path / "folder").mkdir()
+    assert cli.main(["info", str(tmp_path / "folder")]) == 2
+    assert "not an insarexplore workspace" in capsys.readouterr().err
+
+
+# -- ingest and info --------------------------------------------------------------------------
+def test_ingest_image_folder_then_info(tmp_path, capsys):
+    src = write_pngs(tmp_path / "pngs")
+    ws = tmp_path / "ws"
+    assert cli.main(["ingest", str(ws), str(src)]) == 0
+    assert "added 6 samples" in capsys.readouterr().err
+    assert cli.main(["info", str(ws), "--json"]) == 0
+    status = json.loads(capsys.readouterr().out)
+    assert status["data"]["samples"] == 6 and status["data"]["size"] == "16x16"
+    assert cli.main(["info", str(ws)]) == 0
+    assert "6 samples, 16x16 px" in capsys.readouterr().out
+    # ingesting the same files again is refused (duplicate ids) with a clear error
+    assert cli.main(["ingest", str(ws), str(src)]) == 2
+    assert "insarexplore ingest: error:" in capsys.readouterr().err
+    from insarexplore.workspace import Workspace
+
+    labels = Workspace.open(ws).open_data()["label"].to_numpy()
+    assert sorted(set(labels)) == ["deformation", "none"]
+
+
+def test_ingest_rejects_bad_input(tmp_path, capsys):
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(tmp_path / "missing")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(empty)]) == 2
+    assert "no image files" in capsys.readouterr().err
+    odd = tmp_path / "x.dat"
+    odd.write_text("?")
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(odd)]) == 2
+    assert "pass --format" in capsys.readouterr().err
+    src = write_pngs(tmp_path / "pngs", n_per_class=1)
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(src), "--patch-size", "8"]) == 2
+    assert "--patch-size/--stride apply to LiCSAR" in capsys.readouterr().err
+
+
+def test_ingest_interrupted_leaves_workspace_consistent(tmp_path, monkeypatch, capsys):
+    src = write_pngs(tmp_path / "pngs")
+    ws = tmp_path / "ws"
+    assert cli.main(["ingest", str(ws), str(src)]) == 0
+    import insarexplore.data.io.images as images
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(images, "read_image_folder", interrupted)
+    assert cli.main(["ingest", str(ws), str(src)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+    from insarexplore.workspace import Workspace
+
+    assert Workspace.open(ws).open_data().sizes["sample"] == 6
