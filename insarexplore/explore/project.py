@@ -1,0 +1,177 @@
+"""2-D maps of the embeddings (UMAP or PCA), fitted once and cached in the workspace.
+
+UMAP costs tens of seconds per 100,000 points (plus ~36 s of numba compilation on the first fit
+in a process), so a dashboard must never refit on start: :func:`project` stores the coordinates
+and the fitted reducer under ``artifacts/projection/<key>``, keyed by method, parameters and model
+version, and checks the vectors it was fitted on by hash. Samples embedded later are placed with
+the stored reducer's ``transform`` instead of refitting, which also keeps the map stable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+__all__ = ["Projector", "project", "embedding_hash"]
+
+METHODS = ("umap", "pca")
+
+
+class Projector(TransformerMixin, BaseEstimator):
+    """UMAP or PCA to ``n_components`` dimensions, seeded (scikit-learn transformer).
+
+    ``max_fit`` caps the rows UMAP is fitted on (a seeded subsample); the others are placed
+    with ``transform``. It trades a little fidelity for a bounded fit time on huge archives.
+    """
+
+    def __init__(
+        self,
+        method: str = "umap",
+        n_components: int = 2,
+        *,
+        n_neighbors: int = 15,
+        min_dist: float = 0.1,
+        metric: str = "euclidean",
+        max_fit: int | None = None,
+        random_state: int | None = 0,
+    ) -> None:
+        self.method = method
+        self.n_components = n_components
+        self.n_neighbors = n_neighbors
+        self.min_dist = min_dist
+        self.metric = metric
+        self.max_fit = max_fit
+        self.random_state = random_state
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:
+        if self.method not in METHODS:
+            raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
+        X = validate_data(self, X, dtype=np.float32, ensure_min_samples=3)
+        n = X.shape[0]
+        if self.n_components >= n or self.n_components < 1:
+            raise ValueError(
+                f"n_components: {self.n_components} needs more than {self.n_components} samples "
+                f"(got {n}) and must be at least 1"
+            )
+        fit_rows = np.arange(n)
+        if self.max_fit is not None and n > self.max_fit:
+            rng = np.random.default_rng(self.random_state)
+            fit_rows = np.sort(rng.choice(n, size=int(self.max_fit), replace=False))
+        if self.method == "pca":
+            from sklearn.decomposition import PCA
+
+            self.reducer_ = PCA(self.n_components, random_state=self.random_state)
+            self.reducer_.fit(X[fit_rows])
+            return self.reducer_.transform(X).astype(np.float32)
+        import umap  # heavy (numba): imported only when UMAP is asked for
+
+        self.reducer_ = umap.UMAP(
+            n_components=self.n_components,
+            n_neighbors=max(2, min(self.n_neighbors, len(fit_rows) - 1)),
+            min_dist=self.min_dist,
+            metric=self.metric,
+            random_state=self.random_state,
+            n_jobs=1 if self.random_state is not None else -1,
+        )
+        self.reducer_.fit(X[fit_rows])
+        out = np.empty((n, self.n_components), dtype=np.float32)
+        out[fit_rows] = self.reducer_.embedding_
+        rest = np.setdiff1d(np.arange(n), fit_rows)
+        if rest.size:
+            out[rest] = self.reducer_.transform(X[rest])
+        return out
+
+    def fit(self, X: Any, y: Any = None) -> Projector:
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """Coordinates of the training rows as fitted (UMAP's own layout, not re-transformed)."""
+        return self._fit(X)
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Place new rows into the fitted map without refitting."""
+        check_is_fitted(self, "reducer_")
+        X = validate_data(self, X, dtype=np.float32, reset=False)
+        return np.asarray(self.reducer_.transform(X), dtype=np.float32)
+
+
+def embedding_hash(ids: np.ndarray, vectors: np.ndarray) -> str:
+    """Content hash of embeddings (ids and values): the key that makes a cache trustworthy."""
+    h = hashlib.blake2b(digest_size=12)
+    h.update("\x1f".join(map(str, ids)).encode())
+    h.update(np.ascontiguousarray(vectors, dtype=np.float32).tobytes())
+    return h.hexdigest()
+
+
+def project(
+    ws: Any,
+    method: str = "umap",
+    model_version: str | None = None,
+    *,
+    refit: bool = False,
+    **kw: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(ids, xy)`` of the workspace's embeddings, computed only when not cached.
+
+    ``kw`` are :class:`Projector` parameters (``n_components``, ``n_neighbors``, ``min_dist``,
+    ``metric``, ``max_fit``, ``random_state``). Samples embedded since the map was fitted are
+    added with ``transform``; a map whose training vectors changed is refitted.
+    """
+    import joblib
+
+    ids, vectors, emb_meta = ws.load_embeddings(model_version)
+    ids = np.asarray(ids).astype(str)
+    version = model_version or emb_meta.get("model_version") or ws.current_model
+    params = Projector(method, **kw).get_params()
+    digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
+    key = f"{method}-{version}-{digest[:10]}"
+    model_file = ws.artifact_path("projection_model", key) / "reducer.joblib"
+    pos = {s: i for i, s in enumerate(ids)}
+
+    if not refit and ws.has_artifact("projection", key) and model_file.exists():
+        arrays, meta = ws.load_artifact("projection", key)
+        fit_ids = arrays["fit_ids"].astype(str)
+        if all(s in pos for s in fit_ids):
+            fit_rows = np.fromiter((pos[s] for s in fit_ids), np.int64, len(fit_ids))
+            if embedding_hash(fit_ids, np.asarray(vectors[fit_rows])) == meta["fit_hash"]:
+                cached = dict(zip(arrays["ids"].astype(str), range(len(arrays["ids"]))))
+                new = np.array([i for i, s in enumerate(ids) if s not in cached], dtype=np.int64)
+                xy = np.empty((len(ids), arrays["xy"].shape[1]), dtype=np.float32)
+                have = np.setdiff1d(np.arange(len(ids)), new)
+                xy[have] = arrays["xy"][[cached[s] for s in ids[have]]]
+                if new.size:
+                    projector = joblib.load(model_file)
+                    xy[new] = projector.transform(np.asarray(vectors[new]))
+                    meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0) + new.size)}
+                if new.size or len(have) != len(arrays["ids"]):
+                    _save(ws, key, ids, xy, fit_ids, meta)
+                return ids, xy
+
+    projector = Projector(method, **kw)
+    xy = projector.fit_transform(np.asarray(vectors))
+    meta = {
+        "model_version": version,
+        "method": method,
+        "params": params,
+        "fit_hash": embedding_hash(ids, np.asarray(vectors)),
+        "n_fit": int(len(ids)),
+        "n_transformed": 0,
+        "embeddings_created": emb_meta.get("created"),
+    }
+    ws.save_artifact("projection_model", key, {}, {"model_version": version, "method": method})
+    joblib.dump(projector, model_file)
+    _save(ws, key, ids, xy, ids, meta)
+    return ids, xy
+
+
+def _save(
+    ws: Any, key: str, ids: np.ndarray, xy: np.ndarray, fit_ids: np.ndarray, meta: dict
+) -> None:
+    arrays = {"ids": ids.astype(object), "xy": xy, "fit_ids": np.asarray(fit_ids).astype(object)}
+    ws.save_artifact("projection", key, arrays, meta)

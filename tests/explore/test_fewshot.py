@@ -1,0 +1,76 @@
+"""Few-shot classifiers: scikit-learn contract, calibration, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_blobs
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from insarexplore.explore.fewshot import FewShotClassifier, fit_temperature, softmax
+
+METHODS = ("linear", "prototype", "knn")
+
+
+@parametrize_with_checks([FewShotClassifier(method=m, random_state=0) for m in METHODS])
+def test_sklearn_contract(estimator, check):
+    check(estimator)
+
+
+def _blobs(n=300, d=16, k=3, std=3.0, seed=0):
+    return make_blobs(n_samples=n, n_features=d, centers=k, cluster_std=std, random_state=seed)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_learns_from_few_labels(method):
+    X, y = _blobs(std=2.0)
+    rng = np.random.default_rng(0)
+    seed = np.concatenate([rng.choice(np.flatnonzero(y == c), 5, replace=False) for c in range(3)])
+    clf = FewShotClassifier(method).fit(X[seed], y[seed])
+    assert (clf.predict(X) == y).mean() > 0.9
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    assert clf.calibrated_
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_one_label_per_class_works_uncalibrated(method):
+    X, y = _blobs(std=1.0)
+    seed = np.array([np.flatnonzero(y == c)[0] for c in range(3)])
+    clf = FewShotClassifier(method).fit(X[seed], y[seed])
+    assert not clf.calibrated_ and clf.temperature_ == 1.0
+    assert (clf.predict(X) == y).mean() > 0.8
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_errors_say_how_many_labels(method):
+    X, y = _blobs()
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        FewShotClassifier(method).fit(X[:0], y[:0])
+    with pytest.raises(ValueError, match="1 class.*at least 2 classes"):
+        FewShotClassifier(method).fit(X[y == 0][:4], y[y == 0][:4])
+    with pytest.raises(ValueError, match="method"):
+        FewShotClassifier("svm").fit(X, y)
+
+
+def test_temperature_recovers_a_known_scale():
+    rng = np.random.default_rng(0)
+    true_logits = rng.normal(size=(4000, 4)) * 2.0
+    y = np.array([rng.choice(4, p=p) for p in softmax(true_logits)])
+    assert fit_temperature(true_logits * 3.0, y) == pytest.approx(3.0, rel=0.15)
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_calibration_lowers_held_out_nll(method):
+    # overlapping classes: raw scores are over- or under-confident, temperature fixes it
+    X, y = _blobs(n=2000, d=8, k=4, std=6.0, seed=1)
+    tr, te = np.arange(0, 200), np.arange(200, 2000)
+
+    def nll(clf):
+        p = clf.predict_proba(X[te])
+        return -np.mean(np.log(p[np.arange(len(te)), np.searchsorted(clf.classes_, y[te])] + 1e-12))
+
+    cal = FewShotClassifier(method).fit(X[tr], y[tr])
+    raw = FewShotClassifier(method, calibrate=False).fit(X[tr], y[tr])
+    assert nll(cal) <= nll(raw) + 1e-3
