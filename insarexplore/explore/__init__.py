@@ -10,8 +10,38 @@ import importlib
 from typing import Any
 
 _LAZY = {
+    # labels
     "LabelStore": "insarexplore.explore.labels",
     "UnknownSampleError": "insarexplore.explore.labels",
+    "export_csv": "insarexplore.explore.labelio",
+    "import_csv": "insarexplore.explore.labelio",
+    "export_geojson": "insarexplore.explore.labelio",
+    "import_geojson": "insarexplore.explore.labelio",
+    "export_hephaestus": "insarexplore.explore.labelio",
+    "import_hephaestus": "insarexplore.explore.labelio",
+    # projection and clusters
+    "Projector": "insarexplore.explore.project",
+    "project": "insarexplore.explore.project",
+    "ClusterResult": "insarexplore.explore.cluster",
+    "find_clusters": "insarexplore.explore.cluster",
+    "cluster": "insarexplore.explore.cluster",
+    # few-shot
+    "FewShotClassifier": "insarexplore.explore.fewshot",
+    "Predictions": "insarexplore.explore.fewshot",
+    "train_fewshot": "insarexplore.explore.fewshot",
+    "load_predictions": "insarexplore.explore.fewshot",
+    # active learning, anomalies, splits
+    "Suggestion": "insarexplore.explore.active",
+    "suggest": "insarexplore.explore.active",
+    "suggest_workspace": "insarexplore.explore.active",
+    "k_center_greedy": "insarexplore.explore.active",
+    "knn_scores": "insarexplore.explore.anomaly",
+    "isolation_forest_scores": "insarexplore.explore.anomaly",
+    "rank_anomalies": "insarexplore.explore.anomaly",
+    "anomaly_scores": "insarexplore.explore.anomaly",
+    "leakage_components": "insarexplore.explore.splits",
+    "group_train_test_split": "insarexplore.explore.splits",
+    "group_kfold": "insarexplore.explore.splits",
 }
 
 __all__ = list(_LAZY)

@@ -1,0 +1,295 @@
+"""Import and export of labels: CSV, GeoJSON footprints (for QGIS) and Hephaestus-style JSON.
+
+Exports write the store's current labels; imports go through the store as one operation with
+origin ``import`` (so they can be undone) and are all-or-nothing: a file naming sample ids the
+workspace does not hold is refused with the list of those ids, before anything is written.
+
+GeoJSON follows RFC 7946: a FeatureCollection of Polygons in EPSG:4326 with [lon, lat] order,
+closed counter-clockwise rings, no ``crs`` member; samples with unknown footprints get a null
+geometry. The file opens in QGIS as a polygon layer with ``sample`` and ``label`` attributes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from insarexplore.errors import InSARDataError
+from insarexplore.explore.labels import LabelStore, UnknownSampleError
+
+__all__ = [
+    "sample_table",
+    "export_csv",
+    "import_csv",
+    "export_geojson",
+    "import_geojson",
+    "export_hephaestus",
+    "import_hephaestus",
+]
+
+_FOOTPRINT = ("lon_min", "lat_min", "lon_max", "lat_max")
+
+
+def sample_table(data: Any):  # -> pandas.DataFrame
+    """Per-sample metadata indexed by sample id, from a Dataset, a Workspace or a DataFrame."""
+    import pandas as pd
+
+    if isinstance(data, pd.DataFrame):
+        return data
+    if hasattr(data, "open_data"):  # a Workspace
+        data = data.open_data()
+    cols = {
+        name: np.asarray(var.values)
+        for name, var in {**data.coords, **data.data_vars}.items()
+        if name != "sample" and var.dims == ("sample",)
+    }
+    index = pd.Index(np.asarray(data["sample"].values).astype(str), name="sample")
+    return pd.DataFrame(cols, index=index)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _check_ids(ids: Iterable[str], known: Any, where: str) -> None:
+    if known is None:
+        return
+    known = set(map(str, known))
+    unknown = [s for s in ids if s not in known]
+    if unknown:
+        raise UnknownSampleError(unknown, where=where)
+
+
+def _import(store: LabelStore, pairs: list[tuple[str, str]], known: Any, where: str) -> int:
+    seen: dict[str, str] = {}
+    for s, lab in pairs:
+        if seen.setdefault(s, lab) != lab:
+            raise InSARDataError(
+                f"{where}: sample {s!r} is given two labels ({seen[s]!r}, {lab!r})"
+            )
+    _check_ids(seen, known, where)
+    store.assign_many(seen.items(), origin="import", description=f"import {len(seen)} from {where}")
+    return len(seen)
+
+
+def _iso(value: Any) -> str | None:
+    import pandas as pd
+
+    if value is None or (isinstance(value, float) and np.isnan(value)) or pd.isna(value):
+        return None
+    if isinstance(value, (np.datetime64, pd.Timestamp)):
+        return pd.Timestamp(value).strftime("%Y-%m-%d")
+    return str(value)
+
+
+# -- CSV -------------------------------------------------------------------------------------
+def export_csv(store: LabelStore, path: str | Path, table: Any = None) -> int:
+    """Write ``sample,label`` rows (plus footprint, dates and frame when ``table`` is given)."""
+    import pandas as pd
+
+    labels = pd.Series(store.current(), name="label", dtype=object).sort_index()
+    frame = labels.to_frame()
+    frame.index.name = "sample"
+    if table is not None:
+        meta = sample_table(table)
+        cols = [c for c in (*_FOOTPRINT, "primary_date", "secondary_date", "frame") if c in meta]
+        frame = frame.join(meta[cols], how="left")
+    _write_atomic(Path(path), frame.to_csv())
+    return len(frame)
+
+
+def import_csv(store: LabelStore, path: str | Path, *, known_ids: Any = None) -> int:
+    """Read a CSV with ``sample`` and ``label`` columns; rows with an empty label are skipped."""
+    import pandas as pd
+
+    path = Path(path)
+    try:
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (OSError, ValueError) as exc:
+        raise InSARDataError(f"{path}: cannot read as CSV ({exc})") from exc
+    missing = [c for c in ("sample", "label") if c not in frame.columns]
+    if missing:
+        raise InSARDataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
+    pairs = [
+        (s.strip(), lab.strip()) for s, lab in zip(frame["sample"], frame["label"]) if lab.strip()
+    ]
+    return _import(store, pairs, known_ids, str(path))
+
+
+# -- GeoJSON ---------------------------------------------------------------------------------
+def export_geojson(
+    store: LabelStore, path: str | Path, table: Any, *, include_unlabelled: bool = False
+) -> int:
+    """Footprint polygons with their labels as an RFC 7946 FeatureCollection; returns features."""
+    meta = sample_table(table)
+    labels = store.current()
+    ids = meta.index.astype(str)
+    chosen = ids if include_unlabelled else [s for s in ids if s in labels]
+    missing = [c for c in _FOOTPRINT if c not in meta]
+    if missing:
+        raise InSARDataError(f"table: no footprint column(s) {missing}")
+    sub = meta.loc[chosen]
+    boxes = sub[list(_FOOTPRINT)].to_numpy(dtype=float)
+    features = []
+    for sid, box, (_, row) in zip(sub.index, boxes, sub.iterrows()):
+        geometry = None
+        if np.isfinite(box).all():
+            x0, y0, x1, y1 = (float(v) for v in box)
+            geometry = {
+                "type": "Polygon",
+                "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
+            }
+        props = {"sample": str(sid), "label": labels.get(str(sid), "")}
+        for col in ("frame", "primary_date", "secondary_date"):
+            if col in row:
+                props[col] = _iso(row[col])
+        features.append(
+            {"type": "Feature", "id": str(sid), "geometry": geometry, "properties": props}
+        )
+    doc = {"type": "FeatureCollection", "features": features}
+    _write_atomic(Path(path), json.dumps(doc, allow_nan=False))
+    return len(features)
+
+
+def import_geojson(store: LabelStore, path: str | Path, *, known_ids: Any = None) -> int:
+    """Read labels from features' ``sample`` and ``label`` properties (empty labels skipped)."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InSARDataError(f"{path}: cannot read as GeoJSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
+        raise InSARDataError(f"{path}: not a GeoJSON FeatureCollection")
+    pairs = []
+    for i, feat in enumerate(doc.get("features", [])):
+        props = (feat or {}).get("properties") or {}
+        sample, label = props.get("sample", feat.get("id")), props.get("label")
+        if sample is None:
+            raise InSARDataError(f"{path}: feature {i} has no 'sample' property or id")
+        if label:
+            pairs.append((str(sample), str(label)))
+    return _import(store, pairs, known_ids, str(path))
+
+
+# -- Hephaestus-style JSON -------------------------------------------------------------------
+def export_hephaestus(store: LabelStore, path: str | Path, table: Any = None) -> int:
+    """Labelled samples as Hephaestus-style annotation records.
+
+    ``path`` ending in ``.json`` gets one JSON list; otherwise it is a folder with one
+    ``<n>.json`` file per sample, as in the Hephaestus release. ``label`` is a list (a
+    ``"+"``-joined label is split back), ``sample`` keeps our id so the round trip is exact.
+    """
+    import pandas as pd
+
+    labels = store.current()
+    meta = sample_table(table) if table is not None else pd.DataFrame(index=pd.Index([]))
+    records = []
+    for i, (sid, label) in enumerate(sorted(labels.items())):
+        row = meta.loc[sid] if sid in meta.index else {}
+        date = {
+            k: _iso(row.get(k)) if k in row else None for k in ("primary_date", "secondary_date")
+        }
+        records.append(
+            {
+                "uniqueID": sid.split("/", 1)[1] if sid.startswith("hephaestus/") else i,
+                "sample": sid,
+                "frameID": _iso(row.get("frame")) if "frame" in row else None,
+                "primary_date": date["primary_date"] and date["primary_date"].replace("-", ""),
+                "secondary_date": date["secondary_date"]
+                and date["secondary_date"].replace("-", ""),
+                "label": label.split("+"),
+                "activity_type": [],
+                "confidence": 1.0,
+                "annotator": store.author,
+            }
+        )
+    path = Path(path)
+    if path.suffix == ".json":
+        _write_atomic(path, json.dumps(records, indent=1))
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+        for i, rec in enumerate(records):
+            _write_atomic(path / f"{i}.json", json.dumps(rec))
+    return len(records)
+
+
+def _records(path: Path) -> Iterator[tuple[str, Any]]:
+    if path.is_dir():
+        for f in sorted(path.rglob("*.json")):
+            yield str(f), json.loads(f.read_text(encoding="utf-8"))
+    elif path.name.endswith((".tar.gz", ".tgz", ".tar")):
+        with tarfile.open(path) as tar:
+            for member in tar:
+                if member.isfile() and member.name.endswith(".json"):
+                    yield f"{path}:{member.name}", json.load(tar.extractfile(member))
+    else:
+        yield str(path), json.loads(path.read_text(encoding="utf-8"))
+
+
+def import_hephaestus(
+    store: LabelStore, path: str | Path, table: Any = None, *, known_ids: Any = None
+) -> int:
+    """Import Hephaestus-style annotations (one file, a folder of files, or a .tar.gz).
+
+    Records are matched to samples by their ``sample`` field, else ``hephaestus/<uniqueID>``,
+    else (``frameID``, ``primary_date``, ``secondary_date``) against ``table``. Multi-label
+    records become one ``"+"``-joined label, as the Hephaestus reader does.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InSARDataError(f"{path}: no such file or folder")
+    meta = sample_table(table) if table is not None else None
+    known = set(map(str, known_ids)) if known_ids is not None else None
+    if known is None and meta is not None:
+        known = set(meta.index.astype(str))
+    by_pair: dict[tuple[str, str, str], str] = {}
+    if meta is not None and {"frame", "primary_date", "secondary_date"} <= set(meta.columns):
+        for sid, fr, p, s in zip(
+            meta.index, meta["frame"], meta["primary_date"], meta["secondary_date"]
+        ):
+            key = (str(fr), (_iso(p) or "").replace("-", ""), (_iso(s) or "").replace("-", ""))
+            by_pair[key] = str(sid)
+    pairs, unmatched = [], []
+    try:
+        for where, doc in _records(path):
+            for rec in doc if isinstance(doc, list) else [doc]:
+                if not isinstance(rec, dict) or "label" not in rec:
+                    raise InSARDataError(f"{where}: not a Hephaestus annotation (no 'label')")
+                labels = rec["label"] if isinstance(rec["label"], list) else [rec["label"]]
+                label = "+".join(sorted({str(v) for v in labels if v}))
+                if not label:
+                    continue
+                sid = rec.get("sample")
+                if (
+                    sid is None
+                    and known is not None
+                    and f"hephaestus/{rec.get('uniqueID')}" in known
+                ):
+                    sid = f"hephaestus/{rec.get('uniqueID')}"
+                if sid is None:
+                    key = (
+                        str(rec.get("frameID")),
+                        str(rec.get("primary_date")),
+                        str(rec.get("secondary_date")),
+                    )
+                    sid = by_pair.get(key)
+                if sid is None:
+                    unmatched.append(f"uniqueID={rec.get('uniqueID')}")
+                    continue
+                pairs.append((str(sid), label))
+    except (OSError, ValueError, tarfile.TarError) as exc:
+        if isinstance(exc, InSARDataError):
+            raise
+        raise InSARDataError(f"{path}: cannot read Hephaestus annotations ({exc})") from exc
+    if unmatched:
+        raise UnknownSampleError(unmatched, where=f"{path} (records matching no sample)")
+    return _import(store, pairs, known, str(path))

@@ -1,0 +1,130 @@
+"""Label import/export: CSV, GeoJSON (QGIS-valid), Hephaestus JSON; unknown ids refused."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from insarexplore.data.schema import new_dataset
+from insarexplore.errors import InSARDataError
+from insarexplore.explore.labelio import (
+    export_csv,
+    export_geojson,
+    export_hephaestus,
+    import_csv,
+    import_geojson,
+    import_hephaestus,
+)
+from insarexplore.explore.labels import LabelStore, UnknownSampleError
+
+
+@pytest.fixture
+def ds():
+    n = 6
+    lon = np.linspace(10.0, 15.0, n)
+    lat = np.linspace(40.0, 42.0, n)
+    lon_min = lon.copy()
+    lon_min[5] = np.nan  # one unknown footprint
+    return new_dataset(
+        phase=np.zeros((n, 4, 4), np.float32),
+        sample=[f"s{i}" for i in range(n)],
+        lon_min=lon_min,
+        lat_min=lat,
+        lon_max=lon + 0.5,
+        lat_max=lat + 0.3,
+        primary_date=np.array(["2020-01-01"] * n, dtype="datetime64[ns]"),
+        secondary_date=np.array([f"2020-01-{7 + i:02d}" for i in range(n)], dtype="datetime64[ns]"),
+        frame=["079D_07694_131313"] * n,
+    )
+
+
+def _stores(tmp_path):
+    a = LabelStore(tmp_path / "a.sqlite", author="ana")
+    b = LabelStore(tmp_path / "b.sqlite", author="bo")
+    return a, b
+
+
+def test_csv_round_trip(tmp_path, ds):
+    a, b = _stores(tmp_path)
+    a.assign(["s0", "s1"], "mogi")
+    a.assign(["s4"], "none")
+    assert export_csv(a, tmp_path / "l.csv", ds) == 3
+    text = (tmp_path / "l.csv").read_text()
+    assert text.splitlines()[0].startswith("sample,label,lon_min")
+    assert import_csv(b, tmp_path / "l.csv", known_ids=ds["sample"].values) == 3
+    assert b.current() == a.current()
+    assert {e["origin"] for e in b.events()} == {"import"}
+    b.undo()  # an import is one operation
+    assert b.current() == {}
+
+
+def test_import_refuses_unknown_ids_and_writes_nothing(tmp_path, ds):
+    _, b = _stores(tmp_path)
+    (tmp_path / "bad.csv").write_text("sample,label\ns0,mogi\nX1,mogi\nX2,sill\n")
+    with pytest.raises(UnknownSampleError) as err:
+        import_csv(b, tmp_path / "bad.csv", known_ids=ds["sample"].values)
+    assert err.value.ids == ["X1", "X2"]
+    assert isinstance(err.value, InSARDataError) and "X1, X2" in str(err.value)
+    assert b.current() == {}
+    (tmp_path / "conflict.csv").write_text("sample,label\ns0,mogi\ns0,sill\n")
+    with pytest.raises(InSARDataError, match="two labels"):
+        import_csv(b, tmp_path / "conflict.csv")
+    (tmp_path / "cols.csv").write_text("id,class\ns0,mogi\n")
+    with pytest.raises(InSARDataError, match="missing column"):
+        import_csv(b, tmp_path / "cols.csv")
+
+
+def test_geojson_is_valid_for_qgis(tmp_path, ds):
+    a, b = _stores(tmp_path)
+    a.assign(["s1", "s5"], "dyke")
+    assert export_geojson(a, tmp_path / "l.geojson", ds) == 2
+    doc = json.loads((tmp_path / "l.geojson").read_text())
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc
+    by_id = {f["properties"]["sample"]: f for f in doc["features"]}
+    geom = by_id["s1"]["geometry"]
+    assert geom["type"] == "Polygon"
+    ring = np.array(geom["coordinates"][0])
+    assert ring.shape == (5, 2) and (ring[0] == ring[-1]).all()  # closed
+    lon0, lat0 = float(ds.lon_min[1]), float(ds.lat_min[1])
+    assert ring[0].tolist() == [lon0, lat0]  # [lon, lat] order
+    assert -180 <= ring[:, 0].min() and ring[:, 1].max() <= 90
+    area2 = np.sum(ring[:-1, 0] * ring[1:, 1] - ring[1:, 0] * ring[:-1, 1])
+    assert area2 > 0  # counter-clockwise exterior ring (RFC 7946 right-hand rule)
+    assert by_id["s1"]["properties"]["label"] == "dyke"
+    assert by_id["s1"]["properties"]["primary_date"] == "2020-01-01"
+    assert by_id["s5"]["geometry"] is None  # unknown footprint: null geometry, still listed
+    assert import_geojson(b, tmp_path / "l.geojson", known_ids=ds["sample"].values) == 2
+    assert b.current() == a.current()
+
+
+def test_hephaestus_round_trip_and_matching(tmp_path, ds):
+    a, b = _stores(tmp_path)
+    a.assign(["s0"], "Deformation")
+    a.assign(["s3"], "Deformation+Earthquake")
+    assert export_hephaestus(a, tmp_path / "h.json", ds) == 2
+    recs = json.loads((tmp_path / "h.json").read_text())
+    rec3 = next(r for r in recs if r["sample"] == "s3")
+    assert rec3["label"] == ["Deformation", "Earthquake"]
+    assert rec3["frameID"] == "079D_07694_131313" and rec3["primary_date"] == "20200101"
+    assert import_hephaestus(b, tmp_path / "h.json", ds) == 2
+    assert b.current() == a.current()
+    # real-style records (no 'sample'): matched by frame and dates; folder form
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    rec = {
+        "uniqueID": 7,
+        "frameID": "079D_07694_131313",
+        "primary_date": "20200101",
+        "secondary_date": "20200108",
+        "label": ["Non_Deformation"],
+    }
+    (folder / "7.json").write_text(json.dumps(rec))
+    _, c = _stores(tmp_path / "c")
+    assert import_hephaestus(c, folder, ds) == 1
+    assert c.current() == {"s1": "Non_Deformation"}
+    rec["secondary_date"] = "19990101"
+    (folder / "8.json").write_text(json.dumps(rec))
+    with pytest.raises(UnknownSampleError, match="uniqueID=7"):
+        import_hephaestus(c, folder, ds)
