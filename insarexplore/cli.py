@@ -306,8 +306,88 @@ def _add_project(sub: Any) -> None:
     p.add_argument("--clusters", action="store_true", help="also propose clusters (HDBSCAN)")
 
 
+# -- serve ------------------------------------------------------------------------------------
+def _dashboard_url(server: Any, address: str) -> str:
+    host = "127.0.0.1" if address in ("", "0.0.0.0", "::") else address
+    return f"http://{host}:{server.port}{server.prefix or ''}/"
+
+
+def run_server(server: Any, address: str) -> str:
+    """Start a Bokeh server made with ``start=False``, print its URL, block until stopped.
+
+    The URL line (``insarexplore dashboard: http://...``) goes to stdout once the socket is
+    bound, so scripts and tests can wait for it. Ctrl-C stops the server cleanly.
+    """
+    url = _dashboard_url(server, address)
+    server.start()
+    print(f"insarexplore dashboard: {url}", flush=True)
+    _say("press Ctrl-C to stop")
+    try:
+        server.io_loop.start()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    _say("dashboard stopped")
+    return url
+
+
+def free_port(address: str = "127.0.0.1") -> int:
+    """A port that is free right now (for ``--port 0``: the dashboard needs to know its port)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind((address if address not in ("", "0.0.0.0") else "127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from insarexplore.app.server import serve
+
+    ws = _open(args.workspace)
+    if args.port == 0:
+        args.port = free_port(args.address)
+    _say(f"loading {ws.path} ...")
+    server = serve(
+        ws,
+        address=args.address,
+        port=args.port,
+        allow_websocket_origin=args.allow_websocket_origin,
+        prefix=args.prefix,
+        user=args.user,
+        show=args.show,
+        projection=args.projection,
+        start=False,
+    )
+    run_server(server, args.address)
+    return 0
+
+
+def _add_serve(sub: Any) -> None:
+    from insarexplore.app.server import build_parser as add_serve_arguments
+
+    p = _add_command(
+        sub,
+        "serve",
+        _cmd_serve,
+        "serve the explorer dashboard of a workspace in the browser",
+        """
+  insarexplore serve demo-workspace                      # http://127.0.0.1:5006/
+  insarexplore serve ws/ --port 8080 --user alice --show
+  insarexplore serve ws/ --address 0.0.0.0 --allow-websocket-origin myhost:5006
+  insarexplore serve ws/ --prefix /user/me/proxy/5006     # behind JupyterHub's proxy
+""",
+        description=(
+            "Serve the dashboard (scatter, map, gallery, labelling, few-shot model) of a\n"
+            "workspace. Binds to 127.0.0.1 unless --address says otherwise. Every tab writes to\n"
+            "the workspace's label store; labels are recorded with --user as author."
+        ),
+    )
+    add_serve_arguments(p)
+
+
 # -- the parser and main --------------------------------------------------------------------
-_COMMANDS: list[Callable[[Any], None]] = [_add_ingest, _add_project, _add_info]
+_COMMANDS: list[Callable[[Any], None]] = [_add_ingest, _add_project, _add_serve, _add_info]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -143,3 +143,95 @@ def test_ingest_interrupted_leaves_workspace_consistent(tmp_path, monkeypatch, c
     from insarexplore.workspace import Workspace
 
     assert Workspace.open(ws).open_data().sizes["sample"] == 6
+
+
+# -- serve ------------------------------------------------------------------------------------
+def make_embedded_workspace(path: Path, n: int = 40, size: int = 16, dim: int = 8):
+    """A small workspace with phase data, a model folder and embeddings (no training)."""
+    from insarexplore.data.schema import new_dataset
+    from insarexplore.workspace import Workspace
+
+    rng = np.random.default_rng(1)
+    ws = Workspace.create(path)
+    lon = rng.uniform(10, 20, n)
+    lat = rng.uniform(30, 40, n)
+    ws.add_data(
+        new_dataset(
+            phase=rng.uniform(-np.pi, np.pi, (n, size, size)).astype(np.float32),
+            sample=[f"s{i:03d}" for i in range(n)],
+            lon_min=lon,
+            lat_min=lat,
+            lon_max=lon + 0.1,
+            lat_max=lat + 0.1,
+            label=["mogi" if i % 2 else "none" for i in range(n)],
+        )
+    )
+    version, _ = ws.new_model_dir("test")
+    ws.set_current_model(version)
+    ws.save_embeddings(version, ws.sample_ids(), rng.normal(size=(n, dim)).astype(np.float32))
+    return ws
+
+
+def wait_for_url(proc: subprocess.Popen, timeout: float = 240.0) -> str:
+    """Read the child's stdout until the dashboard URL line appears."""
+    import selectors
+    import time
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            break
+        if sel.select(timeout=1.0):
+            line = proc.stdout.readline()
+            seen.append(line)
+            if line.startswith("insarexplore dashboard: "):
+                return line.split(": ", 1)[1].strip()
+    raise AssertionError(f"no dashboard URL; rc={proc.poll()} output={''.join(seen)[-2000:]}")
+
+
+@pytest.mark.slow
+def test_serve_prints_url_serves_page_and_stops_on_ctrl_c(tmp_path):
+    import signal
+    import urllib.request
+
+    ws = make_embedded_workspace(tmp_path / "ws")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "insarexplore.cli",
+            "serve",
+            str(ws.path),
+            "--port",
+            "0",
+            "--projection",
+            "pca",
+            "--prefix",
+            "/user/me/insarexplore",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+    )
+    try:
+        url = wait_for_url(proc)
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/user/me/insarexplore/")
+        with urllib.request.urlopen(url, timeout=120) as resp:
+            html = resp.read().decode()
+        assert resp.status == 200 and "bokeh" in html.lower()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 0
+        assert "dashboard stopped" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_serve_rejects_missing_workspace(tmp_path, capsys):
+    assert cli.main(["serve", str(tmp_path / "none"), "--port", "0"]) == 2
+    assert "no such folder" in capsys.readouterr().err
