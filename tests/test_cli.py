@@ -235,3 +235,67 @@ def test_serve_prints_url_serves_page_and_stops_on_ctrl_c(tmp_path):
 def test_serve_rejects_missing_workspace(tmp_path, capsys):
     assert cli.main(["serve", str(tmp_path / "none"), "--port", "0"]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+# -- labels and suggest -----------------------------------------------------------------------
+def test_labels_import_export_counts(tmp_path, capsys):
+    ws = make_embedded_workspace(tmp_path / "ws")
+    src = tmp_path / "in.csv"
+    src.write_text("sample,label\ns000,mogi\ns001,mogi\ns002,none\ns003,none\ns004,\n")
+    assert cli.main(["labels", "import", str(ws.path), str(src), "--author", "bob"]) == 0
+    assert "imported 4 labels" in capsys.readouterr().err
+    assert cli.main(["labels", "counts", str(ws.path)]) == 0
+    out = capsys.readouterr().out
+    assert "2  mogi" in out and "2  none" in out
+
+    out_csv = tmp_path / "out.csv"
+    assert cli.main(["labels", "export", str(ws.path), str(out_csv)]) == 0
+    import pandas as pd
+
+    frame = pd.read_csv(out_csv)
+    assert sorted(frame["sample"]) == ["s000", "s001", "s002", "s003"]
+    assert {"lon_min", "lat_max"} <= set(frame.columns)
+
+    out_geo = tmp_path / "out.geojson"
+    assert cli.main(["labels", "export", str(ws.path), str(out_geo)]) == 0
+    doc = json.loads(out_geo.read_text())
+    assert doc["type"] == "FeatureCollection" and len(doc["features"]) == 4
+
+    from insarexplore.explore.labels import LabelStore
+
+    with LabelStore(ws.labels_path) as store:
+        events = store.events()
+    assert {e["author"] for e in events} == {"bob"} and {e["origin"] for e in events} == {"import"}
+
+
+def test_labels_import_unknown_ids_refused(tmp_path, capsys):
+    ws = make_embedded_workspace(tmp_path / "ws")
+    src = tmp_path / "bad.csv"
+    src.write_text("sample,label\ns000,mogi\nghost-1,none\n")
+    assert cli.main(["labels", "import", str(ws.path), str(src)]) == 2
+    err = capsys.readouterr().err
+    assert "ghost-1" in err and "nothing was imported" in err
+    assert not ws.labels_path.exists() or cli.main(["labels", "counts", str(ws.path)]) == 0
+    assert "mogi" not in capsys.readouterr().out
+    assert cli.main(["labels", "import", str(ws.path), str(tmp_path / "none.csv")]) == 2
+    assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "x.txt")]) == 2
+    assert "pass --format" in capsys.readouterr().err
+
+
+def test_suggest_diversity_then_entropy(tmp_path, capsys):
+    ws = make_embedded_workspace(tmp_path / "ws")
+    # uncertainty needs labels of two classes: a clear error first
+    assert cli.main(["suggest", str(ws.path)]) == 2
+    assert "at least 2 classes" in capsys.readouterr().err
+    assert cli.main(["suggest", str(ws.path), "--strategy", "diversity", "-n", "5", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert len(rows) == 5 and len({r["sample"] for r in rows}) == 5
+    src = tmp_path / "in.csv"
+    src.write_text("sample,label\ns000,a\ns001,a\ns002,b\ns003,b\n")
+    assert cli.main(["labels", "import", str(ws.path), str(src)]) == 0
+    out_csv = tmp_path / "next.csv"
+    assert cli.main(["suggest", str(ws.path), "-n", "3", "-o", str(out_csv)]) == 0
+    lines = out_csv.read_text().splitlines()
+    assert lines[0] == "rank,sample,score,reason" and len(lines) == 4
+    labelled = {"s000", "s001", "s002", "s003"}
+    assert not labelled & {line.split(",")[1] for line in lines[1:]}
