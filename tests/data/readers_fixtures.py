@@ -6,6 +6,7 @@ georeferencing and nodata, PIL for PNG/JPEG/TIFF renderings); nothing is downloa
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,16 @@ def write_geotiff(
         count=arr.shape[0],
         dtype=arr.dtype.name,
         crs=crs,
-        transform=from_origin(west, north, res, res),
     )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        profile["transform"] = from_origin(west, north, res, res)
     if nodata is not None:
         profile["nodata"] = nodata
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(arr)
+    with warnings.catch_warnings():  # affine's PendingDeprecationWarning inside rasterio
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(arr)
     return path
 
 

@@ -136,10 +136,22 @@ def load_image(
 
 
 def load_many(
-    paths: Sequence[str], size: tuple[int, int] | None, fit: str
-) -> list[tuple[np.ndarray | None, tuple[int, int], str]]:
-    """:func:`load_image` over a batch (one task per batch keeps process-pool overhead low)."""
-    return [load_image(p, size, fit) for p in paths]
+    paths: Sequence[str], size: tuple[int, int] | None, fit: str, palette: str | None = None
+) -> list[tuple[np.ndarray | None, tuple[int, int], str, np.ndarray | None]]:
+    """:func:`load_image` over a batch (one task per batch keeps pool overhead low).
+
+    With ``palette``, each image's phase is also recovered in the worker (4th item, else None).
+    """
+    out = []
+    for p in paths:
+        arr, orig, problem = load_image(p, size, fit)
+        phase = None
+        if arr is not None and palette is not None:
+            from insarexplore.data.palettes import recover_phase
+
+            phase = recover_phase(arr, palette=palette)
+        out.append((arr, orig, problem, phase))
+    return out
 
 
 def probe_many(paths: Sequence[str]) -> list[tuple[tuple[int, int] | None, str]]:

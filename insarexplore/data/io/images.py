@@ -14,11 +14,12 @@ Images are brought to one size (``size``, default the most common size in the fo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def list_image_files(path: str | Path, *, labels: Labels = "auto") -> list[Image
                 sample=sample,
                 label=label,
                 group=group,
-                frame=str(meta["frame"]),
+                frame=str(meta["frame"]) or find_frame(*reversed(r.parent.parts)),
                 crop=str(meta["crop"]),
                 primary_date=meta["primary_date"],  # type: ignore[arg-type]
                 secondary_date=meta["secondary_date"],  # type: ignore[arg-type]
@@ -192,52 +193,55 @@ class DecodedBatch:
     files: list[ImageFile] = field(default_factory=list)
     images: list[np.ndarray] = field(default_factory=list)
     orig: list[tuple[int, int]] = field(default_factory=list)
+    phases: list[np.ndarray] = field(default_factory=list)
 
 
-def decode_files(
+Pending = list[tuple[Sequence[ImageFile], Future]]
+
+
+def submit_files(
     files: Sequence[ImageFile],
     size: tuple[int, int],
     fit: str,
-    skipped: SkipLog,
+    palette: str | None,
     pool: Executor,
     batch: int = 32,
-) -> DecodedBatch:
-    """Decode ``files`` in parallel on ``pool``; bad ones go to ``skipped``."""
+) -> Pending:
+    """Queue the decoding of ``files`` on ``pool`` in batches (phase recovered with ``palette``)."""
+    return [
+        (chunk, pool.submit(load_many, [f.path for f in chunk], size, fit, palette))
+        for chunk in _batches(list(files), batch)
+    ]
+
+
+def collect_files(pending: Pending, skipped: SkipLog) -> DecodedBatch:
+    """Wait for queued decodes, in order; bad files go to ``skipped``."""
     out = DecodedBatch()
-    chunks = _batches(list(files), batch)
-    n = len(chunks)
-    results = pool.map(load_many, [[f.path for f in c] for c in chunks], [size] * n, [fit] * n)
-    for chunk, res in zip(chunks, results):
-        for f, (arr, orig, problem) in zip(chunk, res):
+    for chunk, future in pending:
+        for f, (arr, orig, problem, phase) in zip(chunk, future.result()):
             if arr is None:
                 skipped.fail(f.path, problem)
-            else:
-                out.files.append(f)
-                out.images.append(arr)
-                out.orig.append(orig)
+                continue
+            out.files.append(f)
+            out.images.append(arr)
+            out.orig.append(orig)
+            if phase is not None:
+                out.phases.append(phase)
     return out
 
 
-def to_dataset(
-    batch: DecodedBatch, *, recover_phase: bool = False, palette: str | None = None
-) -> xr.Dataset:
-    """Build the data model from decoded images (``phase`` recovered when asked)."""
+def to_dataset(batch: DecodedBatch, *, palette: str | None = None) -> xr.Dataset:
+    """Build the data model from decoded images (with ``phase`` when it was recovered)."""
     from insarexplore.data.schema import new_dataset
 
-    images = np.stack(batch.images)
     extra: dict[str, np.ndarray] = {
         "crop": np.array([f.crop for f in batch.files], dtype=object),
         "orig_height": np.array([o[0] for o in batch.orig], dtype=np.int32),
         "orig_width": np.array([o[1] for o in batch.orig], dtype=np.int32),
     }
-    phase = None
-    if recover_phase:
-        from insarexplore.data.palettes import recover_phase as _recover
-
-        phase = np.stack([_recover(im, palette=palette or "cyclic") for im in images])
     ds = new_dataset(
-        phase=phase,
-        image=images,
+        phase=np.stack(batch.phases) if batch.phases else None,
+        image=np.stack(batch.images),
         sample=[f.sample for f in batch.files],
         primary_date=np.array([f.primary_date for f in batch.files], dtype="datetime64[ns]"),
         secondary_date=np.array([f.secondary_date for f in batch.files], dtype="datetime64[ns]"),
@@ -247,8 +251,8 @@ def to_dataset(
         group=[f.group for f in batch.files],
         extra=extra,
     )
-    if recover_phase:
-        ds.attrs["palette"] = palette or "cyclic"
+    if batch.phases:
+        ds.attrs["palette"] = palette
     return ds
 
 
@@ -263,6 +267,15 @@ def default_workers(workers: int | None) -> int:
     except AttributeError:  # not on Linux
         n = os.cpu_count() or 1
     return max(1, min(8, n))
+
+
+def _check_options(fit: str, palette: str | None) -> None:
+    from insarexplore.data.palettes import PALETTES
+
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
+    if palette is not None and palette not in PALETTES:
+        raise ValueError(f"palette must be one of {PALETTES} or None; got {palette!r}")
 
 
 def read_image_folder(
@@ -285,23 +298,175 @@ def read_image_folder(
     ``ds.attrs["skipped"]`` (JSON), or raise :class:`InSARDataError` when ``strict``. For folders
     larger than memory use :func:`insarexplore.data.io.ingest.ingest_image_folder`.
     """
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
+    _check_options(fit, palette)
     target = _size(size)
     files = list_image_files(path, labels=labels)
     total = len(files)
     skipped = SkipLog(strict=strict)
+    recover = (palette or "cyclic") if recover_phase else None
     with ThreadPoolExecutor(default_workers(workers)) as pool:
         if target is None:
             target, bad = common_size(files, skipped, pool)
             files = [f for f in files if f.path not in bad]
-        batch = decode_files(files, target, fit, skipped, pool)
+        batch = collect_files(submit_files(files, target, fit, recover, pool), skipped)
     if not batch.images:
         raise InSARDataError(
             f"{path}: none of the {total} image files could be read "
             f"(first problem: {skipped.entries[0]['file']}: {skipped.entries[0]['problem']})"
         )
-    ds = to_dataset(batch, recover_phase=recover_phase, palette=palette)
+    ds = to_dataset(batch, palette=recover)
+    if palette is not None:
+        ds.attrs["palette"] = palette
     ds.attrs["skipped"] = skipped.to_json()
     skipped.warn(f"read_image_folder({path})", total)
     return ds
+
+
+@dataclass
+class IngestReport:
+    """What :func:`ingest_image_folder` did: counts, skipped files and why, speed."""
+
+    store_path: str
+    n_files: int
+    n_written: int
+    skipped: list[dict[str, str]]
+    size: tuple[int, int]
+    seconds: float
+    executor: str
+    workers: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_files / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_written} of {self.n_files} images ({self.size[0]}x{self.size[1]}) written to "
+            f"{self.store_path} in {self.seconds:.1f} s ({self.images_per_s:.0f} images/s, "
+            f"{self.workers} {self.executor} workers); {len(self.skipped)} skipped"
+        )
+
+
+def _executor(kind: str, workers: int) -> Executor:
+    if kind == "thread":
+        return ThreadPoolExecutor(workers)
+    if kind == "process":
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # forkserver: safe with the threads of the parent (tqdm, zarr, dask), unlike fork
+        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+    raise ValueError(f"executor must be 'thread' or 'process'; got {kind!r}")
+
+
+def _store_chunk(size: tuple[int, int], chunk_size: int, with_phase: bool) -> int:
+    """Samples per Zarr chunk: a power of two near 4 MiB of pixels, at most ``chunk_size``."""
+    per_sample = size[0] * size[1] * (3 + (4 if with_phase else 0))
+    n = max(1, min(chunk_size, (4 << 20) // per_sample))
+    return 1 << (n.bit_length() - 1)
+
+
+def ingest_image_folder(
+    path: str | Path,
+    store_path: str | Path,
+    *,
+    chunk_size: int = 512,
+    workers: int | None = None,
+    executor: str = "thread",
+    mode: str = "w-",
+    size: int | Sequence[int] | None = None,
+    labels: Labels = "auto",
+    fit: str = "auto",
+    strict: bool = False,
+    palette: str | None = None,
+    recover_phase: bool = False,
+    progress: bool = True,
+) -> IngestReport:
+    """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
+
+    Files are decoded in parallel (``executor``: "thread" or "process" pools of ``workers``;
+    threads are the default because PIL releases the GIL while decoding and they measured as
+    fast as processes without their start-up cost) ``chunk_size`` at a time; while one chunk is
+    written the next is being decoded, so at most two chunks are in memory. The store is chunked
+    in powers of two of about 4 MiB along ``sample`` for fast random access later. ``mode``: "w-" refuses an existing store, "w" replaces it
+    (atomically, when the ingestion completes), "a" appends (refusing ids already there). Other
+    options as :func:`read_image_folder`. Skipped files are returned in the report and stored
+    in the store's ``skipped`` attribute (JSON).
+    """
+    import json
+    import time
+
+    import zarr
+    from tqdm.auto import tqdm
+
+    from insarexplore.data.io.store import ZarrWriter, append_dataset
+
+    t0 = time.perf_counter()
+    _check_options(fit, palette)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if mode not in ("w-", "w", "a"):
+        raise ValueError(f"mode must be 'w-', 'w' or 'a'; got {mode!r}")
+    store = Path(store_path)
+    if mode == "w-" and store.exists():
+        raise InSARDataError(f"{store} already exists (pass mode='w' to replace, 'a' to append)")
+    target = _size(size)
+    files = list_image_files(path, labels=labels)
+    n_files, n_workers = len(files), default_workers(workers)
+    skipped = SkipLog(strict=strict)
+    recover = (palette or "cyclic") if recover_phase else None
+    written = 0
+    with _executor(executor, n_workers) as pool:
+        if target is None:
+            target, bad = common_size(files, skipped, pool)
+            files = [f for f in files if f.path not in bad]
+        store_chunk = _store_chunk(target, chunk_size, recover is not None)
+        chunk_size = -(-chunk_size // store_chunk) * store_chunk  # whole store chunks per write
+        chunks = _batches(files, chunk_size)
+        sub = max(1, min(32, chunk_size // (2 * n_workers)))
+        sink = ZarrWriter(store, chunk=store_chunk) if mode != "a" else contextlib.nullcontext()
+        bar = tqdm(total=n_files, desc="ingest", unit="img", disable=not progress)
+        try:
+            with sink as writer, bar:
+                bar.update(n_files - len(files))  # unreadable headers
+                pending = submit_files(chunks[0], target, fit, recover, pool, sub) if chunks else []
+                for k, chunk in enumerate(chunks):
+                    # queue the next chunk before waiting on this one: decode overlaps writing
+                    nxt = chunks[k + 1] if k + 1 < len(chunks) else []
+                    following = submit_files(nxt, target, fit, recover, pool, sub)
+                    batch = collect_files(pending, skipped)
+                    if batch.images:
+                        ds = to_dataset(batch, palette=recover)
+                        if writer is None:
+                            append_dataset(ds, store)
+                        else:
+                            writer.write(ds)
+                        written += len(batch.images)
+                    bar.update(len(chunk))
+                    pending = following
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    if written == 0:
+        first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
+        raise InSARDataError(
+            f"{path}: none of the {n_files} image files could be read "
+            f"(first problem: {first['file']}: {first['problem']})"
+        )
+    group = zarr.open_group(str(store), mode="r+")
+    previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
+    group.attrs["skipped"] = json.dumps(previous + skipped.entries)
+    if recover is not None or palette is not None:
+        group.attrs["palette"] = recover or palette
+    skipped.warn(f"ingest_image_folder({path})", n_files)
+    return IngestReport(
+        store_path=str(store),
+        n_files=n_files,
+        n_written=written,
+        skipped=list(skipped.entries),
+        size=target,
+        seconds=time.perf_counter() - t0,
+        executor=executor,
+        workers=n_workers,
+    )
