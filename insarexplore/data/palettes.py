@@ -81,48 +81,43 @@ def render_phase(
 
 
 def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
-    """Recover wrapped phase (float32 radians) from an RGB rendering in a known palette.
+    """Recover wrapped phase (float32 radians, shape ``rgb.shape[:-1]``) from a rendering.
 
-    Each pixel takes the phase of the nearest palette colour (Euclidean in RGB). Pure black
-    (the no-data colour) becomes NaN. For ``"rainbow"`` renderings with amplitude shading,
-    colours are normalised by their brightest channel first.
+    Each pixel takes the phase of the nearest palette colour (Euclidean in RGB, exact, via a
+    k-d tree over the palette's table, queried once per distinct colour). Pure black (the no-data
+    colour) becomes NaN. For ``"rainbow"`` renderings with amplitude shading, colours are first
+    scaled so that their brightest channel is 255, which undoes the shading. The ``"cyclic"``
+    palette must be unshaded: its colours differ in brightness, so shading is not invertible.
+    Recovery is exact up to the table resolution (2 pi / 1024) for lossless renderings; lossy
+    (JPEG) or resampled images add errors where the palette changes fast.
     """
+    if palette not in PALETTES:
+        raise ValueError(f"palette must be one of {PALETTES}; got {palette!r}")
     arr = np.asarray(rgb)
-    if arr.shape[-1] != 3:
+    if arr.ndim < 1 or arr.shape[-1] != 3:
         raise ValueError(f"rgb must end with 3 channels; got shape {arr.shape}")
+    if arr.dtype != np.uint8:
+        raise ValueError(f"rgb must be uint8; got dtype {arr.dtype}")
     flat = arr.reshape(-1, 3).astype(np.int32)
-    lut = palette_lut(palette).astype(np.int32)
-    nodata = (flat == 0).all(axis=1)
+    packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
+    colours, inverse = np.unique(packed, return_inverse=True)
+    cols = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
+    cols = cols.astype(np.float64)
     if palette == "rainbow":
-        peak = np.maximum(flat.max(axis=1, keepdims=True), 1)
-        flat = np.round(flat * (255.0 / peak)).astype(np.int32)
-    # exact lookup through a 32^3 colour cube: nearest LUT entry for every quantised colour
-    cube = _nearest_cube(palette)
-    q = np.clip(flat // 8, 0, 31)
-    idx = cube[q[:, 0], q[:, 1], q[:, 2]].astype(np.int64)
-    # refine among LUT neighbours of the cube guess using the exact colour
-    cand = (idx[:, None] + np.arange(-16, 17)[None, :]) % _LUT_SIZE
-    d = ((lut[cand] - flat[:, None, :]) ** 2).sum(axis=2)
-    best = cand[np.arange(cand.shape[0]), d.argmin(axis=1)]
-    out = (-np.pi + 2 * np.pi * (best + 0.5) / _LUT_SIZE).astype(np.float32)
-    out[nodata] = np.nan
-    out[out >= np.float32(np.pi)] = np.float32(-np.pi)
-    return out.reshape(arr.shape[:-1])
+        cols *= 255.0 / np.maximum(cols.max(axis=1, keepdims=True), 1.0)
+    _, idx = _palette_tree(palette).query(cols)
+    centres = (-np.pi + 2 * np.pi * (np.asarray(idx) + 0.5) / _LUT_SIZE).astype(np.float32)
+    centres[colours == 0] = np.nan
+    return centres[inverse.reshape(-1)].reshape(arr.shape[:-1])
 
 
-_CUBES: dict[str, np.ndarray] = {}
+_TREES: dict[str, object] = {}
 
 
-def _nearest_cube(palette: str) -> np.ndarray:
-    """32^3 table: index of the LUT colour nearest to each quantised RGB cell centre."""
-    if palette not in _CUBES:
-        lut = palette_lut(palette).astype(np.float32)
-        centres = np.arange(32, dtype=np.float32) * 8 + 3.5
-        grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
-        best = np.empty(grid.shape[0], dtype=np.int32)
-        for start in range(0, grid.shape[0], 4096):
-            g = grid[start : start + 4096]
-            d = (g**2).sum(1)[:, None] - 2 * g @ lut.T + (lut**2).sum(1)[None, :]
-            best[start : start + 4096] = d.argmin(axis=1)
-        _CUBES[palette] = best.reshape(32, 32, 32)
-    return _CUBES[palette]
+def _palette_tree(palette: str):  # -> scipy.spatial.cKDTree
+    """k-d tree over the palette's colour table (built once per palette)."""
+    if palette not in _TREES:
+        from scipy.spatial import cKDTree
+
+        _TREES[palette] = cKDTree(palette_lut(palette).astype(np.float64))
+    return _TREES[palette]
