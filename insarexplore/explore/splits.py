@@ -1,8 +1,8 @@
 """Evaluation splits without leakage: related samples always land on the same side.
 
 Crops of one interferogram share its ``group``; interferograms of one frame share its
-atmosphere, topography and processing; interferograms that share an acquisition date share that
-day's atmosphere. Any of these on both sides of a split inflates test scores. Rows are joined into
+atmosphere, topography and processing; interferograms of one period share its weather and
+season (a date-range split keeps periods apart). Any of these on both sides of a split inflates test scores. Rows are joined into
 connected components over the chosen keys (a union-find over a sparse bipartite graph), and whole
 components are assigned to train or test.
 """
@@ -37,15 +37,12 @@ def _keys(table: Any, key: str, date_freq: str) -> list[np.ndarray]:
     import pandas as pd
 
     if key == "date":
-        out = []
-        for col in ("primary_date", "secondary_date"):
-            if col not in table:
-                raise ValueError(f"by: 'date' needs a {col!r} column")
-            dates = pd.to_datetime(pd.Series(table[col]).reset_index(drop=True))
-            bins = dates.dt.to_period(date_freq).astype(str).to_numpy(object)
-            bins[dates.isna().to_numpy()] = None
-            out.append(bins)
-        return out
+        if "primary_date" not in table:
+            raise ValueError("by: 'date' needs a 'primary_date' column")
+        dates = pd.to_datetime(pd.Series(table["primary_date"]).reset_index(drop=True))
+        bins = dates.dt.to_period(date_freq).astype(str).to_numpy(object)
+        bins[dates.isna().to_numpy()] = None
+        return [bins]
     if key not in table:
         if key == "group":  # the data model's default: each sample is its own group
             return []
@@ -60,9 +57,10 @@ def leakage_components(
 ) -> np.ndarray:
     """Component id per row: rows sharing any value of any key in ``by`` are connected.
 
-    ``by`` holds column names; ``"date"`` connects rows whose primary or secondary dates fall in
-    the same period of ``date_freq`` (a pandas period alias: "M", "Q", "Y", "W", ...). Missing
-    values connect nothing.
+    ``by`` holds column names; ``"date"`` connects rows whose primary dates fall in the same
+    period of ``date_freq`` (a pandas period alias: "M", "Q", "Y", "W", ...), i.e. a date-range
+    split. (Joining on both dates would chain every consecutive pair into one component.)
+    Missing values connect nothing.
     """
     import pandas as pd
     from scipy.sparse import coo_matrix
