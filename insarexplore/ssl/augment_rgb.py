@@ -61,9 +61,13 @@ class PaletteTables:
         rainbow = palette_lut("rainbow", _K).astype(np.float32) / 255.0
         centres = (np.arange(_Q, dtype=np.float32) + 0.5) / _Q
         grid = np.stack(np.meshgrid(centres, centres, centres, indexing="ij"), -1).reshape(-1, 3)
-        d2 = (grid**2).sum(1)[:, None] - 2 * grid @ cyc.T + (cyc**2).sum(1)[None, :]
-        index = d2.argmin(axis=1)
-        dist = np.sqrt(np.maximum(d2[np.arange(len(grid)), index], 0.0))
+        index = np.empty(len(grid), dtype=np.int64)
+        dist = np.empty(len(grid), dtype=np.float32)
+        for s in range(0, len(grid), 16384):  # chunks keep the distance table small
+            g = grid[s : s + 16384]
+            d2 = (g**2).sum(1)[:, None] - 2 * g @ cyc.T + (cyc**2).sum(1)[None, :]
+            index[s : s + 16384] = d2.argmin(axis=1)
+            dist[s : s + 16384] = np.sqrt(np.maximum(d2.min(axis=1), 0.0))
         self.cyclic = torch.as_tensor(cyc, device=device)
         self.rainbow = torch.as_tensor(rainbow, device=device)
         self.cube_index = torch.as_tensor(index, device=device, dtype=torch.long)

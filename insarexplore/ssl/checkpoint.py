@@ -1,0 +1,102 @@
+"""Training checkpoints: everything needed to resume (model, optimizer, scheduler, step, RNG).
+
+Checkpoints hold only tensors and primitives and load with ``torch.load(weights_only=True)``.
+They are written atomically (temporary file + rename): a run killed mid-write keeps the
+previous checkpoint. ``find_resumable`` finds an unfinished run of the same configuration in a
+workspace's models folder, so re-running the same command continues it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from insarexplore.models.serialization import (
+    ModelMismatchError,
+    atomic_torch_save,
+    check_compatible,
+)
+
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "find_resumable",
+    "load_checkpoint",
+    "rng_state",
+    "save_checkpoint",
+    "set_rng_state",
+]
+
+CHECKPOINT_FORMAT = "insarexplore-checkpoint-v1"
+
+
+def rng_state() -> dict[str, Any]:
+    """torch CPU (and CUDA) generator states."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: str | Path, **payload: Any) -> Path:
+    """Atomically save ``payload`` (model/optimizer/scheduler states, step, ...) to ``path``."""
+    return atomic_torch_save({"format": CHECKPOINT_FORMAT, **payload}, path)
+
+
+def load_checkpoint(
+    path: str | Path, *, encoder_config: dict[str, Any] | None = None, method: str | None = None
+) -> dict[str, Any]:
+    """Load a checkpoint; with ``encoder_config``/``method`` given, refuse one that differs."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoint.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ModelMismatchError(f"{path}: cannot be read as a checkpoint ({exc})") from exc
+    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
+        raise ModelMismatchError(f"{path}: not an insarexplore training checkpoint")
+    if encoder_config is not None:
+        saved = blob["encoder_config"]
+        keys = ("arch", "channel_kind", "norm", "widths", "depths", "stem", "dim", "depth")
+        check_compatible(
+            saved,
+            where=f"checkpoint {path}",
+            in_channels=encoder_config["in_channels"],
+            **{k: encoder_config.get(k) for k in keys if k in encoder_config},
+        )
+    if method is not None and blob.get("method") != method:
+        raise ModelMismatchError(
+            f"checkpoint {path}: trained with method {blob.get('method')!r}, expected {method!r}"
+        )
+    return blob
+
+
+def find_resumable(models_dir: Path, resume_key: str) -> Path | None:
+    """The newest unfinished run folder with this resume key and a checkpoint, if any."""
+    if not models_dir.exists():
+        return None
+    found = []
+    for meta_path in models_dir.glob("*/meta.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        run = meta_path.parent
+        if (
+            meta.get("status") == "running"
+            and meta.get("resume_key") == resume_key
+            and (run / "checkpoint.pt").exists()
+        ):
+            found.append((meta.get("created", ""), run))
+    return max(found)[1] if found else None

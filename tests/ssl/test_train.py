@@ -1,0 +1,158 @@
+"""The pretraining loop: budgets, outputs, resume after interruption or SIGKILL, mismatches."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from insarexplore.models import ModelMismatchError, build_encoder, load_encoder
+from insarexplore.ssl.checkpoint import load_checkpoint
+from insarexplore.ssl.train import PretrainConfig, cosine_lr, pretrain
+
+TINY = dict(
+    batch_size=8,
+    log_every=2,
+    checkpoint_every=3,
+    monitor_every=0,
+    progress=False,
+    tensorboard=False,
+)
+
+
+def _rows(run: Path) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cosine_schedule_shape():
+    lrs = [cosine_lr(s, 100, 10, 0.01) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(0.01, abs=1e-3)
+
+
+def test_pretrain_workspace_outputs(toy_workspace):
+    cfg = PretrainConfig(steps=6, **{**TINY, "monitor_every": 4})
+    version = pretrain(toy_workspace, cfg)
+    run = toy_workspace.model_dir(version)
+    assert toy_workspace.current_model == version
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["steps"] == 6 and meta["kind"] == "phase"
+    rows = _rows(run)
+    assert [int(r["step"]) for r in rows][-1] == 6
+    assert all(float(r["loss"]) > 0 for r in rows)
+    assert any(r["knn_acc"] for r in rows)  # the toy data is labelled: the monitor ran
+    model, config = load_encoder(run, in_channels=4, channel_kind="phase")
+    assert config["arch"] == "resnet-tiny" and model(torch.zeros(2, 4, 32, 32)).shape == (2, 256)
+    with pytest.raises(ModelMismatchError, match="in_channels"):
+        load_encoder(run, in_channels=3)
+
+
+def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_toy):
+    ds = make_toy(32)
+    cfg = PretrainConfig(steps=8, **TINY)
+    pretrain(ds, cfg, out_dir=tmp_path / "straight")
+
+    calls = []
+
+    def interrupt(info):
+        calls.append(info["step"])
+        if info["step"] == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(ds, cfg, out_dir=tmp_path / "resumed", on_step=interrupt)
+    assert load_checkpoint(tmp_path / "resumed")["step"] == 5
+    pretrain(ds, cfg, out_dir=tmp_path / "resumed", on_step=lambda i: calls.append(i["step"]))
+    assert calls == [1, 2, 3, 4, 5, 6, 7, 8]
+    a, _ = load_encoder(tmp_path / "straight")
+    b, _ = load_encoder(tmp_path / "resumed")
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.allclose(pa, pb, atol=1e-6), name
+
+
+def test_minutes_budget_fits_schedule(tmp_path, make_toy):
+    cfg = PretrainConfig(minutes=0.05, **TINY)
+    t = time.perf_counter()
+    pretrain(make_toy(32), cfg, out_dir=tmp_path / "m")
+    assert time.perf_counter() - t < 30
+    ckpt = load_checkpoint(tmp_path / "m")
+    assert ckpt["step"] == ckpt["total_steps"] >= 4
+    assert ckpt["scheduler"]["_last_lr"][0] < 0.5 * 1e-3 * 8 / 128  # annealed by the end
+
+
+@pytest.mark.parametrize("method", ["moco", "vicreg"])
+def test_other_methods_and_rgb(tmp_path, method, make_toy):
+    pretrain(make_toy(24, rgb=True), PretrainConfig(steps=2, method=method, **TINY),
+             out_dir=tmp_path / method)  # fmt: skip
+    _, config = load_encoder(tmp_path / method)
+    assert config["in_channels"] == 3 and config["channel_kind"] == "rgb"
+
+
+def test_checkpoint_of_other_architecture_is_refused(tmp_path, make_toy):
+    ds = make_toy(24)
+    pretrain(ds, PretrainConfig(steps=2, **TINY), out_dir=tmp_path / "r")
+    other = build_encoder("resnet-small", 4)
+    with pytest.raises(ModelMismatchError, match="stem"):
+        load_checkpoint(tmp_path / "r", encoder_config=other.config)
+    with pytest.raises(ModelMismatchError, match="in_channels"):
+        load_checkpoint(tmp_path / "r", encoder_config=build_encoder("resnet-tiny", 3).config)
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ModelMismatchError, match="cannot be read"):
+        load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_needs_out_dir_or_workspace(toy):
+    with pytest.raises(ValueError, match="out_dir"):
+        pretrain(toy, PretrainConfig(steps=1, **TINY))
+
+
+@pytest.mark.slow
+def test_sigkill_mid_run_then_resume(toy_workspace):
+    """A run killed with SIGKILL continues from its last checkpoint to the planned step."""
+    script = textwrap.dedent(
+        f"""
+        import time
+        from insarexplore.ssl.train import PretrainConfig, pretrain
+        def slow(info):
+            time.sleep(0.15)
+        pretrain({str(toy_workspace.path)!r}, PretrainConfig(steps=24, batch_size=8,
+                 checkpoint_every=3, monitor_every=0, progress=False, tensorboard=False), on_step=slow)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    try:
+        deadline = time.time() + 120
+        ckpt = None
+        while time.time() < deadline and ckpt is None:
+            found = list(toy_workspace.models_dir.glob("*/checkpoint.pt"))
+            if found and load_checkpoint(found[0])["step"] >= 6:
+                ckpt = found[0]
+            time.sleep(0.2)
+        assert ckpt is not None, "no checkpoint appeared"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    killed_at = load_checkpoint(ckpt)["step"]
+    assert 6 <= killed_at < 24
+    assert json.loads((ckpt.parent / "meta.json").read_text())["status"] == "running"
+    steps = []
+    cfg = PretrainConfig(
+        steps=24, batch_size=8, checkpoint_every=3, monitor_every=0, progress=False
+    )
+    version = pretrain(toy_workspace, cfg, on_step=lambda i: steps.append(i["step"]))
+    assert version == ckpt.parent.name  # the same run folder was continued
+    assert steps[0] == killed_at + 1 and steps[-1] == 24
+    assert load_checkpoint(ckpt)["step"] == 24
