@@ -1,0 +1,258 @@
+"""The gallery of the current selection (or suggestion queue) and the detail view of one sample.
+
+Thumbnails are rendered on the server from the data model (cyclic palette) and cached by
+:class:`ExplorerData`; clicking a card focuses the sample, which the detail view shows with its
+phase, coherence, displacement, place and label history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from insarexplore.app import engine
+from insarexplore.app.state import ExplorerState
+
+__all__ = ["GalleryView", "DetailView"]
+
+_CARD_CSS = """
+:host { border: 1px solid #d0d7de; border-radius: 6px; background: #fff; }
+:host(.focused) { border: 2px solid #e6194b; }
+"""
+
+
+def _placeholder(size: int) -> pn.pane.HTML:
+    return pn.pane.HTML(
+        f"<div style='width:{size}px;height:{size}px;background:#eee;border-radius:4px;"
+        "display:flex;align-items:center;justify-content:center;color:#888;"
+        "font-size:11px'>no image</div>",
+        margin=2,
+    )
+
+
+def _short(sample: str, n: int = 16) -> str:
+    return sample if len(sample) <= n else sample[: n - 6] + "..." + sample[-5:]
+
+
+class GalleryView(pn.viewable.Viewer):
+    """Paged thumbnails of ``state.selection`` (or ``state.suggestions``), click to focus."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+    page = param.Integer(default=0, bounds=(0, None))
+    page_size = param.Integer(default=12, bounds=(1, 200))
+    thumb = param.Integer(default=96, doc="Thumbnail display size (px).")
+
+    def __init__(self, state: ExplorerState, **params: Any) -> None:
+        super().__init__(state=state, **params)
+        self._grid = pn.FlexBox(sizing_mode="stretch_width", gap="6px", min_height=130)
+        self._prev = pn.widgets.Button(label="< Prev", width=70, margin=(5, 4))
+        self._next = pn.widgets.Button(label="Next >", width=70, margin=(5, 4))
+        self._pageinfo = pn.pane.Markdown("", margin=(5, 8))
+        self._mode = pn.widgets.RadioButtonGroup.from_param(
+            state.param.gallery_mode,
+            options={"Selection": "selection", "Suggestions": "suggestions"},
+            margin=(5, 8),
+            button_type="light",
+        )
+        self._prev.on_click(lambda e: self._turn(-1))
+        self._next.on_click(lambda e: self._turn(+1))
+        self.cards: dict[str, pn.Column] = {}
+        state.param.watch(self._reset, ["selection", "suggestions", "gallery_mode"])
+        state.param.watch(self._render, ["version", "focused"])
+        self.param.watch(self._render, ["page", "page_size"])
+        self._render()
+
+    @property
+    def items(self) -> list[str]:
+        s = self.state
+        return list(s.suggestions if s.gallery_mode == "suggestions" else s.selection)
+
+    @property
+    def n_pages(self) -> int:
+        return max(1, -(-len(self.items) // self.page_size))
+
+    def visible(self) -> list[str]:
+        start = self.page * self.page_size
+        return self.items[start : start + self.page_size]
+
+    def _reset(self, *_: Any) -> None:
+        if self.page:
+            self.page = 0  # triggers _render
+        else:
+            self._render()
+
+    def _turn(self, step: int) -> None:
+        self.page = int(np.clip(self.page + step, 0, self.n_pages - 1))
+
+    def _render(self, *_: Any) -> None:
+        s = self.state
+        items = self.visible()
+        pos = s.data.index_of(items) if items else []
+        cards = []
+        self.cards = {}
+        for sid, p in zip(items, pos):
+            card = self._card(sid, int(p))
+            self.cards[sid] = card
+            cards.append(card)
+        self._grid.objects = cards or [
+            pn.pane.Markdown(
+                "*Select points in the scatter (box or lasso) or draw on the map.*"
+                if s.gallery_mode == "selection"
+                else "*Press **Suggest next** in the model panel.*"
+            )
+        ]
+        total = len(self.items)
+        self._pageinfo.object = (
+            f"{total:,} samples · page {self.page + 1}/{self.n_pages}" if total else ""
+        )
+        self._prev.disabled = self.page == 0
+        self._next.disabled = self.page >= self.n_pages - 1
+
+    def _card(self, sid: str, pos: int) -> pn.Column:
+        s = self.state
+        row = s.table.iloc[pos]
+        if s.data.layers:
+            image: Any = pn.pane.PNG(
+                s.data.thumbnail(sid),
+                width=self.thumb,
+                height=self.thumb,
+                margin=2,
+                fixed_aspect=True,
+            )
+        else:
+            image = _placeholder(self.thumb)
+        label = row.get("label", "")
+        pred = row.get("predicted", "")
+        bits = [f"<b>{html.escape(str(label))}</b>" if label else "<i>unlabelled</i>"]
+        if pred:
+            bits.append(f"pred {html.escape(str(pred))} {row.get('confidence', np.nan):.2f}")
+        if s.gallery_mode == "suggestions" and sid in s.reasons:
+            bits.append(html.escape(s.reasons[sid]))
+        date = row.get("primary_date")
+        if date is not None and not pd.isna(date):
+            bits.append(f"{pd.Timestamp(date).date()}")
+        meta = pn.pane.HTML(
+            "<div style='font-size:11px;line-height:1.3;max-width:110px;"
+            f"overflow:hidden'>{'<br>'.join(bits)}</div>",
+            margin=(0, 4),
+        )
+        button = pn.widgets.Button(
+            label=_short(sid, 14),
+            width=self.thumb + 8,
+            height=28,
+            margin=(2, 2),
+            button_type="light",
+            description=sid,
+        )
+        button.on_click(lambda e, sid=sid: s.focus(sid))
+        classes = ["focused"] if sid == s.focused else []
+        return pn.Column(
+            image,
+            button,
+            meta,
+            width=self.thumb + 16,
+            stylesheets=[_CARD_CSS],
+            css_classes=classes,
+            margin=2,
+        )
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        header = pn.Row(
+            self._mode, self._prev, self._next, self._pageinfo, sizing_mode="stretch_width"
+        )
+        return pn.Column(header, self._grid, sizing_mode="stretch_width")
+
+
+class DetailView(pn.viewable.Viewer):
+    """Phase, coherence, displacement, metadata and label history of ``state.focused``."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+    size = param.Integer(default=180)
+
+    def __init__(self, state: ExplorerState, **params: Any) -> None:
+        super().__init__(state=state, **params)
+        self._images = pn.Row(sizing_mode="stretch_width")
+        self._meta = pn.pane.HTML(sizing_mode="stretch_width")
+        self._history = pn.pane.HTML(sizing_mode="stretch_width")
+        state.param.watch(self._render, ["focused", "version"])
+        self._render()
+
+    def _render(self, *_: Any) -> None:
+        s = self.state
+        sid = s.focused
+        if sid is None:
+            self._images.objects = [pn.pane.Markdown("*Click a point, card or footprint.*")]
+            self._meta.object = self._history.object = ""
+            return
+        panes = []
+        for layer in s.data.layers:
+            title = {"image": "rendering"}.get(layer, layer)
+            panes.append(
+                pn.Column(
+                    pn.pane.Markdown(f"**{title}**", margin=(0, 5)),
+                    pn.pane.PNG(
+                        s.data.png(sid, layer, size=self.size),
+                        width=self.size,
+                        height=self.size,
+                        margin=2,
+                    ),
+                )
+            )
+        self._images.objects = panes or [_placeholder(self.size)]
+        self._meta.object = _meta_html(sid, s.table.loc[sid])
+        events = engine.history(s.store, sid) if s.store is not None else []
+        self._history.object = _history_html(events)
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        return pn.Column(
+            self._images,
+            self._meta,
+            pn.pane.Markdown("**Label history**", margin=(0, 5)),
+            self._history,
+            sizing_mode="stretch_width",
+        )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, (float, np.floating)):
+        return "-" if not np.isfinite(value) else f"{value:.4g}"
+    if isinstance(value, (pd.Timestamp, np.datetime64)):
+        return "-" if pd.isna(value) else str(pd.Timestamp(value).date())
+    return html.escape(str(value)) if str(value) != "" else "-"
+
+
+def _meta_html(sid: str, row: pd.Series) -> str:
+    rows = [("sample", html.escape(sid))]
+    if {"lon_min", "lon_max", "lat_min", "lat_max"} <= set(row.index):
+        lon = (row["lon_min"] + row["lon_max"]) / 2
+        lat = (row["lat_min"] + row["lat_max"]) / 2
+        if np.isfinite(lon) and np.isfinite(lat):
+            rows.append(("position", f"{lat:.4f} N, {lon:.4f} E"))
+    skip = {"x", "y", "lon_min", "lon_max", "lat_min", "lat_max"}
+    rows += [(name, _fmt(row[name])) for name in row.index if name not in skip]
+    cells = "".join(
+        f"<tr><td style='color:#555;padding-right:10px'>{html.escape(str(k))}</td><td>{v}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table style='font-size:12px'>{cells}</table>"
+
+
+def _history_html(events: list[dict[str, Any]]) -> str:
+    if not events:
+        return "<div style='font-size:12px;color:#777'>never labelled</div>"
+    cells = "".join(
+        f"<tr><td>{dt.datetime.fromtimestamp(e['time']).strftime('%Y-%m-%d %H:%M:%S')}</td>"
+        f"<td>{html.escape(str(e['action']))}</td><td>{html.escape(str(e['label']))}</td>"
+        f"<td>{html.escape(str(e['author']))}</td><td>{html.escape(str(e.get('op_kind', '')))}</td></tr>"
+        for e in events[-10:]
+    )
+    return (
+        "<table style='font-size:12px'><tr><th>time</th><th>action</th><th>label</th>"
+        f"<th>author</th><th>op</th></tr>{cells}</table>"
+    )

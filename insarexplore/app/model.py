@@ -1,0 +1,143 @@
+"""The model panel: few-shot training in the background, suggestions, keyboard labelling.
+
+"Train few-shot" starts :meth:`ExplorerState.train` in a thread; progress and predictions come
+back through the state (pushed onto the session's document), so the page stays responsive.
+"Suggest next" fills the gallery with the active-learning queue; then number keys label the
+focused suggestion with class 1-9 and move to the next one (``n`` skips, ``u`` undoes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import panel as pn
+import param
+
+from insarexplore.app.state import ExplorerState
+
+__all__ = ["ModelView", "KeyListener", "METHODS", "STRATEGIES"]
+
+METHODS = {"Linear probe": "linear", "Prototypes": "prototype", "kNN": "knn"}
+STRATEGIES = {
+    "Entropy": "entropy",
+    "Margin": "margin",
+    "Least confidence": "least_confidence",
+    "Diversity": "diversity",
+    "Anomaly": "anomaly",
+}
+
+
+class KeyListener(pn.custom.ReactiveHTML):
+    """Reports key presses on the page (outside text inputs) as ``key`` + ``presses``."""
+
+    key = param.String(default="")
+    presses = param.Integer(default=0)
+    keys = param.String(default="123456789nu", doc="Keys that are reported.")
+
+    _template = "<div id='keys' style='width:0;height:0;overflow:hidden'></div>"
+    _scripts = {
+        "render": """
+          if (window.__insarKeys) { document.removeEventListener('keydown', window.__insarKeys); }
+          const handler = (e) => {
+            const t = e.composedPath ? e.composedPath()[0] : e.target;
+            if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT'
+                      || t.isContentEditable)) { return; }
+            if (e.ctrlKey || e.metaKey || e.altKey || !data.keys.includes(e.key)) { return; }
+            data.key = e.key;
+            data.presses = data.presses + 1;
+          };
+          window.__insarKeys = handler;
+          document.addEventListener('keydown', handler);
+        """,
+        "remove": "document.removeEventListener('keydown', window.__insarKeys);",
+    }
+
+
+class ModelView(pn.viewable.Viewer):
+    """Train few-shot, progress, suggestions and the keyboard labelling loop."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+
+    def __init__(self, state: ExplorerState, **params: Any) -> None:
+        super().__init__(state=state, **params)
+        self.method = pn.widgets.Select(
+            name="Classifier", options=METHODS, value="linear", width=150
+        )
+        self.train = pn.widgets.Button(
+            label="Train few-shot", button_type="primary", width=140, margin=(23, 5, 5, 5)
+        )
+        self.progress = pn.indicators.Progress(
+            value=0,
+            max=100,
+            sizing_mode="stretch_width",
+            bar_color="primary",
+            height=14,
+            margin=(5, 10),
+        )
+        self.strategy = pn.widgets.Select(
+            name="Strategy", options=STRATEGIES, value="entropy", width=150
+        )
+        self.n = pn.widgets.IntInput(name="How many", value=12, start=1, end=200, width=80)
+        self.suggest = pn.widgets.Button(label="Suggest next", width=120, margin=(23, 5, 5, 5))
+        self.keys = KeyListener(width=0, height=0, margin=0)
+        self.status = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
+        self.summary = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
+        self.train.on_click(self._on_train)
+        self.suggest.on_click(self._on_suggest)
+        self.keys.param.watch(self._on_key, "presses")
+        state.param.watch(self._sync, ["busy", "progress", "message", "version"])
+        self._sync()
+
+    def _on_train(self, *_: Any) -> None:
+        try:
+            self.state.train(self.method.value)
+        except (ValueError, RuntimeError) as exc:
+            self.state.message = f"⚠ {exc}"
+
+    def _on_suggest(self, *_: Any) -> None:
+        try:
+            self.state.suggest_next(int(self.n.value), self.strategy.value)
+        except (ValueError, RuntimeError) as exc:
+            self.state.message = f"⚠ {exc}"
+
+    def _on_key(self, *_: Any) -> None:
+        key = self.keys.key
+        try:
+            if key == "u":
+                self.state.undo()
+            else:
+                self.state.key_label(key)
+        except (ValueError, KeyError) as exc:
+            self.state.message = f"⚠ {exc}"
+
+    def _sync(self, *_: Any) -> None:
+        s = self.state
+        self.progress.value = s.progress if s.busy or s.progress else 0
+        self.progress.active = False
+        self.train.disabled = s.busy
+        self.train.label = "Training..." if s.busy else "Train few-shot"
+        self.status.object = s.message
+        if s.has_predictions:
+            vc = s.table["predicted"].value_counts()
+            parts = ", ".join(f"{k}: {v:,}" for k, v in vc.items() if k != "")
+            mean = s.table["confidence"].mean()
+            self.summary.object = f"Predicted: {parts} · mean confidence {mean:.2f}"
+        else:
+            self.summary.object = "No predictions yet: label 2+ classes, then train."
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        help_text = pn.pane.Markdown(
+            "Keys on suggestions: **1-9** label with class, **n** skip, **u** undo.",
+            margin=(0, 10),
+            styles={"font-size": "12px", "color": "#555"},
+        )
+        return pn.Column(
+            pn.Row(self.method, self.train),
+            self.progress,
+            self.summary,
+            pn.Row(self.strategy, self.n, self.suggest),
+            help_text,
+            self.status,
+            self.keys,
+            sizing_mode="stretch_width",
+        )

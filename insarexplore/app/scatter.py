@@ -1,0 +1,264 @@
+"""The embedding scatter: points for small sets, datashader rasterisation above a threshold.
+
+Selection is geometric and decided on the server (box via ``BoundsXY``, lasso via ``Lasso``,
+point-in-polygon on the projected coordinates), so it works the same for 1,000 or 1,000,000
+points; ``Selection1D`` would not fire on rasterised output. A tap focuses the nearest sample.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import param
+
+from insarexplore.app.colors import Coloring
+from insarexplore.app.state import ExplorerState
+
+__all__ = ["ScatterView"]
+
+_MAX_OVERLAY = 20_000  # selected points drawn on top (a random subset above this)
+
+
+class ScatterView(pn.viewable.Viewer):
+    """UMAP/PCA scatter coloured by ``state.color_by``, linked to ``state.selection``."""
+
+    state = param.ClassSelector(class_=ExplorerState)
+    threshold = param.Integer(default=50_000, bounds=(1, None), doc="Rasterise above this many.")
+    thumb_url = param.String(
+        default=None,
+        allow_None=True,
+        doc="Base URL of served thumbnails (<url>/<id>.png) for hover.",
+    )
+    height = param.Integer(default=480)
+
+    def __init__(self, state: ExplorerState, **params: Any) -> None:
+        import holoviews as hv
+
+        super().__init__(state=state, **params)
+        import holoviews.plotting.bokeh  # noqa: F401  (registers the Bokeh backend)
+
+        hv.Store.set_current_backend("bokeh")
+        self.datashaded = state.n > self.threshold
+        self._trigger = hv.streams.Params(state, ["color_by", "version"])
+        self._sel_trigger = hv.streams.Params(state, ["selection", "focused"])
+        if self.datashaded:
+            self._range = hv.streams.RangeXY()
+            self._size = hv.streams.PlotSize()
+            base = hv.DynamicMap(self._raster, streams=[self._trigger, self._range, self._size])
+        else:
+            base = hv.DynamicMap(self._points, streams=[self._trigger])
+        self.box = hv.streams.BoundsXY(source=base, bounds=None)
+        self.lasso = hv.streams.Lasso(source=base, geometry=None)
+        self.tap = hv.streams.Tap(source=base, x=None, y=None)
+        self.box.add_subscriber(self._on_box)
+        self.lasso.add_subscriber(self._on_lasso)
+        self.tap.add_subscriber(self._on_tap)
+        overlay = hv.DynamicMap(self._selected, streams=[self._sel_trigger])
+        self.plot = (base * overlay).opts(
+            hv.opts.Overlay(
+                responsive=True,
+                min_height=self.height,
+                height=self.height,
+                toolbar="above",
+                active_tools=["box_select", "wheel_zoom"],
+                xaxis=None,
+                yaxis=None,
+                show_legend=False,
+            )
+        )
+        self._pane = pn.pane.HoloViews(
+            self.plot, sizing_mode="stretch_width", min_height=self.height, linked_axes=False
+        )
+        self._legend = pn.pane.HTML(sizing_mode="stretch_width", margin=(0, 10))
+        self._color_select = pn.widgets.Select.from_param(
+            state.param.color_by, name="Colour by", width=180, margin=(5, 10)
+        )
+        self._info = pn.pane.Markdown(self._info_text(), margin=(5, 10))
+        state.param.watch(self._update_legend, ["color_by", "version"])
+        state.param.watch(lambda e: setattr(self._info, "object", self._info_text()), ["selection"])
+        self._update_legend()
+
+    # -- colours -----------------------------------------------------------------------------
+    def current_coloring(self) -> Coloring:
+        return self.state.coloring()
+
+    def _update_legend(self, *_: Any) -> None:
+        c = self.current_coloring()
+        items = c.legend_items()
+        if c.kind == "numeric":
+            lo, hi = items[0][1], items[-1][1]
+            grad = ", ".join(_ramp_css())
+            html = (
+                f"<div style='display:flex;align-items:center;gap:6px;font-size:12px'>"
+                f"<span>{lo}</span><span style='width:140px;height:10px;border-radius:2px;"
+                f"background:linear-gradient(to right, {grad})'></span><span>{hi}</span></div>"
+            )
+        else:
+            swatches = "".join(
+                f"<span style='display:inline-flex;align-items:center;margin-right:10px'>"
+                f"<span style='width:10px;height:10px;border-radius:50%;background:{col};"
+                f"display:inline-block;margin-right:4px'></span>{_escape(text)}</span>"
+                for col, text in items[:24]
+            )
+            more = f" ... +{len(items) - 24}" if len(items) > 24 else ""
+            html = f"<div style='font-size:12px;line-height:1.8'>{swatches}{more}</div>"
+        self._legend.object = html
+
+    def _info_text(self) -> str:
+        mode = "datashaded" if self.datashaded else "points"
+        return f"**{self.state.n:,}** samples ({mode}) · **{len(self.state.selection):,}** selected"
+
+    # -- plot callbacks ----------------------------------------------------------------------
+    def _frame(self) -> pd.DataFrame:
+        s, c = self.state, self.current_coloring()
+        frame = pd.DataFrame(
+            {
+                "x": s.data.xy[:, 0],
+                "y": s.data.xy[:, 1],
+                "color": c.colors,
+                "sample": s.table.index.to_numpy(),
+                "field": s.table[s.color_by].astype(str).to_numpy(),
+            }
+        )
+        return frame
+
+    def _points(self, color_by: str, version: int) -> Any:
+        import holoviews as hv
+
+        tools = ["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
+        tooltip = [("sample", "@sample"), (color_by, "@field")]
+        from bokeh.models import HoverTool
+
+        if self.thumb_url is not None:
+            html = (
+                f"<div><img src='{self.thumb_url}/@sample.png' width='96' height='96' "
+                "style='image-rendering:pixelated'><div>@sample</div><div>@field</div></div>"
+            )
+            tools.append(HoverTool(tooltips=html))
+        else:
+            tools.append(HoverTool(tooltips=tooltip))
+        return hv.Points(self._frame(), ["x", "y"], ["color", "sample", "field"]).opts(
+            color="color",
+            size=5,
+            line_alpha=0,
+            alpha=0.85,
+            tools=tools,
+            nonselection_alpha=0.85,
+            selection_alpha=0.85,
+            selection_line_alpha=0,
+        )
+
+    def _raster(
+        self,
+        color_by: str,
+        version: int,
+        x_range: Any,
+        y_range: Any,
+        width: Any,
+        height: Any,
+        **_: Any,
+    ) -> Any:
+        import holoviews as hv
+
+        xr_, yr_ = self._extent(x_range, y_range)
+        w, h = int(width or 900), int(height or self.height)
+        img = raster_image(self.state.data.xy, self.current_coloring(), xr_, yr_, w, h)
+        return hv.RGB(img, bounds=(xr_[0], yr_[0], xr_[1], yr_[1])).opts(
+            tools=["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
+        )
+
+    def _extent(
+        self, x_range: Any, y_range: Any
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
+        xy = self.state.data.xy
+        if x_range is None or y_range is None:
+            lo, hi = np.nanmin(xy, axis=0), np.nanmax(xy, axis=0)
+            pad = (hi - lo) * 0.04 + 1e-9
+            return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
+        return tuple(map(float, x_range)), tuple(map(float, y_range))
+
+    def _selected(self, selection: list[str], focused: str | None) -> Any:
+        import holoviews as hv
+
+        s = self.state
+        pos = s.data.index_of(selection) if selection else np.empty(0, dtype=int)
+        if len(pos) > _MAX_OVERLAY:
+            pos = np.random.default_rng(0).choice(pos, _MAX_OVERLAY, replace=False)
+        xy = s.data.xy[pos]
+        sel = hv.Points((xy[:, 0], xy[:, 1]), ["x", "y"]).opts(
+            color="black", fill_alpha=0, line_width=1.2, size=7, tools=[]
+        )
+        fx = s.data.xy[s.data.index_of([focused])] if focused else np.empty((0, 2))
+        foc = hv.Points((fx[:, 0], fx[:, 1]), ["x", "y"]).opts(
+            color="#e6194b", marker="star", size=18, line_color="white", line_width=1.0, tools=[]
+        )
+        return sel * foc
+
+    # -- stream reactions --------------------------------------------------------------------
+    def _on_box(self, bounds: Any = None, **_: Any) -> None:
+        if bounds is not None:
+            self.state.select_box(*bounds)
+
+    def _on_lasso(self, geometry: Any = None, **_: Any) -> None:
+        if geometry is not None and len(geometry) >= 3:
+            geometry = np.asarray(geometry)
+            self.state.select_lasso(geometry[:, 0], geometry[:, 1])
+
+    def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
+        if x is not None and y is not None:
+            self.state.focus(self.state.nearest(x, y))
+
+    def __panel__(self) -> pn.viewable.Viewable:
+        header = pn.Row(self._color_select, self._info, sizing_mode="stretch_width")
+        return pn.Column(header, self._legend, self._pane, sizing_mode="stretch_width")
+
+
+def _ramp_css() -> list[str]:
+    from insarexplore.app.colors import RAMP
+
+    return RAMP
+
+
+def _escape(text: str) -> str:
+    import html
+
+    return html.escape(str(text))
+
+
+def raster_image(
+    xy: np.ndarray,
+    c: Coloring,
+    x_range: tuple[float, float],
+    y_range: tuple[float, float],
+    width: int,
+    height: int,
+) -> tuple:
+    """Datashade ``xy`` coloured by ``c`` into ``(xs, ys, R, G, B, A)`` for ``hv.RGB``."""
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    from insarexplore.app.colors import MISSING, RAMP
+
+    cvs = ds.Canvas(
+        plot_width=max(width, 50), plot_height=max(height, 50), x_range=x_range, y_range=y_range
+    )
+    if c.kind == "categorical":
+        cats = [*c.categories, "(none)"]
+        codes = np.where(c.codes < 0, len(cats) - 1, c.codes)
+        frame = pd.DataFrame(
+            {"x": xy[:, 0], "y": xy[:, 1], "c": pd.Categorical.from_codes(codes, categories=cats)}
+        )
+        agg = cvs.points(frame, "x", "y", agg=ds.count_cat("c"))
+        img = tf.shade(agg, color_key=dict(zip(cats, [*c.color_key, MISSING])), min_alpha=90)
+    else:
+        frame = pd.DataFrame({"x": xy[:, 0], "y": xy[:, 1], "v": c.values})
+        base = tf.shade(cvs.points(frame, "x", "y", agg=ds.count()), cmap=[MISSING, MISSING])
+        agg = cvs.points(frame, "x", "y", agg=ds.mean("v"))
+        img = tf.stack(base, tf.shade(agg, cmap=RAMP, how="linear", span=list(c.span)))
+    img = tf.dynspread(img, threshold=0.6, max_px=3)
+    rgba = np.asarray(img.data).view(np.uint8).reshape(img.shape + (4,))
+    xs, ys = np.asarray(img.coords["x"]), np.asarray(img.coords["y"])
+    return (xs, ys, rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3])
