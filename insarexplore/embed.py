@@ -1,0 +1,212 @@
+"""Embedding interferograms with a pretrained encoder.
+
+* ``Embedder``: a scikit-learn transformer. ``fit(ds)`` loads and checks the model, and
+  ``transform(ds)`` returns ``(n_samples, dim)`` float32 pooled encoder features, in batches,
+  without gradients, on any device, with a progress bar. Inputs are xarray Datasets of the data
+  model (lazy ones are read chunk by chunk) or ``(n, C, H, W)`` channel arrays.
+* ``embed_workspace``: embeds a workspace's samples and stores them aligned by sample id; by
+  default only samples without an embedding yet, so re-embedding after appending data only
+  embeds what is new.
+* ``embed_with_dask``: one dask task per storage chunk of a Zarr store, for archives beyond one
+  machine (run on a ``dask.distributed`` cluster).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from torch import nn
+
+from insarexplore.errors import InSARDataError
+
+__all__ = ["Embedder", "embed_with_dask", "embed_workspace"]
+
+
+def _device(device: Any) -> torch.device:
+    from insarexplore.ssl.train import resolve_device
+
+    return resolve_device(device)
+
+
+class Embedder(TransformerMixin, BaseEstimator):
+    """Dataset in, ``(n_samples, dim)`` float32 embeddings out.
+
+    ``model``: an encoder module, a path to ``encoder.pt`` or a model folder, a model version
+    of ``workspace``, or None for the workspace's current model. ``fit`` sets ``model_``,
+    ``config_``, ``device_`` and ``n_features_out_``.
+    """
+
+    def __init__(
+        self,
+        model: Any = None,
+        workspace: Any = None,
+        batch_size: int = 256,
+        device: str | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.model = model
+        self.workspace = workspace
+        self.batch_size = batch_size
+        self.device = device
+        self.progress = progress
+
+    def _load(self) -> tuple[nn.Module, dict[str, Any]]:
+        from insarexplore.models.serialization import load_encoder
+
+        if isinstance(self.model, nn.Module):
+            return self.model, dict(getattr(self.model, "config", {}))
+        if self.model is not None and Path(str(self.model)).exists():
+            return load_encoder(self.model)
+        if self.workspace is None:
+            raise ValueError(
+                "Embedder: give model= (an encoder, a saved encoder path) or workspace="
+            )
+        from insarexplore.workspace import Workspace
+
+        ws = (
+            self.workspace
+            if isinstance(self.workspace, Workspace)
+            else Workspace.open(self.workspace)
+        )
+        version = ws._resolve_model(self.model)
+        return load_encoder(ws.model_dir(version))
+
+    def fit(self, X: Any = None, y: Any = None) -> Embedder:
+        """Load the model and, when ``X`` is given, check that its channels fit the model."""
+        self.device_ = _device(self.device)
+        model, config = self._load()
+        self.model_ = model.to(self.device_).eval()
+        self.config_ = config
+        self.n_features_out_ = int(getattr(model, "out_dim", config.get("out_dim", 0)))
+        if X is not None:
+            self._kind_of(X)
+        return self
+
+    def _kind_of(self, X: Any) -> str | None:
+        """The data kind of X, checked against the model's channel kind and count."""
+        want_kind = self.config_.get("channel_kind")
+        want_ch = self.config_.get("in_channels")
+        if isinstance(X, np.ndarray | torch.Tensor):
+            if X.ndim != 4 or (want_ch is not None and X.shape[1] != want_ch):
+                raise InSARDataError(
+                    f"X: expected channel arrays (n, {want_ch}, H, W), got shape {tuple(X.shape)}"
+                )
+            return None
+        kind = X.insar.kind if want_kind not in ("phase", "rgb") else want_kind
+        if want_kind == "phase" and "phase" not in X:
+            raise InSARDataError(
+                "the model was trained on phase channels [cos, sin, coherence, valid] but the "
+                "dataset has only 'image' (RGB renderings): use a model pretrained on renderings"
+            )
+        if want_kind == "rgb" and "image" not in X:
+            raise InSARDataError(
+                "the model was trained on RGB renderings but the dataset has no 'image' "
+                "variable (phase only): render it (palettes.render_phase) or use a phase model"
+            )
+        return kind
+
+    def transform(self, X: Any) -> np.ndarray:
+        """``(n_samples, dim)`` float32 features of a Dataset or channel array."""
+        if not hasattr(self, "model_"):
+            raise ValueError("Embedder is not fitted yet: call fit() first")
+        kind = self._kind_of(X)
+        n = len(X) if kind is None else int(X.sizes["sample"])
+        out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc="embed", unit="img", disable=not self.progress or n == 0)
+        with torch.no_grad():
+            for start in range(0, n, self.batch_size):
+                stop = min(n, start + self.batch_size)
+                if kind is None:
+                    xb = torch.as_tensor(X[start:stop])
+                else:
+                    xb = torch.from_numpy(X.isel(sample=slice(start, stop)).insar.to_channels(kind))
+                xb = xb.to(self.device_, torch.float32, non_blocking=True)
+                out[start:stop] = self.model_(xb).float().cpu().numpy()
+                bar.update(stop - start)
+        bar.close()
+        return out
+
+
+def embed_workspace(
+    ws: Any,
+    model_version: str | None = None,
+    device: str | None = None,
+    only_missing: bool = True,
+    *,
+    batch_size: int = 256,
+    block: int = 8192,
+    progress: bool = True,
+) -> int:
+    """Embed a workspace's samples with a model (default: current) and store them by id.
+
+    With ``only_missing`` only samples without an embedding for that model are embedded.
+    Results are saved every ``block`` samples, so an interrupted run keeps what it did.
+    Returns the number of samples embedded.
+    """
+    from insarexplore.workspace import Workspace
+
+    ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
+    version = ws._resolve_model(model_version)
+    ds = ws.open_data(lazy=True)
+    ids = np.asarray(ds["sample"].values).astype(str)
+    todo = ws.missing_embedding_ids(version) if only_missing else ids
+    if len(todo) == 0:
+        return 0
+    pos = np.flatnonzero(np.isin(ids, np.asarray(todo).astype(str)))
+    emb = Embedder(version, ws, batch_size=batch_size, device=device, progress=progress)
+    emb.fit(ds.isel(sample=pos[:1]))
+    for start in range(0, len(pos), block):
+        part = pos[start : start + block]
+        runs = np.split(part, np.flatnonzero(np.diff(part) != 1) + 1)  # contiguous reads
+        vectors = np.concatenate(
+            [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
+        )
+        ws.save_embeddings(version, ids[part], vectors)
+    return int(len(pos))
+
+
+_MODEL_CACHE: dict[str, Any] = {}
+
+
+def _embed_range(store_path: str, model_path: str, start: int, stop: int, batch_size: int):
+    """One dask task: embed samples [start, stop) of a store (model cached per worker)."""
+    from insarexplore.data.io.store import open_dataset
+
+    if model_path not in _MODEL_CACHE:
+        _MODEL_CACHE[model_path] = Embedder(model_path, batch_size=batch_size, progress=False).fit()
+    ds = open_dataset(store_path, lazy=True).isel(sample=slice(start, stop))
+    ids = np.asarray(ds["sample"].values).astype(str)
+    return ids, _MODEL_CACHE[model_path].transform(ds)
+
+
+def embed_with_dask(
+    store_path: str | Path, model_path: str | Path, client: Any, *, batch_size: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed a Zarr store on a dask.distributed ``client``: one task per storage chunk.
+
+    Returns ``(ids, vectors)`` in store order. Workers read their chunk straight from the
+    store, so the store path must be reachable from every worker.
+    """
+    from insarexplore.data.io.store import open_dataset
+    from insarexplore.ssl.data import chunk_size_of
+
+    ds = open_dataset(store_path, lazy=True)
+    n = int(ds.sizes["sample"])
+    chunk = chunk_size_of(ds, ds.insar.kind)
+    futures = [
+        client.submit(
+            _embed_range, str(store_path), str(model_path), s, min(n, s + chunk), batch_size,
+            pure=False,
+        )
+        for s in range(0, n, chunk)
+    ]  # fmt: skip
+    parts = client.gather(futures)
+    if not parts:
+        return np.array([], dtype=str), np.zeros((0, 0), dtype=np.float32)
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])

@@ -1,0 +1,100 @@
+"""Embedder contract, workspace embedding (incremental), and dask.distributed embedding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from insarexplore.embed import Embedder, embed_with_dask, embed_workspace
+from insarexplore.errors import InSARDataError
+from insarexplore.models import build_encoder, save_encoder
+
+
+def _toy(n, seed=0, rgb=False, size=16):
+    from insarexplore.data.palettes import render_phase
+    from insarexplore.data.schema import new_dataset
+
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(-np.pi, np.pi, (n, size, size)).astype(np.float32)
+    ids = [f"e{seed}_{i:03d}" for i in range(n)]
+    if rgb:
+        return new_dataset(image=render_phase(phase), sample=ids)
+    return new_dataset(phase=phase, sample=ids)
+
+
+@pytest.fixture
+def model_path(tmp_path):
+    torch.manual_seed(0)
+    return save_encoder(tmp_path / "m" / "encoder.pt", build_encoder("resnet-tiny", 4))
+
+
+def test_embedder_contract(model_path):
+    ds = _toy(10)
+    emb = Embedder(model_path, batch_size=4, progress=False)
+    assert emb.get_params()["batch_size"] == 4  # sklearn: __init__ only stores
+    out = emb.fit(ds).transform(ds)
+    assert out.shape == (10, 256) and out.dtype == np.float32 and np.isfinite(out).all()
+    assert emb.n_features_out_ == 256
+    chans = ds.insar.to_channels()
+    np.testing.assert_allclose(emb.transform(chans), out, rtol=1e-4, atol=1e-5)
+    # batching does not change the result (eval mode: no batch statistics)
+    np.testing.assert_allclose(
+        Embedder(model_path, batch_size=3, progress=False).fit().transform(ds),
+        out,
+        rtol=1e-4,
+        atol=1e-5,
+    )
+
+
+def test_embedder_errors(model_path):
+    with pytest.raises(InSARDataError, match="RGB renderings"):
+        Embedder(model_path, progress=False).fit(_toy(3, rgb=True))
+    with pytest.raises(InSARDataError, match="expected channel arrays"):
+        Embedder(model_path, progress=False).fit().transform(np.zeros((2, 3, 16, 16), np.float32))
+    with pytest.raises(ValueError, match="not fitted"):
+        Embedder(model_path).transform(_toy(2))
+    with pytest.raises(ValueError, match="model="):
+        Embedder().fit()
+
+
+def test_embed_workspace_only_embeds_new(tmp_path, model_path):
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(12))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-tiny", 4))
+    ws.set_current_model(version)
+    assert embed_workspace(ws, progress=False, batch_size=5) == 12
+    ids1, vec1, _ = ws.load_embeddings(version)
+    ws.add_data(_toy(5, seed=1))
+    assert embed_workspace(ws, progress=False, batch_size=5) == 5
+    assert embed_workspace(ws, progress=False) == 0
+    ids, vec, _ = ws.load_embeddings(version, aligned=True)
+    assert list(ids) == list(ws.sample_ids()) and vec.shape == (17, 256)
+    keep = {s: v for s, v in zip(ids, vec)}
+    for s, v in zip(ids1, vec1):  # old vectors untouched
+        np.testing.assert_array_equal(keep[s], v)
+    direct = Embedder(folder, progress=False).fit().transform(ws.open_data())
+    np.testing.assert_allclose(vec, direct, rtol=1e-4, atol=1e-5)
+    assert embed_workspace(ws, only_missing=False, progress=False) == 17
+
+
+def test_embed_with_dask_local_cluster(tmp_path, model_path):
+    from distributed import Client, LocalCluster
+
+    from insarexplore.data.io.store import save_dataset
+
+    ds = _toy(20)
+    store = save_dataset(ds, tmp_path / "d.zarr", chunk=6)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=2, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        ids, vec = embed_with_dask(store, model_path, client, batch_size=4)
+    assert list(ids) == list(ds["sample"].values)
+    direct = Embedder(model_path, progress=False).fit().transform(ds)
+    np.testing.assert_allclose(vec, direct, rtol=1e-4, atol=1e-5)
