@@ -67,7 +67,7 @@ def test_real_archive_reproduces_the_readme_counts():
     # the deterministic join of the 40 multi-label files
     assert (df.loc[df["n_labels"] > 1, "label"] == "Deformation+Earthquake").all()
     assert df["primary_date"].dtype.kind == "M" and not df["primary_date"].isna().any()
-    assert seconds < 15, f"reading the archive took {seconds:.1f} s"
+    assert seconds < 60, f"reading the archive took {seconds:.1f} s (about 4 s expected)"
 
 
 def test_folder_of_json_and_join_order(tmp_path):

@@ -354,9 +354,9 @@ def _executor(kind: str, workers: int) -> Executor:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        # forkserver: safe with the threads of the parent (tqdm, zarr, dask), unlike fork
-        method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-        return ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+        # spawn: safe with the threads of the parent (tqdm, zarr, dask), unlike fork, and the
+        # workers stay children of this process (their memory shows in RUSAGE_CHILDREN)
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
     raise ValueError(f"executor must be 'thread' or 'process'; got {kind!r}")
 
 
