@@ -33,10 +33,16 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _open(path: str | Path):  # -> Workspace
+def _open(path: str | Path, *, need_data: bool = False):  # -> Workspace
     from insarexplore.workspace import Workspace
 
-    return Workspace.open(path)
+    ws = Workspace.open(path)
+    if need_data and not ws.has_data():
+        raise ValueError(
+            f"{ws.path}: the workspace has no data yet "
+            "(add some with `insarexplore synth` or `insarexplore ingest`)"
+        )
+    return ws
 
 
 def _positive_int(text: str) -> int:
@@ -133,6 +139,158 @@ def _add_info(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
+# -- synth ------------------------------------------------------------------------------------
+_CLASSES = ("mogi", "sill", "dyke", "earthquake", "subsidence", "none")
+
+
+def _classes(text: str) -> tuple[str, ...]:
+    names = tuple(c.strip() for c in text.split(",") if c.strip())
+    bad = [c for c in names if c not in _CLASSES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown class {bad[0]!r}" if bad else "empty class list")
+    return names
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from insarexplore.data.synthetic import SyntheticConfig, generate, generate_to_zarr
+    from insarexplore.workspace import Workspace
+
+    config = SyntheticConfig(
+        size=args.size,
+        classes=args.classes,
+        difficulty=args.difficulty,
+        pixel_spacing_m=args.pixel_spacing,
+    )
+    ws = Workspace.create(args.workspace, exist_ok=True)
+    before = ws.sample_ids()
+    if ws.has_data():
+        # appended in one atomic step: an interrupted run adds nothing
+        ds = generate(args.n, seed=args.seed, device=args.device, config=config, progress=True)
+        total = ws.add_data(ds)
+    else:
+        # streamed into a temporary store that replaces data.zarr only when complete
+        generate_to_zarr(
+            ws.data_path,
+            args.n,
+            seed=args.seed,
+            device=args.device,
+            config=config,
+            chunk_size=args.chunk_size,
+        )
+        total = len(ws.sample_ids())
+    _say(f"synthesised {args.n:,} interferograms ({args.size} px) into {ws.path} (now {total:,})")
+    if args.png_dir:
+        import numpy as np
+
+        from insarexplore.data.synthetic import render_dataset
+
+        ds = ws.open_data()
+        new = ~np.isin(ds["sample"].values.astype(str), before.astype(str))
+        paths = render_dataset(ds.isel(sample=np.flatnonzero(new)), args.png_dir,
+                               palette=args.palette)  # fmt: skip
+        _say(f"rendered {len(paths):,} PNGs ({args.palette} palette) under {args.png_dir}")
+    return 0
+
+
+def _add_synth(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "synth",
+        _cmd_synth,
+        "synthesise labelled Sentinel-1 interferograms into a workspace",
+        """
+  insarexplore synth ws/ -n 3000                            # 6 classes, 64 px
+  insarexplore synth ws/ -n 600 --classes mogi,dyke,none --difficulty easy
+  insarexplore synth ws/ -n 200000 --size 128 --device cuda
+  insarexplore synth ws/ -n 600 --png-dir renders/ --palette mixed   # also PNG renderings
+""",
+        description=(
+            "Physics-based interferograms (Mogi, sills, dykes, earthquakes, subsidence, none)\n"
+            "with atmosphere, decorrelation and real locations. A seed and a count fully\n"
+            "determine the set; into an existing workspace the samples are appended (use\n"
+            "another --seed: sample ids carry it)."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder (created if missing)")
+    p.add_argument("-n", type=_positive_int, default=3000, help="number of samples")
+    p.add_argument("--size", type=_positive_int, default=64, help="pixels per side")
+    p.add_argument("--classes", type=_classes, default=_CLASSES, help="comma-separated subset")
+    p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
+    p.add_argument("--pixel-spacing", type=_positive_float, default=100.0, help="metres")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--chunk-size", type=_positive_int, default=1024, help="samples per chunk")
+    p.add_argument("--png-dir", default=None, help="also render PNGs here (class folders)")
+    p.add_argument("--palette", choices=["cyclic", "rainbow", "mixed"], default="cyclic")
+    _add_device(p)
+
+
+# -- pretrain ---------------------------------------------------------------------------------
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+
+    ws = _open(args.workspace, need_data=True)
+    budget = {k: getattr(args, k) for k in ("minutes", "epochs", "steps")}
+    if all(v is None for v in budget.values()):
+        budget["minutes"] = 5.0
+    config = PretrainConfig(
+        arch=args.arch,
+        method=args.method,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        compile=args.compile,
+        image_size=args.image_size,
+        kind=args.kind,
+        resume=not args.fresh,
+        monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
+        **budget,
+    )
+    version = pretrain(ws, config)
+    _say(
+        f"model {version} is now the workspace's current model; next: insarexplore embed {ws.path}"
+    )
+    return 0
+
+
+def _add_pretrain(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "pretrain",
+        _cmd_pretrain,
+        "pretrain a self-supervised encoder on a workspace (no labels needed)",
+        """
+  insarexplore pretrain ws/ --minutes 5                       # CPU-sized default
+  insarexplore pretrain ws/ --epochs 100 --arch resnet18 --batch-size 256 --device cuda
+  torchrun --nproc_per_node=4 -m insarexplore.cli pretrain ws/ --epochs 100 --arch resnet18
+""",
+        description=(
+            "Self-supervised pretraining (SimCLR, MoCo v2 or VICReg) with InSAR-aware\n"
+            "augmentations. The budget is minutes, epochs or steps. A checkpoint is written\n"
+            "regularly and on Ctrl-C: the same command again resumes the run. Under torchrun\n"
+            "it trains data-parallel on every process. The finished model becomes current."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=_positive_float, default=None, help="wall-clock (5)")
+    budget.add_argument("--epochs", type=_positive_float, default=None)
+    budget.add_argument("--steps", type=_positive_int, default=None)
+    p.add_argument("--arch", default="resnet-tiny", help="resnet-tiny, resnet-small, resnet18, ...")
+    p.add_argument("--method", choices=["simclr", "moco", "vicreg"], default="simclr")
+    p.add_argument("--batch-size", type=_positive_int, default=128)
+    p.add_argument("--lr", type=_positive_float, default=None, help="default scales with batch")
+    p.add_argument("--image-size", type=_positive_int, default=None, help="crop size in px")
+    p.add_argument("--kind", choices=["phase", "rgb"], default=None, help="input channels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-monitor", action="store_true", help="skip the kNN/linear-probe monitor")
+    _add_device(p)
+
+
 # -- ingest -----------------------------------------------------------------------------------
 def _detect_format(path: Path) -> str:
     """licsar (``*.geo.diff_pha.tif`` inside), hephaestus (JSON annotations) or images."""
@@ -152,6 +310,35 @@ def _detect_format(path: Path) -> str:
     return "images"
 
 
+def _ingest_images(ws: Any, source: Path, args: argparse.Namespace) -> tuple[int, list]:
+    """Stream an image folder into the store; into an existing store via a staging store, so
+    an interrupted ingest adds nothing and can simply be run again."""
+    import shutil
+
+    from insarexplore.data.io.images import ingest_image_folder
+    from insarexplore.data.io.store import open_dataset
+
+    opts: dict[str, Any] = {
+        "size": args.size,
+        "labels": {"auto": "auto", "folders": True, "none": False}[args.labels],
+        "fit": args.fit,
+        "strict": args.strict,
+        "palette": args.palette,
+        "recover_phase": args.recover_phase,
+        "workers": args.workers,
+    }
+    if not ws.has_data():
+        report = ingest_image_folder(source, ws.data_path, mode="w-", **opts)
+        return report.n_written, report.skipped
+    staging = ws.path / ".ingest-staging.zarr"
+    try:
+        report = ingest_image_folder(source, staging, mode="w", **opts)
+        ws.add_data(open_dataset(staging, lazy=True))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return report.n_written, report.skipped
+
+
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from insarexplore.workspace import Workspace
 
@@ -161,47 +348,40 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         raise ValueError("--images: Hephaestus ingest needs the folder holding <frame>/... images")
     if fmt != "licsar" and (args.patch_size or args.stride):
         raise ValueError(f"--patch-size/--stride apply to LiCSAR frames, not to {fmt}")
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
     _say(f"reading {source} as {fmt} ...")
-    if fmt == "licsar":
-        from insarexplore.data.io.geotiff import read_licsar
-
-        ds = read_licsar(
-            source,
-            patch_size=args.patch_size,
-            stride=args.stride,
-            min_valid=args.min_valid,
-            strict=args.strict,
-        )
-    elif fmt == "images":
-        from insarexplore.data.io.images import read_image_folder
-
-        labels: Any = {"auto": "auto", "folders": True, "none": False}[args.labels]
-        ds = read_image_folder(
-            source,
-            size=args.size,
-            labels=labels,
-            strict=args.strict,
-            recover_phase=args.recover_phase,
-            palette=args.palette,
-            fit=args.fit,
-            workers=args.workers,
-        )
-    else:
-        from insarexplore.data.io.hephaestus import read_hephaestus
-
-        ds = read_hephaestus(
-            source,
-            args.images,
-            size=args.size or 224,
-            fit=args.fit if args.fit != "auto" else "resize",
-            strict=args.strict,
-            workers=args.workers,
-        )
-    skipped = json.loads(ds.attrs.get("skipped", "[]") or "[]")
     ws = Workspace.create(args.workspace, exist_ok=True)
-    total = ws.add_data(ds)
+    if fmt == "images":
+        added, skipped = _ingest_images(ws, source, args)
+    else:
+        if fmt == "licsar":
+            from insarexplore.data.io.geotiff import read_licsar
+
+            ds = read_licsar(
+                source,
+                patch_size=args.patch_size,
+                stride=args.stride,
+                min_valid=args.min_valid,
+                strict=args.strict,
+            )
+        else:
+            from insarexplore.data.io.hephaestus import read_hephaestus
+
+            ds = read_hephaestus(
+                source,
+                args.images,
+                size=args.size or 224,
+                fit=args.fit if args.fit != "auto" else "resize",
+                strict=args.strict,
+                workers=args.workers,
+            )
+        skipped = json.loads(ds.attrs.get("skipped", "[]") or "[]")
+        ws.add_data(ds)
+        added = ds.sizes["sample"]
+    total = len(ws.sample_ids())
     _say(
-        f"added {ds.sizes['sample']:,} samples to {ws.path} (now {total:,})"
+        f"added {added:,} samples to {ws.path} (now {total:,})"
         + (f"; skipped {len(skipped)} file(s), first: {skipped[0]}" if skipped else "")
     )
     return 0
@@ -588,7 +768,9 @@ def _add_suggest(sub: Any) -> None:
 
 # -- the parser and main --------------------------------------------------------------------
 _COMMANDS: list[Callable[[Any], None]] = [
+    _add_synth,
     _add_ingest,
+    _add_pretrain,
     _add_project,
     _add_serve,
     _add_labels,

@@ -129,20 +129,31 @@ def test_ingest_rejects_bad_input(tmp_path, capsys):
 
 
 def test_ingest_interrupted_leaves_workspace_consistent(tmp_path, monkeypatch, capsys):
-    src = write_pngs(tmp_path / "pngs")
     ws = tmp_path / "ws"
-    assert cli.main(["ingest", str(ws), str(src)]) == 0
+    assert cli.main(["ingest", str(ws), str(write_pngs(tmp_path / "a"))]) == 0
+    more = tmp_path / "b"
+    for cls in ("deformation", "none"):
+        (more / cls).mkdir(parents=True)
+        for p in (tmp_path / "a" / cls).iterdir():
+            p.rename(more / cls / p.name.replace("20200101", "20210101"))
     import insarexplore.data.io.images as images
 
+    original = images.ingest_image_folder
+
     def interrupted(*args, **kwargs):
+        original(*args, **kwargs)  # the staging store is complete, then Ctrl-C arrives
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(images, "read_image_folder", interrupted)
-    assert cli.main(["ingest", str(ws), str(src)]) == 130
+    monkeypatch.setattr(images, "ingest_image_folder", interrupted)
+    assert cli.main(["ingest", str(ws), str(more)]) == 130
     assert "interrupted" in capsys.readouterr().err
     from insarexplore.workspace import Workspace
 
     assert Workspace.open(ws).open_data().sizes["sample"] == 6
+    assert not (ws / ".ingest-staging.zarr").exists()
+    monkeypatch.setattr(images, "ingest_image_folder", original)
+    assert cli.main(["ingest", str(ws), str(more)]) == 0  # the same command resumes
+    assert Workspace.open(ws).open_data().sizes["sample"] == 12
 
 
 # -- serve ------------------------------------------------------------------------------------
@@ -299,3 +310,66 @@ def test_suggest_diversity_then_entropy(tmp_path, capsys):
     assert lines[0] == "rank,sample,score,reason" and len(lines) == 4
     labelled = {"s000", "s001", "s002", "s003"}
     assert not labelled & {line.split(",")[1] for line in lines[1:]}
+
+
+# -- synth and pretrain -----------------------------------------------------------------------
+def test_synth_creates_appends_and_refuses_duplicates(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    base = ["synth", str(ws), "-n", "24", "--size", "16", "--classes", "mogi,none"]
+    assert cli.main(base) == 0
+    assert "synthesised 24 interferograms (16 px)" in capsys.readouterr().err
+    assert cli.main(base) == 2  # same seed -> same ids
+    assert "already in the store" in capsys.readouterr().err
+    assert cli.main([*base, "--seed", "1", "--png-dir", str(tmp_path / "png")]) == 0
+    from insarexplore.workspace import Workspace
+
+    ds = Workspace.open(ws).open_data()
+    assert ds.sizes["sample"] == 48 and set(ds["label"].values) == {"mogi", "none"}
+    assert len(list((tmp_path / "png").rglob("*.png"))) == 24
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["synth", str(ws), "--classes", "mogi,volcano"])
+    assert exc.value.code == 2
+    assert "unknown class 'volcano'" in capsys.readouterr().err
+
+
+def test_pretrain_needs_data(tmp_path, capsys):
+    from insarexplore.workspace import Workspace
+
+    Workspace.create(tmp_path / "ws")
+    assert cli.main(["pretrain", str(tmp_path / "ws"), "--steps", "1"]) == 2
+    assert "no data" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_pretrain_ctrl_c_then_resume(tmp_path):
+    """SIGINT mid-run exits 130 with a checkpoint; the same command then finishes that run."""
+    import os
+    import signal
+    import time
+
+    ws = tmp_path / "ws"
+    assert cli.main(["synth", str(ws), "-n", "64", "--size", "16"]) == 0
+    cmd = [sys.executable, "-m", "insarexplore.cli", "pretrain", str(ws), "--minutes", "0.4",
+           "--batch-size", "16", "--no-monitor", "--device", "cpu"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 240
+    while not list((ws / "models").glob("*/meta.json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(6)  # into the training loop
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "interrupted" in err and "run the same command again to resume" in err
+    runs = list((ws / "models").iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoint.pt").exists()
+    assert json.loads((runs[0] / "meta.json").read_text())["status"] == "running"
+
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert [p.name for p in (ws / "models").iterdir()] == [runs[0].name]  # resumed, not new
+    meta = json.loads((runs[0] / "meta.json").read_text())
+    assert meta["status"] == "done"
+    from insarexplore.workspace import Workspace
+
+    assert Workspace.open(ws).current_model == runs[0].name
