@@ -286,6 +286,18 @@ def suggest(
             "(or use 'diversity')"
         )
     labelled = (table["label"] != "").to_numpy()
+    if strategy == "anomaly":
+        scores = table["anomaly"].to_numpy(np.float64)
+        scores = np.where(labelled | ~np.isfinite(scores), -np.inf, scores)
+        top = np.argsort(-scores, kind="stable")[:n]
+        top = top[np.isfinite(scores[top])]
+        if not top.size:
+            raise ValueError("no anomaly scores for unlabelled samples in this workspace")
+        ids = [str(table.index[i]) for i in top]
+        return ids, {
+            sid: f"anomaly score {scores[i]:.3g} (rank {k + 1} of unlabelled)"
+            for k, (sid, i) in enumerate(zip(ids, top))
+        }
     cols = ["lon_min", "lat_min", "lon_max", "lat_max"]
     footprints = table[cols].to_numpy(np.float64) if set(cols) <= set(table.columns) else None
     emb = None if data.embeddings is None else np.asarray(data.embeddings)

@@ -58,7 +58,7 @@ class GalleryView(pn.viewable.Viewer):
             state.param.gallery_mode,
             options={"Selection": "selection", "Suggestions": "suggestions"},
             margin=(5, 8),
-            button_type="light",
+            color="light",
         )
         self._prev.on_click(lambda e: self._turn(-1))
         self._next.on_click(lambda e: self._turn(+1))
@@ -147,7 +147,7 @@ class GalleryView(pn.viewable.Viewer):
             width=self.thumb + 8,
             height=28,
             margin=(2, 2),
-            button_type="light",
+            color="light",
             description=sid,
         )
         button.on_click(lambda e, sid=sid: s.focus(sid))

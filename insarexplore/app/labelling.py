@@ -24,14 +24,14 @@ class LabellingView(pn.viewable.Viewer):
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
         self.class_select = pn.widgets.Select(
-            name="Class", options=list(state.classes), value=state.active_class or None, width=170
+            label="Class", options=list(state.classes), value=state.active_class or None, width=170
         )
         self.new_class = pn.widgets.TextInput(
-            name="New class", placeholder="e.g. deformation", width=170
+            label="New class", placeholder="e.g. deformation", width=170
         )
         self.create = pn.widgets.Button(label="Add class", width=90, margin=(23, 5, 5, 5))
         self.apply_selection = pn.widgets.Button(
-            label="Label selection", button_type="primary", width=130
+            label="Label selection", color="primary", width=130
         )
         self.apply_cluster = pn.widgets.Button(
             label="Label cluster",
@@ -50,14 +50,14 @@ class LabellingView(pn.viewable.Viewer):
             filename="labels.csv",
             label="CSV",
             width=90,
-            button_type="light",
+            color="light",
         )
         self.geojson = pn.widgets.FileDownload(
             callback=lambda: self._export("geojson"),
             filename="labels.geojson",
             label="GeoJSON",
             width=100,
-            button_type="light",
+            color="light",
         )
         self.create.on_click(self._on_create)
         self.new_class.param.watch(self._on_create, "enter_pressed")

@@ -122,7 +122,7 @@ class MapView(pn.viewable.Viewer):
             min_height=self.height,
         )
         self._base_select = pn.widgets.Select.from_param(
-            self.param.basemap, name="Base map", width=180, margin=(5, 10)
+            self.param.basemap, label="Base map", width=180, margin=(5, 10)
         )
         self._note = pn.pane.Markdown("", margin=(5, 10))
         state.param.watch(self._draw_selection, ["selection", "version", "color_by"])

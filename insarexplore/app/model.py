@@ -23,7 +23,8 @@ STRATEGIES = {
     "Margin": "margin",
     "Least confidence": "least_confidence",
     "Diversity": "diversity",
-    "Anomaly": "anomaly",
+    "Geographic diversity": "geo_diversity",
+    "Most anomalous": "anomaly",
 }
 
 
@@ -61,10 +62,10 @@ class ModelView(pn.viewable.Viewer):
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
         self.method = pn.widgets.Select(
-            name="Classifier", options=METHODS, value="linear", width=150
+            label="Classifier", options=METHODS, value="linear", width=150
         )
         self.train = pn.widgets.Button(
-            label="Train few-shot", button_type="primary", width=140, margin=(23, 5, 5, 5)
+            label="Train few-shot", color="primary", width=140, margin=(23, 5, 5, 5)
         )
         self.progress = pn.indicators.Progress(
             value=0,
@@ -75,9 +76,9 @@ class ModelView(pn.viewable.Viewer):
             margin=(5, 10),
         )
         self.strategy = pn.widgets.Select(
-            name="Strategy", options=STRATEGIES, value="entropy", width=150
+            label="Strategy", options=STRATEGIES, value="entropy", width=150
         )
-        self.n = pn.widgets.IntInput(name="How many", value=12, start=1, end=200, width=80)
+        self.n = pn.widgets.IntInput(label="How many", value=12, start=1, end=200, width=80)
         self.suggest = pn.widgets.Button(label="Suggest next", width=120, margin=(23, 5, 5, 5))
         self.keys = KeyListener(width=0, height=0, margin=0)
         self.status = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))

@@ -74,7 +74,7 @@ class ScatterView(pn.viewable.Viewer):
         )
         self._legend = pn.pane.HTML(sizing_mode="stretch_width", margin=(0, 10))
         self._color_select = pn.widgets.Select.from_param(
-            state.param.color_by, name="Colour by", width=180, margin=(5, 10)
+            state.param.color_by, label="Colour by", width=180, margin=(5, 10)
         )
         self._info = pn.pane.Markdown(self._info_text(), margin=(5, 10))
         state.param.watch(self._update_legend, ["color_by", "version"])

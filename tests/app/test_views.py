@@ -1,0 +1,223 @@
+"""Every view's reactions to the state (and the state's to the views), with no browser."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+import panel as pn
+import pytest
+
+from insarexplore.app.data import ExplorerData
+from insarexplore.app.state import ExplorerState
+
+
+@pytest.fixture
+def scatter(state):
+    from insarexplore.app.scatter import ScatterView
+
+    return ScatterView(state)
+
+
+def test_scatter_streams_select_on_the_server(state, scatter):
+    assert not scatter.datashaded
+    xy = state.data.xy
+    x0, x1 = np.percentile(xy[:, 0], [30, 80])
+    y0, y1 = np.percentile(xy[:, 1], [0, 100])
+    scatter.box.event(bounds=(x0, y0, x1, y1))
+    expect = state.table.index[(xy[:, 0] >= x0) & (xy[:, 0] <= x1)]
+    assert set(state.selection) == set(expect)
+    scatter.lasso.event(geometry=np.array([[x0, y0], [x1, y0], [x1, y1]]))
+    assert 0 < len(state.selection) < len(expect)
+    scatter.tap.event(x=float(xy[3, 0]), y=float(xy[3, 1]))
+    assert state.focused == state.table.index[3]
+    assert "selected" in scatter._info.object
+
+
+def test_scatter_colours_and_legend_follow_color_by(state, scatter):
+    pn.panel(scatter).get_root()  # renders without error
+    state.create_class("mogi")
+    state.assign(list(state.table.index[:4]), "mogi")
+    assert "mogi" in scatter._legend.object
+    colors = state.coloring().colors
+    assert len(set(colors[:4])) == 1 and colors[0] != colors[10]
+    state.color_by = "depth_m"
+    assert "linear-gradient" in scatter._legend.object
+    state.color_by = "primary_date"
+    assert "20" in scatter._legend.object  # dates, not day numbers
+
+
+@pytest.mark.slow  # datashader compiles its numba kernels (about 30 s on 2 cores)
+def test_datashaded_scatter_selects_and_rasterises(app_data, tmp_path):
+    from insarexplore.app.scatter import ScatterView, raster_image
+    from insarexplore.explore.labels import LabelStore
+
+    st = ExplorerState(app_data, label_store=LabelStore(tmp_path / "l.sqlite"))
+    view = ScatterView(st, threshold=10)
+    assert view.datashaded
+    pn.panel(view).get_root()
+    xy = app_data.xy
+    view.box.event(bounds=(xy[:, 0].min(), xy[:, 1].min(), np.median(xy[:, 0]), xy[:, 1].max()))
+    assert abs(len(st.selection) - len(xy) / 2) <= 1
+    for field in ("label", "depth_m"):
+        st.color_by = field
+        xs, ys, r, g, b, a = raster_image(
+            xy,
+            st.coloring(),
+            (xy[:, 0].min(), xy[:, 0].max()),
+            (xy[:, 1].min(), xy[:, 1].max()),
+            80,
+            60,
+        )
+        assert r.shape == (60, 80) and len(xs) == 80 and len(ys) == 60
+        assert (a > 0).sum() >= 20  # points were drawn
+
+
+def test_map_follows_selection_focus_and_draws(state):
+    from insarexplore.app.map import BASEMAPS, MapView
+
+    view = MapView(state)
+    pn.panel(view).get_root()
+    assert view.footprints.data["features"] == []
+    ids = list(state.table.index[:7])
+    state.select_ids(ids)
+    feats = view.footprints.data["features"]
+    assert [f["properties"]["sample"] for f in feats] == ids
+    row = state.table.loc[ids[0]]
+    lat, lon = view.map.center
+    assert row.lat_min - 5 < lat < row.lat_max + 5 or len(ids) > 1
+    state.focus(ids[2])
+    assert view.overlay is not None and view.overlay.url.startswith("data:image/png;base64,")
+    png = base64.b64decode(view.overlay.url.split(",", 1)[1])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    r2 = state.table.loc[ids[2]]
+    assert tuple(view.overlay.bounds) == ((r2.lat_min, r2.lon_min), (r2.lat_max, r2.lon_max))
+    # clicking a footprint of the selection focuses it and keeps the selection
+    view._on_feature_click(feature=feats[4])
+    assert state.focused == ids[4] and state.selection == ids
+    # a click elsewhere on the map focuses and selects the sample under it
+    other = state.table.index[50]
+    r = state.table.loc[other]
+    assert view.click((r.lat_min + r.lat_max) / 2, (r.lon_min + r.lon_max) / 2) is not None
+    assert state.focused in state.selection
+    assert view.click(-80.0, -170.0) is None
+    # a drawn rectangle selects the samples inside it
+    ring = [[14.0, 37.0], [16.0, 37.0], [16.0, 39.0], [14.0, 39.0], [14.0, 37.0]]
+    view._on_draw(action="created", geo_json={"geometry": {"coordinates": [ring]}})
+    assert state.selection and all(
+        14 < state.table.at[s, "lon_min"] + 0.05 < 16 for s in state.selection
+    )
+    view.basemap = "Satellite (Esri)"
+    assert view.map.layers[0].url == BASEMAPS["Satellite (Esri)"][0]
+    state.focus(None)
+    assert view.overlay is None
+
+
+def test_gallery_pages_and_focuses(state):
+    from insarexplore.app.gallery import DetailView, GalleryView
+
+    gallery = GalleryView(state, page_size=5)
+    detail = DetailView(state)
+    assert gallery.cards == {}
+    ids = list(state.table.index[:12])
+    state.select_ids(ids)
+    assert list(gallery.cards) == ids[:5] and gallery.n_pages == 3
+    gallery._turn(+1)
+    assert list(gallery.cards) == ids[5:10]
+    gallery._turn(+5)
+    assert list(gallery.cards) == ids[10:12]
+    card = gallery.cards[ids[11]]
+    png = card.objects[0].object
+    assert png[:4] == b"\x89PNG"
+    card.objects[1].clicks += 1  # the card's button
+    assert state.focused == ids[11]
+    assert "focused" in gallery.cards[ids[11]].css_classes
+    titles = [obj.objects[0].object for obj in detail._images.objects]
+    assert titles == ["**phase**", "**coherence**", "**displacement**"]
+    assert ids[11] in detail._meta.object and "never labelled" in detail._history.object
+    state.assign([ids[11]], "dyke")
+    assert "dyke" in detail._history.object and "alice" in detail._history.object
+    state.select_ids(ids[:3])  # a new selection starts on page 1
+    assert gallery.page == 0 and list(gallery.cards) == ids[:3]
+
+
+def test_labelling_panel_buttons(state):
+    from insarexplore.app.labelling import LabellingView
+
+    view = LabellingView(state)
+    view.apply_selection.clicks += 1
+    assert "nothing is selected" in state.message or "class" in state.message
+    view.new_class.value = "subsidence"
+    view.create.clicks += 1
+    assert state.classes == ["subsidence"] and view.class_select.value == "subsidence"
+    state.select_ids(list(state.table.index[:4]))
+    view.apply_selection.clicks += 1
+    assert state.counts == {"subsidence": 4} and "4" in view.counts.object
+    view.undo.clicks += 1
+    assert state.counts["subsidence"] == 0
+    view.redo.clicks += 1
+    assert state.counts["subsidence"] == 4
+    assert view._export("csv").getvalue().count(b"subsidence") == 4
+
+
+def test_model_panel_trains_and_keys_label(workspace_copy):
+    from insarexplore.app.model import ModelView
+
+    data = ExplorerData.from_workspace(workspace_copy, projection="pca")
+    st = ExplorerState(data, author="kbd")
+    view = ModelView(st)
+    view.train.clicks += 1
+    assert "2 classes" in st.message and not st.busy
+    for k, c in enumerate(("mogi", "dyke", "none")):
+        st.assign([f"s{i:04d}" for i in range(k, 24, 3)], c)
+    view.train.clicks += 1
+    st.wait(60)
+    assert st.has_predictions and "Predicted:" in view.summary.object
+    assert not view.train.disabled
+    view.strategy.value = "margin"
+    view.suggest.clicks += 1
+    queue = list(st.suggestions)
+    assert len(queue) == 12 and st.focused == queue[0]
+    view.keys.key = "3"
+    view.keys.presses += 1
+    assert st.table.at[queue[0], "label"] == st.classes[2] and st.focused == queue[1]
+    view.keys.key = "u"
+    view.keys.presses += 1
+    assert st.table.at[queue[0], "label"] == ""
+
+
+def test_explorer_assembles_inline(app_data):
+    from insarexplore.app import Explorer
+
+    ex = Explorer(data=app_data, author="nb")
+    root = pn.panel(ex).get_root()
+    assert root is not None
+    assert ex.state.author == "nb" and "labels by **nb**" in ex._status.object
+    with pytest.raises(ValueError, match="workspace"):
+        Explorer()
+
+
+def test_render_layers_and_overlay_alpha(app_data):
+    import io
+
+    from PIL import Image
+
+    sid = app_data.table.index[0]
+    for layer in app_data.layers:
+        img = Image.open(io.BytesIO(app_data.png(sid, layer, size=48)))
+        assert img.size == (48, 48)
+    over = Image.open(io.BytesIO(app_data.png(sid, "phase", overlay=True)))
+    assert over.mode == "RGBA"
+    with pytest.raises(KeyError):
+        app_data.png("missing", "phase")
+
+
+def test_table_only_data_has_no_images():
+    t = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [0.0, 1.0, 0.5]}, index=["a", "b", "c"])
+    d = ExplorerData(t)
+    assert d.layers == [] and d.labels_path is None
+    with pytest.raises(LookupError):
+        d.png("a")
+    with pytest.raises(ValueError, match="'x'"):
+        ExplorerData(t.drop(columns="x"))
