@@ -222,3 +222,30 @@ def test_bad_parameters(tmp_path):
         read_licsar(tmp_path, stride=8)
     with pytest.raises(InSARDataError, match="exceeds"):
         read_licsar(tmp_path, patch_size=64, strict=True, progress=False)
+
+
+def test_ingest_streams_the_same_samples_into_zarr(tmp_path):
+    from insarexplore.data.io.geotiff import ingest_licsar
+    from insarexplore.data.io.store import open_dataset
+
+    write_licsar_pair(tmp_path / "in", primary="20150819", secondary="20150912")
+    write_licsar_pair(tmp_path / "in", primary="20150912", secondary="20151006", coherence=None)
+    write_licsar_pair(tmp_path / "in", frame="021D_09150_131313", shape=(36, 50), seed=3)
+    (tmp_path / "in" / "bad.geo.diff_pha.tif").write_bytes(b"broken")
+    ref = read_licsar(tmp_path / "in", patch_size=16, progress=False)
+    store = tmp_path / "out.zarr"
+    report = ingest_licsar(tmp_path / "in", store, patch_size=16, chunk_size=4, progress=False)
+    assert report.n_files == 4 and report.n_written == ref.sizes["sample"] == 6 + 6 + 2 * 3
+    assert len(report.skipped) == 1 and "bad.geo.diff_pha.tif" in report.skipped[0]["file"]
+    ds = open_dataset(store, lazy=False)
+    assert list(ds["sample"].values) == list(ref["sample"].values)
+    np.testing.assert_array_equal(ds["phase"].values, ref["phase"].values)
+    np.testing.assert_array_equal(ds["coherence"].values, ref["coherence"].values)
+    np.testing.assert_allclose(ds["lat_min"].values, ref["lat_min"].values)
+    assert len(json.loads(ds.attrs["skipped"])) == 1
+    # different frame sizes without patch_size: refused before anything is written
+    with pytest.raises(InSARDataError, match="different sizes"):
+        ingest_licsar(tmp_path / "in", tmp_path / "other.zarr", progress=False)
+    assert not (tmp_path / "other.zarr").exists()
+    with pytest.raises(InSARDataError, match="already exists"):
+        ingest_licsar(tmp_path / "in", store, patch_size=16, progress=False)

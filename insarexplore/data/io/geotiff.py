@@ -12,6 +12,7 @@ towards the satellite, so that ``phase = -4 pi / wavelength * displacement`` as 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,14 @@ import xarray as xr
 from insarexplore.data.io._common import SkipLog, check_path, find_frame, parse_date_pair
 from insarexplore.errors import InSARDataError
 
-__all__ = ["LicsarPair", "find_licsar_pairs", "read_licsar", "read_licsar_pair"]
+__all__ = [
+    "LicsarPair",
+    "find_licsar_pairs",
+    "ingest_licsar",
+    "iter_licsar",
+    "read_licsar",
+    "read_licsar_pair",
+]
 
 PHASE_SUFFIX = ".geo.diff_pha.tif"
 COHERENCE_SUFFIX = ".geo.cc.tif"
@@ -192,15 +200,94 @@ def read_licsar_pair(pair: LicsarPair, *, wavelength_m: float | None = None) -> 
     return ds
 
 
-def _fill_missing(parts: list[xr.Dataset]) -> list[xr.Dataset]:
-    """Give every part the same pixel variables: absent coherence/displacement become NaN."""
-    names = {v for p in parts for v in ("coherence", "displacement") if v in p}
-    out = []
-    for p in parts:
-        for v in names - set(p.data_vars):
-            p = p.assign({v: (p["phase"].dims, np.full(p["phase"].shape, np.nan, np.float32))})
-        out.append(p)
-    return out
+def _check_options(patch_size: int | None, stride: int | None, min_valid: float) -> None:
+    if patch_size is not None and patch_size < 1:
+        raise ValueError(f"patch_size must be a positive number of pixels; got {patch_size}")
+    if stride is not None and patch_size is None:
+        raise ValueError("stride needs patch_size")
+    if not 0.0 <= min_valid < 1.0:
+        raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
+
+
+def _check_shapes(pairs: list[LicsarPair], path: str | Path) -> None:
+    """Fail fast (from the headers) when frames of different sizes would need ``patch_size``."""
+    import rasterio
+    from rasterio.errors import RasterioError
+
+    examples: dict[tuple[int, int], str] = {}
+    for pair in pairs:
+        try:
+            with rasterio.open(pair.phase) as src:
+                examples.setdefault((src.height, src.width), pair.sample)
+        except RasterioError:
+            continue  # reported as a bad file when it is read
+    if len(examples) > 1:
+        detail = "; ".join(f"{sid}: {h}x{w}" for (h, w), sid in examples.items())
+        raise InSARDataError(
+            f"{path}: interferograms have different sizes ({detail}); read the frames one at a "
+            "time or pass patch_size to cut them into patches of one size"
+        )
+
+
+def iter_licsar(
+    path: str | Path,
+    *,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    min_valid: float = 0.0,
+    strict: bool = False,
+    wavelength_m: float | None = None,
+    progress: bool = True,
+    skipped: SkipLog | None = None,
+) -> Iterator[xr.Dataset]:
+    """Yield one Dataset per readable interferogram under ``path`` (its patches, with
+    ``patch_size``), one frame in memory at a time. Every part has the same variables: when any
+    pair has coherence or unwrapped phase, pairs without them get NaN. Options as
+    :func:`read_licsar`; bad files go to ``skipped`` (or raise when ``strict``)."""
+    from tqdm.auto import tqdm
+
+    from insarexplore.data import accessor as _accessor  # noqa: F401  (registers ds.insar)
+
+    _check_options(patch_size, stride, min_valid)
+    skipped = skipped if skipped is not None else SkipLog(strict=strict)
+    pairs = find_licsar_pairs(path)
+    if patch_size is None:
+        _check_shapes(pairs, path)
+    want = [
+        name
+        for name, present in (
+            ("coherence", any(p.coherence is not None for p in pairs)),
+            ("displacement", any(p.unwrapped is not None for p in pairs)),
+        )
+        if present
+    ]
+    seen: dict[str, Path] = {}
+    for pair in tqdm(pairs, desc="LiCSAR", unit="ifg", disable=not progress or len(pairs) < 2):
+        if pair.sample in seen:
+            problem = f"duplicate sample id {pair.sample!r} (also {seen[pair.sample]})"
+            skipped.fail(pair.phase, problem)
+            continue
+        try:
+            ds = read_licsar_pair(pair, wavelength_m=wavelength_m)
+            if patch_size is not None:
+                ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
+        except InSARDataError as err:
+            skipped.fail(pair.phase, str(err).removeprefix(f"{pair.phase}: "))
+            continue
+        seen[pair.sample] = pair.phase
+        for name in want:
+            if name not in ds:
+                nan = np.full(ds["phase"].shape, np.nan, np.float32)
+                ds = ds.assign({name: (ds["phase"].dims, nan)})
+        yield ds
+
+
+def _none_read(path: str | Path, n: int, skipped: SkipLog) -> InSARDataError:
+    first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
+    return InSARDataError(
+        f"{path}: none of the {n} interferograms could be read "
+        f"(first problem: {first['file']}: {first['problem']})"
+    )
 
 
 def read_licsar(
@@ -223,57 +310,125 @@ def read_licsar(
     always). Without ``patch_size``, frames of different sizes cannot share one Dataset and raise
     :class:`InSARDataError`. Pairs missing the coherence or unwrapped file get NaN there
     (see the ``has_coherence`` / ``has_displacement`` variables). Bad files are skipped and
-    listed in ``ds.attrs["skipped"]`` (JSON), or raise when ``strict``.
+    listed in ``ds.attrs["skipped"]`` (JSON), or raise when ``strict``. For archives larger than
+    memory, use :func:`ingest_licsar`.
     """
-    from tqdm.auto import tqdm
-
-    from insarexplore.data import accessor as _accessor  # noqa: F401  (registers ds.insar)
     from insarexplore.data.schema import concat
 
-    if patch_size is not None and patch_size < 1:
-        raise ValueError(f"patch_size must be a positive number of pixels; got {patch_size}")
-    if stride is not None and patch_size is None:
-        raise ValueError("stride needs patch_size")
-    if not 0.0 <= min_valid < 1.0:
-        raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
-    pairs = find_licsar_pairs(path)
     skipped = SkipLog(strict=strict)
-    parts: list[xr.Dataset] = []
-    seen: dict[str, Path] = {}
-    for pair in tqdm(pairs, desc="LiCSAR", unit="ifg", disable=not progress or len(pairs) < 2):
-        if pair.sample in seen:
-            skipped.fail(
-                pair.phase, f"duplicate sample id {pair.sample!r} (also {seen[pair.sample]})"
-            )
-            continue
-        try:
-            ds = read_licsar_pair(pair, wavelength_m=wavelength_m)
-            if patch_size is not None:
-                ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
-        except InSARDataError as err:
-            problem = str(err)
-            skipped.fail(pair.phase, problem.removeprefix(f"{pair.phase}: "))
-            continue
-        seen[pair.sample] = pair.phase
-        parts.append(ds)
+    n = len(find_licsar_pairs(path))
+    parts = list(
+        iter_licsar(
+            path,
+            patch_size=patch_size,
+            stride=stride,
+            min_valid=min_valid,
+            wavelength_m=wavelength_m,
+            progress=progress,
+            skipped=skipped,
+        )
+    )
     if not parts:
-        first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
-        raise InSARDataError(
-            f"{path}: none of the {len(pairs)} interferograms could be read "
-            f"(first problem: {first['file']}: {first['problem']})"
-        )
-    shapes = {(p.sizes["y"], p.sizes["x"]) for p in parts}
-    if len(shapes) > 1:
-        detail = "; ".join(
-            f"{p['sample'].values[0]}: {p.sizes['y']}x{p.sizes['x']}" for p in parts[:6]
-        )
-        raise InSARDataError(
-            f"{path}: interferograms have different sizes ({detail}); read the frames one at a "
-            "time or pass patch_size to cut them into patches of one size"
-        )
-    ds = parts[0] if len(parts) == 1 else concat(_fill_missing(parts))
-    spacing = [p.attrs["pixel_spacing_m"] for p in parts]
-    ds.attrs["pixel_spacing_m"] = float(np.median(spacing))
+        raise _none_read(path, n, skipped)
+    if len({(p.sizes["y"], p.sizes["x"]) for p in parts}) > 1:  # e.g. after reprojection
+        detail = "; ".join(f"{p['sample'].values[0]}: {p.sizes['y']}x{p.sizes['x']}" for p in parts)
+        raise InSARDataError(f"{path}: interferograms have different sizes ({detail[:500]})")
+    ds = parts[0] if len(parts) == 1 else concat(parts)
+    ds.attrs["pixel_spacing_m"] = float(np.median([p.attrs["pixel_spacing_m"] for p in parts]))
     ds.attrs["skipped"] = skipped.to_json()
-    skipped.warn(f"read_licsar({path})", len(pairs))
+    skipped.warn(f"read_licsar({path})", n)
     return ds
+
+
+def ingest_licsar(
+    path: str | Path,
+    store_path: str | Path,
+    *,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    min_valid: float = 0.0,
+    chunk_size: int = 512,
+    mode: str = "w-",
+    strict: bool = False,
+    wavelength_m: float | None = None,
+    progress: bool = True,
+):  # -> insarexplore.data.io.images.IngestReport
+    """Stream LiCSAR interferograms (or their patches) into a Zarr store, one frame at a time.
+
+    Samples are written ``chunk_size`` at a time, so memory stays near one frame plus one chunk
+    whatever the number of interferograms. ``mode``: "w-" refuses an existing store, "w"
+    replaces it when done, "a" appends (refusing ids already there). Other options as
+    :func:`read_licsar`. Returns an :class:`~insarexplore.data.io.images.IngestReport`
+    (``n_files`` counts interferograms, ``n_written`` samples).
+    """
+    import contextlib
+    import json
+    import time
+
+    import zarr
+
+    from insarexplore.data.io.images import IngestReport
+    from insarexplore.data.io.store import ZarrWriter, append_dataset
+    from insarexplore.data.schema import concat
+
+    t0 = time.perf_counter()
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if mode not in ("w-", "w", "a"):
+        raise ValueError(f"mode must be 'w-', 'w' or 'a'; got {mode!r}")
+    store = Path(store_path)
+    if mode == "w-" and store.exists():
+        raise InSARDataError(f"{store} already exists (pass mode='w' to replace, 'a' to append)")
+    skipped = SkipLog(strict=strict)
+    n_pairs = len(find_licsar_pairs(path))
+    parts = iter_licsar(
+        path,
+        patch_size=patch_size,
+        stride=stride,
+        min_valid=min_valid,
+        wavelength_m=wavelength_m,
+        progress=progress,
+        skipped=skipped,
+    )
+    written, size, buffer = 0, (0, 0), []
+    sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
+    with sink as writer:
+
+        def flush() -> None:
+            nonlocal written, buffer
+            ds = buffer[0] if len(buffer) == 1 else concat(buffer)
+            if writer is None:
+                append_dataset(ds, store)
+            else:
+                writer.write(ds)
+            written += ds.sizes["sample"]
+            buffer = []
+
+        for part in parts:
+            if size == (0, 0):
+                size = (part.sizes["y"], part.sizes["x"])
+            elif (part.sizes["y"], part.sizes["x"]) != size:
+                problem = f"size {part.sizes['y']}x{part.sizes['x']} differs from {size}"
+                skipped.fail(part["source"].values[0], problem)
+                continue
+            buffer.append(part)
+            if sum(p.sizes["sample"] for p in buffer) >= chunk_size:
+                flush()
+        if buffer:
+            flush()
+    if written == 0:
+        raise _none_read(path, n_pairs, skipped)
+    group = zarr.open_group(str(store), mode="r+")
+    previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
+    group.attrs["skipped"] = json.dumps(previous + skipped.entries)
+    skipped.warn(f"ingest_licsar({path})", n_pairs)
+    return IngestReport(
+        store_path=str(store),
+        n_files=n_pairs,
+        n_written=written,
+        skipped=list(skipped.entries),
+        size=size,
+        seconds=time.perf_counter() - t0,
+        executor="serial",
+        workers=1,
+    )
