@@ -17,6 +17,8 @@ class ProjectionHead(nn.Module):
     """MLP ``(B, in_dim) -> (B, out_dim)``: ``n_layers - 1`` Linear+BN+ReLU blocks, then Linear.
 
     ``last_bn`` adds an affine-free BatchNorm on the output (as used by VICReg/Barlow Twins).
+    ``norm="layer"`` replaces the hidden BatchNorms by LayerNorms, which makes the head (and
+    DDP training with a GroupNorm encoder) independent of how the batch is split.
     """
 
     def __init__(
@@ -27,14 +29,20 @@ class ProjectionHead(nn.Module):
         *,
         n_layers: int = 2,
         last_bn: bool = False,
+        norm: str = "batch",
     ) -> None:
         super().__init__()
         if n_layers < 1:
             raise ValueError(f"n_layers must be >= 1, got {n_layers}")
+        if norm not in ("batch", "layer"):
+            raise ValueError(f"norm must be 'batch' or 'layer', got {norm!r}")
         layers: list[nn.Module] = []
         dim = in_dim
         for _ in range(n_layers - 1):
-            layers += [nn.Linear(dim, hidden_dim, bias=False), nn.BatchNorm1d(hidden_dim)]
+            hidden_norm = (
+                nn.BatchNorm1d(hidden_dim) if norm == "batch" else nn.LayerNorm(hidden_dim)
+            )
+            layers += [nn.Linear(dim, hidden_dim, bias=False), hidden_norm]
             layers.append(nn.ReLU(inplace=True))
             dim = hidden_dim
         layers.append(nn.Linear(dim, out_dim, bias=not last_bn))

@@ -221,6 +221,7 @@ class PhaseAugment(nn.Module):
         size: int = 64,
         *,
         crop_scale: tuple[float, float] = (0.35, 1.0),
+        crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
         flip_p: float = 0.5,
         rot90: bool = True,
         offset: bool = True,
@@ -234,7 +235,8 @@ class PhaseAugment(nn.Module):
         cutout_p: float = 0.5,
     ) -> None:
         super().__init__()
-        self.size, self.crop_scale, self.flip_p, self.rot90 = size, crop_scale, flip_p, rot90
+        self.size, self.crop_scale, self.crop_ratio = size, crop_scale, crop_ratio
+        self.flip_p, self.rot90 = flip_p, rot90
         self.offset, self.conjugate_p = offset, conjugate_p
         self.atmosphere_std, self.atmosphere_p = atmosphere_std, atmosphere_p
         self.noise_std, self.noise_p = noise_std, noise_p
@@ -247,7 +249,7 @@ class PhaseAugment(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         _check_phase(x)
-        x = random_resized_crop(x, self.size, self.crop_scale, phase=True)
+        x = random_resized_crop(x, self.size, self.crop_scale, self.crop_ratio, phase=True)
         if self.flip_p > 0:
             x = random_flip(x, self.flip_p)
         if self.rot90:

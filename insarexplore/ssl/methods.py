@@ -28,10 +28,11 @@ class SimCLR(nn.Module):
         proj_dim: int = 128,
         hidden_dim: int = 512,
         temperature: float = 0.2,
+        head_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.projector = ProjectionHead(encoder.out_dim, hidden_dim, proj_dim)
+        self.projector = ProjectionHead(encoder.out_dim, hidden_dim, proj_dim, norm=head_norm)
         self.criterion = NTXentLoss(temperature)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
@@ -56,10 +57,11 @@ class MoCo(nn.Module):
         temperature: float = 0.2,
         queue_size: int = 4096,
         momentum: float = 0.99,
+        head_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.projector = ProjectionHead(encoder.out_dim, hidden_dim, proj_dim)
+        self.projector = ProjectionHead(encoder.out_dim, hidden_dim, proj_dim, norm=head_norm)
         self.key_encoder = copy.deepcopy(encoder).requires_grad_(False)
         self.key_projector = copy.deepcopy(self.projector).requires_grad_(False)
         self.criterion = MoCoLoss(proj_dim, queue_size, temperature)
@@ -97,10 +99,13 @@ class VICReg(nn.Module):
         sim_coeff: float = 25.0,
         std_coeff: float = 25.0,
         cov_coeff: float = 1.0,
+        head_norm: str = "batch",
     ) -> None:
         super().__init__()
         self.encoder = encoder
-        self.projector = ProjectionHead(encoder.out_dim, hidden_dim, proj_dim, n_layers=3)
+        self.projector = ProjectionHead(
+            encoder.out_dim, hidden_dim, proj_dim, n_layers=3, norm=head_norm
+        )
         self.criterion = VICRegLoss(sim_coeff, std_coeff, cov_coeff)
 
     def forward(self, x1: Tensor, x2: Tensor) -> Tensor:

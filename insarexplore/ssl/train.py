@@ -68,7 +68,7 @@ class PretrainConfig:
     temperature: float = 0.2
     proj_dim: int = 128
     hidden_dim: int = 512
-    norm: str = "batch"
+    norm: str = "batch"  # "group": batch-independent (encoder GroupNorm, head LayerNorm)
     encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     image_size: int | None = None
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -207,6 +207,7 @@ def pretrain(
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     encoder = build_encoder(cfg.arch, in_ch, channel_kind=kind, norm=cfg.norm, **cfg.encoder_kwargs)
     method_kw: dict[str, Any] = {"proj_dim": cfg.proj_dim, "hidden_dim": cfg.hidden_dim}
+    method_kw["head_norm"] = "batch" if cfg.norm == "batch" else "layer"
     if cfg.method in ("simclr", "moco"):
         method_kw["temperature"] = cfg.temperature
     model = build_method(cfg.method, encoder, **method_kw).to(device)
