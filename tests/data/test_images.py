@@ -240,3 +240,14 @@ def test_ingest_append_refuses_duplicates(tmp_path):
     assert ds.sizes["sample"] == 10
     with pytest.raises(InSARDataError, match="already in the store"):
         ingest_image_folder(tmp_path / "b", store, mode="a", progress=False)
+
+
+def test_sixteen_bit_grey_and_palette_modes(tmp_path):
+    grey16 = (np.arange(20 * 20, dtype=np.uint16).reshape(20, 20) * 150).astype(np.uint16)
+    Image.fromarray(grey16).save(tmp_path / "g16.png")
+    Image.fromarray(rendered((20, 20), 1)).convert("P").save(tmp_path / "pal.png")
+    Image.fromarray(rendered((20, 20), 2)).convert("RGBA").save(tmp_path / "rgba.png")
+    ds = read_image_folder(tmp_path)
+    assert ds.sizes["sample"] == 3 and json.loads(ds.attrs["skipped"]) == []
+    np.testing.assert_array_equal(ds["image"].sel(sample="g16.png").values[..., 0], grey16 // 257)
+    np.testing.assert_array_equal(ds["image"].sel(sample="rgba.png").values, rendered((20, 20), 2))
