@@ -30,6 +30,9 @@ _LAZY = {
     "Predictions": "insarexplore.explore.fewshot",
     "train_fewshot": "insarexplore.explore.fewshot",
     "load_predictions": "insarexplore.explore.fewshot",
+    "FinetuneResult": "insarexplore.explore.finetune",
+    "finetune_encoder": "insarexplore.explore.finetune",
+    "finetune_workspace": "insarexplore.explore.finetune",
     # active learning, anomalies, splits
     "Suggestion": "insarexplore.explore.active",
     "suggest": "insarexplore.explore.active",

@@ -1,0 +1,99 @@
+"""The notebook-style path of issue 5, end to end on a small synthetic workspace.
+
+synthetic workspace -> pretrain (briefly) -> embed -> UMAP -> clusters -> label two clusters ->
+few-shot and encoder fine-tuning -> suggest -> label the suggestions -> predictions improve ->
+export GeoJSON. The "user" labels by looking at samples: here the synthetic ground truth plays
+that part (a cluster gets the true label of its representative, as a user would give it).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import f1_score
+
+pytestmark = pytest.mark.slow
+
+
+def test_explore_label_finetune_suggest_export(tmp_path):
+    import torch
+
+    from insarexplore.data.synthetic import generate
+    from insarexplore.embed import embed_workspace
+    from insarexplore.explore import (
+        LabelStore,
+        cluster,
+        export_geojson,
+        project,
+        suggest_workspace,
+        train_fewshot,
+    )
+    from insarexplore.explore.finetune import finetune_workspace
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.workspace import Workspace
+
+    torch.manual_seed(0)
+    ws = Workspace.create(tmp_path / "ws")
+    ds = generate(180, size=32, seed=0, difficulty="easy", classes=("mogi", "earthquake", "none"))
+    ws.add_data(ds)
+    truth = dict(zip(ds["sample"].values.astype(str), ds["label"].values.astype(str)))
+
+    cfg = PretrainConfig(
+        steps=6, batch_size=32, progress=False, num_workers=0, tensorboard=False, device="cpu"
+    )
+    version = pretrain(ws, cfg)
+    assert ws.current_model == version
+    assert embed_workspace(ws, progress=False) == 180
+
+    ids, xy = project(ws, "umap", n_neighbors=10)
+    assert xy.shape == (180, 2) and np.isfinite(xy).all()
+
+    # label two clusters that look different (their representatives differ)
+    clusters = cluster(ws, space="umap", min_cluster_size=8)
+    summary = clusters[clusters.cluster >= 0].groupby("cluster").first().sort_values("size")[::-1]
+    chosen, seen = [], set()
+    for c, row in summary.iterrows():
+        label = truth[row.representative]
+        if label not in seen:
+            chosen.append((c, label))
+            seen.add(label)
+        if len(chosen) == 2:
+            break
+    assert len(chosen) == 2
+    store = LabelStore(ws.labels_path, author="tester", known_ids=ids)
+    for c, label in chosen:
+        store.assign(clusters.index[clusters.cluster == c], label)
+
+    def macro_f1(preds):
+        return f1_score([truth[s] for s in preds.ids], preds.predicted, average="macro")
+
+    _, before = train_fewshot(ws, "linear", store=store, progress=False)
+    f1_before = macro_f1(before)
+    assert before.meta["model_version"] == version
+
+    # fine-tune the encoder itself: a new model version, re-embedded
+    ft_version, result = finetune_workspace(
+        ws, store=store, epochs=2, batch_size=16, patience=1, progress=False
+    )
+    assert ws.current_model == ft_version != version
+    assert ws.load_embeddings(ft_version)[1].shape[0] == 180
+    assert result.epochs_run >= 1 and set(result.classes) == seen
+
+    # suggest, label the suggestions, retrain: predictions improve
+    for _ in range(2):
+        picks = suggest_workspace(ws, 15, "entropy", store=store)
+        assert len(picks) == 15 and all(p.reason for p in picks)
+        assert not {p.sample for p in picks} & set(store.current())
+        for p in picks:
+            store.assign(p.sample, truth[p.sample])
+    _, after = train_fewshot(ws, "linear", store=store, progress=False)
+    f1_after = macro_f1(after)
+    assert f1_after > f1_before + 0.05, (f1_before, f1_after)
+
+    n = export_geojson(store, tmp_path / "labels.geojson", ws)
+    doc = json.loads((tmp_path / "labels.geojson").read_text())
+    assert n == len(store.current()) == len(doc["features"])
+    assert all(f["geometry"]["type"] == "Polygon" for f in doc["features"])
+    store.close()
