@@ -98,6 +98,67 @@ def _add_device(parser: argparse.ArgumentParser) -> None:
     )
 
 
+# -- demo -------------------------------------------------------------------------------------
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from insarexplore.demo import run_demo
+
+    run_demo(
+        args.directory,
+        n=args.n,
+        size=args.size,
+        minutes=args.minutes,
+        device=args.device,
+        projection=args.projection,
+        quick=args.quick,
+        seed=args.seed,
+        serve=not args.no_serve,
+        port=args.port,
+        address=args.address,
+        show=args.show,
+    )
+    if args.no_serve:
+        _say(f"demo workspace ready; serve it with: insarexplore serve {args.directory}")
+    return 0
+
+
+def _add_demo(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "demo",
+        _cmd_demo,
+        "synthesise, pretrain, embed, project, then serve the dashboard (the whole path)",
+        f"""
+  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 5 minutes on 2 CPU cores
+  insarexplore demo ~/insar-demo --show    # and open a browser tab
+  insarexplore demo --device cuda          # more samples, larger encoder, longer budget
+  insarexplore demo --quick --port 0       # tiny smoke test on a free port
+  insarexplore demo --no-serve             # build only (Binder's postBuild does this)
+""",
+        description=(
+            "One command from nothing to a served dashboard: synthesise about 3,000 labelled\n"
+            "interferograms (64 px), pretrain an encoder briefly (sized to the machine: about\n"
+            "5 minutes in all on 2 CPU cores; more data, a larger model and a longer budget on\n"
+            "a GPU), embed, fit the UMAP map, then serve the dashboard and print its URL.\n"
+            "Each step is skipped when its result exists: re-running reuses what is done,\n"
+            "and an interrupted run resumes."
+        ),
+    )
+    p.add_argument(
+        "directory", nargs="?", default=DEFAULT_DEMO_DIR, help=f"workspace (./{DEFAULT_DEMO_DIR})"
+    )
+    p.add_argument("-n", type=_positive_int, default=None, help="samples (3000; 20000 on GPU)")
+    p.add_argument("--size", type=_positive_int, default=None, help="pixels per side (64)")
+    p.add_argument("--minutes", type=_positive_float, default=None, help="pretraining budget")
+    p.add_argument("--projection", choices=["umap", "pca"], default=None, help="map (umap)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-serve", action="store_true", help="build the workspace, do not serve")
+    p.add_argument("--port", type=int, default=5006, help="dashboard port (0: any free port)")
+    p.add_argument("--address", default="127.0.0.1", help="bind address (default: local only)")
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+    _add_device(p)
+
+
 # -- info -------------------------------------------------------------------------------------
 def _cmd_info(args: argparse.Namespace) -> int:
     status = _open(args.workspace).status()
@@ -432,6 +493,77 @@ def _add_ingest(sub: Any) -> None:
     g.add_argument("--images", default=None, help="Hephaestus image root")
 
 
+# -- embed ------------------------------------------------------------------------------------
+def _cmd_embed(args: argparse.Namespace) -> int:
+    ws = _open(args.workspace, need_data=True)
+    version = args.model or ws.current_model
+    if not version:
+        raise ValueError(f"{ws.path}: no model yet (run `insarexplore pretrain {args.workspace}`)")
+    if args.scheduler or args.dask_workers:
+        from contextlib import ExitStack
+
+        from distributed import Client, LocalCluster
+
+        from insarexplore.embed import embed_with_dask
+
+        with ExitStack() as stack:
+            if args.scheduler:
+                client = stack.enter_context(Client(args.scheduler))
+            else:
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=args.dask_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                )
+                client = stack.enter_context(Client(cluster))
+            _say(f"embedding on the dask cluster {client.scheduler.address} ...")
+            ids, vectors = embed_with_dask(
+                ws.data_path, ws.model_dir(version), client, batch_size=args.batch_size
+            )
+        ws.save_embeddings(version, ids, vectors)
+        done = len(ids)
+    else:
+        from insarexplore.embed import embed_workspace
+
+        done = embed_workspace(ws, version, args.device, only_missing=not args.all,
+                               batch_size=args.batch_size)  # fmt: skip
+    _say(f"embedded {done:,} samples with model {version}; next: insarexplore project {ws.path}")
+    return 0
+
+
+def _add_embed(sub: Any) -> None:
+    p = _add_command(
+        sub,
+        "embed",
+        _cmd_embed,
+        "embed the workspace's samples with a pretrained model (only the new ones)",
+        """
+  insarexplore embed ws/                                   # current model, missing samples
+  insarexplore embed ws/ --device cuda --batch-size 1024
+  insarexplore embed ws/ --dask-workers 4                  # local dask.distributed cluster
+  insarexplore embed ws/ --scheduler tcp://10.0.0.5:8786   # an existing cluster
+""",
+        description=(
+            "Compute (n_samples, dim) embeddings and store them by sample id. By default only\n"
+            "samples without an embedding are embedded, saved block by block: an interrupted\n"
+            "run keeps its work. With a dask.distributed cluster one task runs per storage\n"
+            "chunk (the workspace must be reachable from every worker)."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("--all", action="store_true", help="re-embed every sample")
+    p.add_argument("--batch-size", type=_positive_int, default=256)
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", default=None, help="dask scheduler address")
+    cluster.add_argument("--dask-workers", type=_positive_int, default=None,
+                         help="start a local dask cluster with N worker processes")  # fmt: skip
+    _add_device(p)
+
+
 # -- project ----------------------------------------------------------------------------------
 def _cmd_project(args: argparse.Namespace) -> int:
     from insarexplore.explore.project import project
@@ -487,46 +619,13 @@ def _add_project(sub: Any) -> None:
 
 
 # -- serve ------------------------------------------------------------------------------------
-def _dashboard_url(server: Any, address: str) -> str:
-    host = "127.0.0.1" if address in ("", "0.0.0.0", "::") else address
-    return f"http://{host}:{server.port}{server.prefix or ''}/"
-
-
-def run_server(server: Any, address: str) -> str:
-    """Start a Bokeh server made with ``start=False``, print its URL, block until stopped.
-
-    The URL line (``insarexplore dashboard: http://...``) goes to stdout once the socket is
-    bound, so scripts and tests can wait for it. Ctrl-C stops the server cleanly.
-    """
-    url = _dashboard_url(server, address)
-    server.start()
-    print(f"insarexplore dashboard: {url}", flush=True)
-    _say("press Ctrl-C to stop")
-    try:
-        server.io_loop.start()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    _say("dashboard stopped")
-    return url
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    """A port that is free right now (for ``--port 0``: the dashboard needs to know its port)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind((address if address not in ("", "0.0.0.0") else "127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from insarexplore.app.server import serve
+    from insarexplore.demo import _free_port, serve_until_stopped
 
     ws = _open(args.workspace)
     if args.port == 0:
-        args.port = free_port(args.address)
+        args.port = _free_port(args.address)
     _say(f"loading {ws.path} ...")
     server = serve(
         ws,
@@ -539,7 +638,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         projection=args.projection,
         start=False,
     )
-    run_server(server, args.address)
+    serve_until_stopped(server, args.address)
     return 0
 
 
@@ -768,9 +867,11 @@ def _add_suggest(sub: Any) -> None:
 
 # -- the parser and main --------------------------------------------------------------------
 _COMMANDS: list[Callable[[Any], None]] = [
+    _add_demo,
     _add_synth,
     _add_ingest,
     _add_pretrain,
+    _add_embed,
     _add_project,
     _add_serve,
     _add_labels,
