@@ -40,7 +40,8 @@ __all__ = ["SyntheticConfig", "generate", "generate_to_zarr", "iter_blocks", "ME
 METADATA_VARS = (
     "depth_m", "volume_change_m3", "opening_m", "slip_m", "magnitude", "mechanism", "rake_deg",
     "strike_deg", "dip_deg", "length_m", "width_m", "subsidence_rate_m_per_yr", "source_lon",
-    "source_lat", "pass_direction", "heading_deg", "incidence_deg", "baseline_days",
+    "source_lat", "source_row", "source_col", "pass_direction", "heading_deg", "incidence_deg",
+    "baseline_days",
     "atmosphere_cm", "stratified_cm_per_km", "ramp_cm", "snr", "signal_fringes",
     "mean_coherence", "water_fraction", "location_name", "difficulty",
 )  # fmt: skip
@@ -57,7 +58,7 @@ class SyntheticConfig:
     difficulty: str = "medium"
     pixel_spacing_m: float = 100.0
     wavelength_m: float = S1_WAVELENGTH_M
-    looks: float = 4.0  # effective looks of the phase noise
+    looks: float = 8.0  # effective looks of the phase noise
     nodata_fraction: float = 0.03  # share of samples with a no-data corner (NaN)
     block_size: int = 128  # samples per random stream; fixed so chunking never changes results
     max_tries: int = 20  # source redraws in the signal-to-nuisance acceptance
@@ -290,6 +291,9 @@ def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) ->
         "mean_coherence": np.nanmean(coh.reshape(count, -1), axis=1),
         "water_fraction": r["water"],
         "difficulty": np.full(count, cfg.difficulty, dtype=object),
+        # pixel position of the source (centroid / centre of the nuclei), may lie outside
+        "source_col": (cfg.size - 1) / 2 + p["src_e_m"] / cfg.pixel_spacing_m,
+        "source_row": (cfg.size - 1) / 2 - p["src_n_m"] / cfg.pixel_spacing_m,
     }
     meta = {k: meta[k] for k in METADATA_VARS}
     for k, v in meta.items():
@@ -315,34 +319,74 @@ def _config(config: SyntheticConfig | None, **overrides: Any) -> SyntheticConfig
     return replace(config, **given)
 
 
-def iter_blocks(n: int, *, seed: int = 0, config: SyntheticConfig, device: Any = None,
-                progress: bool = False) -> Iterator[Any]:  # fmt: skip
-    """Yield the set of ``n`` samples block by block (bounded memory), with a progress bar."""
+def _block_task(config: SyntheticConfig, seed: int, block: int, count: int, device: str) -> Any:
+    """One block in a worker process (single-threaded torch)."""
+    import torch
+
+    torch.set_num_threads(1)
+    return _block(config, seed, block, count, _device(device))
+
+
+def iter_blocks(
+    n: int,
+    *,
+    seed: int = 0,
+    config: SyntheticConfig,
+    device: Any = None,
+    progress: bool = False,
+    workers: int = 1,
+) -> Iterator[Any]:
+    """Yield the set of ``n`` samples block by block (bounded memory), with a progress bar.
+
+    ``workers`` > 1 makes blocks in that many processes (CPU); blocks come back in order and
+    at most ``2 * workers`` are in flight, so the result and the memory bound are unchanged.
+    """
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
     dev = _device(device)
     bs = config.block_size
+    blocks = [(b, min(bs, n - b * bs)) for b in range(math.ceil(n / bs))]
     bar = None
-    threads = _single_thread(dev)
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="synthesising", unit="ifg")
     try:
-        for b in range(math.ceil(n / bs)):
-            count = min(bs, n - b * bs)
-            yield _block(config, int(seed), b, count, dev)
-            if bar is not None:
-                bar.update(count)
+        if workers == 1 or len(blocks) < 2 or dev.type != "cpu":
+            threads = _single_thread(dev)
+            try:
+                for b, count in blocks:
+                    yield _block(config, int(seed), b, count, dev)
+                    if bar is not None:
+                        bar.update(count)
+            finally:
+                if threads:
+                    import torch
+
+                    torch.set_num_threads(threads)
+            return
+        import multiprocessing as mp
+        from collections import deque
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+            todo = deque(blocks)
+            running: deque = deque()
+            while todo or running:
+                while todo and len(running) < 2 * workers:
+                    b, count = todo.popleft()
+                    running.append((count, pool.submit(_block_task, config, int(seed), b, count, "cpu")))  # fmt: skip
+                count, fut = running.popleft()
+                yield fut.result()
+                if bar is not None:
+                    bar.update(count)
     finally:
         if bar is not None:
             bar.close()
-        if threads:
-            import torch
-
-            torch.set_num_threads(threads)
 
 
 def generate(
@@ -356,21 +400,29 @@ def generate(
     device: Any = None,
     config: SyntheticConfig | None = None,
     progress: bool | None = None,
+    workers: int = 1,
+    **options: Any,
 ) -> Any:
     """Make ``n`` labelled synthetic interferograms (classes balanced) as one Dataset.
 
-    ``config`` overrides the keyword defaults it was built with; explicit keywords are applied
-    on top of it only when no config is given. ``device`` (e.g. "cuda") runs the pixel work in
-    torch there. A progress bar appears for sets larger than a few thousand samples.
+    A ``config`` (:class:`SyntheticConfig`), when given, replaces ``size``, ``classes``,
+    ``difficulty``, ``pixel_spacing_m`` and ``options``; ``options`` are further
+    :class:`SyntheticConfig` fields (e.g. ``nodata_fraction=0``, ``looks``). ``device`` (e.g.
+    "cuda") runs the pixel work in torch there; ``workers`` > 1 uses that many CPU processes.
+    A progress bar appears for sets larger than a few thousand samples.
     """
     from insarexplore.data.schema import concat
 
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}")
-    cfg = config or SyntheticConfig(size=size, classes=tuple(classes), difficulty=difficulty,
-                                    pixel_spacing_m=pixel_spacing_m)  # fmt: skip
+    if config is None:
+        classes = (classes,) if isinstance(classes, str) else tuple(classes)
+        config = SyntheticConfig(size=size, classes=classes, difficulty=difficulty,
+                                 pixel_spacing_m=pixel_spacing_m, **options)  # fmt: skip
+    cfg = config
     show = progress if progress is not None else n > 4000
-    parts = list(iter_blocks(n, seed=seed, config=cfg, device=device, progress=show))
+    parts = list(iter_blocks(n, seed=seed, config=cfg, device=device, progress=show,
+                             workers=workers))  # fmt: skip
     return parts[0] if len(parts) == 1 else concat(parts)
 
 
@@ -383,6 +435,7 @@ def generate_to_zarr(
     device: Any = None,
     config: SyntheticConfig | None = None,
     progress: bool = True,
+    workers: int = 1,
     **kwargs: Any,
 ) -> Any:
     """Stream ``n`` samples into a new Zarr store in chunks of ``chunk_size`` (bounded memory).
@@ -398,11 +451,16 @@ def generate_to_zarr(
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}")
+    if config is None and isinstance(kwargs.get("classes"), (list, str)):
+        c = kwargs["classes"]
+        kwargs["classes"] = (c,) if isinstance(c, str) else tuple(c)
     cfg = config or _config(None, **kwargs)
     pending: list[Any] = []
     held = 0
     with ZarrWriter(path, chunk=chunk_size) as writer:
-        for ds in iter_blocks(n, seed=seed, config=cfg, device=device, progress=progress):
+        blocks = iter_blocks(n, seed=seed, config=cfg, device=device, progress=progress,
+                             workers=workers)  # fmt: skip
+        for ds in blocks:
             pending.append(ds)
             held += ds.sizes["sample"]
             while held >= chunk_size:

@@ -10,16 +10,18 @@ Ranges (metres, degrees) and where they come from:
 * ``dyke``: near-vertical (dip 75-90) tensile rectangle, top 0-2 km deep, 2-10 km long, 1.5-6
   km high, opening 0.1-0.7 m (Gaddes et al. 2019). Dips within 1.5 degrees of vertical are set
   to 90 (the float32 renderer uses Okada's exact vertical formulas there).
-* ``earthquake``: Mw 5-7, centroid 2-15 km deep (shallow crustal events seen by Sentinel-1);
+* ``earthquake``: Mw 5-7, centroid 2-15 km deep (shallow crustal events seen by Sentinel-1),
+  Mw capped so that the rupture is at most 1.5x the scene (at 100 m/px: 5.8 at 64 px, 6.3 at
+  128 px, 6.7 at 224 px; a larger event shows only a ramp-like fragment in a small patch);
   mechanism normal (dip 40-65, rake -110..-70), thrust (dip 20-45, rake 70-110) or strike-slip
   (dip 70-90, rake within 20 of 0 or 180). Moment M0 = 10^(1.5 Mw + 9.1) N m (Hanks & Kanamori
   1979); rupture length and width from Wells & Coppersmith (1994, all slip types:
   log10 L_km = -2.44 + 0.59 Mw, log10 W_km = -1.01 + 0.32 Mw); slip = M0 / (mu L W), mu = 30 GPa.
   The centroid is pushed down when needed so the rupture stays below the surface.
-* ``subsidence``: aquifer or reservoir compaction as 3-6 Geertsma (1973) nuclei of strain
-  (the Mogi form) 0.3-1.5 km deep spread over 1.5-5 km: a broad bowl, 2-30 cm/yr
+* ``subsidence``: aquifer or reservoir compaction as 4-6 Geertsma (1973) nuclei of strain
+  (the Mogi form) 0.8-2.5 km deep spread over 2-6 km: a broad, smooth bowl, 2-30 cm/yr
   (e.g. Chaussard et al. 2014 for Mexico City and Indonesian basins), over 48-372 day pairs.
-* Nuisance: turbulent delay std 0.3-3 cm (log-uniform), corner 1-10 km; stratified delay
+* Nuisance: turbulent delay std 0.2-2 cm over the scene (log-uniform), corner 1-10 km; stratified delay
   -4..4 cm per km of height; relief std from a few metres (basins) to 400 m, volcanic edifices
   300-1500 m high; planar ramps up to 1.5 mm/km; coherence by temporal baseline and land cover.
 
@@ -66,9 +68,9 @@ class Difficulty:
 
 
 DIFFICULTIES = {
-    "easy": Difficulty(4.0, np.inf, 2.0, 0.4, (0.55, 0.9), 0.15, (0.3, 1.0)),
-    "medium": Difficulty(1.5, np.inf, 1.0, 0.7, (0.35, 0.85), 0.3, (0.5, 1.5)),
-    "hard": Difficulty(0.4, 2.0, 0.4, 1.0, (0.2, 0.7), 0.45, (0.8, 2.0)),
+    "easy": Difficulty(4.0, np.inf, 2.0, 0.4, (0.6, 0.92), 0.15, (0.3, 1.0)),
+    "medium": Difficulty(1.5, np.inf, 1.0, 0.7, (0.4, 0.88), 0.3, (0.5, 1.5)),
+    "hard": Difficulty(0.4, 2.0, 0.4, 1.0, (0.25, 0.75), 0.45, (0.8, 2.0)),
 }
 
 
@@ -152,7 +154,9 @@ def _draw_sources(rng: np.random.Generator, p: dict[str, Any], idx: np.ndarray, 
     q = lab == "earthquake"
     if q.any():
         mech = np.asarray(p["mechanism"][idx], dtype=object)
-        mw = u(5.0, 7.0)
+        # cap so the rupture is at most 1.5x the scene: a bigger event shows only a fragment
+        mw_max = np.clip((np.log10(1.5 * 2 * half / 1e3) + 2.44) / 0.59, 5.3, 7.0)
+        mw = u(5.0, mw_max)
         length = 10 ** (-2.44 + 0.59 * mw) * 1e3
         width = 10 ** (-1.01 + 0.32 * mw) * 1e3
         dip = np.select([mech == "normal", mech == "thrust"], [u(40, 65), u(20, 45)], u(70, 90))
@@ -173,13 +177,13 @@ def _draw_sources(rng: np.random.Generator, p: dict[str, Any], idx: np.ndarray, 
     if b.any():
         ib = idx[b]
         k = len(ib)
-        spread = rng.uniform(1500, 5000, k)[:, None]
+        spread = rng.uniform(2000, 6000, k)[:, None]
         ang = rng.uniform(0, 2 * np.pi, (k, N_NUCLEI))
         rad = spread * np.sqrt(rng.uniform(0, 1, (k, N_NUCLEI)))
-        active = np.arange(N_NUCLEI)[None, :] < rng.integers(3, N_NUCLEI + 1, k)[:, None]
+        active = np.arange(N_NUCLEI)[None, :] < rng.integers(4, N_NUCLEI + 1, k)[:, None]
         p["nuc_e"][ib] = p["src_e_m"][ib, None] + rad * np.cos(ang)
         p["nuc_n"][ib] = p["src_n_m"][ib, None] + rad * np.sin(ang)
-        p["nuc_d"][ib] = rng.uniform(300, 1500, (k, N_NUCLEI))
+        p["nuc_d"][ib] = rng.uniform(800, 2500, (k, N_NUCLEI))
         p["nuc_dv"][ib] = -rng.uniform(0.5, 1.5, (k, N_NUCLEI)) * active  # scaled below
         p["subsidence_rate_m_per_yr"][ib] = rng.uniform(0.02, 0.30, k)
         p["depth_m"][ib] = (p["nuc_d"][ib] * active).sum(1) / active.sum(1)
@@ -216,7 +220,13 @@ def _coarse_signal(p: dict[str, Any], idx: np.ndarray, half: float) -> np.ndarra
         los = ue * le[sel, None] + un * ln[sel, None] + uz * lu[sel, None]
         if kind == "subsidence":  # scale the nuclei to the drawn rate and baseline
             target = p["subsidence_rate_m_per_yr"][idx[sel]] * p["baseline_days"][idx[sel]] / 365.25
-            scale = target / np.maximum(np.abs(uz).max(1), 1e-12)
+            ib = idx[sel]
+            peak = np.abs(uz).max(1)
+            for j in range(N_NUCLEI):  # the deepest point lies near a nucleus, not on the grid
+                at = deformation_enu(p, ib, p["nuc_e"][ib, j : j + 1], p["nuc_n"][ib, j : j + 1],
+                                     kind=kind)[2]  # fmt: skip
+                peak = np.maximum(peak, np.abs(at[:, 0]))
+            scale = target / np.maximum(peak, 1e-12)
             p["nuc_dv"][idx[sel]] *= scale[:, None]
             los = los * scale[:, None]
         resid = los - (pinv @ los.T).T @ design.T
@@ -307,7 +317,7 @@ def draw_block(rng: np.random.Generator, labels: np.ndarray, *, size: int, pixel
     p["primary_date"] = primary
     p["secondary_date"] = primary + (k * step).astype("timedelta64[D]")
     # nuisance: atmosphere, topography, ramps
-    p["turb_std_m"] = _log_uniform(rng, 0.003, 0.03, n)
+    p["turb_std_m"] = _log_uniform(rng, 0.002, 0.02, n)
     p["turb_corner_m"] = _log_uniform(rng, 1000, 10000, n)
     p["strat_k"] = np.clip(rng.normal(0, 2e-5, n), -4e-5, 4e-5)
     relief_hi = np.select([kind == "volcano", kind == "seismic"], [400.0, 400.0], 30.0)
