@@ -1,0 +1,324 @@
+"""Engine benchmarks (issue 5): scale of suggest, label store and UMAP; label efficiency.
+
+* ``suggest`` over 1,000,000 x 128 float32 embeddings (diversity: k-center greedy; entropy).
+* The label store holding 1,000,000 events: time to query current labels (and to write them).
+* UMAP of 100,000 points (numba compilation timed separately).
+* Label-efficiency curve on the synthetic benchmark (6 classes): macro-F1 on a held-out,
+  group-aware test split against labels per class (1, 2, 5, 10, 20, 50), for active versus
+  random selection, linear probe versus encoder fine-tuning. Embeddings come from an encoder
+  pretrained here on the unlabelled pool (cached under benchmarks/out/). Active selection starts
+  from a k-center (diversity) seed of one label per class, then adds one label per class per
+  round with ``margin`` uncertainty sampling. Random selection draws the same total number of
+  labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
+
+    python benchmarks/bench_engine.py            # full sizes
+    python benchmarks/bench_engine.py --quick    # small sizes (minutes)
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AREA = "engine"
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PLOT = HERE / "label_efficiency.png"
+BUDGETS = (1, 2, 5, 10, 20, 50)
+
+
+def _row(metric: str, value: float, unit: str, note: str = "") -> dict[str, Any]:
+    return {"area": AREA, "metric": metric, "value": float(value), "unit": unit, "note": note}
+
+
+def bench_suggest(n: int) -> list[dict]:
+    from insarexplore.explore.active import suggest
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((n, 128), dtype=np.float32)
+    labelled = rng.choice(n, 1000, replace=False)
+    proba = rng.dirichlet(np.ones(6), size=n).astype(np.float32)
+    suggest(5, "diversity", embeddings=X[:2000])  # warm BLAS threads
+    rows = []
+    for strategy, kw in (("diversity", {"embeddings": X}), ("entropy", {"proba": proba})):
+        best = np.inf
+        for _ in range(3):
+            t = time.perf_counter()
+            suggest(50, strategy, labelled=labelled, **kw)
+            best = min(best, time.perf_counter() - t)
+        rows.append(
+            _row(
+                f"suggest_{strategy}_{n // 1000}k_x128",
+                best,
+                "s",
+                "50 suggestions, 1,000 labelled; best of 3",
+            )  # fmt: skip
+        )
+    return rows
+
+
+def bench_label_store(n_events: int) -> list[dict]:
+    from insarexplore.explore.labels import LabelStore
+
+    n_samples = n_events // 4
+    classes = [f"class{i}" for i in range(6)]
+    with tempfile.TemporaryDirectory() as tmp:
+        store = LabelStore(Path(tmp) / "labels.sqlite", author="bench", session="bench")
+        t = time.perf_counter()
+        for round_ in range(4):  # every sample relabelled 4 times: n_events events in all
+            store.assign_many(
+                ((f"s{j:07d}", classes[(j + round_) % 6]) for j in range(n_samples)),
+                origin="model",
+            )
+        write = time.perf_counter() - t
+        n = store._read("SELECT COUNT(*) FROM events")[0][0]
+        store.close()
+        store = LabelStore(Path(tmp) / "labels.sqlite")  # a fresh process-like open
+        t = time.perf_counter()
+        current = store.current()
+        query = time.perf_counter() - t
+        t = time.perf_counter()
+        store.counts()
+        counts = time.perf_counter() - t
+        t = time.perf_counter()
+        store.assign(["s0000001"], "class0")
+        one = time.perf_counter() - t
+        store.close()
+    assert len(current) == n_samples
+    note = f"{n:,} events over {n_samples:,} samples"
+    return [
+        _row(f"labels_current_query_{n // 1000}k_events", query, "s", note),
+        _row(f"labels_counts_query_{n // 1000}k_events", counts, "s", note),
+        _row(f"labels_write_{n // 1000}k_events", n / write, "events/s", "4 bulk operations"),
+        _row("labels_single_assign", one * 1000, "ms", "one durable op (WAL, synchronous=FULL)"),
+    ]
+
+
+def bench_umap(n: int) -> list[dict]:
+    from sklearn.datasets import make_blobs
+
+    from insarexplore.explore.project import Projector
+
+    X, _ = make_blobs(n_samples=n, n_features=128, centers=20, random_state=0)
+    X = X.astype(np.float32)
+    t = time.perf_counter()
+    Projector("umap").fit_transform(X[:500])  # pays numba compilation once
+    compile_s = time.perf_counter() - t
+    t = time.perf_counter()
+    Projector("umap").fit_transform(X)
+    fit = time.perf_counter() - t
+    t = time.perf_counter()
+    Projector("pca").fit_transform(X)
+    pca = time.perf_counter() - t
+    return [
+        _row("umap_first_fit_compile", compile_s, "s", "500 points, first fit in the process"),
+        _row(f"umap_fit_{n // 1000}k_x128", fit, "s", "n_neighbors=15, seeded (1 thread)"),
+        _row(f"pca_fit_{n // 1000}k_x128", pca, "s", ""),
+    ]
+
+
+# -- label efficiency -----------------------------------------------------------------------
+def _workspace(n: int, size: int, minutes: float):
+    """A cached synthetic workspace with a pretrained encoder and its embeddings."""
+    from insarexplore.data.synthetic import generate
+    from insarexplore.embed import embed_workspace
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.workspace import Workspace
+
+    path = OUT / f"engine-ws-{n}-{size}-{minutes:g}min"
+    ws = Workspace.create(path)
+    if not ws.has_data():
+        ws.add_data(generate(n, size=size, seed=11, difficulty="medium"))
+    if not ws.current_model:
+        cfg = PretrainConfig(minutes=minutes, batch_size=128, tensorboard=False, progress=True)
+        pretrain(ws, cfg)
+    embed_workspace(ws, progress=True)
+    return ws
+
+
+def _margin_round(X, y, chosen, pool, batch, seed):
+    from insarexplore.explore.active import suggest
+    from insarexplore.explore.fewshot import FewShotClassifier
+
+    labelled = np.zeros(len(X), bool)
+    labelled[chosen] = True
+    labelled[~pool] = True  # never pick from the test split
+    if len(np.unique(y[chosen])) < 2:
+        picks = suggest(batch, "diversity", embeddings=X, labelled=labelled, seed=seed)
+    else:
+        clf = FewShotClassifier("linear").fit(X[chosen], y[chosen])
+        proba = clf.predict_proba(X)
+        picks = suggest(batch, "margin", proba=proba, labelled=labelled, seed=seed)
+    return [p.index for p in picks]
+
+
+def _selections(X, y, pool_idx, n_classes, seed):
+    """Label sets (row indices) per budget for random and active selection."""
+    from insarexplore.explore.active import suggest
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(pool_idx)
+    random_sets = {k: order[: k * n_classes] for k in BUDGETS}
+    pool = np.zeros(len(X), bool)
+    pool[pool_idx] = True
+    seed_pick = suggest(n_classes, "diversity", embeddings=X, labelled=~pool, seed=seed)
+    chosen = [p.index for p in seed_pick]
+    active_sets = {1: np.array(chosen)}
+    for k in BUDGETS[1:]:
+        while len(chosen) < k * n_classes:
+            chosen += _margin_round(X, y, np.array(chosen), pool, n_classes, seed)
+        active_sets[k] = np.array(chosen)
+    return random_sets, active_sets
+
+
+def _f1_probe(X, y, train, test) -> float:
+    from sklearn.metrics import f1_score
+
+    from insarexplore.explore.fewshot import FewShotClassifier
+
+    if len(np.unique(y[train])) < 2:
+        return 0.0
+    clf = FewShotClassifier("linear").fit(X[train], y[train])
+    return float(f1_score(y[test], clf.predict(X[test]), average="macro"))
+
+
+def _f1_finetune(ws, x, y, train, test, seed) -> float:
+    import torch
+
+    from insarexplore.explore.finetune import finetune_encoder
+    from insarexplore.models.serialization import load_encoder
+
+    if len(np.unique(y[train])) < 2:
+        return 0.0
+    encoder, _ = load_encoder(ws.model_dir(ws.current_model))
+    model, _ = finetune_encoder(
+        encoder, x[train], y[train], epochs=15, patience=4, batch_size=32, seed=seed, progress=False
+    )
+    with torch.no_grad():
+        emb = np.concatenate(
+            [model(torch.from_numpy(x[i : i + 512])).numpy() for i in range(0, len(x), 512)]
+        )
+    return _f1_probe(emb, y, train, test)
+
+
+def bench_label_efficiency(
+    n: int, size: int, minutes: float, seeds: int, ft_budgets: tuple[int, ...]
+) -> list[dict]:
+    from insarexplore.explore.splits import group_train_test_split
+
+    ws = _workspace(n, size, minutes)
+    ds = ws.open_data(lazy=False)
+    ids, X, _ = ws.load_embeddings(aligned=True)
+    X = np.asarray(X, dtype=np.float32)
+    y = np.asarray(ds["label"].values).astype(str)
+    classes = np.unique(y)
+    pool_idx, test_idx = group_train_test_split(ds, test_size=0.3, seed=0)
+    x = ds.insar.to_channels() if ft_budgets else None
+    curves: dict[tuple[str, str], list[list[float]]] = {}
+    for seed in range(seeds):
+        rand, act = _selections(X, y, pool_idx, len(classes), seed)
+        for sel_name, sets in (("random", rand), ("active", act)):
+            lp = [_f1_probe(X, y, sets[k], test_idx) for k in BUDGETS]
+            curves.setdefault(("linear probe", sel_name), []).append(lp)
+            if ft_budgets and seed == 0:
+                ft = [
+                    _f1_finetune(ws, x, y, sets[k], test_idx, seed) if k in ft_budgets else np.nan
+                    for k in BUDGETS
+                ]
+                curves.setdefault(("fine-tuning", sel_name), []).append(ft)
+    rows = []
+    for (head, sel), runs in curves.items():
+        arr = np.asarray(runs, dtype=float)
+        for j, k in enumerate(BUDGETS):
+            if np.isnan(arr[:, j]).all():
+                continue
+            rows.append(
+                _row(
+                    f"f1_{head.replace(' ', '_')}_{sel}_{k}_per_class",
+                    np.nanmean(arr[:, j]),
+                    "macro-F1",
+                    f"+-{np.nanstd(arr[:, j]):.3f} over {arr.shape[0]} seed(s)",
+                )  # fmt: skip
+            )
+    lp_gain = np.mean(curves[("linear probe", "active")], axis=0) - np.mean(
+        curves[("linear probe", "random")], axis=0
+    )
+    for j, k in enumerate(BUDGETS):
+        rows.append(_row(f"active_minus_random_linear_probe_{k}_per_class", lp_gain[j], "macro-F1"))
+    _plot(curves, n, size)
+    note = f"{n} samples, {size} px, pretrain {minutes:g} min, test {len(test_idx)}"
+    rows.append(_row("label_efficiency_plot", 1.0, "file", f"{PLOT.name}; {note}"))
+    return rows
+
+
+def _plot(curves: dict, n: int, size: int) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    styles = {"random": "--", "active": "-"}
+    colours = {"linear probe": "tab:blue", "fine-tuning": "tab:orange"}
+    for (head, sel), runs in curves.items():
+        arr = np.asarray(runs, dtype=float)
+        ok = ~np.isnan(arr).all(axis=0)
+        mean, std = np.nanmean(arr[:, ok], axis=0), np.nanstd(arr[:, ok], axis=0)
+        ks = np.asarray(BUDGETS)[ok]
+        ax.errorbar(ks, mean, yerr=std, ls=styles[sel], color=colours[head], marker="o",
+                    capsize=3, label=f"{head}, {sel}")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xticks(BUDGETS, [str(k) for k in BUDGETS])
+    ax.set_xlabel("labels per class")
+    ax.set_ylabel("macro-F1 (held-out, group-aware split)")
+    ax.set_title(f"Label efficiency, synthetic 6 classes ({n} samples, {size} px)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(PLOT, dpi=120)
+    plt.close(fig)
+
+
+def run(quick: bool = False) -> list[dict]:
+    rows: list[dict] = []
+    rows += bench_suggest(1_000_000)
+    rows += bench_label_store(100_000 if quick else 1_000_000)
+    rows += bench_umap(10_000 if quick else 100_000)
+    if quick:
+        rows += bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
+    else:
+        rows += bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes")
+    parser.add_argument("--only", choices=("suggest", "labels", "umap", "efficiency"))
+    args = parser.parse_args()
+    if args.only == "suggest":
+        rows = bench_suggest(1_000_000)
+    elif args.only == "labels":
+        rows = bench_label_store(100_000 if args.quick else 1_000_000)
+    elif args.only == "umap":
+        rows = bench_umap(10_000 if args.quick else 100_000)
+    elif args.only == "efficiency":
+        rows = (
+            bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
+            if args.quick
+            else bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+        )
+    else:
+        rows = run(quick=args.quick)
+    width = max(len(r["metric"]) for r in rows)
+    for r in rows:
+        print(f"{r['metric']:<{width}}  {r['value']:>12.4g} {r['unit']:<10} {r['note']}")
+
+
+if __name__ == "__main__":
+    main()

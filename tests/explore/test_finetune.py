@@ -1,0 +1,75 @@
+"""Encoder fine-tuning: learns from a labelled seed, stops early, leaves the original intact."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from insarexplore.explore.finetune import _split, finetune_encoder
+from insarexplore.models import build_encoder
+
+
+def _images(n_per_class: int = 12, size: int = 32, seed: int = 0):
+    """Two fringe patterns (concentric vs straight) in model channels [cos, sin, coh, valid]."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[-1 : 1 : size * 1j, -1 : 1 : size * 1j]
+    phases, labels = [], []
+    for i in range(2 * n_per_class):
+        k = rng.uniform(6, 12)
+        if i % 2:
+            phase = k * np.hypot(xx - rng.uniform(-0.3, 0.3), yy - rng.uniform(-0.3, 0.3))
+        else:
+            angle = rng.uniform(0, np.pi)
+            phase = k * (np.cos(angle) * xx + np.sin(angle) * yy)
+        phases.append(phase + rng.normal(0, 0.3, phase.shape) + rng.uniform(0, 2 * np.pi))
+        labels.append("mogi" if i % 2 else "ramp")
+    p = np.stack(phases)
+    x = np.stack([np.cos(p), np.sin(p), np.ones_like(p), np.ones_like(p)], axis=1)
+    return x.astype(np.float32), np.array(labels)
+
+
+def test_split_is_stratified_and_keeps_singletons_in_training():
+    y = np.array([0] * 8 + [1] * 4 + [2])
+    train, val = _split(y, 0.25, seed=0)
+    assert sorted(np.concatenate([train, val])) == list(range(len(y)))
+    assert (y[val] == 0).sum() == 2 and (y[val] == 1).sum() == 1 and 12 in train
+
+
+@pytest.mark.slow
+def test_finetune_learns_and_keeps_original():
+    torch.manual_seed(0)
+    x, y = _images(8)
+    enc = build_encoder("resnet-tiny", 4)
+    before = {k: v.clone() for k, v in enc.state_dict().items()}
+    model, res = finetune_encoder(
+        enc, x, y, epochs=10, batch_size=8, lr=3e-3, patience=4, augment=None, progress=False
+    )
+    assert all(torch.equal(before[k], v) for k, v in enc.state_dict().items())  # a copy was tuned
+    assert res.classes == ["mogi", "ramp"] and res.n_val == 4 and res.n_train == 12
+    losses = [h["train_loss"] for h in res.history]
+    assert min(losses[-3:]) < losses[0]
+    assert 0 <= res.best_epoch < res.epochs_run <= 10
+    best_val = min(h["val_loss"] for h in res.history)
+    assert res.history[res.best_epoch]["val_loss"] == best_val  # best weights kept
+    assert not model.training
+    with torch.no_grad():
+        emb = model(torch.from_numpy(x)).numpy()
+    assert emb.shape == (len(x), enc.out_dim)
+
+
+def test_default_augmentation_runs():
+    x, y = _images(4)
+    model, res = finetune_encoder(
+        build_encoder("resnet-tiny", 4), x, y, epochs=1, batch_size=8, progress=False
+    )
+    assert res.epochs_run == 1
+
+
+def test_clear_errors():
+    x, y = _images(3)
+    enc = build_encoder("resnet-tiny", 4)
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        finetune_encoder(enc, x[y == "mogi"], y[y == "mogi"], progress=False)
+    with pytest.raises(ValueError, match="x: expected"):
+        finetune_encoder(enc, x[:, 0], y, progress=False)
