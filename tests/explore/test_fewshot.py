@@ -74,3 +74,30 @@ def test_calibration_lowers_held_out_nll(method):
     cal = FewShotClassifier(method).fit(X[tr], y[tr])
     raw = FewShotClassifier(method, calibrate=False).fit(X[tr], y[tr])
     assert nll(cal) <= nll(raw) + 1e-3
+
+
+def test_train_fewshot_on_a_workspace(workspace):
+    from insarexplore.explore.fewshot import load_predictions, train_fewshot
+    from insarexplore.explore.labels import LabelStore
+
+    ws, X, y = workspace
+    ids = ws.load_embeddings()[0].astype(str)
+    with LabelStore(ws.labels_path) as store:
+        with pytest.raises(ValueError, match="no labelled samples"):
+            train_fewshot(ws, store=store, progress=False)
+        store.assign(ids[y == 0][:3], "a")
+        with pytest.raises(ValueError, match="at least 2 classes"):
+            train_fewshot(ws, store=store, progress=False)
+        store.assign(ids[y == 1][:3], "b")
+        store.assign(ids[y == 2][:3], "c")
+        clf, preds = train_fewshot(ws, "prototype", store=store, progress=False)
+        revision = store.revision()
+    assert list(clf.classes_) == ["a", "b", "c"]
+    assert preds.proba.shape == (len(ids), 3) and np.array_equal(preds.ids, ids)
+    assert (preds.predicted == np.array(["a", "b", "c"])[y]).mean() > 0.95
+    np.testing.assert_allclose(preds.confidence, preds.proba.max(axis=1), rtol=1e-6)
+    stored = load_predictions(ws, "prototype")
+    assert np.array_equal(stored.predicted, preds.predicted)
+    assert stored.meta["labels_revision"] == revision and stored.meta["n_labels"] == 9
+    assert stored.meta["model_version"] == ws.current_model and not ws.is_stale(stored.meta)
+    assert list(stored.frame().columns) == ["predicted", "confidence"]
