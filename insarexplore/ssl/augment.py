@@ -40,6 +40,7 @@ __all__ = [
     "phase_offset",
     "power_law_screen",
     "random_flip",
+    "random_geometry",
     "random_resized_crop",
     "random_rot90",
     "rotate_phase",
@@ -170,6 +171,66 @@ def random_rot90(x: Tensor) -> Tensor:
     return out
 
 
+def _crop_theta(
+    b: int, scale: tuple[float, float], ratio: tuple[float, float], device: torch.device
+) -> Tensor:
+    """(B, 2, 3) affine matrices of random boxes (area fraction ``scale``, aspect ``ratio``)."""
+    area = scale[0] + torch.rand(b, device=device) * (scale[1] - scale[0])
+    lo, hi = math.log(ratio[0]), math.log(ratio[1])
+    aspect = torch.exp(lo + torch.rand(b, device=device) * (hi - lo))
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)  # fractions of the full width / height
+    sh = torch.sqrt(area / aspect).clamp(max=1.0)
+    theta = torch.zeros(b, 2, 3, device=device)
+    theta[:, 0, 0], theta[:, 1, 1] = sw, sh
+    theta[:, 0, 2] = (torch.rand(b, device=device) * 2 - 1) * (1 - sw)
+    theta[:, 1, 2] = (torch.rand(b, device=device) * 2 - 1) * (1 - sh)
+    return theta
+
+
+def random_geometry(
+    x: Tensor,
+    size: int,
+    scale: tuple[float, float] = (0.35, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    flip_p: float = 0.5,
+    rot90: bool = True,
+    phase: bool | None = None,
+) -> Tensor:
+    """Random resized crop, flips and 90-degree rotations fused into one ``grid_sample``.
+
+    Flips and quarter turns of the sampling grid map pixel centres onto pixel centres, so they
+    are exact; only the crop interpolates. For phase batches (``phase`` defaults to ``C == 4``)
+    the resampled (cos, sin) pair is renormalised to unit length and the valid mask
+    re-thresholded at 0.5. Output ``(B, C, size, size)``.
+    """
+    b, c = x.shape[:2]
+    phase = c == 4 if phase is None else phase
+    dev = x.device
+    theta = _crop_theta(b, scale, ratio, dev)
+    lin = theta[:, :, :2]
+    if flip_p > 0:
+        flips = torch.where(torch.rand(b, 2, device=dev) < flip_p, -1.0, 1.0)
+        lin = lin * flips[:, None, :]  # negate input x and/or y axis
+    if rot90:
+        k = torch.randint(0, 4, (b,), device=dev).float() * (math.pi / 2)
+        cos, sin = torch.cos(k).round(), torch.sin(k).round()
+        rot = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], 1)
+        lin = lin @ rot
+    theta = torch.cat([lin, theta[:, :, 2:]], dim=2).to(x.dtype)
+    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if not phase:
+        return out
+    good = out[:, 3] >= 0.5
+    norm = torch.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2)
+    good = good & (norm > 1e-3)  # a zero (cos, sin) cannot be valid: mark it invalid
+    scale_ = torch.where(good, 1.0 / norm.clamp_min(1e-3), torch.zeros_like(norm))
+    return torch.stack(
+        [out[:, 0] * scale_, out[:, 1] * scale_, out[:, 2].clamp(0, 1) * good, good.to(x.dtype)],
+        dim=1,
+    )
+
+
 def random_resized_crop(
     x: Tensor,
     size: int,
@@ -177,37 +238,27 @@ def random_resized_crop(
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
     phase: bool | None = None,
 ) -> Tensor:
-    """Crop a random box (area fraction ``scale``, aspect ``ratio``) per sample; resize to
-    ``size`` x ``size`` with one bilinear ``grid_sample`` for the whole batch.
+    """Crop a random box (area fraction ``scale``, aspect ``ratio``) per sample and resize it to
+    ``size`` x ``size`` (bilinear; phase pairs renormalised, see ``random_geometry``)."""
+    return random_geometry(x, size, scale, ratio, flip_p=0.0, rot90=False, phase=phase)
 
-    For phase batches (``phase`` defaults to ``C == 4``) the resampled (cos, sin) pair is
-    renormalised to unit length and the valid mask re-thresholded at 0.5.
-    """
-    b, c, h, w = x.shape
-    phase = c == 4 if phase is None else phase
+
+def _angle_field(x: Tensor, atm_std: float, atm_p: float, noise_std: float, noise_p: float,
+                 offset: bool) -> Tensor:  # fmt: skip
+    """Sum of atmosphere screen, phase noise and constant offset, (B, H, W) radians."""
+    b, _, h, w = x.shape
     dev = x.device
-    area = scale[0] + torch.rand(b, device=dev) * (scale[1] - scale[0])
-    logr = math.log(ratio[0]) + torch.rand(b, device=dev) * (
-        math.log(ratio[1]) - math.log(ratio[0])
-    )
-    aspect = torch.exp(logr)
-    sw = torch.sqrt(area * aspect).clamp(max=1.0)  # fractions of the full width / height
-    sh = torch.sqrt(area / aspect).clamp(max=1.0)
-    cx = (torch.rand(b, device=dev) * 2 - 1) * (1 - sw)
-    cy = (torch.rand(b, device=dev) * 2 - 1) * (1 - sh)
-    theta = torch.zeros(b, 2, 3, device=dev, dtype=x.dtype)
-    theta[:, 0, 0], theta[:, 0, 2] = sw, cx
-    theta[:, 1, 1], theta[:, 1, 2] = sh, cy
-    grid = F.affine_grid(theta, [b, c, size, size], align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if not phase:
-        return out
-    valid = (out[:, 3] >= 0.5).to(x.dtype)
-    norm = torch.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2).clamp_min(1e-6)
-    good = valid * (norm > 1e-3).to(x.dtype)
-    cos, sin = out[:, 0] / norm * good, out[:, 1] / norm * good
-    # an all-zero (cos, sin) where valid would break the unit-circle invariant: mark invalid
-    return torch.stack([cos, sin, out[:, 2].clamp(0, 1) * good, good], dim=1)
+    angle = torch.zeros(b, h, w, device=dev)
+    if atm_p > 0 and atm_std > 0:
+        beta = 8 / 3 + torch.rand(b, device=dev)
+        std = torch.rand(b, device=dev) * atm_std * _mask(b, atm_p, dev)
+        angle = angle + power_law_screen(b, h, w, beta, dev) * std[:, None, None]
+    if noise_p > 0 and noise_std > 0:
+        std = torch.rand(b, device=dev) * noise_std * _mask(b, noise_p, dev)
+        angle = angle + torch.randn(b, h, w, device=dev) * (std[:, None, None] * (2.0 - x[:, 2]))
+    if offset:
+        angle = angle + torch.rand(b, 1, 1, device=dev) * (2 * math.pi)
+    return angle
 
 
 class PhaseAugment(nn.Module):
@@ -249,19 +300,16 @@ class PhaseAugment(nn.Module):
     @torch.no_grad()
     def forward(self, x: Tensor) -> Tensor:
         _check_phase(x)
-        x = random_resized_crop(x, self.size, self.crop_scale, self.crop_ratio, phase=True)
-        if self.flip_p > 0:
-            x = random_flip(x, self.flip_p)
-        if self.rot90:
-            x = random_rot90(x)
+        x = random_geometry(
+            x, self.size, self.crop_scale, self.crop_ratio, self.flip_p, self.rot90, phase=True
+        )
         if self.decorrelation_p > 0 and self.decorrelation_threshold > 0:
             x = decorrelation(x, self.decorrelation_threshold, self.decorrelation_p)
-        if self.atmosphere_p > 0 and self.atmosphere_std > 0:
-            x = atmosphere(x, self.atmosphere_std, self.atmosphere_p)
-        if self.noise_p > 0 and self.noise_std > 0:
-            x = phase_noise(x, self.noise_std, self.noise_p)
-        if self.offset:
-            x = phase_offset(x)
+        # atmosphere, noise and offset add up to one angle field: one rotation of (cos, sin)
+        angle = _angle_field(
+            x, self.atmosphere_std, self.atmosphere_p, self.noise_std, self.noise_p, self.offset
+        )
+        x = rotate_phase(x, angle)
         if self.conjugate_p > 0:
             x = phase_conjugate(x, self.conjugate_p)
         if self.cutout_p > 0:

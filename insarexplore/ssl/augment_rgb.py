@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from insarexplore.ssl.augment import cutout, random_flip, random_resized_crop, random_rot90
+from insarexplore.ssl.augment import cutout, random_geometry
 
 __all__ = [
     "PaletteTables",
@@ -190,11 +190,9 @@ class RGBAugment(nn.Module):
         # palette steps first, on unresampled colours, so the palette lookup sees true colours
         if self.palette_p > 0:
             x = palette_jitter(x, self.palette_p, self.swap_p)
-        x = random_resized_crop(x, self.size, self.crop_scale, phase=False)
-        if self.flip_p > 0:
-            x = random_flip(x, self.flip_p)
-        if self.rot90:
-            x = random_rot90(x)
+        x = random_geometry(
+            x, self.size, self.crop_scale, flip_p=self.flip_p, rot90=self.rot90, phase=False
+        )
         if self.hue_p > 0:
             x = hue_rotation(x, self.hue_p)
         if self.gray_p > 0:

@@ -43,6 +43,7 @@ PHASE_STEPS = {
     "flip": A.random_flip,
     "rot90": A.random_rot90,
     "crop": lambda x: A.random_resized_crop(x, 32),
+    "geometry": lambda x: A.random_geometry(x, 32),
     "pipeline": A.PhaseAugment(32),
 }
 
@@ -183,3 +184,19 @@ def test_hue_roundtrip():
     x = rendered_batch("rainbow")
     h, s, v = R.hue(x)
     assert torch.allclose(R._hsv_to_rgb(h, s, v), x, atol=1e-5)
+
+
+def test_fused_geometry_is_an_exact_dihedral_transform():
+    torch.manual_seed(8)
+    x = torch.rand(16, 3, 12, 12)
+    out = A.random_geometry(x, 12, scale=(1.0, 1.0), ratio=(1.0, 1.0), flip_p=0.5, rot90=True)
+    seen = set()
+    for i in range(len(x)):
+        variants = []
+        for k in range(4):
+            r = torch.rot90(x[i], k, dims=(-2, -1))
+            variants += [r, r.flip(-1)]
+        match = [j for j, v in enumerate(variants) if torch.allclose(out[i], v, atol=1e-5)]
+        assert match, f"sample {i} is not a flip/rotation of its input"
+        seen.add(match[0])
+    assert len(seen) > 3  # the transforms actually vary

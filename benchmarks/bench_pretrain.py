@@ -1,0 +1,150 @@
+"""Pretraining and embedding speed (issue 4).
+
+CPU: images per second of the whole pretraining step (store -> DataLoader -> augment two views
+-> forward/backward/step) for the default ``resnet-tiny`` at 64 px, and of embedding.
+GPU (when CUDA is available): the same at 128 and 224 px with ``resnet18``, against the ceiling
+of the same model's forward+backward on random tensors already on the device; the target is
+that data loading and augmentation cost at most 20 % of that ceiling.
+
+    python benchmarks/bench_pretrain.py            # full
+    python benchmarks/bench_pretrain.py --quick    # fewer steps
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+AREA = "pretrain"
+
+
+def _store(folder: Path, n: int, size: int) -> Path:
+    """A seeded phase store: fringes plus noise (content does not matter for speed)."""
+    from insarexplore.data.io.store import save_dataset
+    from insarexplore.data.schema import new_dataset
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    phase = np.empty((n, size, size), np.float32)
+    for i in range(n):
+        phase[i] = np.angle(np.exp(1j * (rng.uniform(5, 30) * np.hypot(yy - 0.5, xx - 0.5) + rng.normal(0, 0.3, (size, size)))))
+    coh = rng.uniform(0.2, 1, (n, size, size)).astype(np.float32)
+    return save_dataset(new_dataset(phase=phase, coherence=coh, sample=[f"b{i}" for i in range(n)]), folder / f"s{size}.zarr")
+
+
+def _ceiling(arch: str, size: int, batch: int, steps: int, device) -> float:
+    """Images/s of SimCLR forward+backward+step on random tensors already on the device."""
+    import torch
+
+    from insarexplore.models import build_encoder
+    from insarexplore.ssl.methods import SimCLR
+
+    model = SimCLR(build_encoder(arch, 4)).to(device)
+    cuda = device.type == "cuda"
+    if cuda:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(model.parameters(), 1e-3)
+    x1 = torch.randn(batch, 4, size, size, device=device)
+    x2 = torch.randn(batch, 4, size, size, device=device)
+    if cuda:
+        x1, x2 = (v.contiguous(memory_format=torch.channels_last) for v in (x1, x2))
+    amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda)
+
+    def step():
+        with amp:
+            loss = model(x1, x2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    for _ in range(3):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if cuda:
+        torch.cuda.synchronize()
+    return batch * steps / (time.perf_counter() - t)
+
+
+def _pipeline(store: Path, arch: str, batch: int, steps: int, device, workers: int) -> float:
+    """Images/s of the real loop (store, loader, augmentations, step), timed after warm-up."""
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+
+    times: list[float] = []
+
+    def hook(info):
+        times.append(time.perf_counter())
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = PretrainConfig(arch=arch, steps=steps + 3, batch_size=batch, device=str(device),
+                             num_workers=workers, monitor_every=0, tensorboard=False,
+                             progress=False, checkpoint_every=10**9)  # fmt: skip
+        pretrain(store, cfg, out_dir=tmp, on_step=hook)
+    return batch * steps / (times[-1] - times[2])
+
+
+def _embed_rate(store: Path, device, batch: int = 256) -> float:
+    import torch
+
+    from insarexplore.data.io.store import open_dataset
+    from insarexplore.embed import Embedder
+    from insarexplore.models import build_encoder
+
+    ds = open_dataset(store)
+    emb = Embedder(build_encoder("resnet-tiny", 4), batch_size=batch, device=str(device), progress=False).fit()
+    emb.transform(ds.isel(sample=slice(0, batch)))
+    t = time.perf_counter()
+    n = emb.transform(ds).shape[0]
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t)
+
+
+def run(quick: bool = False) -> list[dict[str, Any]]:
+    import torch
+
+    rows: list[dict[str, Any]] = []
+    cpu = torch.device("cpu")
+    threads = torch.get_num_threads()
+    steps = 5 if quick else 20
+    with tempfile.TemporaryDirectory() as tmp:
+        store = _store(Path(tmp), 1024 if quick else 3000, 64)
+        rate = _pipeline(store, "resnet-tiny", 128, steps, cpu, 0)
+        rows.append({"area": AREA, "metric": "pretrain img/s cpu resnet-tiny 64px", "value": rate,
+                     "unit": "img/s", "note": f"batch 128, 2 views, {threads} threads, whole loop"})  # fmt: skip
+        ceil = _ceiling("resnet-tiny", 64, 128, steps, cpu)
+        rows.append({"area": AREA, "metric": "pretrain ceiling cpu resnet-tiny 64px", "value": ceil,
+                     "unit": "img/s", "note": "fwd+bwd+step on random tensors"})  # fmt: skip
+        rows.append({"area": AREA, "metric": "embed img/s cpu resnet-tiny 64px",
+                     "value": _embed_rate(store, cpu), "unit": "img/s", "note": "from Zarr, batch 256"})  # fmt: skip
+        if torch.cuda.is_available():
+            gpu = torch.device("cuda")
+            for size in (128, 224):
+                gstore = _store(Path(tmp), 2048, size)
+                ceil = _ceiling("resnet18", size, 256, steps * 2, gpu)
+                rate = _pipeline(gstore, "resnet18", 256, steps * 2, gpu, 6)
+                note = f"pipeline overhead {100 * (1 - rate / ceil):.0f}% of ceiling (target <= 20%)"
+                rows.append({"area": AREA, "metric": f"pretrain img/s cuda resnet18 {size}px",
+                             "value": rate, "unit": "img/s", "note": note})  # fmt: skip
+                rows.append({"area": AREA, "metric": f"pretrain ceiling cuda resnet18 {size}px",
+                             "value": ceil, "unit": "img/s", "note": "bf16, channels_last"})  # fmt: skip
+            rows.append({"area": AREA, "metric": "embed img/s cuda resnet-tiny 64px",
+                         "value": _embed_rate(store, gpu, 1024), "unit": "img/s", "note": "batch 1024"})  # fmt: skip
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    print(f"{'metric':45s} {'value':>10s} unit   note")
+    for r in run(args.quick):
+        print(f"{r['metric']:45s} {r['value']:10.1f} {r['unit']:6s} {r['note']}")
