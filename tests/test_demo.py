@@ -1,0 +1,134 @@
+"""The README's main command, end to end: `insarexplore demo DIR` serves a dashboard a browser loads.
+
+Runs the real command line as a subprocess (quick sizes), waits for the printed URL, loads the
+page in Debian's chromium through Playwright, checks the dashboard rendered without JavaScript
+errors, saves a screenshot, then stops the server with Ctrl-C (SIGINT) and checks a clean exit.
+A second run on the same folder must reuse every step.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "OMP_NUM_THREADS": "1"}
+
+
+def _wait_for_url(proc: subprocess.Popen, timeout: float) -> tuple[str, str]:
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    seen: list[str] = []
+    while time.monotonic() < deadline and proc.poll() is None:
+        if sel.select(timeout=1.0):
+            line = proc.stdout.readline()
+            seen.append(line)
+            if line.startswith("insarexplore dashboard: "):
+                return line.split(": ", 1)[1].strip(), "".join(seen)
+    raise AssertionError(f"no dashboard URL (rc={proc.poll()}): {''.join(seen)[-3000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> tuple[int, str]:
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+    return proc.returncode, err
+
+
+@pytest.mark.ui
+@pytest.mark.slow
+def test_demo_command_serves_a_dashboard_the_browser_loads(tmp_path):
+    pytest.importorskip("playwright")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    workspace = tmp_path / "demo-ws"
+    cmd = [sys.executable, "-m", "insarexplore.cli", "demo", str(workspace), "--quick",
+           "--port", "0"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    try:
+        url, _ = _wait_for_url(proc, timeout=600)
+        assert url.startswith("http://127.0.0.1:")
+        errors: list[str] = []
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+            page = browser.new_page(viewport={"width": 1500, "height": 950})
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector(".bk-Canvas, canvas", state="attached", timeout=120_000)
+            # the dashboard's own text is inside Bokeh's shadow DOM: locators reach it
+            page.get_by_text("insarexplore", exact=False).first.wait_for(timeout=120_000)
+            page.wait_for_timeout(2000)
+            shot = tmp_path / "demo.png"
+            page.screenshot(path=str(shot))
+            browser.close()
+        assert shot.stat().st_size > 10_000
+        out_dir = os.environ.get("INSAREXPLORE_SCREENSHOT_DIR")
+        if out_dir:
+            shutil.copy(shot, Path(out_dir) / "demo_dashboard.png")
+        assert not errors, f"JavaScript errors: {errors}"
+    finally:
+        if proc.poll() is None:
+            rc, err = _stop(proc)
+        else:
+            rc, err = proc.returncode, proc.stderr.read()
+    assert rc == 0, err[-3000:]
+    assert "dashboard stopped" in err
+
+    # the same command again reuses every step
+    res = subprocess.run([*cmd[:-2], "--no-serve"], capture_output=True, text=True, env=ENV,
+                         timeout=300)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    for what in ("data: reusing 240 samples", "model: reusing", "embeddings: up to date"):
+        assert what in res.stderr
+
+
+@pytest.mark.slow
+def test_demo_bad_arguments(tmp_path):
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "file.txt").write_text("not a workspace")
+    res = subprocess.run(
+        [sys.executable, "-m", "insarexplore.cli", "demo", str(tmp_path / "taken"), "--quick",
+         "--no-serve"],
+        capture_output=True, text=True, env=ENV, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 2
+    assert "is not empty and is not a workspace" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_plan_is_sized_for_the_machine():
+    from insarexplore.demo import plan_demo
+
+    cpu = plan_demo(device="cpu")
+    assert (cpu.n, cpu.size, cpu.arch, cpu.projection) == (3000, 64, "resnet-tiny", "umap")
+    assert 2.0 <= cpu.minutes <= 4.5  # leaves time for synthesis, embedding and UMAP in ~5 min
+    quick = plan_demo(device="cpu", quick=True)
+    assert quick.n < 500 and quick.projection == "pca" and not quick.monitor
+    mine = plan_demo(device="cpu", n=100, size=48, minutes=1, projection="pca")
+    assert (mine.n, mine.size, mine.minutes, mine.projection) == (100, 48, 1.0, "pca")
+    with pytest.raises(ValueError, match="n must be at least 16"):
+        plan_demo(device="cpu", n=3)
+    with pytest.raises(ValueError, match="projection"):
+        plan_demo(device="cpu", projection="tsne")
