@@ -60,7 +60,7 @@ def _child(folder: str, store: str, executor: str, workers: int, chunk: int) -> 
     import zarr  # noqa: F401
 
     import insarexplore.data.io.store  # noqa: F401
-    from insarexplore.data.io.images import ingest_image_folder
+    from insarexplore.data.io.ingest import ingest_image_folder
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     report = ingest_image_folder(

@@ -225,7 +225,7 @@ def test_bad_parameters(tmp_path):
 
 
 def test_ingest_streams_the_same_samples_into_zarr(tmp_path):
-    from insarexplore.data.io.geotiff import ingest_licsar
+    from insarexplore.data.io.ingest import ingest_licsar
     from insarexplore.data.io.store import open_dataset
 
     write_licsar_pair(tmp_path / "in", primary="20150819", secondary="20150912")

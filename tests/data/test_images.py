@@ -12,11 +12,11 @@ from PIL import Image
 from readers_fixtures import fringe_phase, rendered, write_geotiff, write_image
 
 from insarexplore.data.io.images import (
-    ingest_image_folder,
     list_image_files,
     parse_image_name,
     read_image_folder,
 )
+from insarexplore.data.io.ingest import ingest_image_folder
 from insarexplore.data.io.store import open_dataset
 from insarexplore.errors import InSARDataError
 
@@ -226,6 +226,14 @@ def test_ingest_matches_in_memory_read(class_folder, tmp_path, executor):
     assert len(json.loads(ds.attrs["skipped"])) == 7
     with pytest.raises(InSARDataError, match="already exists"):
         ingest_image_folder(class_folder, store, size=32, progress=False)
+
+
+def test_ingest_still_importable_from_images():
+    from insarexplore.data.io import images
+
+    assert images.ingest_image_folder is ingest_image_folder
+    with pytest.raises(AttributeError):
+        images.no_such_name  # noqa: B018
 
 
 def test_ingest_append_refuses_duplicates(tmp_path):

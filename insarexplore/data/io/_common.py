@@ -23,6 +23,7 @@ __all__ = [
     "FRAME_RE",
     "SkipLog",
     "check_path",
+    "nothing_read",
     "find_frame",
     "parse_date",
     "parse_date_pair",
@@ -99,3 +100,12 @@ class SkipLog:
         logger.warning(
             "%s: skipped %d of %d files: %s%s", what, len(self.entries), total, head, more
         )
+
+
+def nothing_read(path: str | Path, n: int, what: str, skipped: SkipLog) -> InSARDataError:
+    """The error for a source where not one of ``n`` items could be read (first reason named)."""
+    first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "unknown"}
+    return InSARDataError(
+        f"{path}: none of the {n} {what} could be read "
+        f"(first problem: {first['file']}: {first['problem']})"
+    )

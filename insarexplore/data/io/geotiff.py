@@ -19,13 +19,18 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from insarexplore.data.io._common import SkipLog, check_path, find_frame, parse_date_pair
+from insarexplore.data.io._common import (
+    SkipLog,
+    check_path,
+    find_frame,
+    nothing_read,
+    parse_date_pair,
+)
 from insarexplore.errors import InSARDataError
 
 __all__ = [
     "LicsarPair",
     "find_licsar_pairs",
-    "ingest_licsar",
     "iter_licsar",
     "read_licsar",
     "read_licsar_pair",
@@ -282,14 +287,6 @@ def iter_licsar(
         yield ds
 
 
-def _none_read(path: str | Path, n: int, skipped: SkipLog) -> InSARDataError:
-    first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
-    return InSARDataError(
-        f"{path}: none of the {n} interferograms could be read "
-        f"(first problem: {first['file']}: {first['problem']})"
-    )
-
-
 def read_licsar(
     path: str | Path,
     *,
@@ -311,7 +308,7 @@ def read_licsar(
     :class:`InSARDataError`. Pairs missing the coherence or unwrapped file get NaN there
     (see the ``has_coherence`` / ``has_displacement`` variables). Bad files are skipped and
     listed in ``ds.attrs["skipped"]`` (JSON), or raise when ``strict``. For archives larger than
-    memory, use :func:`ingest_licsar`.
+    memory, use :func:`insarexplore.data.io.ingest.ingest_licsar`.
     """
     from insarexplore.data.schema import concat
 
@@ -329,7 +326,7 @@ def read_licsar(
         )
     )
     if not parts:
-        raise _none_read(path, n, skipped)
+        raise nothing_read(path, n, "interferograms", skipped)
     if len({(p.sizes["y"], p.sizes["x"]) for p in parts}) > 1:  # e.g. after reprojection
         detail = "; ".join(f"{p['sample'].values[0]}: {p.sizes['y']}x{p.sizes['x']}" for p in parts)
         raise InSARDataError(f"{path}: interferograms have different sizes ({detail[:500]})")
@@ -338,97 +335,3 @@ def read_licsar(
     ds.attrs["skipped"] = skipped.to_json()
     skipped.warn(f"read_licsar({path})", n)
     return ds
-
-
-def ingest_licsar(
-    path: str | Path,
-    store_path: str | Path,
-    *,
-    patch_size: int | None = None,
-    stride: int | None = None,
-    min_valid: float = 0.0,
-    chunk_size: int = 512,
-    mode: str = "w-",
-    strict: bool = False,
-    wavelength_m: float | None = None,
-    progress: bool = True,
-):  # -> insarexplore.data.io.images.IngestReport
-    """Stream LiCSAR interferograms (or their patches) into a Zarr store, one frame at a time.
-
-    Samples are written ``chunk_size`` at a time, so memory stays near one frame plus one chunk
-    whatever the number of interferograms. ``mode``: "w-" refuses an existing store, "w"
-    replaces it when done, "a" appends (refusing ids already there). Other options as
-    :func:`read_licsar`. Returns an :class:`~insarexplore.data.io.images.IngestReport`
-    (``n_files`` counts interferograms, ``n_written`` samples).
-    """
-    import contextlib
-    import json
-    import time
-
-    import zarr
-
-    from insarexplore.data.io.images import IngestReport
-    from insarexplore.data.io.store import ZarrWriter, append_dataset
-    from insarexplore.data.schema import concat
-
-    t0 = time.perf_counter()
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    if mode not in ("w-", "w", "a"):
-        raise ValueError(f"mode must be 'w-', 'w' or 'a'; got {mode!r}")
-    store = Path(store_path)
-    if mode == "w-" and store.exists():
-        raise InSARDataError(f"{store} already exists (pass mode='w' to replace, 'a' to append)")
-    skipped = SkipLog(strict=strict)
-    n_pairs = len(find_licsar_pairs(path))
-    parts = iter_licsar(
-        path,
-        patch_size=patch_size,
-        stride=stride,
-        min_valid=min_valid,
-        wavelength_m=wavelength_m,
-        progress=progress,
-        skipped=skipped,
-    )
-    written, size, buffer = 0, (0, 0), []
-    sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
-    with sink as writer:
-
-        def flush() -> None:
-            nonlocal written, buffer
-            ds = buffer[0] if len(buffer) == 1 else concat(buffer)
-            if writer is None:
-                append_dataset(ds, store)
-            else:
-                writer.write(ds)
-            written += ds.sizes["sample"]
-            buffer = []
-
-        for part in parts:
-            if size == (0, 0):
-                size = (part.sizes["y"], part.sizes["x"])
-            elif (part.sizes["y"], part.sizes["x"]) != size:
-                problem = f"size {part.sizes['y']}x{part.sizes['x']} differs from {size}"
-                skipped.fail(part["source"].values[0], problem)
-                continue
-            buffer.append(part)
-            if sum(p.sizes["sample"] for p in buffer) >= chunk_size:
-                flush()
-        if buffer:
-            flush()
-    if written == 0:
-        raise _none_read(path, n_pairs, skipped)
-    group = zarr.open_group(str(store), mode="r+")
-    previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
-    group.attrs["skipped"] = json.dumps(previous + skipped.entries)
-    skipped.warn(f"ingest_licsar({path})", n_pairs)
-    return IngestReport(
-        store_path=str(store),
-        n_files=n_pairs,
-        n_written=written,
-        skipped=list(skipped.entries),
-        size=size,
-        seconds=time.perf_counter() - t0,
-        executor="serial",
-        workers=1,
-    )

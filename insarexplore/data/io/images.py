@@ -14,7 +14,6 @@ Images are brought to one size (``size``, default the most common size in the fo
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 from collections import Counter
@@ -26,7 +25,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from insarexplore.data.io._common import SkipLog, check_path, find_frame, parse_date_pair
+from insarexplore.data.io._common import (
+    SkipLog,
+    check_path,
+    find_frame,
+    nothing_read,
+    parse_date_pair,
+)
 from insarexplore.data.io._decode import FITS, IMAGE_SUFFIXES, load_many, probe_many
 from insarexplore.errors import InSARDataError
 
@@ -179,9 +184,8 @@ def common_size(
             else:
                 counts[hw] += 1
     if not counts:
-        raise InSARDataError(
-            f"none of the {len(files)} image files could be read: " + skipped.entries[0]["problem"]
-        )
+        folder = Path(files[0].path).parent if files else "folder"
+        raise nothing_read(folder, len(files), "image files", skipped)
     best = max(counts.items(), key=lambda kv: (kv[1], kv[0][0] * kv[0][1], kv[0]))
     return best[0], bad
 
@@ -310,10 +314,7 @@ def read_image_folder(
             files = [f for f in files if f.path not in bad]
         batch = collect_files(submit_files(files, target, fit, recover, pool), skipped)
     if not batch.images:
-        raise InSARDataError(
-            f"{path}: none of the {total} image files could be read "
-            f"(first problem: {skipped.entries[0]['file']}: {skipped.entries[0]['problem']})"
-        )
+        raise nothing_read(path, total, "image files", skipped)
     ds = to_dataset(batch, palette=recover)
     if palette is not None:
         ds.attrs["palette"] = palette
@@ -322,151 +323,10 @@ def read_image_folder(
     return ds
 
 
-@dataclass
-class IngestReport:
-    """What :func:`ingest_image_folder` did: counts, skipped files and why, speed."""
+def __getattr__(name: str):
+    """Ingestion moved to :mod:`insarexplore.data.io.ingest`; still importable from here."""
+    if name in ("ingest_image_folder", "IngestReport"):
+        from insarexplore.data.io import ingest
 
-    store_path: str
-    n_files: int
-    n_written: int
-    skipped: list[dict[str, str]]
-    size: tuple[int, int]
-    seconds: float
-    executor: str
-    workers: int
-
-    @property
-    def images_per_s(self) -> float:
-        return self.n_files / self.seconds if self.seconds > 0 else float("nan")
-
-    def __str__(self) -> str:
-        return (
-            f"{self.n_written} of {self.n_files} images ({self.size[0]}x{self.size[1]}) written to "
-            f"{self.store_path} in {self.seconds:.1f} s ({self.images_per_s:.0f} images/s, "
-            f"{self.workers} {self.executor} workers); {len(self.skipped)} skipped"
-        )
-
-
-def _executor(kind: str, workers: int) -> Executor:
-    if kind == "thread":
-        return ThreadPoolExecutor(workers)
-    if kind == "process":
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        # spawn: safe with the threads of the parent (tqdm, zarr, dask), unlike fork, and the
-        # workers stay children of this process (their memory shows in RUSAGE_CHILDREN)
-        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
-    raise ValueError(f"executor must be 'thread' or 'process'; got {kind!r}")
-
-
-def _store_chunk(size: tuple[int, int], chunk_size: int, with_phase: bool) -> int:
-    """Samples per Zarr chunk: a power of two near 4 MiB of pixels, at most ``chunk_size``."""
-    per_sample = size[0] * size[1] * (3 + (4 if with_phase else 0))
-    n = max(1, min(chunk_size, (4 << 20) // per_sample))
-    return 1 << (n.bit_length() - 1)
-
-
-def ingest_image_folder(
-    path: str | Path,
-    store_path: str | Path,
-    *,
-    chunk_size: int = 512,
-    workers: int | None = None,
-    executor: str = "thread",
-    mode: str = "w-",
-    size: int | Sequence[int] | None = None,
-    labels: Labels = "auto",
-    fit: str = "auto",
-    strict: bool = False,
-    palette: str | None = None,
-    recover_phase: bool = False,
-    progress: bool = True,
-) -> IngestReport:
-    """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
-
-    Files are decoded in parallel (``executor``: "thread" or "process" pools of ``workers``;
-    threads are the default because PIL releases the GIL while decoding and they measured as
-    fast as processes without their start-up cost) ``chunk_size`` at a time; while one chunk is
-    written the next is being decoded, so at most two chunks are in memory. The store is chunked
-    in powers of two of about 4 MiB along ``sample`` for fast random access later. ``mode``: "w-" refuses an existing store, "w" replaces it
-    (atomically, when the ingestion completes), "a" appends (refusing ids already there). Other
-    options as :func:`read_image_folder`. Skipped files are returned in the report and stored
-    in the store's ``skipped`` attribute (JSON).
-    """
-    import json
-    import time
-
-    import zarr
-    from tqdm.auto import tqdm
-
-    from insarexplore.data.io.store import ZarrWriter, append_dataset
-
-    t0 = time.perf_counter()
-    _check_options(fit, palette)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
-    if mode not in ("w-", "w", "a"):
-        raise ValueError(f"mode must be 'w-', 'w' or 'a'; got {mode!r}")
-    store = Path(store_path)
-    if mode == "w-" and store.exists():
-        raise InSARDataError(f"{store} already exists (pass mode='w' to replace, 'a' to append)")
-    target = _size(size)
-    files = list_image_files(path, labels=labels)
-    n_files, n_workers = len(files), default_workers(workers)
-    skipped = SkipLog(strict=strict)
-    recover = (palette or "cyclic") if recover_phase else None
-    written = 0
-    with _executor(executor, n_workers) as pool:
-        if target is None:
-            target, bad = common_size(files, skipped, pool)
-            files = [f for f in files if f.path not in bad]
-        store_chunk = _store_chunk(target, chunk_size, recover is not None)
-        chunk_size = -(-chunk_size // store_chunk) * store_chunk  # whole store chunks per write
-        chunks = _batches(files, chunk_size)
-        sub = max(1, min(32, chunk_size // (2 * n_workers)))
-        sink = ZarrWriter(store, chunk=store_chunk) if mode != "a" else contextlib.nullcontext()
-        bar = tqdm(total=n_files, desc="ingest", unit="img", disable=not progress)
-        try:
-            with sink as writer, bar:
-                bar.update(n_files - len(files))  # unreadable headers
-                pending = submit_files(chunks[0], target, fit, recover, pool, sub) if chunks else []
-                for k, chunk in enumerate(chunks):
-                    # queue the next chunk before waiting on this one: decode overlaps writing
-                    nxt = chunks[k + 1] if k + 1 < len(chunks) else []
-                    following = submit_files(nxt, target, fit, recover, pool, sub)
-                    batch = collect_files(pending, skipped)
-                    if batch.images:
-                        ds = to_dataset(batch, palette=recover)
-                        if writer is None:
-                            append_dataset(ds, store)
-                        else:
-                            writer.write(ds)
-                        written += len(batch.images)
-                    bar.update(len(chunk))
-                    pending = following
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
-    if written == 0:
-        first = skipped.entries[0] if skipped.entries else {"file": str(path), "problem": "?"}
-        raise InSARDataError(
-            f"{path}: none of the {n_files} image files could be read "
-            f"(first problem: {first['file']}: {first['problem']})"
-        )
-    group = zarr.open_group(str(store), mode="r+")
-    previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
-    group.attrs["skipped"] = json.dumps(previous + skipped.entries)
-    if recover is not None or palette is not None:
-        group.attrs["palette"] = recover or palette
-    skipped.warn(f"ingest_image_folder({path})", n_files)
-    return IngestReport(
-        store_path=str(store),
-        n_files=n_files,
-        n_written=written,
-        skipped=list(skipped.entries),
-        size=target,
-        seconds=time.perf_counter() - t0,
-        executor=executor,
-        workers=n_workers,
-    )
+        return getattr(ingest, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

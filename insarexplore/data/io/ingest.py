@@ -1,0 +1,265 @@
+"""Streaming ingestion into a Zarr store with bounded memory: image folders and LiCSAR frames.
+
+Archives of 10,000+ files do not fit in memory as one Dataset. These functions read them in
+chunks (decoding in parallel for images), write each chunk to the store as it is ready, and
+return an :class:`IngestReport` with the skipped files and the speed. The store is written
+atomically ("w"/"w-": it appears only once complete) or appended to ("a").
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import zarr
+
+from insarexplore.data.io._common import SkipLog, nothing_read
+from insarexplore.data.io.geotiff import find_licsar_pairs, iter_licsar
+from insarexplore.data.io.images import (
+    Labels,
+    _batches,
+    _check_options,
+    _size,
+    collect_files,
+    common_size,
+    default_workers,
+    list_image_files,
+    submit_files,
+    to_dataset,
+)
+from insarexplore.data.io.store import ZarrWriter, append_dataset
+from insarexplore.data.schema import concat
+from insarexplore.errors import InSARDataError
+
+__all__ = ["IngestReport", "ingest_image_folder", "ingest_licsar"]
+
+
+def _open_store(store_path: str | Path, mode: str, chunk_size: int) -> Path:
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1; got {chunk_size}")
+    if mode not in ("w-", "w", "a"):
+        raise ValueError(f"mode must be 'w-', 'w' or 'a'; got {mode!r}")
+    store = Path(store_path)
+    if mode == "w-" and store.exists():
+        raise InSARDataError(f"{store} already exists (pass mode='w' to replace, 'a' to append)")
+    return store
+
+
+def _finish(store: Path, mode: str, skipped: SkipLog, **attrs: str) -> None:
+    """Record the skipped files (appended to earlier ones in mode "a") in the store's attrs."""
+    group = zarr.open_group(str(store), mode="r+")
+    previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
+    group.attrs["skipped"] = json.dumps(previous + skipped.entries)
+    group.attrs.update(attrs)
+
+
+@dataclass
+class IngestReport:
+    """What :func:`ingest_image_folder` did: counts, skipped files and why, speed."""
+
+    store_path: str
+    n_files: int
+    n_written: int
+    skipped: list[dict[str, str]]
+    size: tuple[int, int]
+    seconds: float
+    executor: str
+    workers: int
+
+    @property
+    def images_per_s(self) -> float:
+        return self.n_files / self.seconds if self.seconds > 0 else float("nan")
+
+    def __str__(self) -> str:
+        return (
+            f"{self.n_written} of {self.n_files} images ({self.size[0]}x{self.size[1]}) written to "
+            f"{self.store_path} in {self.seconds:.1f} s ({self.images_per_s:.0f} images/s, "
+            f"{self.workers} {self.executor} workers); {len(self.skipped)} skipped"
+        )
+
+
+def _executor(kind: str, workers: int) -> Executor:
+    if kind == "thread":
+        return ThreadPoolExecutor(workers)
+    if kind == "process":
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        # spawn: safe with the threads of the parent (tqdm, zarr, dask), unlike fork, and the
+        # workers stay children of this process (their memory shows in RUSAGE_CHILDREN)
+        return ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"))
+    raise ValueError(f"executor must be 'thread' or 'process'; got {kind!r}")
+
+
+def _store_chunk(size: tuple[int, int], chunk_size: int, with_phase: bool) -> int:
+    """Samples per Zarr chunk: a power of two near 4 MiB of pixels, at most ``chunk_size``."""
+    per_sample = size[0] * size[1] * (3 + (4 if with_phase else 0))
+    n = max(1, min(chunk_size, (4 << 20) // per_sample))
+    return 1 << (n.bit_length() - 1)
+
+
+def ingest_image_folder(
+    path: str | Path,
+    store_path: str | Path,
+    *,
+    chunk_size: int = 512,
+    workers: int | None = None,
+    executor: str = "thread",
+    mode: str = "w-",
+    size: int | Sequence[int] | None = None,
+    labels: Labels = "auto",
+    fit: str = "auto",
+    strict: bool = False,
+    palette: str | None = None,
+    recover_phase: bool = False,
+    progress: bool = True,
+) -> IngestReport:
+    """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
+
+    Files are decoded in parallel (``executor``: "thread" or "process" pools of ``workers``;
+    threads are the default because PIL releases the GIL while decoding and they measured as
+    fast as processes without their start-up cost) ``chunk_size`` at a time; while one chunk is
+    written the next is being decoded, so at most two chunks are in memory. The store is chunked
+    in powers of two of about 4 MiB along ``sample`` for fast random access later. ``mode``: "w-" refuses an existing store, "w" replaces it
+    (atomically, when the ingestion completes), "a" appends (refusing ids already there). Other
+    options as :func:`read_image_folder`. Skipped files are returned in the report and stored
+    in the store's ``skipped`` attribute (JSON).
+    """
+    from tqdm.auto import tqdm
+
+    t0 = time.perf_counter()
+    _check_options(fit, palette)
+    store = _open_store(store_path, mode, chunk_size)
+    target = _size(size)
+    files = list_image_files(path, labels=labels)
+    n_files, n_workers = len(files), default_workers(workers)
+    skipped = SkipLog(strict=strict)
+    recover = (palette or "cyclic") if recover_phase else None
+    written = 0
+    with _executor(executor, n_workers) as pool:
+        if target is None:
+            target, bad = common_size(files, skipped, pool)
+            files = [f for f in files if f.path not in bad]
+        store_chunk = _store_chunk(target, chunk_size, recover is not None)
+        chunk_size = -(-chunk_size // store_chunk) * store_chunk  # whole store chunks per write
+        chunks = _batches(files, chunk_size)
+        sub = max(1, min(32, chunk_size // (2 * n_workers)))
+        sink = ZarrWriter(store, chunk=store_chunk) if mode != "a" else contextlib.nullcontext()
+        bar = tqdm(total=n_files, desc="ingest", unit="img", disable=not progress)
+        try:
+            with sink as writer, bar:
+                bar.update(n_files - len(files))  # unreadable headers
+                pending = submit_files(chunks[0], target, fit, recover, pool, sub) if chunks else []
+                for k, chunk in enumerate(chunks):
+                    # queue the next chunk before waiting on this one: decode overlaps writing
+                    nxt = chunks[k + 1] if k + 1 < len(chunks) else []
+                    following = submit_files(nxt, target, fit, recover, pool, sub)
+                    batch = collect_files(pending, skipped)
+                    if batch.images:
+                        ds = to_dataset(batch, palette=recover)
+                        if writer is None:
+                            append_dataset(ds, store)
+                        else:
+                            writer.write(ds)
+                        written += len(batch.images)
+                    bar.update(len(chunk))
+                    pending = following
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+    if written == 0:
+        raise nothing_read(path, n_files, "image files", skipped)
+    extra = {"palette": recover or palette} if (recover or palette) else {}
+    _finish(store, mode, skipped, **extra)
+    skipped.warn(f"ingest_image_folder({path})", n_files)
+    return IngestReport(
+        store_path=str(store),
+        n_files=n_files,
+        n_written=written,
+        skipped=list(skipped.entries),
+        size=target,
+        seconds=time.perf_counter() - t0,
+        executor=executor,
+        workers=n_workers,
+    )
+
+
+def ingest_licsar(
+    path: str | Path,
+    store_path: str | Path,
+    *,
+    patch_size: int | None = None,
+    stride: int | None = None,
+    min_valid: float = 0.0,
+    chunk_size: int = 512,
+    mode: str = "w-",
+    strict: bool = False,
+    wavelength_m: float | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Stream LiCSAR interferograms (or their patches) into a Zarr store, one frame at a time.
+
+    Samples are written ``chunk_size`` at a time, so memory stays near one frame plus one chunk
+    whatever the number of interferograms. ``mode``: "w-" refuses an existing store, "w"
+    replaces it when done, "a" appends (refusing ids already there). Other options as
+    :func:`read_licsar`. Returns an :class:`IngestReport`
+    (``n_files`` counts interferograms, ``n_written`` samples).
+    """
+    t0 = time.perf_counter()
+    store = _open_store(store_path, mode, chunk_size)
+    skipped = SkipLog(strict=strict)
+    n_pairs = len(find_licsar_pairs(path))
+    parts = iter_licsar(
+        path,
+        patch_size=patch_size,
+        stride=stride,
+        min_valid=min_valid,
+        wavelength_m=wavelength_m,
+        progress=progress,
+        skipped=skipped,
+    )
+    written, size, buffer = 0, (0, 0), []
+    sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
+    with sink as writer:
+
+        def flush() -> None:
+            nonlocal written, buffer
+            ds = buffer[0] if len(buffer) == 1 else concat(buffer)
+            if writer is None:
+                append_dataset(ds, store)
+            else:
+                writer.write(ds)
+            written += ds.sizes["sample"]
+            buffer = []
+
+        for part in parts:
+            if size == (0, 0):
+                size = (part.sizes["y"], part.sizes["x"])
+            elif (part.sizes["y"], part.sizes["x"]) != size:
+                problem = f"size {part.sizes['y']}x{part.sizes['x']} differs from {size}"
+                skipped.fail(part["source"].values[0], problem)
+                continue
+            buffer.append(part)
+            if sum(p.sizes["sample"] for p in buffer) >= chunk_size:
+                flush()
+        if buffer:
+            flush()
+    if written == 0:
+        raise nothing_read(path, n_pairs, "interferograms", skipped)
+    _finish(store, mode, skipped)
+    skipped.warn(f"ingest_licsar({path})", n_pairs)
+    return IngestReport(
+        store_path=str(store),
+        n_files=n_pairs,
+        n_written=written,
+        skipped=list(skipped.entries),
+        size=size,
+        seconds=time.perf_counter() - t0,
+        executor="serial",
+        workers=1,
+    )
