@@ -109,7 +109,7 @@ def write_licsar_pair(
             out["coherence"] = np.where(nodata, np.nan, raw / np.float32(255)).astype(np.float32)
         else:
             write_geotiff(folder / f"{pair}.geo.cc.tif", coh, west=west, north=north)
-            out["coherence"] = coh
+            out["coherence"] = np.where(nodata, np.nan, coh).astype(np.float32)  # masked by phase
     return out
 
 

@@ -78,6 +78,29 @@ def test_phase_outside_range_is_rewrapped(tmp_path):
     np.testing.assert_allclose(np.exp(1j * out), np.exp(1j * pha), atol=1e-5)
 
 
+def test_exact_zeros_are_nodata_unless_told_otherwise(tmp_path):
+    """LiCSAR writes 0 outside the frame, often without a nodata tag."""
+    pha = np.random.default_rng(0).uniform(-3, 3, (20, 20)).astype(np.float32)
+    pha[:, :6] = 0.0
+    unw = pha * 2
+    unw[10:, 10:] = 0.0  # unwrapping mask
+    cc = np.full((20, 20), 200, np.uint8)
+    pair = tmp_path / FRAME / "interferograms" / "20200101_20200113"
+    write_geotiff(pair / "20200101_20200113.geo.diff_pha.tif", pha)
+    write_geotiff(pair / "20200101_20200113.geo.unw.tif", unw)
+    write_geotiff(pair / "20200101_20200113.geo.cc.tif", cc)
+    ds = read_licsar(pair, progress=False)
+    assert np.isnan(ds["phase"].values[0, :, :6]).all()
+    assert np.isfinite(ds["phase"].values[0, :, 6:]).all()
+    # coherence and displacement follow the phase mask; unw zeros are no data too
+    assert np.isnan(ds["coherence"].values[0, :, :6]).all()
+    assert np.isnan(ds["displacement"].values[0, 10:, 10:]).all()
+    assert np.isfinite(ds["displacement"].values[0, :10, 6:]).all()
+    kept = read_licsar(pair, zero_nodata=False, progress=False)
+    assert (kept["phase"].values[0, :, :6] == 0).all()
+    assert (kept["displacement"].values[0, 10:, 10:] == 0).all()
+
+
 def test_patches_have_their_own_footprints(tmp_path):
     truth = write_licsar_pair(tmp_path, shape=(40, 48))
     ds = read_licsar(tmp_path, patch_size=16, stride=16, progress=False)

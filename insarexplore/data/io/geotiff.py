@@ -153,8 +153,15 @@ def _coherence(values: np.ndarray, dtype: str, path: Path) -> np.ndarray:
     return np.clip(values, 0.0, 1.0).astype(np.float32)
 
 
-def read_licsar_pair(pair: LicsarPair, *, wavelength_m: float | None = None) -> xr.Dataset:
-    """One interferogram as a one-sample Dataset; raises InSARDataError naming the bad file."""
+def read_licsar_pair(
+    pair: LicsarPair, *, wavelength_m: float | None = None, zero_nodata: bool = True
+) -> xr.Dataset:
+    """One interferogram as a one-sample Dataset; raises InSARDataError naming the bad file.
+
+    ``zero_nodata``: exact zeros of the wrapped and unwrapped phase are no data (LiCSAR writes 0
+    outside the frame and over masked water, often without a nodata tag; a measured float phase
+    is never exactly 0). Coherence and displacement are NaN wherever the phase is.
+    """
     from insarexplore.data.schema import S1_WAVELENGTH_M, new_dataset
 
     wavelength = S1_WAVELENGTH_M if wavelength_m is None else float(wavelength_m)
@@ -163,6 +170,8 @@ def read_licsar_pair(pair: LicsarPair, *, wavelength_m: float | None = None) -> 
         raise InSARDataError(
             f"{pair.phase}: wrapped phase has dtype {dtype}, expected float radians"
         )
+    if zero_nodata:
+        phase[phase == 0] = np.nan
     if not np.isfinite(phase).any():
         raise InSARDataError(f"{pair.phase}: wrapped phase is all NaN / nodata")
     extra: dict[str, np.ndarray] = {}
@@ -178,7 +187,12 @@ def read_licsar_pair(pair: LicsarPair, *, wavelength_m: float | None = None) -> 
             )
         if not np.allclose(b, bounds, atol=1e-6, rtol=0):
             raise InSARDataError(f"{path}: {name} bounds {b} differ from the phase bounds {bounds}")
-        layers[name] = _coherence(values, dt, path) if name == "coherence" else values
+        if name == "coherence":
+            values = _coherence(values, dt, path)
+        elif zero_nodata:
+            values[values == 0] = np.nan
+        values[np.isnan(phase)] = np.nan
+        layers[name] = values
     displacement = None
     if "unwrapped" in layers:
         displacement = (-wavelength / (4 * np.pi) * layers["unwrapped"]).astype(np.float32)
@@ -242,6 +256,7 @@ def iter_licsar(
     min_valid: float = 0.0,
     strict: bool = False,
     wavelength_m: float | None = None,
+    zero_nodata: bool = True,
     progress: bool = True,
     skipped: SkipLog | None = None,
 ) -> Iterator[xr.Dataset]:
@@ -273,7 +288,7 @@ def iter_licsar(
             skipped.fail(pair.phase, problem)
             continue
         try:
-            ds = read_licsar_pair(pair, wavelength_m=wavelength_m)
+            ds = read_licsar_pair(pair, wavelength_m=wavelength_m, zero_nodata=zero_nodata)
             if patch_size is not None:
                 ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
         except InSARDataError as err:
@@ -295,6 +310,7 @@ def read_licsar(
     min_valid: float = 0.0,
     strict: bool = False,
     wavelength_m: float | None = None,
+    zero_nodata: bool = True,
     progress: bool = True,
 ) -> xr.Dataset:
     """Read LiCSAR interferograms under ``path`` into one Dataset (optionally cut into patches).
@@ -306,7 +322,8 @@ def read_licsar(
     footprint; patches whose valid fraction is at most ``min_valid`` are dropped (all-NaN ones
     always). Without ``patch_size``, frames of different sizes cannot share one Dataset and raise
     :class:`InSARDataError`. Pairs missing the coherence or unwrapped file get NaN there
-    (see the ``has_coherence`` / ``has_displacement`` variables). Bad files are skipped and
+    (see the ``has_coherence`` / ``has_displacement`` variables). Exact zeros of the phase are
+    no data unless ``zero_nodata=False`` (see :func:`read_licsar_pair`). Bad files are skipped and
     listed in ``ds.attrs["skipped"]`` (JSON), or raise when ``strict``. For archives larger than
     memory, use :func:`insarexplore.data.io.ingest.ingest_licsar`.
     """
@@ -321,6 +338,7 @@ def read_licsar(
             stride=stride,
             min_valid=min_valid,
             wavelength_m=wavelength_m,
+            zero_nodata=zero_nodata,
             progress=progress,
             skipped=skipped,
         )

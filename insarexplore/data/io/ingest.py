@@ -200,6 +200,7 @@ def ingest_licsar(
     mode: str = "w-",
     strict: bool = False,
     wavelength_m: float | None = None,
+    zero_nodata: bool = True,
     progress: bool = True,
 ) -> IngestReport:
     """Stream LiCSAR interferograms (or their patches) into a Zarr store, one frame at a time.
@@ -220,6 +221,7 @@ def ingest_licsar(
         stride=stride,
         min_valid=min_valid,
         wavelength_m=wavelength_m,
+        zero_nodata=zero_nodata,
         progress=progress,
         skipped=skipped,
     )
