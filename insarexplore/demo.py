@@ -65,12 +65,16 @@ def plan_demo(
     else:
         auto = {"n": 3_000, "size": 64, "minutes": 3.5, "arch": "resnet-tiny", "batch": 128,
                 "projection": "umap", "monitor": True}  # fmt: skip
+    count = int(n if n is not None else auto["n"])
+    batch = int(auto["batch"])
+    while batch > 8 and batch > count // 2:  # a few batches per epoch even on tiny sets
+        batch //= 2
     plan = DemoPlan(
-        n=int(n if n is not None else auto["n"]),
+        n=count,
         size=int(size if size is not None else auto["size"]),
         minutes=float(minutes if minutes is not None else auto["minutes"]),
         arch=str(auto["arch"]),
-        batch_size=int(auto["batch"]),
+        batch_size=batch,
         device=str(dev),
         projection=projection or str(auto["projection"]),
         monitor=bool(auto["monitor"]),
