@@ -128,3 +128,26 @@ def test_hephaestus_round_trip_and_matching(tmp_path, ds):
     (folder / "8.json").write_text(json.dumps(rec))
     with pytest.raises(UnknownSampleError, match="uniqueID=7"):
         import_hephaestus(c, folder, ds)
+
+
+@pytest.mark.slow
+def test_import_real_hephaestus_annotations(tmp_path):
+    """All 19,919 real annotation files import; per-label counts match the data README."""
+    import tarfile
+    from pathlib import Path
+
+    archive = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hephaestus"
+    archive = archive.resolve() / "annotations.tar.gz"
+    if not archive.exists():
+        pytest.skip(f"{archive} not present")
+    with tarfile.open(archive) as tar:
+        known = ["hephaestus/" + Path(m.name).stem for m in tar if m.name.endswith(".json")]
+    with LabelStore(tmp_path / "l.sqlite") as store:
+        assert import_hephaestus(store, archive, known_ids=known) == 19_919
+        counts = store.counts()
+    per_label = {
+        name: sum(n for joined, n in counts.items() if name in joined.split("+"))
+        for name in ("Non_Deformation", "Deformation", "Earthquake")
+    }
+    assert per_label == {"Non_Deformation": 18_100, "Deformation": 1_804, "Earthquake": 55}
+    assert sum(n for joined, n in counts.items() if "+" in joined) == 40
