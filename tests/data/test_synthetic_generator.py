@@ -12,11 +12,12 @@ from insarexplore.data.synthetic import (
     CLASSES,
     METADATA_VARS,
     SyntheticConfig,
+    atmosphere,
+    decorrelation,
     generate,
     generate_to_zarr,
     render_dataset,
 )
-from insarexplore.data.synthetic import atmosphere, decorrelation
 
 
 @pytest.fixture(scope="module")

@@ -98,9 +98,21 @@ def power_law_fields(
     amp[:, 0, 0] = 0.0  # no mean
     coef = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=device)
     spec = torch.view_as_complex(coef) * amp
-    field = torch.fft.irfft2(spec, s=(h, w))
-    field = field - field.mean(dim=(1, 2), keepdim=True)
-    return field / field.std(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    # columns kx = 0 (and w/2 for even w) must be Hermitian in ky for a real field
+    cols = [0] + ([w // 2] if w % 2 == 0 else [])
+    flip = (-torch.arange(h, device=device)) % h
+    for c in cols:
+        col = spec[:, :, c]
+        spec[:, :, c] = 0.5 * (col + col[:, flip].conj())
+    # unit std per sample from Parseval's theorem (the k = 0 term is zero, so the mean is too):
+    # rfft columns other than 0 (and w/2 for even w) stand for two conjugate coefficients
+    weight = torch.full((w // 2 + 1,), 2.0, device=device)
+    weight[0] = 1.0
+    if w % 2 == 0:
+        weight[-1] = 1.0
+    power = (spec.real.square() + spec.imag.square()) * weight
+    std = torch.sqrt(power.sum(dim=(1, 2)) / (h * w) ** 2).clamp_min(1e-12)
+    return torch.fft.irfft2(spec / std[:, None, None], s=(h, w))
 
 
 def upsample(field: Any, h: int, w: int) -> Any:

@@ -149,15 +149,21 @@ def _render_deformation(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig
     c0 = los_vectors(heading, inc0, xp=torch)
     ce = los_vectors(heading, inc0 + rate * torch.cos(a), xp=torch)
     cn = los_vectors(heading, inc0 - rate * torch.sin(a), xp=torch)
-    le, ln, lu = (v0 + (ve - v0) * (e / half) + (vn - v0) * (n / half)
-                  for v0, ve, vn in zip(c0, ce, cn))  # fmt: skip
+
+    def project(sel: np.ndarray, u: tuple[Any, Any, Any], ee: Any, nn: Any) -> Any:
+        """Line of sight of displacement ``u`` at coordinates (ee, nn) for samples ``sel``."""
+        los = 0.0
+        for comp, v0, ve, vn in zip(u, c0, ce, cn):
+            v0, ve, vn = v0[sel], ve[sel], vn[sel]
+            los = los + comp * (v0 + (ve - v0) * (ee / half) + (vn - v0) * (nn / half))
+        return los
+
     out = torch.zeros((b, size, size), device=dev)
     lab = p["label"][idx]
     for kind in ("mogi", "subsidence"):
         sel = np.flatnonzero(lab == kind)
         if sel.size:
-            ue, un, uz = deformation_enu(p, idx[sel], e, n, kind=kind, xp=torch)
-            out[sel] = ue * le[sel] + un * ln[sel] + uz * lu[sel]
+            out[sel] = project(sel, deformation_enu(p, idx[sel], e, n, kind=kind, xp=torch), e, n)
     okada = np.flatnonzero(np.isin(lab, ("sill", "dyke", "earthquake")))
     strides = np.array([_okada_stride(p, idx[j], dx, cfg.okada_max_stride) for j in okada])
     # shear apart from tensile (Okada skips unused terms), vertical apart from dipping (one
@@ -173,13 +179,13 @@ def _render_deformation(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig
         step = max(1, _PIXELS_PER_MICROBATCH // (m * m))
         for lo in range(0, len(group), step):
             sel = group[lo : lo + step]
-            ue, un, uz = deformation_enu(p, idx[sel], cc[None, None, :], -cc[None, :, None],
-                                         kind="okada", xp=torch)  # fmt: skip
-            if s > 1:
-                u3 = F.interpolate(torch.stack([ue, un, uz], 1), size=(size, size),
-                                   mode="bicubic", align_corners=True)  # fmt: skip
-                ue, un, uz = u3[:, 0], u3[:, 1], u3[:, 2]
-            out[sel] = ue * le[sel] + un * ln[sel] + uz * lu[sel]
+            ee, nn = cc[None, None, :], -cc[None, :, None]
+            los = project(sel, deformation_enu(p, idx[sel], ee, nn, kind="okada", xp=torch),
+                          ee, nn)  # fmt: skip
+            if s > 1:  # LOS is smooth wherever the displacement is: interpolate it alone
+                los = F.interpolate(los[:, None], size=(size, size), mode="bicubic",
+                                    align_corners=True)[:, 0]  # fmt: skip
+            out[sel] = los
     return out
 
 
@@ -246,17 +252,15 @@ def _render(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, gen: Any, 
     return {
         "phase": phase, "coherence": coh_est, "displacement": disp,
         "signal": resid.amax(1) - resid.amin(1), "nuisance_std": nuisance.reshape(b, -1).std(1),
-        "turb_std": turb.reshape(b, -1).std(1),
+        "turb_std": torch.as_tensor(col("turb_std_m")),  # exact: screens have unit std
         "ramp_ptp": ramp_flat.amax(1) - ramp_flat.amin(1),
         "water": wet.float().mean(dim=(1, 2)),
     }  # fmt: skip
 
 
 def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) -> Any:
-    """Generate samples ``block * block_size ... + count`` as a data-model Dataset."""
+    """Samples ``block * block_size ... + count`` as plain arrays (see :func:`_to_dataset`)."""
     import torch
-
-    from insarexplore.data.schema import new_dataset
 
     rng = np.random.default_rng([seed, block])
     start = block * cfg.block_size
@@ -302,14 +306,37 @@ def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) ->
     track = (p["location_index"] * 37 + (p["pass_direction"] == "ascending") * 89) % 175 + 1
     frame = [f"{t:03d}{d[0].upper()}_{(1000 + 97 * j) % 10000:05d}_131313"
              for t, d, j in zip(track, p["pass_direction"], p["location_index"])]  # fmt: skip
+    return {
+        "phase": r["phase"], "coherence": r["coherence"], "displacement": r["displacement"],
+        "sample": np.asarray(ids, dtype=object), "lon_min": p["lon0"] - dlon,
+        "lon_max": p["lon0"] + dlon, "lat_min": p["lat0"] - dlat, "lat_max": p["lat0"] + dlat,
+        "primary_date": p["primary_date"], "secondary_date": p["secondary_date"],
+        "frame": np.asarray(frame, dtype=object), "label": labels, **meta,
+    }  # fmt: skip
+
+
+_PIXEL_KEYS = ("phase", "coherence", "displacement")
+_COORD_KEYS = ("sample", "lon_min", "lon_max", "lat_min", "lat_max", "primary_date",
+               "secondary_date", "frame", "label")  # fmt: skip
+
+
+def _to_dataset(parts: list[dict[str, np.ndarray]], cfg: SyntheticConfig, seed: int) -> Any:
+    """One data-model Dataset from raw blocks (a single concatenation of plain arrays)."""
+    from insarexplore.data.schema import new_dataset
+
+    cat = {k: (parts[0][k] if len(parts) == 1 else np.concatenate([q[k] for q in parts]))
+           for k in parts[0]}  # fmt: skip
     return new_dataset(
-        phase=r["phase"], coherence=r["coherence"], displacement=r["displacement"], sample=ids,
-        lon_min=p["lon0"] - dlon, lon_max=p["lon0"] + dlon, lat_min=p["lat0"] - dlat,
-        lat_max=p["lat0"] + dlat, primary_date=p["primary_date"],
-        secondary_date=p["secondary_date"], frame=frame, source=f"synthetic:seed={seed}",
-        label=labels, extra=meta, wavelength_m=cfg.wavelength_m,
+        **{k: cat[k] for k in _PIXEL_KEYS + _COORD_KEYS},
+        source=f"synthetic:seed={seed}",
+        extra={k: cat[k] for k in METADATA_VARS},
+        wavelength_m=cfg.wavelength_m,
         pixel_spacing_m=cfg.pixel_spacing_m,
-    )  # fmt: skip
+    )
+
+
+def _slice(part: dict[str, np.ndarray], lo: int, hi: int | None = None) -> dict[str, np.ndarray]:
+    return {k: v[lo:hi] for k, v in part.items()}
 
 
 def _config(config: SyntheticConfig | None, **overrides: Any) -> SyntheticConfig:
@@ -336,11 +363,26 @@ def iter_blocks(
     progress: bool = False,
     workers: int = 1,
 ) -> Iterator[Any]:
-    """Yield the set of ``n`` samples block by block (bounded memory), with a progress bar.
+    """Yield the set of ``n`` samples block by block as Datasets (bounded memory).
 
     ``workers`` > 1 makes blocks in that many processes (CPU); blocks come back in order and
     at most ``2 * workers`` are in flight, so the result and the memory bound are unchanged.
     """
+    for part in _iter_raw(n, seed=seed, config=config, device=device, progress=progress,
+                          workers=workers):  # fmt: skip
+        yield _to_dataset([part], config, int(seed))
+
+
+def _iter_raw(
+    n: int,
+    *,
+    seed: int,
+    config: SyntheticConfig,
+    device: Any,
+    progress: bool,
+    workers: int,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Blocks as plain arrays, in order, optionally from worker processes."""
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -411,8 +453,6 @@ def generate(
     "cuda") runs the pixel work in torch there; ``workers`` > 1 uses that many CPU processes.
     A progress bar appears for sets larger than a few thousand samples.
     """
-    from insarexplore.data.schema import concat
-
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n must be a positive integer; got {n!r}")
     if config is None:
@@ -421,9 +461,9 @@ def generate(
                                  pixel_spacing_m=pixel_spacing_m, **options)  # fmt: skip
     cfg = config
     show = progress if progress is not None else n > 4000
-    parts = list(iter_blocks(n, seed=seed, config=cfg, device=device, progress=show,
-                             workers=workers))  # fmt: skip
-    return parts[0] if len(parts) == 1 else concat(parts)
+    parts = list(_iter_raw(n, seed=seed, config=cfg, device=device, progress=show,
+                           workers=workers))  # fmt: skip
+    return _to_dataset(parts, cfg, int(seed))
 
 
 def generate_to_zarr(
@@ -445,7 +485,6 @@ def generate_to_zarr(
     Returns the store path.
     """
     from insarexplore.data.io.store import ZarrWriter
-    from insarexplore.data.schema import concat
 
     if not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer; got {chunk_size!r}")
@@ -455,19 +494,29 @@ def generate_to_zarr(
         c = kwargs["classes"]
         kwargs["classes"] = (c,) if isinstance(c, str) else tuple(c)
     cfg = config or _config(None, **kwargs)
-    pending: list[Any] = []
+    pending: list[dict[str, np.ndarray]] = []
     held = 0
     with ZarrWriter(path, chunk=chunk_size) as writer:
-        blocks = iter_blocks(n, seed=seed, config=cfg, device=device, progress=progress,
-                             workers=workers)  # fmt: skip
-        for ds in blocks:
-            pending.append(ds)
-            held += ds.sizes["sample"]
+        blocks = _iter_raw(n, seed=seed, config=cfg, device=device, progress=progress,
+                           workers=workers)  # fmt: skip
+        for part in blocks:
+            pending.append(part)
+            held += len(part["sample"])
             while held >= chunk_size:
-                joined = concat(pending) if len(pending) > 1 else pending[0]
-                writer.write(joined.isel(sample=slice(0, chunk_size)))
-                rest = joined.isel(sample=slice(chunk_size, None))
-                pending, held = ([rest], rest.sizes["sample"]) if rest.sizes["sample"] else ([], 0)
+                take, rest, need = [], [], chunk_size
+                for q in pending:
+                    k = len(q["sample"])
+                    if need >= k:
+                        take.append(q)
+                        need -= k
+                    elif need > 0:
+                        take.append(_slice(q, 0, need))
+                        rest.append(_slice(q, need))
+                        need = 0
+                    else:
+                        rest.append(q)
+                writer.write(_to_dataset(take, cfg, int(seed)))
+                pending, held = rest, held - chunk_size
         if pending:
-            writer.write(concat(pending) if len(pending) > 1 else pending[0])
+            writer.write(_to_dataset(pending, cfg, int(seed)))
     return path
