@@ -130,7 +130,7 @@ def test_bad_and_duplicate_files(tmp_path):
         read_hephaestus_annotations(tmp_path / "empty")
 
 
-def test_join_to_images(tmp_path):
+def _image_tree(tmp_path):
     records = [
         annotation(1, pair=("20170310", "20170322")),
         annotation(2, pair=("20170322", "20170403"), label=["Deformation"], activity_type=["Sill"],
@@ -147,6 +147,11 @@ def test_join_to_images(tmp_path):
     write_image(ifg / "20170322_20170403" / "Coherence.png", coh)
     (ifg / "20170415_20170427").mkdir(parents=True)
     (ifg / "20170415_20170427" / "InSAR.png").write_bytes(b"\x89PNG broken")
+    return folder, root
+
+
+def test_join_to_images(tmp_path):
+    folder, root = _image_tree(tmp_path)
     paths = hephaestus_image_paths(read_hephaestus_annotations(folder), root)
     assert paths["has_insar"].tolist() == [True, True, False, True]
 
@@ -172,6 +177,23 @@ def test_join_to_images(tmp_path):
     assert skip["file"].endswith("20170415_20170427/InSAR.png")
     with pytest.raises(InSARDataError, match=r"20170415_20170427/InSAR\.png"):
         read_hephaestus(folder, root, size=32, strict=True, progress=False)
+
+
+def test_ingest_streams_the_same_samples(tmp_path):
+    from insarexplore.data.io.ingest import ingest_hephaestus
+    from insarexplore.data.io.store import open_dataset
+
+    folder, root = _image_tree(tmp_path)
+    ref = read_hephaestus(folder, root, size=32, progress=False)
+    report = ingest_hephaestus(folder, root, tmp_path / "h.zarr", size=32, chunk_size=1,
+                               progress=False)  # fmt: skip
+    assert (report.n_files, report.n_written, len(report.skipped)) == (3, 2, 1)
+    ds = open_dataset(tmp_path / "h.zarr", lazy=False)
+    assert list(ds["sample"].values) == list(ref["sample"].values)
+    np.testing.assert_array_equal(ds["image"].values, ref["image"].values)
+    np.testing.assert_array_equal(ds["coherence"].values, ref["coherence"].values)
+    assert list(ds["activity_phase"].values) == ["Rest", "Unrest"]
+    assert ds.attrs["n_without_images"] == 1
 
 
 def test_join_without_images_is_a_clear_error(tmp_path):

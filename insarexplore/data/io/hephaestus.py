@@ -20,16 +20,25 @@ import lzma
 import tarfile
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
-from insarexplore.data.io._common import SkipLog, check_path, parse_date
+from insarexplore.data.io._common import SkipLog, check_path, nothing_read, parse_date
 from insarexplore.errors import InSARDataError
 
-__all__ = ["LABELS", "hephaestus_image_paths", "read_hephaestus", "read_hephaestus_annotations"]
+__all__ = [
+    "LABELS",
+    "HephaestusJoin",
+    "hephaestus_dataset",
+    "hephaestus_image_paths",
+    "join_hephaestus",
+    "read_hephaestus",
+    "read_hephaestus_annotations",
+]
 
 #: Hephaestus class labels, in the order used to join multi-label annotations.
 LABELS: tuple[str, ...] = ("Deformation", "Earthquake", "Non_Deformation")
@@ -231,6 +240,119 @@ def _decode_all(
         )
 
 
+@dataclass
+class HephaestusJoin:
+    """Annotations that have an image on disk, their paths, and what was left out."""
+
+    table: pd.DataFrame
+    paths: pd.DataFrame
+    root: Path
+    n_without_images: int
+    skipped: SkipLog
+
+
+def join_hephaestus(
+    annotations: str | Path | pd.DataFrame, image_root: str | Path, *, strict: bool = False
+) -> HephaestusJoin:
+    """Keep the annotations whose ``InSAR.png`` exists under ``image_root`` (see
+    :func:`hephaestus_image_paths`); raise :class:`InSARDataError` when none has."""
+    root = check_path(image_root, "Hephaestus image root")
+    if isinstance(annotations, pd.DataFrame):
+        df = annotations.reset_index(drop=True)
+    else:
+        df = read_hephaestus_annotations(annotations, strict=strict)
+    dup = df["uniqueID"].duplicated()
+    if dup.any():
+        raise InSARDataError(
+            f"annotations: duplicate uniqueID(s) {df.loc[dup, 'uniqueID'].head(5).tolist()}"
+        )
+    paths = hephaestus_image_paths(df, root)
+    have = paths["has_insar"].to_numpy()
+    if not have.any():
+        raise InSARDataError(
+            f"{root}: none of the {len(df)} annotated interferograms has its image there "
+            f"(expected e.g. {paths['insar_path'].iloc[0]})"
+        )
+    skipped = SkipLog(strict=strict)
+    skipped.entries.extend(json.loads(df.attrs.get("skipped", "[]")))  # annotation-stage skips
+    return HephaestusJoin(
+        table=df[have].reset_index(drop=True),
+        paths=paths[have].reset_index(drop=True),
+        root=root,
+        n_without_images=int((~have).sum()),
+        skipped=skipped,
+    )
+
+
+def hephaestus_dataset(
+    join: HephaestusJoin,
+    rows: slice | np.ndarray,
+    *,
+    size: tuple[int, int],
+    fit: str,
+    coherence: bool,
+    workers: int | None = None,
+    progress: bool = False,
+) -> xr.Dataset | None:
+    """Decode the images of ``join.table.iloc[rows]`` into the data model (None if none read).
+
+    With ``coherence``, the Dataset has a ``coherence`` variable whenever any joined
+    interferogram has a ``Coherence.png`` (NaN for those without), so chunks of one join agree.
+    """
+    from insarexplore.data.schema import new_dataset
+
+    df = join.table.iloc[rows].reset_index(drop=True)
+    paths = join.paths.iloc[rows].reset_index(drop=True)
+    decoded = _decode_all(paths["insar_path"].tolist(), size, fit, workers, progress)
+    keep = np.zeros(len(df), dtype=bool)
+    images = []
+    for i, (arr, _, problem) in enumerate(decoded):
+        if arr is None:
+            join.skipped.fail(paths["insar_path"].iloc[i], problem)
+        else:
+            keep[i] = True
+            images.append(arr)
+    if not images:
+        return None
+    df, paths = df[keep].reset_index(drop=True), paths[keep].reset_index(drop=True)
+    coh = None
+    if coherence and join.paths["has_coherence"].any():
+        coh = np.full((len(df), *size), np.nan, dtype=np.float32)
+        idx = np.flatnonzero(paths["has_coherence"].to_numpy())
+        cpaths = paths["coherence_path"].to_numpy()[idx].tolist()
+        results = _decode_all(cpaths, size, fit, workers, progress)
+        for i, cpath, (arr, _, problem) in zip(idx, cpaths, results):
+            if arr is None:
+                join.skipped.fail(cpath, f"coherence not loaded: {problem}")
+            else:
+                coh[i] = arr.mean(axis=2, dtype=np.float32) / np.float32(255.0)
+    pair = (
+        df["primary_date"].dt.strftime("%Y%m%d") + "_" + df["secondary_date"].dt.strftime("%Y%m%d")
+    )
+    extra = {
+        "uniqueID": df["uniqueID"].to_numpy(np.int64),
+        "activity_type": df["activity_type"].to_numpy(object),
+        "activity_phase": df["phase"].to_numpy(object),
+        "intensity_level": df["intensity_level"].to_numpy(object),
+        "confidence": df["confidence"].to_numpy(np.float64),
+        "n_labels": df["n_labels"].to_numpy(np.int64),
+        "caption": df["caption"].to_numpy(object),
+        **{flag: df[flag].to_numpy(np.int8) for flag in FLAG_FIELDS},
+    }
+    return new_dataset(
+        image=np.stack(images),
+        coherence=coh,
+        sample=[f"hephaestus/{u}" for u in df["uniqueID"]],
+        primary_date=df["primary_date"].to_numpy("datetime64[ns]"),
+        secondary_date=df["secondary_date"].to_numpy("datetime64[ns]"),
+        frame=df["frameID"].tolist(),
+        source=paths["insar_path"].tolist(),
+        label=df["label"].tolist(),
+        group=(df["frameID"] + "/" + pair).tolist(),
+        extra=extra,
+    )
+
+
 def read_hephaestus(
     annotations: str | Path | pd.DataFrame,
     image_root: str | Path,
@@ -255,83 +377,24 @@ def read_hephaestus(
     cannot be mistaken for wrapped phase), ``intensity_level``, ``confidence``, ``n_labels``, the
     quality flags and ``caption``. Annotations without images are counted in
     ``ds.attrs["n_without_images"]``; unreadable images are skipped (``ds.attrs["skipped"]``).
+    Everything is decoded in memory; for the full set use
+    :func:`insarexplore.data.io.ingest.ingest_hephaestus`.
     """
     from insarexplore.data.io.images import FITS, _size
-    from insarexplore.data.schema import new_dataset
 
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
     target = _size(size)
     assert target is not None
-    root = check_path(image_root, "Hephaestus image root")
-    if isinstance(annotations, pd.DataFrame):
-        df = annotations.reset_index(drop=True)
-    else:
-        df = read_hephaestus_annotations(annotations, strict=strict)
-    dup = df["uniqueID"].duplicated()
-    if dup.any():
-        raise InSARDataError(
-            f"annotations: duplicate uniqueID(s) {df.loc[dup, 'uniqueID'].head(5).tolist()}"
-        )
-    paths = hephaestus_image_paths(df, root)
-    have = paths["has_insar"].to_numpy()
-    if not have.any():
-        raise InSARDataError(
-            f"{root}: none of the {len(df)} annotated interferograms has its image there "
-            f"(expected e.g. {paths['insar_path'].iloc[0]})"
-        )
-    skipped = SkipLog(strict=strict)
-    skipped.entries.extend(json.loads(df.attrs.get("skipped", "[]")))  # annotation-stage skips
-    df, paths = df[have].reset_index(drop=True), paths[have].reset_index(drop=True)
-    decoded = _decode_all(paths["insar_path"].tolist(), target, fit, workers, progress)
-    keep = np.zeros(len(df), dtype=bool)
-    images = []
-    for i, (arr, _, problem) in enumerate(decoded):
-        if arr is None:
-            skipped.fail(paths["insar_path"].iloc[i], problem)
-        else:
-            keep[i] = True
-            images.append(arr)
-    if not images:
-        raise InSARDataError(f"{root}: none of the {len(df)} Hephaestus images could be read")
-    df, paths = df[keep].reset_index(drop=True), paths[keep].reset_index(drop=True)
-    coh = None
-    if coherence and paths["has_coherence"].any():
-        coh = np.full((len(df), *target), np.nan, dtype=np.float32)
-        idx = np.flatnonzero(paths["has_coherence"].to_numpy())
-        cpaths = paths["coherence_path"].to_numpy()[idx].tolist()
-        results = _decode_all(cpaths, target, fit, workers, progress)
-        for i, cpath, (arr, _, problem) in zip(idx, cpaths, results):
-            if arr is None:
-                skipped.fail(cpath, f"coherence not loaded: {problem}")
-            else:
-                coh[i] = arr.mean(axis=2, dtype=np.float32) / np.float32(255.0)
-    pair = (
-        df["primary_date"].dt.strftime("%Y%m%d") + "_" + df["secondary_date"].dt.strftime("%Y%m%d")
-    )
-    extra = {
-        "uniqueID": df["uniqueID"].to_numpy(np.int64),
-        "activity_type": df["activity_type"].to_numpy(object),
-        "activity_phase": df["phase"].to_numpy(object),
-        "intensity_level": df["intensity_level"].to_numpy(object),
-        "confidence": df["confidence"].to_numpy(np.float64),
-        "n_labels": df["n_labels"].to_numpy(np.int64),
-        "caption": df["caption"].to_numpy(object),
-        **{flag: df[flag].to_numpy(np.int8) for flag in FLAG_FIELDS},
-    }
-    ds = new_dataset(
-        image=np.stack(images),
-        coherence=coh,
-        sample=[f"hephaestus/{u}" for u in df["uniqueID"]],
-        primary_date=df["primary_date"].to_numpy("datetime64[ns]"),
-        secondary_date=df["secondary_date"].to_numpy("datetime64[ns]"),
-        frame=df["frameID"].tolist(),
-        source=paths["insar_path"].tolist(),
-        label=df["label"].tolist(),
-        group=(df["frameID"] + "/" + pair).tolist(),
-        extra=extra,
-    )
-    ds.attrs["n_without_images"] = int((~have).sum())
-    ds.attrs["skipped"] = skipped.to_json()
-    skipped.warn(f"read_hephaestus({root})", len(df) + len(skipped.entries))
+    join = join_hephaestus(annotations, image_root, strict=strict)
+    n = len(join.table)
+    ds = hephaestus_dataset(
+        join, slice(None), size=target, fit=fit, coherence=coherence, workers=workers,
+        progress=progress,
+    )  # fmt: skip
+    if ds is None:
+        raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
+    ds.attrs["n_without_images"] = join.n_without_images
+    ds.attrs["skipped"] = join.skipped.to_json()
+    join.skipped.warn(f"read_hephaestus({join.root})", n)
     return ds

@@ -1,4 +1,4 @@
-"""Streaming ingestion into a Zarr store with bounded memory: image folders and LiCSAR frames.
+"""Streaming ingestion into a Zarr store with bounded memory: image folders, LiCSAR, Hephaestus.
 
 Archives of 10,000+ files do not fit in memory as one Dataset. These functions read them in
 chunks (decoding in parallel for images), write each chunk to the store as it is ready, and
@@ -16,6 +16,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import zarr
 
 from insarexplore.data.io._common import SkipLog, nothing_read
@@ -36,7 +37,7 @@ from insarexplore.data.io.store import ZarrWriter, append_dataset
 from insarexplore.data.schema import concat
 from insarexplore.errors import InSARDataError
 
-__all__ = ["IngestReport", "ingest_image_folder", "ingest_licsar"]
+__all__ = ["IngestReport", "ingest_hephaestus", "ingest_image_folder", "ingest_licsar"]
 
 
 def _open_store(store_path: str | Path, mode: str, chunk_size: int) -> Path:
@@ -50,7 +51,7 @@ def _open_store(store_path: str | Path, mode: str, chunk_size: int) -> Path:
     return store
 
 
-def _finish(store: Path, mode: str, skipped: SkipLog, **attrs: str) -> None:
+def _finish(store: Path, mode: str, skipped: SkipLog, **attrs: object) -> None:
     """Record the skipped files (appended to earlier ones in mode "a") in the store's attrs."""
     group = zarr.open_group(str(store), mode="r+")
     previous = json.loads(group.attrs.get("skipped", "[]")) if mode == "a" else []
@@ -264,4 +265,67 @@ def ingest_licsar(
         seconds=time.perf_counter() - t0,
         executor="serial",
         workers=1,
+    )
+
+
+def ingest_hephaestus(
+    annotations: str | Path | pd.DataFrame,
+    image_root: str | Path,
+    store_path: str | Path,
+    *,
+    size: int | Sequence[int] = 224,
+    fit: str = "resize",
+    coherence: bool = True,
+    chunk_size: int = 512,
+    mode: str = "w-",
+    strict: bool = False,
+    workers: int | None = None,
+    progress: bool = True,
+) -> IngestReport:
+    """Stream Hephaestus interferograms with images under ``image_root`` into a Zarr store.
+
+    The same samples as :func:`insarexplore.data.io.hephaestus.read_hephaestus`, decoded
+    ``chunk_size`` at a time (threads) and written as they come, so the 19,919 interferograms of
+    the full set never sit in memory at once. ``n_files`` in the report counts the annotations
+    with an image on disk. ``mode`` as :func:`ingest_image_folder`.
+    """
+    from tqdm.auto import tqdm
+
+    from insarexplore.data.io.hephaestus import hephaestus_dataset, join_hephaestus
+
+    t0 = time.perf_counter()
+    _check_options(fit, None)
+    store = _open_store(store_path, mode, chunk_size)
+    target = _size(size)
+    assert target is not None
+    join = join_hephaestus(annotations, image_root, strict=strict)
+    n = len(join.table)
+    written = 0
+    sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
+    with sink as writer, tqdm(total=n, desc="Hephaestus", unit="img", disable=not progress) as bar:
+        for start in range(0, n, chunk_size):
+            rows = slice(start, min(n, start + chunk_size))
+            ds = hephaestus_dataset(
+                join, rows, size=target, fit=fit, coherence=coherence, workers=workers
+            )
+            if ds is not None:
+                if writer is None:
+                    append_dataset(ds, store)
+                else:
+                    writer.write(ds)
+                written += ds.sizes["sample"]
+            bar.update(rows.stop - rows.start)
+    if written == 0:
+        raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
+    _finish(store, mode, join.skipped, n_without_images=join.n_without_images)
+    join.skipped.warn(f"ingest_hephaestus({join.root})", n)
+    return IngestReport(
+        store_path=str(store),
+        n_files=n,
+        n_written=written,
+        skipped=list(join.skipped.entries),
+        size=target,
+        seconds=time.perf_counter() - t0,
+        executor="thread",
+        workers=default_workers(workers),
     )
