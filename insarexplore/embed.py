@@ -22,6 +22,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from torch import nn
 
 from insarexplore.errors import InSARDataError
+from insarexplore.ssl.augment import resize_batch
 
 __all__ = ["Embedder", "embed_with_dask", "embed_workspace"]
 
@@ -36,8 +37,10 @@ class Embedder(TransformerMixin, BaseEstimator):
     """Dataset in, ``(n_samples, dim)`` float32 embeddings out.
 
     ``model``: an encoder module, a path to ``encoder.pt`` or a model folder, a model version
-    of ``workspace``, or None for the workspace's current model. ``fit`` sets ``model_``,
-    ``config_``, ``device_`` and ``n_features_out_``.
+    of ``workspace``, or None for the workspace's current model. With ``resize`` (default),
+    inputs of another size than the encoder was trained at (``config["image_size"]``) are
+    resized to it first. ``fit`` sets ``model_``, ``config_``, ``device_`` and
+    ``n_features_out_``.
     """
 
     def __init__(
@@ -47,12 +50,14 @@ class Embedder(TransformerMixin, BaseEstimator):
         batch_size: int = 256,
         device: str | None = None,
         progress: bool = True,
+        resize: bool = True,
     ) -> None:
         self.model = model
         self.workspace = workspace
         self.batch_size = batch_size
         self.device = device
         self.progress = progress
+        self.resize = resize
 
     def _load(self) -> tuple[nn.Module, dict[str, Any]]:
         from insarexplore.models.serialization import load_encoder
@@ -116,6 +121,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         kind = self._kind_of(X)
         n = len(X) if kind is None else int(X.sizes["sample"])
         out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        size = int(self.config_.get("image_size") or 0)
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="embed", unit="img", disable=not self.progress or n == 0)
@@ -127,6 +133,8 @@ class Embedder(TransformerMixin, BaseEstimator):
                 else:
                     xb = torch.from_numpy(X.isel(sample=slice(start, stop)).insar.to_channels(kind))
                 xb = xb.to(self.device_, torch.float32, non_blocking=True)
+                if size and self.resize:
+                    xb = resize_batch(xb, size, phase=xb.shape[1] == 4)
                 out[start:stop] = self.model_(xb).float().cpu().numpy()
                 bar.update(stop - start)
         bar.close()

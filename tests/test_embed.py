@@ -98,3 +98,15 @@ def test_embed_with_dask_local_cluster(tmp_path, model_path):
     assert list(ids) == list(ds["sample"].values)
     direct = Embedder(model_path, progress=False).fit().transform(ds)
     np.testing.assert_allclose(vec, direct, rtol=1e-4, atol=1e-5)
+
+
+def test_embedder_resizes_to_training_size(tmp_path):
+    from insarexplore.ssl.augment import resize_batch
+
+    torch.manual_seed(2)
+    enc = build_encoder("resnet-tiny", 4, image_size=8)
+    ds = _toy(4, size=16)
+    out = Embedder(enc, progress=False).fit().transform(ds)
+    small = resize_batch(torch.as_tensor(ds.insar.to_channels()), 8).numpy()
+    as_is = Embedder(enc, progress=False, resize=False).fit()
+    np.testing.assert_allclose(out, as_is.transform(small), rtol=1e-4, atol=1e-5)

@@ -43,6 +43,7 @@ __all__ = [
     "random_geometry",
     "random_resized_crop",
     "random_rot90",
+    "resize_batch",
     "rotate_phase",
 ]
 
@@ -241,6 +242,26 @@ def random_resized_crop(
     """Crop a random box (area fraction ``scale``, aspect ``ratio``) per sample and resize it to
     ``size`` x ``size`` (bilinear; phase pairs renormalised, see ``random_geometry``)."""
     return random_geometry(x, size, scale, ratio, flip_p=0.0, rot90=False, phase=phase)
+
+
+def resize_batch(x: Tensor, size: int, phase: bool | None = None) -> Tensor:
+    """Resize a batch to ``size`` x ``size`` (bilinear, antialiased when shrinking).
+
+    For phase batches the (cos, sin) pair is renormalised and the valid mask re-thresholded,
+    as in ``random_geometry``; used to embed at the resolution an encoder was trained at.
+    """
+    phase = x.shape[1] == 4 if phase is None else phase
+    if x.shape[-2:] == (size, size):
+        return x
+    out = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+    if not phase:
+        return out.clamp(0, 1)
+    good = (out[:, 3] >= 0.5) & (torch.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2) > 1e-3)
+    norm = torch.sqrt(out[:, 0] ** 2 + out[:, 1] ** 2).clamp_min(1e-3)
+    g = good.to(x.dtype)
+    return torch.stack(
+        [out[:, 0] / norm * g, out[:, 1] / norm * g, out[:, 2].clamp(0, 1) * g, g], dim=1
+    )
 
 
 def _angle_field(x: Tensor, atm_std: float, atm_p: float, noise_std: float, noise_p: float,

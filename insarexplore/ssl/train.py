@@ -97,7 +97,10 @@ class PretrainConfig:
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA (this process's local rank), else MPS, else CPU."""
     if device is not None:
-        return torch.device(device)
+        dev = torch.device(device)
+        if dev.type == "cuda" and dev.index is None and dist.is_distributed():
+            dev = torch.device("cuda", dist.get_local_rank())  # one GPU per torchrun process
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda", dist.get_local_rank())
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
@@ -196,6 +199,8 @@ def pretrain(
     rank, world = dist.get_rank(), dist.get_world_size()
     device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
+    if cuda and device.index is not None:
+        torch.cuda.set_device(device)
     data_src = source.data_path if hasattr(source, "data_path") else source
     if isinstance(data_src, str | Path) and (Path(data_src) / "workspace.json").exists():
         data_src = Path(data_src) / "data.zarr"
@@ -205,7 +210,8 @@ def pretrain(
     ws, version, run, resuming = _open_run(source, out_dir, cfg, key)
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
-    encoder = build_encoder(cfg.arch, in_ch, channel_kind=kind, norm=cfg.norm, **cfg.encoder_kwargs)
+    enc_kw = {"image_size": size, **cfg.encoder_kwargs}  # recorded: embeddings resize to it
+    encoder = build_encoder(cfg.arch, in_ch, channel_kind=kind, norm=cfg.norm, **enc_kw)
     method_kw: dict[str, Any] = {"proj_dim": cfg.proj_dim, "hidden_dim": cfg.hidden_dim}
     method_kw["head_norm"] = "batch" if cfg.norm == "batch" else "layer"
     if cfg.method in ("simclr", "moco"):
@@ -318,15 +324,15 @@ def pretrain(
                 inst = cfg.batch_size * world / max(now - t_last, 1e-9)
                 rate = 0.9 * rate + 0.1 * inst if rate else inst  # smoothed images/s
                 t_last = now
-                if step - steps_at_calib == 3:
+                if step - steps_at_calib == 2:
                     t_calib = now  # the first steps pay warm-up costs: time from here
-                if seconds is not None and t_calib is not None and step % cfg.log_every == 0:
+                if seconds is not None and t_calib is not None and step > steps_at_calib + 2:
                     stop = _refit(
                         plan,
                         seconds,
                         elapsed_before + now - t0,
                         step,
-                        (now - t_calib) / max(1, step - steps_at_calib - 3),
+                        (now - t_calib) / max(1, step - steps_at_calib - 2),
                     )
                     bar.total = plan.total
                 if step % cfg.log_every == 0 or step == plan.total or stop:

@@ -200,3 +200,12 @@ def test_fused_geometry_is_an_exact_dihedral_transform():
         assert match, f"sample {i} is not a flip/rotation of its input"
         seen.add(match[0])
     assert len(seen) > 3  # the transforms actually vary
+
+
+def test_resize_batch_keeps_invariants():
+    x = phase_batch(3, 32)
+    small = A.resize_batch(x, 16)
+    check_phase(small, 16)
+    assert A.resize_batch(x, 32) is x
+    rgb = A.resize_batch(rendered_batch("cyclic"), 20)
+    check_rgb(rgb, 20)
