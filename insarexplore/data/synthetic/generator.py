@@ -45,6 +45,9 @@ METADATA_VARS = (
     "atmosphere_cm", "stratified_cm_per_km", "ramp_cm", "snr", "signal_fringes",
     "mean_coherence", "water_fraction", "location_name", "difficulty",
 )  # fmt: skip
+_PIXEL_KEYS = ("phase", "coherence", "displacement")
+_COORD_KEYS = ("sample", "lon_min", "lon_max", "lat_min", "lat_max", "primary_date",
+               "secondary_date", "frame", "label")  # fmt: skip
 _PIXELS_PER_MICROBATCH = 1 << 17  # keeps every temporary inside the CPU caches
 _COARSE_FACTOR = 4  # smooth nuisance terms are synthesised on a 4x coarser grid
 
@@ -258,8 +261,15 @@ def _render(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, gen: Any, 
     }  # fmt: skip
 
 
-def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) -> Any:
-    """Samples ``block * block_size ... + count`` as plain arrays (see :func:`_to_dataset`)."""
+def _block(
+    cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any,
+    out: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Samples ``block * block_size ... + count`` as plain arrays (see :func:`_to_dataset`).
+
+    ``out`` may hold preallocated ``(count, size, size)`` float32 arrays for the pixel
+    variables, written in place (saves a copy of the whole set in :func:`generate`).
+    """
     import torch
 
     rng = np.random.default_rng([seed, block])
@@ -271,14 +281,21 @@ def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) ->
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(rng.integers(0, 2**62)))
     micro = max(1, _PIXELS_PER_MICROBATCH // (cfg.size * cfg.size))
-    parts: dict[str, list[np.ndarray]] = {}
+    shape = (count, cfg.size, cfg.size)
+    r = dict(out) if out is not None else {}
+    for k in _PIXEL_KEYS:
+        if k not in r:
+            r[k] = np.empty(shape, dtype=np.float32)
     with torch.no_grad():
         p["_disp"] = _render_deformation(p, np.arange(count), cfg, dev)
         for lo in range(0, count, micro):
-            idx = np.arange(lo, min(count, lo + micro))
-            for k, v in _render(p, idx, cfg, gen, dev).items():
-                parts.setdefault(k, []).append(v.detach().cpu().numpy())
-    r = {k: np.concatenate(v) for k, v in parts.items()}
+            hi = min(count, lo + micro)
+            for k, v in _render(p, np.arange(lo, hi), cfg, gen, dev).items():
+                v = v.detach().cpu().numpy()
+                if k in _PIXEL_KEYS:
+                    r[k][lo:hi] = v
+                else:
+                    r.setdefault(k, np.empty(count, dtype=np.float64))[lo:hi] = v
     half_m = 0.5 * cfg.size * cfg.pixel_spacing_m
     dlat = half_m / 111_320.0
     dlon = dlat / np.cos(np.radians(p["lat0"]))
@@ -315,17 +332,25 @@ def _block(cfg: SyntheticConfig, seed: int, block: int, count: int, dev: Any) ->
     }  # fmt: skip
 
 
-_PIXEL_KEYS = ("phase", "coherence", "displacement")
-_COORD_KEYS = ("sample", "lon_min", "lon_max", "lat_min", "lat_max", "primary_date",
-               "secondary_date", "frame", "label")  # fmt: skip
+def _index_of(part: dict[str, np.ndarray], cfg: SyntheticConfig) -> int:
+    """Index in the whole set of the first sample of a block (from its id)."""
+    return int(str(part["sample"][0]).rsplit("-", 1)[1])
 
 
-def _to_dataset(parts: list[dict[str, np.ndarray]], cfg: SyntheticConfig, seed: int) -> Any:
-    """One data-model Dataset from raw blocks (a single concatenation of plain arrays)."""
+def _to_dataset(
+    parts: list[dict[str, np.ndarray]], cfg: SyntheticConfig, seed: int,
+    pixels: dict[str, np.ndarray] | None = None,
+) -> Any:  # fmt: skip
+    """One data-model Dataset from raw blocks (a single concatenation of plain arrays).
+
+    ``pixels`` gives the already assembled pixel variables of all parts (no copy).
+    """
     from insarexplore.data.schema import new_dataset
 
+    keys = [k for k in parts[0] if pixels is None or k not in pixels]
     cat = {k: (parts[0][k] if len(parts) == 1 else np.concatenate([q[k] for q in parts]))
-           for k in parts[0]}  # fmt: skip
+           for k in keys}  # fmt: skip
+    cat.update(pixels or {})
     return new_dataset(
         **{k: cat[k] for k in _PIXEL_KEYS + _COORD_KEYS},
         source=f"synthetic:seed={seed}",
@@ -381,8 +406,12 @@ def _iter_raw(
     device: Any,
     progress: bool,
     workers: int,
+    out: dict[str, np.ndarray] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Blocks as plain arrays, in order, optionally from worker processes."""
+    """Blocks as plain arrays, in order, optionally from worker processes.
+
+    With ``out`` (``(n, size, size)`` float32 arrays per pixel variable) the pixels land there.
+    """
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
@@ -402,7 +431,8 @@ def _iter_raw(
             threads = _single_thread(dev)
             try:
                 for b, count in blocks:
-                    yield _block(config, int(seed), b, count, dev)
+                    dst = None if out is None else {k: v[b * bs : b * bs + count] for k, v in out.items()}  # fmt: skip
+                    yield _block(config, int(seed), b, count, dev, out=dst)
                     if bar is not None:
                         bar.update(count)
             finally:
@@ -423,7 +453,13 @@ def _iter_raw(
                     b, count = todo.popleft()
                     running.append((count, pool.submit(_block_task, config, int(seed), b, count, "cpu")))  # fmt: skip
                 count, fut = running.popleft()
-                yield fut.result()
+                part = fut.result()
+                if out is not None:
+                    lo = _index_of(part, config)
+                    for k, v in out.items():
+                        v[lo : lo + count] = part[k]
+                        part[k] = v[lo : lo + count]
+                yield part
                 if bar is not None:
                     bar.update(count)
     finally:
@@ -461,9 +497,11 @@ def generate(
                                  pixel_spacing_m=pixel_spacing_m, **options)  # fmt: skip
     cfg = config
     show = progress if progress is not None else n > 4000
+    shape = (n, cfg.size, cfg.size)
+    pixels = {k: np.empty(shape, dtype=np.float32) for k in _PIXEL_KEYS}
     parts = list(_iter_raw(n, seed=seed, config=cfg, device=device, progress=show,
-                           workers=workers))  # fmt: skip
-    return _to_dataset(parts, cfg, int(seed))
+                           workers=workers, out=pixels))  # fmt: skip
+    return _to_dataset(parts, cfg, int(seed), pixels=pixels)
 
 
 def generate_to_zarr(

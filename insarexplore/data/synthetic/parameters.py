@@ -221,11 +221,9 @@ def _coarse_signal(p: dict[str, Any], idx: np.ndarray, half: float) -> np.ndarra
         if kind == "subsidence":  # scale the nuclei to the drawn rate and baseline
             target = p["subsidence_rate_m_per_yr"][idx[sel]] * p["baseline_days"][idx[sel]] / 365.25
             ib = idx[sel]
-            peak = np.abs(uz).max(1)
-            for j in range(N_NUCLEI):  # the deepest point lies near a nucleus, not on the grid
-                at = deformation_enu(p, ib, p["nuc_e"][ib, j : j + 1], p["nuc_n"][ib, j : j + 1],
-                                     kind=kind)[2]  # fmt: skip
-                peak = np.maximum(peak, np.abs(at[:, 0]))
+            # the deepest point lies near a nucleus, not necessarily on the grid
+            at = deformation_enu(p, ib, p["nuc_e"][ib], p["nuc_n"][ib], kind=kind)[2]
+            peak = np.maximum(np.abs(uz).max(1), np.abs(at).max(1))
             scale = target / np.maximum(peak, 1e-12)
             p["nuc_dv"][idx[sel]] *= scale[:, None]
             los = los * scale[:, None]
