@@ -92,3 +92,32 @@ def test_01_quickstart(tmp_path):
     assert "96 samples of 32x32 px" in text
     assert "96 embeddings of dimension" in text
     assert (tmp_path / "ws" / "labels.sqlite").exists() or True  # the explorer opens the store
+
+
+@pytest.fixture(scope="module")
+def demo_workspace(tmp_path_factory):
+    """A quick demo workspace (data, model, embeddings, PCA map), built once for the module."""
+    from insarexplore.demo import prepare_demo
+
+    path = tmp_path_factory.mktemp("nb") / "demo-ws"
+    prepare_demo(path, quick=True, device="cpu", quiet=True)
+    return path
+
+
+@pytest.mark.slow
+def test_02_active_labelling(demo_workspace):
+    params = {
+        "WORKSPACE": str(demo_workspace),
+        "N_ROUNDS": 2,
+        "PER_ROUND": 6,
+        "CURVE": [1, 2],
+        "SEEDS": 1,
+        "FINETUNE_EPOCHS": 1,
+        "PROJECTION": "pca",
+        "DEVICE": "cpu",
+    }
+    nb = execute("02_active_labelling.ipynb", params, NOTEBOOKS)
+    text = _text(nb)
+    assert "after the clusters:" in text and "labelled footprints written" in text
+    assert "fine-tuned model ft-" in text
+    assert (demo_workspace / "labels-notebook-02.geojson").exists()
