@@ -25,6 +25,11 @@ _LAZY = {
     "open_dataset": "insarexplore.data.io.store",
     "append_dataset": "insarexplore.data.io.store",
     "Workspace": "insarexplore.workspace",
+    "read_licsar": "insarexplore.data.io",
+    "read_image_folder": "insarexplore.data.io",
+    "read_hephaestus": "insarexplore.data.io",
+    "read_hephaestus_annotations": "insarexplore.data.io",
+    "ingest_image_folder": "insarexplore.data.io",
 }
 
 __all__ = ["__version__", *_LAZY]

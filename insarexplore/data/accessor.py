@@ -29,7 +29,8 @@ def phase_channels(phase: np.ndarray, coherence: np.ndarray | None = None) -> np
     if coherence is None:
         coh = v
     else:
-        coh = np.nan_to_num(np.asarray(coherence, dtype=np.float32), nan=0.0) * v
+        c = np.asarray(coherence, dtype=np.float32)
+        coh = np.where(np.isfinite(c), c, v) * v  # unknown coherence falls back to validity
     return np.stack([np.cos(p) * v, np.sin(p) * v, coh, v], axis=1)
 
 
@@ -129,9 +130,9 @@ class InSARAccessor:
             arrays = {v: one[v].values for v in pixel_vars}
             for r in rows:
                 for c in cols:
-                    if "phase" in arrays and min_valid > 0:
+                    if "phase" in arrays:
                         frac = np.isfinite(arrays["phase"][r : r + size, c : c + size]).mean()
-                        if frac < min_valid:
+                        if frac == 0 or frac < min_valid:  # all-NaN patches are never kept
                             continue
                     for v in pixel_vars:
                         out[v].append(arrays[v][r : r + size, c : c + size])
@@ -155,7 +156,7 @@ class InSARAccessor:
             )
         extra = {v: np.asarray(out[v]) for v in meta_vars}
         extra.update({c: np.asarray(coords[c]) for c in extra_coords})
-        return schema.new_dataset(
+        out_ds = schema.new_dataset(
             **{v: np.stack(out[v]) for v in pixel_vars},
             sample=ids,
             **{c: coords[c] for c in schema.PER_SAMPLE_COORDS},
@@ -163,6 +164,8 @@ class InSARAccessor:
             wavelength_m=ds.attrs.get("wavelength_m", schema.S1_WAVELENGTH_M),
             pixel_spacing_m=ds.attrs.get("pixel_spacing_m", float("nan")),
         )
+        out_ds.attrs = {**ds.attrs, **out_ds.attrs}
+        return out_ds
 
     # -- geography --------------------------------------------------------------------------
     def footprints_geojson(

@@ -61,6 +61,8 @@ def test_patches_drop_mostly_empty_and_check_size(tiny_phase_ds):
     ds["phase"].values[:, :8, :] = np.nan
     p = ds.insar.patches(8, min_valid=0.5)
     assert p.sizes["sample"] == 6 * 2
+    assert ds.insar.patches(8).sizes["sample"] == 6 * 2  # all-NaN patches are never kept
+    assert p.attrs["pixel_spacing_m"] == 1000.0
     with pytest.raises(InSARDataError, match="exceeds"):
         ds.insar.patches(32)
     with pytest.raises(ValueError, match="stride"):
@@ -94,3 +96,10 @@ def test_sample_table(tiny_phase_ds):
     t = tiny_phase_ds.insar.sample_table()
     assert list(t.index) == [f"id{i}" for i in range(6)]
     assert {"label", "depth_m", "lon_min", "primary_date", "group"} <= set(t.columns)
+
+
+def test_unknown_coherence_falls_back_to_validity():
+    ph = np.zeros((1, 2, 2), np.float32)
+    coh = np.array([[[0.3, np.nan], [0.0, 1.0]]], np.float32)
+    ch = phase_channels(ph, coh)
+    np.testing.assert_allclose(ch[0, 2], [[0.3, 1.0], [0.0, 1.0]])

@@ -1,11 +1,46 @@
-"""Readers and stores: every reader returns the data model (see docs/ARCHITECTURE.md)."""
+"""Readers and stores: every reader returns the data model (see docs/ARCHITECTURE.md).
 
-from insarexplore.data.io.store import (
-    ZarrWriter,
-    append_dataset,
-    open_dataset,
-    save_dataset,
-    store_sample_ids,
-)
+Names are imported on first use, so ``import insarexplore.data.io`` does not pull in rasterio.
+"""
 
-__all__ = ["ZarrWriter", "append_dataset", "open_dataset", "save_dataset", "store_sample_ids"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY = {
+    "ZarrWriter": "store",
+    "append_dataset": "store",
+    "open_dataset": "store",
+    "save_dataset": "store",
+    "store_sample_ids": "store",
+    "read_licsar": "geotiff",
+    "iter_licsar": "geotiff",
+    "find_licsar_pairs": "geotiff",
+    "read_licsar_pair": "geotiff",
+    "read_image_folder": "images",
+    "list_image_files": "images",
+    "parse_image_name": "images",
+    "read_hephaestus": "hephaestus",
+    "read_hephaestus_annotations": "hephaestus",
+    "hephaestus_image_paths": "hephaestus",
+    "join_hephaestus": "hephaestus",
+    "ingest_image_folder": "ingest",
+    "ingest_licsar": "ingest",
+    "ingest_hephaestus": "ingest",
+    "IngestReport": "ingest",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

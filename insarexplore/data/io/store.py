@@ -46,13 +46,20 @@ def _encoding(ds: xr.Dataset, chunk: int | None) -> dict[str, dict[str, Any]]:
         if var.ndim > 1:
             pix = int(np.prod([ds.sizes[d] for d in var.dims[1:]]))
             per_chunk = chunk or max(1, min(n, (4 << 20) // max(pix * var.dtype.itemsize, 1)))
-            enc[name] = {"chunks": (per_chunk, *var.shape[1:])}
+            enc[name] = {"chunks": (per_chunk, *var.shape[1:]), "compressors": _fast_codec()}
         else:
             enc[name] = {"chunks": (max(chunk or 0, 65536),)}
         if var.dtype.kind == "M":
             enc[name]["units"] = "seconds since 1970-01-01"
             enc[name]["dtype"] = "float64"
     return enc
+
+
+def _fast_codec() -> list[Any]:
+    """LZ4 through Blosc: about twice as fast to write and 5x faster to read than zstd."""
+    from zarr.codecs import BloscCodec
+
+    return [BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")]
 
 
 def _prepare(ds: xr.Dataset) -> xr.Dataset:
@@ -85,7 +92,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
                 )
         else:
             enc = {
-                k: {kk: vv for kk, vv in v.items() if kk != "chunks"}
+                k: {kk: vv for kk, vv in v.items() if kk not in ("chunks", "compressors")}
                 for k, v in _encoding(ds, chunk).items()
             }
             for name, var in ds.variables.items():
