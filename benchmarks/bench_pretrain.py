@@ -32,9 +32,20 @@ def _store(folder: Path, n: int, size: int) -> Path:
     yy, xx = np.mgrid[0:size, 0:size] / size
     phase = np.empty((n, size, size), np.float32)
     for i in range(n):
-        phase[i] = np.angle(np.exp(1j * (rng.uniform(5, 30) * np.hypot(yy - 0.5, xx - 0.5) + rng.normal(0, 0.3, (size, size)))))
+        phase[i] = np.angle(
+            np.exp(
+                1j
+                * (
+                    rng.uniform(5, 30) * np.hypot(yy - 0.5, xx - 0.5)
+                    + rng.normal(0, 0.3, (size, size))
+                )
+            )
+        )
     coh = rng.uniform(0.2, 1, (n, size, size)).astype(np.float32)
-    return save_dataset(new_dataset(phase=phase, coherence=coh, sample=[f"b{i}" for i in range(n)]), folder / f"s{size}.zarr")
+    return save_dataset(
+        new_dataset(phase=phase, coherence=coh, sample=[f"b{i}" for i in range(n)]),
+        folder / f"s{size}.zarr",
+    )
 
 
 def _ceiling(arch: str, size: int, batch: int, steps: int, device) -> float:
@@ -99,7 +110,9 @@ def _embed_rate(store: Path, device, batch: int = 256) -> float:
     from insarexplore.models import build_encoder
 
     ds = open_dataset(store)
-    emb = Embedder(build_encoder("resnet-tiny", 4), batch_size=batch, device=str(device), progress=False).fit()
+    emb = Embedder(
+        build_encoder("resnet-tiny", 4), batch_size=batch, device=str(device), progress=False
+    ).fit()
     emb.transform(ds.isel(sample=slice(0, batch)))
     t = time.perf_counter()
     n = emb.transform(ds).shape[0]
@@ -131,7 +144,9 @@ def run(quick: bool = False) -> list[dict[str, Any]]:
                 gstore = _store(Path(tmp), 2048, size)
                 ceil = _ceiling("resnet18", size, 256, steps * 2, gpu)
                 rate = _pipeline(gstore, "resnet18", 256, steps * 2, gpu, 6)
-                note = f"pipeline overhead {100 * (1 - rate / ceil):.0f}% of ceiling (target <= 20%)"
+                note = (
+                    f"pipeline overhead {100 * (1 - rate / ceil):.0f}% of ceiling (target <= 20%)"
+                )
                 rows.append({"area": AREA, "metric": f"pretrain img/s cuda resnet18 {size}px",
                              "value": rate, "unit": "img/s", "note": note})  # fmt: skip
                 rows.append({"area": AREA, "metric": f"pretrain ceiling cuda resnet18 {size}px",
