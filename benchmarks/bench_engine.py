@@ -7,8 +7,8 @@
   group-aware test split against labels per class (1, 2, 5, 10, 20, 50), for active versus
   random selection, linear probe versus encoder fine-tuning. Embeddings come from an encoder
   pretrained here on the unlabelled pool (cached under benchmarks/out/). Active selection starts
-  from a k-center (diversity) seed of one label per class, then adds one label per class per
-  round with ``margin`` uncertainty sampling. Random selection draws the same total number of
+  cold with ``typical`` samples (centres of label-free k-means clusters) for the first two labels
+  per class, then adds one label per class per round with ``margin`` uncertainty sampling. Random selection draws the same total number of
   labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
 
     python benchmarks/bench_engine.py            # full sizes
@@ -123,17 +123,17 @@ def bench_umap(n: int) -> list[dict]:
 
 
 # -- label efficiency -----------------------------------------------------------------------
-def _workspace(n: int, size: int, minutes: float):
+def _workspace(n: int, size: int, minutes: float, difficulty: str = "medium"):
     """A cached synthetic workspace with a pretrained encoder and its embeddings."""
     from insarexplore.data.synthetic import generate
     from insarexplore.embed import embed_workspace
     from insarexplore.ssl.train import PretrainConfig, pretrain
     from insarexplore.workspace import Workspace
 
-    path = OUT / f"engine-ws-{n}-{size}-{minutes:g}min"
+    path = OUT / f"engine-ws-{difficulty}-{n}-{size}-{minutes:g}min"
     ws = Workspace.create(path)
     if not ws.has_data():
-        ws.add_data(generate(n, size=size, seed=11, difficulty="medium"))
+        ws.add_data(generate(n, size=size, seed=11, difficulty=difficulty))
     if not ws.current_model:
         cfg = PretrainConfig(minutes=minutes, batch_size=128, tensorboard=False, progress=True)
         pretrain(ws, cfg)
@@ -166,13 +166,18 @@ def _selections(X, y, pool_idx, n_classes, seed):
     random_sets = {k: order[: k * n_classes] for k in BUDGETS}
     pool = np.zeros(len(X), bool)
     pool[pool_idx] = True
-    seed_pick = suggest(n_classes, "diversity", embeddings=X, labelled=~pool, seed=seed)
-    chosen = [p.index for p in seed_pick]
-    active_sets = {1: np.array(chosen)}
-    for k in BUDGETS[1:]:
+    chosen: list[int] = []
+    active_sets = {}
+    for k in BUDGETS:
         while len(chosen) < k * n_classes:
-            chosen += _margin_round(X, y, np.array(chosen), pool, n_classes, seed)
-        active_sets[k] = np.array(chosen)
+            labelled = ~pool
+            labelled[chosen] = True
+            if len(chosen) < 2 * n_classes:  # cold start: typical samples of unlabelled clusters
+                picks = suggest(n_classes, "typical", embeddings=X, labelled=labelled, seed=seed)
+                chosen += [p.index for p in picks]
+            else:
+                chosen += _margin_round(X, y, np.array(chosen), pool, n_classes, seed)
+        active_sets[k] = np.array(chosen[: k * n_classes])
     return random_sets, active_sets
 
 
@@ -245,6 +250,7 @@ def bench_label_efficiency(
                     f"+-{np.nanstd(arr[:, j]):.3f} over {arr.shape[0]} seed(s)",
                 )  # fmt: skip
             )
+    _print_table(curves)
     lp_gain = np.mean(curves[("linear probe", "active")], axis=0) - np.mean(
         curves[("linear probe", "random")], axis=0
     )
@@ -254,6 +260,13 @@ def bench_label_efficiency(
     note = f"{n} samples, {size} px, pretrain {minutes:g} min, test {len(test_idx)}"
     rows.append(_row("label_efficiency_plot", 1.0, "file", f"{PLOT.name}; {note}"))
     return rows
+
+
+def _print_table(curves: dict) -> None:
+    print("macro-F1 by labels per class:", "  ".join(f"{k:>6}" for k in BUDGETS))
+    for (head, sel), runs in curves.items():
+        arr = np.nanmean(np.asarray(runs, dtype=float), axis=0)
+        print(f"  {head:>12} {sel:>7}:", "  ".join(f"{v:6.3f}" for v in arr))
 
 
 def _plot(curves: dict, n: int, size: int) -> None:
@@ -311,7 +324,7 @@ def main() -> None:
         rows = (
             bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
             if args.quick
-            else bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+            else bench_label_efficiency(3000, 32, 10.0, seeds=3, ft_budgets=(1, 5, 20, 50))
         )
     else:
         rows = run(quick=args.quick)

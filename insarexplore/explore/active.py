@@ -3,7 +3,10 @@
 Strategies: ``entropy``, ``margin`` and ``least_confidence`` rank by the uncertainty of the
 few-shot predictions; ``diversity`` is k-center greedy in embedding space (Sener and Savarese
 2018: each pick is the sample farthest from every labelled or already-picked one);
-``geo_diversity`` takes the best-scoring samples (uncertainty when predictions exist, else distance
+``typical`` labels the most typical sample (nearest the centre) of the largest k-means clusters
+that hold no label yet (after TypiClust, Hacohen et al. 2022: at budgets of a few labels per
+class, typical samples teach more than uncertain or outlying ones); ``geo_diversity`` takes the
+best-scoring samples (uncertainty when predictions exist, else distance
 to the labelled set) whose footprints overlap none of the other suggestions.
 
 Scale: k-center greedy works on at most ``max_candidates`` unlabelled rows (a seeded random
@@ -21,6 +24,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "typical_samples",
     "Suggestion",
     "STRATEGIES",
     "uncertainty",
@@ -29,7 +33,7 @@ __all__ = [
     "suggest_workspace",
 ]
 
-STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "geo_diversity")
+STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "typical", "geo_diversity")
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,56 @@ def k_center_greedy(
     return pool[np.asarray(picks, dtype=np.int64)], np.asarray(dists, dtype=np.float32)
 
 
+def typical_samples(
+    X: np.ndarray,
+    n: int,
+    *,
+    labelled: Any = None,
+    max_candidates: int = 50_000,
+    seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` unlabelled rows nearest the centres of the largest label-free k-means clusters.
+
+    Returns the rows and the size of the cluster each one represents. k-means runs on at most
+    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters.
+    """
+    from sklearn.cluster import MiniBatchKMeans
+
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"embeddings: expected a 2-D array, got shape {X.shape}")
+    X = X.astype(np.float32, copy=False)
+    rng = np.random.default_rng(seed)
+    mask = _mask(labelled, len(X))
+    rows = np.arange(len(X))
+    if len(rows) > max_candidates:
+        rows = np.sort(rng.choice(rows, size=max_candidates, replace=False))
+    n = min(int(n), int((~mask[rows]).sum()))
+    if n <= 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    k = min(len(rows), n + int(mask[rows].sum()))
+    km = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096).fit(X[rows])
+    assign = km.labels_
+    covered = np.zeros(k, dtype=bool)
+    covered[np.unique(assign[mask[rows]])] = True
+    sizes = np.bincount(assign, minlength=k)
+    d2 = ((X[rows] - km.cluster_centers_[assign]) ** 2).sum(axis=1)
+    picks, scores = [], []
+    for c in np.argsort(-sizes, kind="stable"):
+        if len(picks) == n:
+            break
+        members = np.flatnonzero((assign == c) & ~mask[rows])
+        if covered[c] or not len(members):
+            continue
+        picks.append(rows[members[np.argmin(d2[members])]])
+        scores.append(float(sizes[c]))
+    if len(picks) < n:  # every cluster holds a label: fill with the farthest-from-labels rows
+        extra, dist = k_center_greedy(X, n - len(picks), labelled=mask | _mask(picks, len(X)))
+        picks += list(extra)
+        scores += [0.0] * len(extra)
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float32)
+
+
 def _overlaps(box: np.ndarray, boxes: np.ndarray) -> bool:
     if not len(boxes):
         return False
@@ -193,6 +247,22 @@ def suggest(
                 else f"farthest from labelled and other suggested samples (distance {d:.3g})",
             )
             for i, d in zip(rows, dist)
+        ]
+    if strategy == "typical":
+        if embeddings is None:
+            raise ValueError("strategy 'typical': needs embeddings")
+        rows, sizes = typical_samples(
+            embeddings, n, labelled=mask, max_candidates=max_candidates, seed=seed
+        )
+        return [
+            make(
+                i,
+                s,
+                f"most typical sample of an unlabelled cluster of {int(s)} samples"
+                if s > 0
+                else "farthest from labelled samples (every cluster holds a label)",
+            )
+            for i, s in zip(rows, sizes)
         ]
     if strategy in ("entropy", "margin", "least_confidence") or proba is not None:
         if proba is None:
@@ -275,7 +345,7 @@ def suggest_workspace(
         current, revision = store.current(), store.revision()
         labelled = np.fromiter((s in current for s in ids), dtype=bool, count=len(ids))
         proba = classes = None
-        if strategy not in ("diversity",) and len(set(current.values())) >= 2:
+        if strategy not in ("diversity", "typical") and len(set(current.values())) >= 2:
             version = model_version or ws.current_model
             try:
                 preds = load_predictions(ws, method, version)

@@ -132,3 +132,25 @@ def test_suggest_on_a_workspace(workspace):
         # class c was never labelled: the model is unsure there, so suggestions go there
         out = suggest_workspace(ws, 10, "entropy", store=store)
         assert np.mean([y[list(ids).index(s.sample)] == 2 for s in out]) >= 0.5
+
+
+def test_typical_picks_centres_of_unlabelled_clusters():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [50, 0], [0, 50], [50, 50]], np.float32)
+    sizes = [300, 200, 100, 50]
+    X = np.concatenate(
+        [c + rng.normal(size=(s, 2)).astype(np.float32) for c, s in zip(centres, sizes)]
+    )
+    out = suggest(3, "typical", embeddings=X, labelled=[0])  # cluster 0 already labelled
+    got = np.round(X[[s.index for s in out]] / 50).astype(int).tolist()
+    assert got == [[1, 0], [0, 1], [1, 1]]  # largest unlabelled clusters first
+    assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
+    for s in out:  # near the centre of its cluster
+        assert (
+            np.linalg.norm(X[s.index] - centres[np.argmin(((centres - X[s.index]) ** 2).sum(1))])
+            < 1.0
+        )
+    assert "typical" in out[0].reason
+    with_outlier = np.concatenate([X, np.array([[500.0, 500.0]], np.float32)])
+    out = suggest(2, "typical", embeddings=with_outlier)
+    assert len(X) not in {s.index for s in out}  # an outlier is not typical
