@@ -324,7 +324,7 @@ def main() -> None:
         rows = (
             bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
             if args.quick
-            else bench_label_efficiency(3000, 32, 10.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+            else bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
         )
     else:
         rows = run(quick=args.quick)
