@@ -74,3 +74,12 @@ def test_workspace_projection_cached_and_incremental(workspace, monkeypatch):
     calls.clear()
     project(ws, "pca", n_components=3)  # other parameters: another cache entry
     assert calls
+
+
+def test_fitted_umap_survives_joblib(umap_fit, tmp_path):
+    import joblib
+
+    proj, X, _, _ = umap_fit
+    joblib.dump(proj, tmp_path / "reducer.joblib")
+    again = joblib.load(tmp_path / "reducer.joblib")
+    np.testing.assert_allclose(again.transform(X[:5]), proj.transform(X[:5]), atol=1e-4)
