@@ -19,7 +19,8 @@ Ranges (metres, degrees) and where they come from:
   log10 L_km = -2.44 + 0.59 Mw, log10 W_km = -1.01 + 0.32 Mw); slip = M0 / (mu L W), mu = 30 GPa.
   The centroid is pushed down when needed so the rupture stays below the surface.
 * ``subsidence``: aquifer or reservoir compaction as 4-6 Geertsma (1973) nuclei of strain
-  (the Mogi form) 0.8-2.5 km deep spread over 2-6 km: a broad, smooth bowl, 2-30 cm/yr
+  (the Mogi form) 1-3 km deep spread over 3-9 km: a broad, smooth bowl (one or a few pumping
+  centres), 2-30 cm/yr
   (e.g. Chaussard et al. 2014 for Mexico City and Indonesian basins), over 48-372 day pairs.
 * Nuisance: turbulent delay std 0.2-2 cm over the scene (log-uniform), corner 1-10 km; stratified delay
   -4..4 cm per km of height; relief std from a few metres (basins) to 400 m, volcanic edifices
@@ -177,13 +178,13 @@ def _draw_sources(rng: np.random.Generator, p: dict[str, Any], idx: np.ndarray, 
     if b.any():
         ib = idx[b]
         k = len(ib)
-        spread = rng.uniform(2000, 6000, k)[:, None]
+        spread = rng.uniform(3000, 9000, k)[:, None]
         ang = rng.uniform(0, 2 * np.pi, (k, N_NUCLEI))
         rad = spread * np.sqrt(rng.uniform(0, 1, (k, N_NUCLEI)))
         active = np.arange(N_NUCLEI)[None, :] < rng.integers(4, N_NUCLEI + 1, k)[:, None]
         p["nuc_e"][ib] = p["src_e_m"][ib, None] + rad * np.cos(ang)
         p["nuc_n"][ib] = p["src_n_m"][ib, None] + rad * np.sin(ang)
-        p["nuc_d"][ib] = rng.uniform(800, 2500, (k, N_NUCLEI))
+        p["nuc_d"][ib] = rng.uniform(1000, 3000, (k, N_NUCLEI))
         p["nuc_dv"][ib] = -rng.uniform(0.5, 1.5, (k, N_NUCLEI)) * active  # scaled below
         p["subsidence_rate_m_per_yr"][ib] = rng.uniform(0.02, 0.30, k)
         p["depth_m"][ib] = (p["nuc_d"][ib] * active).sum(1) / active.sum(1)

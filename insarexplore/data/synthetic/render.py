@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +39,11 @@ def file_name(ds: Any, i: int) -> str:
     return f"{_slug(place)}_{frame}_{d1}_{d2}_{sid}.png"
 
 
-def _palette_for(palette: str, i: int, sample_id: str) -> str:
+def _palette_for(palette: str, sample_id: str) -> str:
     if palette != "mixed":
         return palette
-    # deterministic per sample id, independent of order
-    return "rainbow" if (sum(map(ord, sample_id)) + i * 0) % 2 else "cyclic"
+    # fixed per sample id (independent of order and of the process)
+    return "rainbow" if zlib.crc32(sample_id.encode()) % 2 else "cyclic"
 
 
 def _rgb(ds: Any, i: int, palette: str) -> np.ndarray:
@@ -93,7 +94,7 @@ def render_dataset(
         folder = out / (_slug(labels[i]) if str(labels[i]) else "unlabelled") if layout == "class_folders" else out  # fmt: skip
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / file_name(ds, i)
-        Image.fromarray(_rgb(ds, i, _palette_for(palette, i, str(ids[i])))).save(path)
+        Image.fromarray(_rgb(ds, i, _palette_for(palette, str(ids[i])))).save(path)
         paths.append(path)
     return paths
 
@@ -116,7 +117,7 @@ def contact_sheet(
         y0 = r * (h + pad)
         draw.text((4, y0 + h // 2 - 6), cls, fill="black")
         for c, i in enumerate(idx):
-            pal = _palette_for(palette, int(i), str(ds["sample"].values[i]))
+            pal = _palette_for(palette, str(ds["sample"].values[i]))
             tile = Image.fromarray(_rgb(ds, int(i), pal)).resize((w, h), Image.NEAREST)
             sheet.paste(tile, (text_w + c * (w + pad), y0))
     out = Path(path)
