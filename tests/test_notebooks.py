@@ -121,3 +121,27 @@ def test_02_active_labelling(demo_workspace):
     assert "after the clusters:" in text and "labelled footprints written" in text
     assert "fine-tuned model ft-" in text
     assert (demo_workspace / "labels-notebook-02.geojson").exists()
+
+
+@pytest.mark.slow
+def test_03_bring_your_own_data(tmp_path, demo_workspace):
+    heph = ROOT.parent / "shared" / "data" / "hephaestus" / "annotations.tar.gz"
+    params = {
+        "WORK": str(tmp_path / "byod"),
+        "N_PAIRS": 2,
+        "FRAME_SIZE": 96,
+        "PATCH": 32,
+        "N_PNG": 48,
+        "PNG_SIZE": 32,
+        "MINUTES": 0.05,
+        "HEPHAESTUS": str(heph) if heph.exists() else None,
+        "DEMO_WORKSPACE": str(demo_workspace),
+        "DEVICE": "cpu",
+    }
+    nb = execute("03_bring_your_own_data.ipynb", params, tmp_path)
+    text = _text(nb)
+    assert "2 frames -> " in text and "patches of 32 px" in text
+    assert "48 images (32 px)" in text
+    assert "embedded " in text and "patches with" in text
+    if heph.exists():
+        assert "19,919 annotations, 38 frames" in text
