@@ -299,6 +299,19 @@ def test_render_dataset_writes_class_folders_with_licsar_names(tmp_path):
         render_dataset(ds, tmp_path, palette="viridis")
 
 
+def test_command_line_writes_store_and_pngs(tmp_path, capsys):
+    from insarexplore.data.io.store import open_dataset
+    from insarexplore.data.synthetic.__main__ import main
+
+    out = tmp_path / "cli.zarr"
+    code = main([str(out), "-n", "12", "--size", "32", "--render", str(tmp_path / "png")])
+    assert code == 0 and "wrote 12 interferograms" in capsys.readouterr().out
+    assert open_dataset(out, lazy=False).sizes["sample"] == 12
+    assert len(list((tmp_path / "png").rglob("*.png"))) == 12
+    assert (tmp_path / "png_contact_sheet.png").exists()
+    assert main([str(tmp_path / "bad.zarr"), "-n", "4", "--classes", "mogi,volcano"]) == 2
+
+
 @pytest.mark.gpu
 def test_generates_on_cuda():
     torch = pytest.importorskip("torch")

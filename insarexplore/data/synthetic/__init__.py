@@ -14,7 +14,7 @@ from insarexplore.data.synthetic.generator import (
 )
 from insarexplore.data.synthetic.locations import LOCATIONS, Location
 from insarexplore.data.synthetic.parameters import CLASSES, DIFFICULTIES
-from insarexplore.data.synthetic.render import render_dataset
+from insarexplore.data.synthetic.render import contact_sheet, render_dataset
 from insarexplore.data.synthetic.sources import mogi, okada85, rectangular_dislocation
 
 __all__ = [
@@ -24,6 +24,7 @@ __all__ = [
     "METADATA_VARS",
     "Location",
     "SyntheticConfig",
+    "contact_sheet",
     "generate",
     "generate_to_zarr",
     "iter_blocks",
