@@ -145,3 +145,23 @@ def test_03_bring_your_own_data(tmp_path, demo_workspace):
     assert "embedded " in text and "patches with" in text
     if heph.exists():
         assert "19,919 annotations, 38 frames" in text
+
+
+@pytest.mark.slow
+def test_04_scale(tmp_path):
+    params = {
+        "WORKSPACE": str(tmp_path / "scale"),
+        "N_SAMPLES": 128,
+        "SIZE": 32,
+        "GPU_SIZE": 64,
+        "MINUTES": 0.05,
+        "DASK_WORKERS": 1,
+        "DASK_PROCESSES": False,
+        "PROJECTION": "pca",
+        "MAX_FIT": 100,
+    }
+    nb = execute("04_scale.ipynb", params, tmp_path)
+    text = _text(nb)
+    assert "128 interferograms of" in text
+    assert "128 embeddings of dimension" in text and "max difference" in text
+    assert "pca map of 128 samples" in text
