@@ -148,3 +148,49 @@ def test_setup_proxy_command_template():
     filled = [c.replace("{port}", "5999").replace("{base_url}", "/user/x/") for c in cmd[4:]]
     args = cli.build_parser().parse_args(["serve", *filled])
     assert args.prefix == "/user/x/insarexplore" and args.port == 5999
+
+
+@pytest.mark.slow
+def test_postbuild_runs_in_a_clean_home(tmp_path):
+    """binder/postBuild from the repository root with an empty HOME: the demo workspace is built
+    where notebook 1 and the server proxy look for it (the pip step is skipped: no network)."""
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {
+        "HOME": str(home),
+        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
+        "INSAREXPLORE_SKIP_INSTALL": "1",
+        "INSAREXPLORE_DEMO_ARGS": "--quick",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "TQDM_DISABLE": "1",
+    }
+    res = subprocess.run(
+        ["bash", str(BINDER / "postBuild")],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "insarexplore.app.proxy:setup_proxy ok" in res.stdout
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.open(home / "demo-workspace")
+    status = ws.status()
+    assert status["data"]["samples"] > 0 and status["current_model"]
+    assert status["embeddings"][status["current_model"]]["missing"] == 0
+    kinds = {a["kind"] for a in status["artifacts"] if not a["stale"]}
+    assert {"projection", "clusters", "anomaly"} <= kinds
+    # the proxy finds it (same default location) and a second build is a no-op
+    check = subprocess.run(
+        [sys.executable, "-m", "insarexplore.app.proxy", "--check"],
+        env={**env, "PATH": os.environ["PATH"]},
+        capture_output=True,
+        text=True,
+    )
+    assert f"{home / 'demo-workspace'}: exists" in check.stdout
+    again = subprocess.run(["bash", str(BINDER / "postBuild")], cwd=ROOT, env=env,
+                           capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert again.returncode == 0 and "model: reusing" in again.stderr
