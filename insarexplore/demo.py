@@ -57,14 +57,35 @@ def plan_demo(
     dev = resolve_device(device)
     gpu = dev.type == "cuda"
     if quick:
-        auto = {"n": 240, "size": 32, "minutes": 0.2, "arch": "resnet-tiny", "batch": 32,
-                "projection": "pca", "monitor": False}  # fmt: skip
+        auto = {
+            "n": 240,
+            "size": 32,
+            "minutes": 0.2,
+            "arch": "resnet-tiny",
+            "batch": 32,
+            "projection": "pca",
+            "monitor": False,
+        }
     elif gpu:
-        auto = {"n": 20_000, "size": 64, "minutes": 5.0, "arch": "resnet-small", "batch": 256,
-                "projection": "umap", "monitor": True}  # fmt: skip
+        auto = {
+            "n": 20_000,
+            "size": 64,
+            "minutes": 5.0,
+            "arch": "resnet-small",
+            "batch": 256,
+            "projection": "umap",
+            "monitor": True,
+        }
     else:
-        auto = {"n": 3_000, "size": 64, "minutes": 3.5, "arch": "resnet-tiny", "batch": 128,
-                "projection": "umap", "monitor": True}  # fmt: skip
+        auto = {
+            "n": 3_000,
+            "size": 64,
+            "minutes": 3.5,
+            "arch": "resnet-tiny",
+            "batch": 128,
+            "projection": "umap",
+            "monitor": True,
+        }
     count = int(n if n is not None else auto["n"])
     batch = int(auto["batch"])
     while batch > 8 and batch > count // 2:  # a few batches per epoch even on tiny sets
@@ -129,8 +150,15 @@ def prepare_demo(
     """
     from insarexplore.workspace import Workspace
 
-    plan = plan_demo(n=n, size=size, minutes=minutes, device=device, projection=projection,
-                     quick=quick, seed=seed)  # fmt: skip
+    plan = plan_demo(
+        n=n,
+        size=size,
+        minutes=minutes,
+        device=device,
+        projection=projection,
+        quick=quick,
+        seed=seed,
+    )
     step = _Steps(5 if not quick else 4, quiet)
     ws = Workspace.create(path, exist_ok=True)
 
@@ -141,8 +169,14 @@ def prepare_demo(
 
         step(f"data: synthesising {plan.n:,} interferograms of {plan.size} px (6 classes)")
         gen_device = plan.device if plan.device.startswith("cuda") else None
-        generate_to_zarr(ws.data_path, plan.n, size=plan.size, seed=plan.seed,
-                         device=gen_device, progress=not quiet)  # fmt: skip
+        generate_to_zarr(
+            ws.data_path,
+            plan.n,
+            size=plan.size,
+            seed=plan.seed,
+            device=gen_device,
+            progress=not quiet,
+        )
 
     if _model_ready(ws):
         step(f"model: reusing {ws.current_model}")
@@ -221,16 +255,26 @@ def run_demo(
     With ``serve=True`` this prints the dashboard URL and blocks until Ctrl-C; ``port=0`` picks
     a free port. Returns the workspace.
     """
-    ws = prepare_demo(path, n=n, size=size, minutes=minutes, device=device,
-                      projection=projection, quick=quick, seed=seed, quiet=quiet)  # fmt: skip
+    ws = prepare_demo(
+        path,
+        n=n,
+        size=size,
+        minutes=minutes,
+        device=device,
+        projection=projection,
+        quick=quick,
+        seed=seed,
+        quiet=quiet,
+    )
     if serve:
         from insarexplore.app.server import serve as make_server
 
         if port == 0:
             port = _free_port(address)
         plan = plan_demo(projection=projection, quick=quick, device=device)
-        server = make_server(ws, address=address, port=port, show=show,
-                             projection=plan.projection, start=False)  # fmt: skip
+        server = make_server(
+            ws, address=address, port=port, show=show, projection=plan.projection, start=False
+        )
         serve_until_stopped(server, address)
     return ws
 

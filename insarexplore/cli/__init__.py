@@ -1,0 +1,86 @@
+"""The ``insarexplore`` command line: a thin layer over the library.
+
+Every command parses its arguments and calls one or two library functions; nothing here holds
+logic the Python API lacks. Heavy libraries are imported inside the command functions, so
+``insarexplore --help`` answers at once. Errors on bad input print one clear line and exit 2
+(``--debug`` or ``INSAREXPLORE_DEBUG=1`` show the traceback); Ctrl-C exits 130 and leaves the
+workspace consistent, so running the same command again resumes (stores are written
+atomically, pretraining checkpoints, embeddings are saved block by block).
+
+Modules: ``data`` (synth, ingest), ``model`` (pretrain, embed, project), ``explore`` (labels,
+suggest, info), ``serve`` (serve, demo); ``_common`` holds the shared argument helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from insarexplore.cli._common import EXIT_INTERRUPTED, EXIT_USAGE, PROG, say
+from insarexplore.cli.data import add_ingest as ingest
+from insarexplore.cli.data import add_synth as synth
+from insarexplore.cli.explore import add_info as info
+from insarexplore.cli.explore import add_labels as labels
+from insarexplore.cli.explore import add_suggest as suggest
+from insarexplore.cli.model import add_embed as embed
+from insarexplore.cli.model import add_pretrain as pretrain
+from insarexplore.cli.model import add_project as project
+from insarexplore.cli.serve import add_demo as demo
+from insarexplore.cli.serve import add_serve as serve
+
+__all__ = ["build_parser", "main"]
+
+# bad input the user can fix: one line on stderr, exit status 2
+_HANDLED = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (every sub-command with its help and examples)."""
+    from insarexplore import __version__
+
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=(
+            "Explore archives of Sentinel-1 interferograms: synthesise or ingest them, pretrain\n"
+            "a self-supervised encoder, embed, project, and label them in a dashboard."
+        ),
+        epilog=(
+            "start here:\n"
+            "  insarexplore demo                 # synthetic workspace -> model -> dashboard\n"
+            "  insarexplore COMMAND --help       # options and examples of one command"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in (demo, synth, ingest, pretrain, embed, project, serve, labels, suggest, info):
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
+    from insarexplore.errors import InSARError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    debug = bool(getattr(args, "debug", False) or os.environ.get("INSAREXPLORE_DEBUG"))
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        say(
+            f"\n{PROG} {args.command}: interrupted. What was finished is saved; "
+            "run the same command again to resume."
+        )
+        return EXIT_INTERRUPTED
+    except (InSARError, *_HANDLED) as exc:
+        if debug:
+            raise
+        say(f"{PROG} {args.command}: error: {exc}")
+        return EXIT_USAGE

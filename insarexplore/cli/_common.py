@@ -1,0 +1,84 @@
+"""Shared pieces of the command line: constants, argument types, sub-command builder."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROG = "insarexplore"
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DEFAULT_DEMO_DIR = "demo-workspace"
+
+
+def say(message: str) -> None:
+    """Progress notes go to stderr, so stdout stays clean for data (--json, CSV)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def open_workspace(path: str | Path, *, need_data: bool = False):  # -> Workspace
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.open(path)
+    if need_data and not ws.has_data():
+        raise ValueError(
+            f"{ws.path}: the workspace has no data yet "
+            "(add some with `insarexplore synth` or `insarexplore ingest`)"
+        )
+    return ws
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must lie in [0, 1), got {text}")
+    return value
+
+
+def add_command(
+    sub: Any,
+    name: str,
+    func: Callable[[argparse.Namespace], int | None],
+    summary: str,
+    examples: str,
+    description: str | None = None,
+) -> argparse.ArgumentParser:
+    """A sub-command with its one-line summary, a description and an examples epilog."""
+    parser = sub.add_parser(
+        name,
+        help=summary,
+        description=description or summary,
+        epilog="examples:\n" + examples.strip("\n"),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show full tracebacks"
+    )
+    parser.set_defaults(func=func, command=name)
+    return parser
+
+
+def add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--device",
+        default=None,
+        metavar="DEV",
+        help="torch device: cpu, cuda, cuda:1, mps (default: best available)",
+    )

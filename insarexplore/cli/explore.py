@@ -1,0 +1,254 @@
+"""Commands over labels and results: ``labels``, ``suggest``, ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from insarexplore.cli._common import (
+    EXIT_USAGE,
+    add_command,
+    open_workspace,
+    positive_int,
+    say,
+)
+
+_LABEL_FORMATS = ("csv", "geojson", "hephaestus")
+
+
+def _label_format(path: Path, given: str) -> str:
+    if given != "auto":
+        return given
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix == ".geojson":
+        return "geojson"
+    if suffix == ".json" or path.is_dir() or suffix in (".gz", ".tar", ".tgz") or not suffix:
+        return "hephaestus"
+    raise ValueError(f"{path}: cannot tell the label format from the suffix; pass --format")
+
+
+def _label_store(ws: Any, author: str | None = None):  # -> LabelStore
+    from insarexplore.explore.labels import LabelStore
+
+    return LabelStore(ws.labels_path, author=author, known_ids=ws.sample_ids())
+
+
+def _cmd_labels_export(args: argparse.Namespace) -> int:
+    from insarexplore.explore import labelio
+
+    ws = open_workspace(args.workspace)
+    out = Path(args.output).expanduser()
+    fmt = _label_format(out, args.format)
+    with _label_store(ws) as store:
+        if fmt == "csv":
+            n = labelio.export_csv(store, out, ws)
+        elif fmt == "geojson":
+            n = labelio.export_geojson(store, out, ws, include_unlabelled=args.all)
+        else:
+            n = labelio.export_hephaestus(store, out, ws)
+    say(f"wrote {n:,} labelled samples to {out} ({fmt})")
+    return 0
+
+
+def _cmd_labels_import(args: argparse.Namespace) -> int:
+    from insarexplore.explore import labelio
+
+    ws = open_workspace(args.workspace)
+    src = Path(args.file).expanduser()
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such file or folder")
+    fmt = _label_format(src, args.format)
+    known = ws.sample_ids()
+    with _label_store(ws, author=args.author) as store:
+        if fmt == "csv":
+            n = labelio.import_csv(store, src, known_ids=known)
+        elif fmt == "geojson":
+            n = labelio.import_geojson(store, src, known_ids=known)
+        else:
+            n = labelio.import_hephaestus(store, src, ws, known_ids=known)
+        counts = store.counts()
+    summary = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
+    say(f"imported {n:,} labels from {src} ({fmt}); now: {summary}")
+    return 0
+
+
+def _cmd_labels_counts(args: argparse.Namespace) -> int:
+    ws = open_workspace(args.workspace)
+    if not ws.labels_path.exists():
+        say(f"{ws.path}: no labels yet")
+        return 0
+    with _label_store(ws) as store:
+        counts = store.counts()
+    for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"{count:>9,}  {label}")
+    return 0
+
+
+def add_labels(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "labels",
+        lambda args: p.print_help(sys.stderr) or EXIT_USAGE,
+        "export, import or count the labels of a workspace",
+        """
+  insarexplore labels export ws/ labels.csv
+  insarexplore labels export ws/ labels.geojson         # footprints with labels, opens in QGIS
+  insarexplore labels import ws/ colleague.csv --author bob
+  insarexplore labels counts ws/
+""",
+        description=(
+            "Labels live in the workspace's labels.sqlite, an append-only event log. Export\n"
+            "writes the current labels; import adds events with origin 'import' (labels for\n"
+            "sample ids the workspace does not hold are refused, with the list of ids)."
+        ),
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+    fmt_help = "csv, geojson or hephaestus (default: from the file suffix)"
+    e = add_command(
+        actions,
+        "export",
+        _cmd_labels_export,
+        "write the current labels to CSV, GeoJSON or Hephaestus-style JSON",
+        """
+  insarexplore labels export ws/ labels.csv
+  insarexplore labels export ws/ labels.geojson --all
+  insarexplore labels export ws/ annotations/ --format hephaestus   # one JSON per sample
+""",
+    )
+    e.set_defaults(command="labels export")
+    e.add_argument("workspace", help="workspace folder")
+    e.add_argument("output", help="output file (.csv, .geojson, .json) or folder")
+    e.add_argument("--format", choices=["auto", *_LABEL_FORMATS], default="auto", help=fmt_help)
+    e.add_argument("--all", action="store_true", help="GeoJSON: include unlabelled samples")
+    i = add_command(
+        actions,
+        "import",
+        _cmd_labels_import,
+        "add labels from CSV (sample,label), GeoJSON or Hephaestus JSON",
+        """
+  insarexplore labels import ws/ labels.csv
+  insarexplore labels import ws/ annotations.tar.gz --format hephaestus
+""",
+    )
+    i.set_defaults(command="labels import")
+    i.add_argument("workspace", help="workspace folder")
+    i.add_argument("file", help="CSV, GeoJSON, Hephaestus JSON file, folder or .tar.gz")
+    i.add_argument("--format", choices=["auto", *_LABEL_FORMATS], default="auto", help=fmt_help)
+    i.add_argument("--author", default=None, help="recorded author (default: OS user)")
+    c = add_command(
+        actions,
+        "counts",
+        _cmd_labels_counts,
+        "how many samples carry each label",
+        "  insarexplore labels counts ws/\n",
+    )
+    c.set_defaults(command="labels counts")
+    c.add_argument("workspace", help="workspace folder")
+
+
+_STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "geo_diversity")
+
+
+def _cmd_suggest(args: argparse.Namespace) -> int:
+    from insarexplore.explore.active import suggest_workspace
+
+    ws = open_workspace(args.workspace)
+    picks = suggest_workspace(
+        ws, args.n, args.strategy, method=args.method, model_version=args.model, seed=args.seed
+    )
+    rows = [
+        {"rank": r, "sample": s.sample, "score": s.score, "reason": s.reason}
+        for r, s in enumerate(picks, 1)
+    ]
+    if args.output:
+        import csv
+
+        out = Path(args.output).expanduser()
+        with out.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=["rank", "sample", "score", "reason"])
+            writer.writeheader()
+            writer.writerows(rows)
+        say(f"wrote {len(rows)} suggestions to {out}")
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    elif not args.output:
+        width = max([len(str(r["sample"])) for r in rows] + [6])
+        print(f"{'rank':>4}  {'sample':<{width}}  {'score':>8}  reason")
+        for r in rows:
+            print(f"{r['rank']:>4}  {r['sample']:<{width}}  {r['score']:>8.4f}  {r['reason']}")
+    return 0
+
+
+def add_suggest(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "suggest",
+        _cmd_suggest,
+        "propose the samples to label next (active learning)",
+        """
+  insarexplore suggest ws/ -n 20                       # most uncertain under the few-shot model
+  insarexplore suggest ws/ --strategy diversity        # works before any label exists
+  insarexplore suggest ws/ --strategy geo_diversity -o next.csv
+""",
+        description=(
+            "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
+            "strategies (entropy, margin, least_confidence) fit a few-shot classifier on the\n"
+            "current labels (at least 2 classes) when its stored predictions are out of date;\n"
+            "diversity needs no labels; geo_diversity avoids overlapping footprints."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("-n", type=positive_int, default=20, help="how many (default 20)")
+    p.add_argument("--strategy", choices=_STRATEGIES, default="entropy")
+    p.add_argument(
+        "--method", choices=["linear", "prototype", "knn"], default="linear", help="classifier"
+    )
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--output", default=None, help="also write a CSV")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    status = open_workspace(args.workspace).status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+        return 0
+    print(f"workspace  {status['path']}")
+    data = status.get("data")
+    if data:
+        variables = ", ".join(data["variables"])
+        print(f"data       {data['samples']:,} samples, {data['size']} px ({variables})")
+    else:
+        print("data       none yet (insarexplore synth / ingest)")
+    models = status.get("models") or []
+    current = status.get("current_model")
+    print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
+    for version, emb in (status.get("embeddings") or {}).items():
+        missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
+        print(f"embedding  {version}: {emb['n']:,} x {emb['dim']}{missing}")
+    for art in status.get("artifacts") or []:
+        flag = "STALE" if art["stale"] else "current"
+        print(f"artefact   {art['kind']}/{art['key']}: {flag}")
+    print(f"labels     {'labels.sqlite' if status.get('labels_db') else 'none yet'}")
+    return 0
+
+
+def add_info(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "info",
+        _cmd_info,
+        "show what a workspace holds and which results are stale",
+        """
+  insarexplore info demo-workspace
+  insarexplore info demo-workspace --json | jq .embeddings
+""",
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--json", action="store_true", help="machine-readable output")

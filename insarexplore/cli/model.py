@@ -1,0 +1,207 @@
+"""Commands that learn and apply representations: ``pretrain``, ``embed``, ``project``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from insarexplore.cli._common import (
+    add_command,
+    add_device,
+    open_workspace,
+    positive_float,
+    positive_int,
+    say,
+)
+
+
+def _cmd_pretrain(args: argparse.Namespace) -> int:
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+
+    ws = open_workspace(args.workspace, need_data=True)
+    budget = {k: getattr(args, k) for k in ("minutes", "epochs", "steps")}
+    if all(v is None for v in budget.values()):
+        budget["minutes"] = 5.0
+    config = PretrainConfig(
+        arch=args.arch,
+        method=args.method,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        num_workers=args.workers,
+        compile=args.compile,
+        image_size=args.image_size,
+        kind=args.kind,
+        resume=not args.fresh,
+        monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
+        **budget,
+    )
+    version = pretrain(ws, config)
+    say(f"model {version} is now the workspace's current model; next: insarexplore embed {ws.path}")
+    return 0
+
+
+def add_pretrain(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "pretrain",
+        _cmd_pretrain,
+        "pretrain a self-supervised encoder on a workspace (no labels needed)",
+        """
+  insarexplore pretrain ws/ --minutes 5                       # CPU-sized default
+  insarexplore pretrain ws/ --epochs 100 --arch resnet18 --batch-size 256 --device cuda
+  torchrun --nproc_per_node=4 -m insarexplore.cli pretrain ws/ --epochs 100 --arch resnet18
+""",
+        description=(
+            "Self-supervised pretraining (SimCLR, MoCo v2 or VICReg) with InSAR-aware\n"
+            "augmentations. The budget is minutes, epochs or steps. A checkpoint is written\n"
+            "regularly and on Ctrl-C: the same command again resumes the run. Under torchrun\n"
+            "it trains data-parallel on every process. The finished model becomes current."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    budget = p.add_mutually_exclusive_group()
+    budget.add_argument("--minutes", type=positive_float, default=None, help="wall-clock (5)")
+    budget.add_argument("--epochs", type=positive_float, default=None)
+    budget.add_argument("--steps", type=positive_int, default=None)
+    p.add_argument("--arch", default="resnet-tiny", help="resnet-tiny, resnet-small, resnet18, ...")
+    p.add_argument("--method", choices=["simclr", "moco", "vicreg"], default="simclr")
+    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--lr", type=positive_float, default=None, help="default scales with batch")
+    p.add_argument("--image-size", type=positive_int, default=None, help="crop size in px")
+    p.add_argument("--kind", choices=["phase", "rgb"], default=None, help="input channels")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
+    p.add_argument("--no-monitor", action="store_true", help="skip the kNN/linear-probe monitor")
+    add_device(p)
+
+
+def _cmd_embed(args: argparse.Namespace) -> int:
+    ws = open_workspace(args.workspace, need_data=True)
+    version = args.model or ws.current_model
+    if not version:
+        raise ValueError(f"{ws.path}: no model yet (run `insarexplore pretrain {args.workspace}`)")
+    if args.scheduler or args.dask_workers:
+        from contextlib import ExitStack
+
+        from distributed import Client, LocalCluster
+
+        from insarexplore.embed import embed_with_dask
+
+        with ExitStack() as stack:
+            if args.scheduler:
+                client = stack.enter_context(Client(args.scheduler))
+            else:
+                cluster = stack.enter_context(
+                    LocalCluster(
+                        n_workers=args.dask_workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                    )
+                )
+                client = stack.enter_context(Client(cluster))
+            say(f"embedding on the dask cluster {client.scheduler.address} ...")
+            ids, vectors = embed_with_dask(
+                ws.data_path, ws.model_dir(version), client, batch_size=args.batch_size
+            )
+        ws.save_embeddings(version, ids, vectors)
+        done = len(ids)
+    else:
+        from insarexplore.embed import embed_workspace
+
+        done = embed_workspace(
+            ws, version, args.device, only_missing=not args.all, batch_size=args.batch_size
+        )
+    say(f"embedded {done:,} samples with model {version}; next: insarexplore project {ws.path}")
+    return 0
+
+
+def add_embed(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "embed",
+        _cmd_embed,
+        "embed the workspace's samples with a pretrained model (only the new ones)",
+        """
+  insarexplore embed ws/                                   # current model, missing samples
+  insarexplore embed ws/ --device cuda --batch-size 1024
+  insarexplore embed ws/ --dask-workers 4                  # local dask.distributed cluster
+  insarexplore embed ws/ --scheduler tcp://10.0.0.5:8786   # an existing cluster
+""",
+        description=(
+            "Compute (n_samples, dim) embeddings and store them by sample id. By default only\n"
+            "samples without an embedding are embedded, saved block by block: an interrupted\n"
+            "run keeps its work. With a dask.distributed cluster one task runs per storage\n"
+            "chunk (the workspace must be reachable from every worker)."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("--all", action="store_true", help="re-embed every sample")
+    p.add_argument("--batch-size", type=positive_int, default=256)
+    cluster = p.add_mutually_exclusive_group()
+    cluster.add_argument("--scheduler", default=None, help="dask scheduler address")
+    cluster.add_argument(
+        "--dask-workers",
+        type=positive_int,
+        default=None,
+        help="start a local dask cluster with N worker processes",
+    )
+    add_device(p)
+
+
+def _cmd_project(args: argparse.Namespace) -> int:
+    from insarexplore.explore.project import project
+
+    ws = open_workspace(args.workspace)
+    kw: dict[str, Any] = {}
+    if args.n_neighbors is not None:
+        kw["n_neighbors"] = args.n_neighbors
+    if args.min_dist is not None:
+        kw["min_dist"] = args.min_dist
+    if args.max_fit is not None:
+        kw["max_fit"] = args.max_fit
+    if args.seed is not None:
+        kw["random_state"] = args.seed
+    say(f"projecting embeddings with {args.method} (cached after the first fit) ...")
+    ids, xy = project(ws, method=args.method, model_version=args.model, refit=args.refit, **kw)
+    say(f"{len(ids):,} samples projected to 2-D; stored in {ws.artifacts_dir / 'projection'}")
+    if args.clusters:
+        from insarexplore.explore.cluster import cluster
+
+        table = cluster(ws, model_version=args.model)
+        n = int(table["cluster"].max()) + 1 if len(table) else 0
+        say(f"{n} cluster proposals ({int((table['cluster'] < 0).sum()):,} samples unassigned)")
+    return 0
+
+
+def add_project(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "project",
+        _cmd_project,
+        "project embeddings to 2-D (UMAP or PCA), cached in the workspace",
+        """
+  insarexplore project ws/                       # UMAP with the dashboard's defaults
+  insarexplore project ws/ --method pca
+  insarexplore project ws/ --refit --clusters
+""",
+        description=(
+            "Fit a 2-D map of the current model's embeddings once and cache it; samples embedded\n"
+            "later are placed into the existing map without refitting. The dashboard uses the\n"
+            "map made with the default parameters."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("--method", choices=["umap", "pca"], default="umap")
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("--n-neighbors", type=positive_int, default=None, help="UMAP n_neighbors")
+    p.add_argument("--min-dist", type=float, default=None, help="UMAP min_dist")
+    p.add_argument("--max-fit", type=positive_int, default=None, help="fit on a subsample")
+    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--refit", action="store_true", help="ignore the cached map")
+    p.add_argument("--clusters", action="store_true", help="also propose clusters (HDBSCAN)")

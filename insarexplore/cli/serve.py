@@ -1,0 +1,122 @@
+"""Commands that serve the dashboard: ``serve`` and the one-command ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from insarexplore.cli._common import (
+    DEFAULT_DEMO_DIR,
+    add_command,
+    add_device,
+    open_workspace,
+    positive_float,
+    positive_int,
+    say,
+)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from insarexplore.app.server import serve
+    from insarexplore.demo import _free_port, serve_until_stopped
+
+    ws = open_workspace(args.workspace)
+    if args.port == 0:
+        args.port = _free_port(args.address)
+    say(f"loading {ws.path} ...")
+    server = serve(
+        ws,
+        address=args.address,
+        port=args.port,
+        allow_websocket_origin=args.allow_websocket_origin,
+        prefix=args.prefix,
+        user=args.user,
+        show=args.show,
+        projection=args.projection,
+        start=False,
+    )
+    serve_until_stopped(server, args.address)
+    return 0
+
+
+def add_serve(sub: Any) -> None:
+    from insarexplore.app.server import build_parser as add_serve_arguments
+
+    p = add_command(
+        sub,
+        "serve",
+        _cmd_serve,
+        "serve the explorer dashboard of a workspace in the browser",
+        """
+  insarexplore serve demo-workspace                      # http://127.0.0.1:5006/
+  insarexplore serve ws/ --port 8080 --user alice --show
+  insarexplore serve ws/ --address 0.0.0.0 --allow-websocket-origin myhost:5006
+  insarexplore serve ws/ --prefix /user/me/proxy/5006     # behind JupyterHub's proxy
+""",
+        description=(
+            "Serve the dashboard (scatter, map, gallery, labelling, few-shot model) of a\n"
+            "workspace. Binds to 127.0.0.1 unless --address says otherwise. Every tab writes to\n"
+            "the workspace's label store; labels are recorded with --user as author."
+        ),
+    )
+    add_serve_arguments(p)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from insarexplore.demo import run_demo
+
+    run_demo(
+        args.directory,
+        n=args.n,
+        size=args.size,
+        minutes=args.minutes,
+        device=args.device,
+        projection=args.projection,
+        quick=args.quick,
+        seed=args.seed,
+        serve=not args.no_serve,
+        port=args.port,
+        address=args.address,
+        show=args.show,
+    )
+    if args.no_serve:
+        say(f"demo workspace ready; serve it with: insarexplore serve {args.directory}")
+    return 0
+
+
+def add_demo(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "demo",
+        _cmd_demo,
+        "synthesise, pretrain, embed, project, then serve the dashboard (the whole path)",
+        f"""
+  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 5 minutes on 2 CPU cores
+  insarexplore demo ~/insar-demo --show    # and open a browser tab
+  insarexplore demo --device cuda          # more samples, larger encoder, longer budget
+  insarexplore demo --quick --port 0       # tiny smoke test on a free port
+  insarexplore demo --no-serve             # build only (Binder's postBuild does this)
+""",
+        description=(
+            "One command from nothing to a served dashboard: synthesise about 3,000 labelled\n"
+            "interferograms (64 px), pretrain an encoder briefly (sized to the machine: about\n"
+            "5 minutes in all on 2 CPU cores; more data, a larger model and a longer budget on\n"
+            "a GPU), embed, fit the UMAP map, then serve the dashboard and print its URL.\n"
+            "Each step is skipped when its result exists: re-running reuses what is done,\n"
+            "and an interrupted run resumes."
+        ),
+    )
+    p.add_argument(
+        "directory", nargs="?", default=DEFAULT_DEMO_DIR, help=f"workspace (./{DEFAULT_DEMO_DIR})"
+    )
+    p.add_argument("-n", type=positive_int, default=None, help="samples (3000; 20000 on GPU)")
+    p.add_argument("--size", type=positive_int, default=None, help="pixels per side (64)")
+    p.add_argument("--minutes", type=positive_float, default=None, help="pretraining budget")
+    p.add_argument("--projection", choices=["umap", "pca"], default=None, help="map (umap)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-serve", action="store_true", help="build the workspace, do not serve")
+    p.add_argument("--port", type=int, default=5006, help="dashboard port (0: any free port)")
+    p.add_argument("--address", default="127.0.0.1", help="bind address (default: local only)")
+    p.add_argument("--show", action="store_true", help="open a browser tab")
+    add_device(p)
