@@ -29,6 +29,7 @@ from insarexplore.data.synthetic.parameters import (
     CLASSES,
     DIFFICULTIES,
     INCIDENCE_RATE_DEG_PER_M,
+    OKADA_CLASSES,
     deformation_enu,
     draw_block,
     los_vectors,
@@ -163,11 +164,10 @@ def _render_deformation(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig
 
     out = torch.zeros((b, size, size), device=dev)
     lab = p["label"][idx]
-    for kind in ("mogi", "subsidence"):
-        sel = np.flatnonzero(lab == kind)
-        if sel.size:
-            out[sel] = project(sel, deformation_enu(p, idx[sel], e, n, kind=kind, xp=torch), e, n)
-    okada = np.flatnonzero(np.isin(lab, ("sill", "dyke", "earthquake")))
+    sel = np.flatnonzero(lab == "mogi")
+    if sel.size:
+        out[sel] = project(sel, deformation_enu(p, idx[sel], e, n, kind="mogi", xp=torch), e, n)
+    okada = np.flatnonzero(np.isin(lab, OKADA_CLASSES))
     strides = np.array([_okada_stride(p, idx[j], dx, cfg.okada_max_stride) for j in okada])
     # shear apart from tensile (Okada skips unused terms), vertical apart from dipping (one
     # branch of Okada's formulas per call)
@@ -312,7 +312,7 @@ def _block(
         "mean_coherence": np.nanmean(coh.reshape(count, -1), axis=1),
         "water_fraction": r["water"],
         "difficulty": np.full(count, cfg.difficulty, dtype=object),
-        # pixel position of the source (centroid / centre of the nuclei), may lie outside
+        # pixel position of the source (centre or centroid), may lie outside the scene
         "source_col": (cfg.size - 1) / 2 + p["src_e_m"] / cfg.pixel_spacing_m,
         "source_row": (cfg.size - 1) / 2 - p["src_n_m"] / cfg.pixel_spacing_m,
     }

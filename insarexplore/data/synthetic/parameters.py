@@ -18,9 +18,11 @@ Ranges (metres, degrees) and where they come from:
   1979); rupture length and width from Wells & Coppersmith (1994, all slip types:
   log10 L_km = -2.44 + 0.59 Mw, log10 W_km = -1.01 + 0.32 Mw); slip = M0 / (mu L W), mu = 30 GPa.
   The centroid is pushed down when needed so the rupture stays below the surface.
-* ``subsidence``: aquifer or reservoir compaction as 4-6 Geertsma (1973) nuclei of strain
-  (the Mogi form) 1-3 km deep spread over 3-9 km: a broad, smooth bowl (one or a few pumping
-  centres), 2-30 cm/yr
+* ``subsidence``: aquifer or reservoir compaction as a closing horizontal rectangle (the
+  tabular-reservoir form of Geertsma 1973 nuclei, integrated: an Okada tensile source with
+  negative opening, dip 0-3), 3-12 km on a side. Its equivalent depth is 0.35-0.6 of the
+  half-diagonal: real compacting layers thin out gradually, so basins have rounded edges, not
+  the sharp rim of a thin slab. A broad bowl, wider than volcanic sources, 2-30 cm/yr
   (e.g. Chaussard et al. 2014 for Mexico City and Indonesian basins), over 48-372 day pairs.
 * Nuisance: turbulent delay std 0.2-2 cm over the scene (log-uniform), corner 1-10 km; stratified delay
   -4..4 cm per km of height; relief std from a few metres (basins) to 400 m, volcanic edifices
@@ -49,9 +51,9 @@ from insarexplore.data.synthetic.sources import mogi, rectangular_dislocation
 __all__ = ["CLASSES", "DIFFICULTIES", "Difficulty", "draw_block", "deformation_enu", "los_vectors"]
 
 CLASSES = ("mogi", "sill", "dyke", "earthquake", "subsidence", "none")
+OKADA_CLASSES = ("sill", "dyke", "earthquake", "subsidence")  # rectangular sources
 MECHANISMS = ("normal", "thrust", "strike-slip")
 SHEAR_MODULUS = 3.0e10
-N_NUCLEI = 6
 INCIDENCE_RATE_DEG_PER_M = 16.0 / 250e3  # 30-46 degrees across a 250 km IW swath
 
 
@@ -107,13 +109,6 @@ def deformation_enu(
     if kind == "mogi":
         return mogi(e - col("src_e_m"), n - col("src_n_m"), depth=col("depth_m"),
                     volume_change=col("volume_change_m3"))  # fmt: skip
-    if kind == "subsidence":
-        out = [0.0, 0.0, 0.0]
-        for k in range(N_NUCLEI):
-            u = mogi(e - col("nuc_e", k), n - col("nuc_n", k), depth=col("nuc_d", k),
-                     volume_change=col("nuc_dv", k))  # fmt: skip
-            out = [a + b for a, b in zip(out, u)]
-        return out[0], out[1], out[2]
     return rectangular_dislocation(
         e, n, centroid_e=col("src_e_m"), centroid_n=col("src_n_m"), depth=col("depth_m"),
         strike=col("strike_deg"), dip=col("dip_deg"), length=col("length_m"),
@@ -175,19 +170,12 @@ def _draw_sources(rng: np.random.Generator, p: dict[str, Any], idx: np.ndarray, 
                          ("slip_m", m0 / (SHEAR_MODULUS * length * width))):  # fmt: skip
             p[key][idx[q]] = val[q]
     b = lab == "subsidence"
-    if b.any():
-        ib = idx[b]
-        k = len(ib)
-        spread = rng.uniform(3000, 9000, k)[:, None]
-        ang = rng.uniform(0, 2 * np.pi, (k, N_NUCLEI))
-        rad = spread * np.sqrt(rng.uniform(0, 1, (k, N_NUCLEI)))
-        active = np.arange(N_NUCLEI)[None, :] < rng.integers(4, N_NUCLEI + 1, k)[:, None]
-        p["nuc_e"][ib] = p["src_e_m"][ib, None] + rad * np.cos(ang)
-        p["nuc_n"][ib] = p["src_n_m"][ib, None] + rad * np.sin(ang)
-        p["nuc_d"][ib] = rng.uniform(1000, 3000, (k, N_NUCLEI))
-        p["nuc_dv"][ib] = -rng.uniform(0.5, 1.5, (k, N_NUCLEI)) * active  # scaled below
-        p["subsidence_rate_m_per_yr"][ib] = rng.uniform(0.02, 0.30, k)
-        p["depth_m"][ib] = (p["nuc_d"][ib] * active).sum(1) / active.sum(1)
+    length, width = u(3000, 12000), u(3000, 12000)
+    p["length_m"][idx[b]], p["width_m"][idx[b]] = length[b], width[b]
+    p["depth_m"][idx[b]] = (u(0.35, 0.6) * 0.5 * np.hypot(length, width))[b]
+    p["dip_deg"][idx[b]], p["strike_deg"][idx[b]] = u(0, 3)[b], u(0, 360)[b]
+    p["opening_m"][idx[b]] = -1.0  # compaction; scaled to rate x baseline in _coarse_signal
+    p["subsidence_rate_m_per_yr"][idx[b]] = u(0.02, 0.30)[b]
 
 
 _SOURCE_KEYS = ("src_e_m", "src_n_m", "depth_m", "volume_change_m3", "opening_m", "slip_m",
@@ -197,7 +185,7 @@ _SOURCE_KEYS = ("src_e_m", "src_n_m", "depth_m", "volume_change_m3", "opening_m"
 
 def _sync_src(p: dict[str, Any]) -> None:
     """Renderer inputs without NaN: zero slip/opening/rake where a term does not apply."""
-    p["opening_src"] = np.nan_to_num(p["opening_m"])
+    p["opening_src"] = np.nan_to_num(p["opening_m"])  # tensile: sill, dyke, subsidence
     p["slip_src"] = np.nan_to_num(p["slip_m"])
     p["rake_src"] = np.nan_to_num(p["rake_deg"])
 
@@ -212,22 +200,24 @@ def _coarse_signal(p: dict[str, Any], idx: np.ndarray, half: float) -> np.ndarra
     out = np.zeros(len(idx))
     _sync_src(p)
     le, ln, lu = los_vectors(p["heading_deg"][idx], p["incidence_deg"][idx])
-    for kind in ("mogi", "subsidence", "okada"):
-        sel = np.isin(p["label"][idx], ("sill", "dyke", "earthquake")) if kind == "okada" else (
+    for kind in ("mogi", "okada"):
+        sel = np.isin(p["label"][idx], OKADA_CLASSES) if kind == "okada" else (
             p["label"][idx] == kind)  # fmt: skip
         if not sel.any():
             continue
         ue, un, uz = deformation_enu(p, idx[sel], e, n, kind=kind)
         los = ue * le[sel, None] + un * ln[sel, None] + uz * lu[sel, None]
-        if kind == "subsidence":  # scale the nuclei to the drawn rate and baseline
-            target = p["subsidence_rate_m_per_yr"][idx[sel]] * p["baseline_days"][idx[sel]] / 365.25
-            ib = idx[sel]
-            # the deepest point lies near a nucleus, not necessarily on the grid
-            at = deformation_enu(p, ib, p["nuc_e"][ib], p["nuc_n"][ib], kind=kind)[2]
-            peak = np.maximum(np.abs(uz).max(1), np.abs(at).max(1))
+        sub = p["label"][idx[sel]] == "subsidence"
+        if sub.any():  # scale the compaction to the drawn rate and baseline
+            ib = idx[sel][sub]
+            target = p["subsidence_rate_m_per_yr"][ib] * p["baseline_days"][ib] / 365.25
+            centre = deformation_enu(p, ib, p["src_e_m"][ib, None], p["src_n_m"][ib, None],
+                                     kind=kind)[2]  # fmt: skip
+            peak = np.maximum(np.abs(uz[sub]).max(1), np.abs(centre[:, 0]))
             scale = target / np.maximum(peak, 1e-12)
-            p["nuc_dv"][idx[sel]] *= scale[:, None]
-            los = los * scale[:, None]
+            p["opening_m"][ib] *= scale
+            p["opening_src"][ib] *= scale
+            los[sub] *= scale[:, None]
         resid = los - (pinv @ los.T).T @ design.T
         out[sel] = resid.max(1) - resid.min(1)
     return out
@@ -238,7 +228,6 @@ def _scale_source(p: dict[str, Any], i: np.ndarray, f: np.ndarray) -> None:
     for key in ("volume_change_m3", "opening_m", "slip_m"):
         v = p[key][i]
         p[key][i] = np.where(np.isfinite(v), v * f, v)
-    p["nuc_dv"][i] *= f[:, None]
     q = p["label"][i] == "earthquake"
     if q.any():
         m0 = SHEAR_MODULUS * p["slip_m"][i] * p["length_m"][i] * p["width_m"][i]
@@ -344,12 +333,11 @@ def draw_block(rng: np.random.Generator, labels: np.ndarray, *, size: int, pixel
     # sources, accepted against the nuisance drawn above
     for key in _SOURCE_KEYS:
         p[key] = _nan(n)
-    for key in ("nuc_e", "nuc_n", "nuc_d", "nuc_dv"):
-        p[key] = np.zeros((n, N_NUCLEI))
-    p["nuc_d"][:] = 1000.0
     p["snr_coarse"] = np.zeros(n)
     accept_sources(rng, p, half=half, diff=diff, wavelength_m=wavelength_m, max_tries=max_tries)
-    p["volume_change_m3"] = np.where(lab == "subsidence", p["nuc_dv"].sum(1), p["volume_change_m3"])
+    p["volume_change_m3"] = np.where(
+        lab == "subsidence", p["opening_m"] * p["length_m"] * p["width_m"], p["volume_change_m3"]
+    )
     # scene centre: the source sits on the named place
     src_e = np.nan_to_num(p["src_e_m"])
     src_n = np.nan_to_num(p["src_n_m"])
