@@ -8,6 +8,7 @@ notebook (``Explorer(ws)`` as the last expression) and is served by :func:`serve
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import panel as pn
@@ -74,12 +75,7 @@ class Explorer(pn.viewable.Viewer):
         self.data = data
         kw = {"author": author} if author else {}
         self.state = ExplorerState(data, **kw)
-        self.scatter = ScatterView(self.state, threshold=threshold, thumb_url=thumb_url)
-        self.map = MapView(self.state, widget_cdn=widget_cdn)
-        self.gallery = GalleryView(self.state)
-        self.detail = DetailView(self.state)
-        self.labelling = LabellingView(self.state)
-        self.model = ModelView(self.state)
+        # the status line first: its watcher runs before the heavier views' watchers
         self._status = pn.pane.Markdown(
             self._status_text(), margin=(10, 10), styles={"color": "white"}
         )
@@ -87,6 +83,12 @@ class Explorer(pn.viewable.Viewer):
             lambda e: setattr(self._status, "object", self._status_text()),
             ["message", "selection", "focused"],
         )
+        self.scatter = ScatterView(self.state, threshold=threshold, thumb_url=thumb_url)
+        self.map = MapView(self.state, widget_cdn=widget_cdn)
+        self.gallery = GalleryView(self.state)
+        self.detail = DetailView(self.state)
+        self.labelling = LabellingView(self.state)
+        self.model = ModelView(self.state)
         self._layout = self._build()
 
     def _status_text(self) -> str:
@@ -96,7 +98,11 @@ class Explorer(pn.viewable.Viewer):
 
     def _build(self) -> pn.viewable.Viewable:
         header = pn.Row(
-            pn.pane.Markdown(f"### {self.title}", margin=(0, 10), styles={"color": "white"}),
+            pn.pane.HTML(
+                f"<div style='font-size:20px;font-weight:600;color:white;padding:8px 0'>"
+                f"{html.escape(self.title)}</div>",
+                margin=(0, 10),
+            ),
             pn.HSpacer(),
             self._status,
             sizing_mode="stretch_width",

@@ -64,7 +64,8 @@ class GalleryView(pn.viewable.Viewer):
         self._next.on_click(lambda e: self._turn(+1))
         self.cards: dict[str, pn.Column] = {}
         state.param.watch(self._reset, ["selection", "suggestions", "gallery_mode"])
-        state.param.watch(self._render, ["version", "focused"])
+        state.param.watch(self._refresh_meta, ["version"])
+        state.param.watch(self._highlight, ["focused"])
         self.param.watch(self._render, ["page", "page_size"])
         self._render()
 
@@ -127,21 +128,7 @@ class GalleryView(pn.viewable.Viewer):
             )
         else:
             image = _placeholder(self.thumb)
-        label = row.get("label", "")
-        pred = row.get("predicted", "")
-        bits = [f"<b>{html.escape(str(label))}</b>" if label else "<i>unlabelled</i>"]
-        if pred:
-            bits.append(f"pred {html.escape(str(pred))} {row.get('confidence', np.nan):.2f}")
-        if s.gallery_mode == "suggestions" and sid in s.reasons:
-            bits.append(html.escape(s.reasons[sid]))
-        date = row.get("primary_date")
-        if date is not None and not pd.isna(date):
-            bits.append(f"{pd.Timestamp(date).date()}")
-        meta = pn.pane.HTML(
-            "<div style='font-size:11px;line-height:1.3;max-width:110px;"
-            f"overflow:hidden'>{'<br>'.join(bits)}</div>",
-            margin=(0, 4),
-        )
+        meta = pn.pane.HTML(self._meta_html(sid, row), margin=(0, 4))
         button = pn.widgets.Button(
             label=_short(sid, 14),
             width=self.thumb + 8,
@@ -162,6 +149,35 @@ class GalleryView(pn.viewable.Viewer):
             margin=2,
         )
 
+    def _meta_html(self, sid: str, row: pd.Series) -> str:
+        s = self.state
+        label = row.get("label", "")
+        pred = row.get("predicted", "")
+        bits = [f"<b>{html.escape(str(label))}</b>" if label else "<i>unlabelled</i>"]
+        if pred:
+            bits.append(f"pred {html.escape(str(pred))} {row.get('confidence', np.nan):.2f}")
+        if s.gallery_mode == "suggestions" and sid in s.reasons:
+            bits.append(html.escape(s.reasons[sid]))
+        date = row.get("primary_date")
+        if date is not None and not pd.isna(date):
+            bits.append(f"{pd.Timestamp(date).date()}")
+        return (
+            "<div style='font-size:11px;line-height:1.3;max-width:110px;"
+            f"overflow:hidden'>{'<br>'.join(bits)}</div>"
+        )
+
+    def _refresh_meta(self, *_: Any) -> None:
+        """Labels or predictions changed: update the cards' text, keep their images."""
+        table = self.state.table
+        for sid, card in self.cards.items():
+            card.objects[2].object = self._meta_html(sid, table.loc[sid])
+
+    def _highlight(self, event: Any) -> None:
+        """Move the focus frame between cards without rebuilding them."""
+        for sid in (event.old, event.new):
+            if sid in self.cards:
+                self.cards[sid].css_classes = ["focused"] if sid == event.new else []
+
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.Row(
             self._mode, self._prev, self._next, self._pageinfo, sizing_mode="stretch_width"
@@ -177,7 +193,18 @@ class DetailView(pn.viewable.Viewer):
 
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
-        self._images = pn.Row(sizing_mode="stretch_width")
+        # one persistent image pane per layer: focusing only swaps the PNG bytes
+        self.images = {
+            layer: pn.pane.PNG(None, width=self.size, height=self.size, margin=2)
+            for layer in state.data.layers
+        }
+        self._images = pn.Row(
+            *(
+                pn.Column(pn.pane.Markdown(f"**{_TITLES.get(k, k)}**", margin=(0, 5)), pane)
+                for k, pane in self.images.items()
+            )
+        )
+        self._hint = pn.pane.Markdown("*Click a point, card or footprint.*")
         self._meta = pn.pane.HTML(sizing_mode="stretch_width")
         self._history = pn.pane.HTML(sizing_mode="stretch_width")
         state.param.watch(self._render, ["focused", "version"])
@@ -186,37 +213,32 @@ class DetailView(pn.viewable.Viewer):
     def _render(self, *_: Any) -> None:
         s = self.state
         sid = s.focused
+        self._hint.visible = sid is None
+        self._images.visible = sid is not None and bool(self.images)
         if sid is None:
-            self._images.objects = [pn.pane.Markdown("*Click a point, card or footprint.*")]
             self._meta.object = self._history.object = ""
             return
-        panes = []
-        for layer in s.data.layers:
-            title = {"image": "rendering"}.get(layer, layer)
-            panes.append(
-                pn.Column(
-                    pn.pane.Markdown(f"**{title}**", margin=(0, 5)),
-                    pn.pane.PNG(
-                        s.data.png(sid, layer, size=self.size),
-                        width=self.size,
-                        height=self.size,
-                        margin=2,
-                    ),
-                )
-            )
-        self._images.objects = panes or [_placeholder(self.size)]
+        for layer, pane in self.images.items():
+            pane.object = s.data.png(sid, layer, size=self.size)
         self._meta.object = _meta_html(sid, s.table.loc[sid])
         events = engine.history(s.store, sid) if s.store is not None else []
         self._history.object = _history_html(events)
 
     def __panel__(self) -> pn.viewable.Viewable:
-        return pn.Column(
-            self._images,
+        side = pn.Column(
             self._meta,
             pn.pane.Markdown("**Label history**", margin=(0, 5)),
             self._history,
             sizing_mode="stretch_width",
         )
+        return pn.Column(
+            self._hint,
+            pn.Row(self._images, side, sizing_mode="stretch_width"),
+            sizing_mode="stretch_width",
+        )
+
+
+_TITLES = {"image": "rendering", "phase": "wrapped phase", "displacement": "LOS displacement"}
 
 
 def _fmt(value: Any) -> str:

@@ -210,12 +210,13 @@ class MapView(pn.viewable.Viewer):
         url = png_data_url(s.data.png(sid, "phase", overlay=True))
         bounds = ((lat0, lon0), (lat1, lon1))
         if self.overlay is None:
-            self.overlay = L.ImageOverlay(url=url, bounds=bounds, opacity=0.85, name="phase")
+            self.overlay = L.ImageOverlay(url=url, bounds=bounds, opacity=0.95, name="phase")
             self.map.add(self.overlay)
         else:
             self.overlay.url, self.overlay.bounds = url, bounds
-        if sid not in s.selection:
-            self.map.center, self.map.zoom = fit_view(box)
+        # bring the focused footprint into view with some context around it
+        center, zoom = fit_view(box)
+        self.map.center, self.map.zoom = center, max(int(self.map.zoom), zoom - 2)
 
     def _remove_overlay(self) -> None:
         if self.overlay is not None:

@@ -117,7 +117,7 @@ class ExplorerState(param.Parameterized):
         if doc is None or threading.current_thread() is self._owner:
             fn()
             return
-        from panel.io.document import set_curdoc
+        from panel.io.state import set_curdoc
 
         def run() -> None:
             with set_curdoc(doc):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 CLASSES = ("mogi", "dyke", "none")
-SITES = [(15.00, 37.75), (14.14, 40.83), (-17.60, 28.60), (40.67, 13.60)]  # lon, lat
+SITES = [(15.00, 37.75), (14.14, 40.83), (15.21, 38.79), (14.96, 38.48)]  # lon, lat (Italy)
 
 
 def fringe_dataset(n: int = 90, size: int = 32, seed: int = 0):
@@ -37,7 +37,7 @@ def fringe_dataset(n: int = 90, size: int = 32, seed: int = 0):
     site = rng.integers(0, len(SITES), n)
     lon = np.array([SITES[s][0] for s in site]) + rng.uniform(-0.3, 0.3, n)
     lat = np.array([SITES[s][1] for s in site]) + rng.uniform(-0.3, 0.3, n)
-    width = 0.1
+    width = 0.2
     primary = np.datetime64("2020-01-01") + 12 * rng.integers(0, 60, n).astype("timedelta64[D]")
     ds = new_dataset(
         phase=phase.astype(np.float32),

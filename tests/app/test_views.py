@@ -133,8 +133,9 @@ def test_gallery_pages_and_focuses(state):
     card.objects[1].clicks += 1  # the card's button
     assert state.focused == ids[11]
     assert "focused" in gallery.cards[ids[11]].css_classes
-    titles = [obj.objects[0].object for obj in detail._images.objects]
-    assert titles == ["**phase**", "**coherence**", "**displacement**"]
+    assert list(detail.images) == ["phase", "coherence", "displacement"]
+    assert all(p.object[:4] == b"\x89PNG" for p in detail.images.values())
+    assert detail._images.visible and not detail._hint.visible
     assert ids[11] in detail._meta.object and "never labelled" in detail._history.object
     state.assign([ids[11]], "dyke")
     assert "dyke" in detail._history.object and "alice" in detail._history.object
