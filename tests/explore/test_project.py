@@ -25,6 +25,7 @@ def test_pca_is_seeded_and_transforms():
         proj.transform(X[:, :3])
 
 
+@pytest.mark.slow  # numba compiles UMAP once per session (~36 s on 2 cores)
 def test_umap_keeps_clusters_and_places_new_points(umap_fit):
     proj, X, y, xy = umap_fit
     assert xy.shape == (300, 2) and np.isfinite(xy).all()
@@ -76,6 +77,7 @@ def test_workspace_projection_cached_and_incremental(workspace, monkeypatch):
     assert calls
 
 
+@pytest.mark.slow
 def test_fitted_umap_survives_joblib(umap_fit, tmp_path):
     import joblib
 
