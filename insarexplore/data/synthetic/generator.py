@@ -64,7 +64,7 @@ class SyntheticConfig:
     wavelength_m: float = S1_WAVELENGTH_M
     looks: float = 8.0  # effective looks of the phase noise
     nodata_fraction: float = 0.03  # share of samples with a no-data corner (NaN)
-    block_size: int = 128  # samples per random stream; fixed so chunking never changes results
+    block_size: int = 256  # samples per random stream; fixed so chunking never changes results
     max_tries: int = 20  # source redraws in the signal-to-nuisance acceptance
     id_prefix: str = "syn"
     okada_max_stride: int = 4  # coarsest sub-grid step for deep Okada sources (1 = every pixel)
