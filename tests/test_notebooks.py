@@ -110,6 +110,7 @@ def test_02_active_labelling(demo_workspace):
         "WORKSPACE": str(demo_workspace),
         "N_ROUNDS": 2,
         "PER_ROUND": 6,
+        "CLUSTER_CORE": 10,
         "CURVE": [1, 2],
         "SEEDS": 1,
         "FINETUNE_EPOCHS": 1,
