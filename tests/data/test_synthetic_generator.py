@@ -233,7 +233,7 @@ def test_power_law_screens_have_the_two_regimes():
 
 
 def test_okada_subgrid_interpolation_is_accurate():
-    from insarexplore.data.synthetic.generator import _render_deformation
+    from insarexplore.data.synthetic.pipeline import _render_deformation
     from insarexplore.data.synthetic.parameters import draw_block
 
     torch = pytest.importorskip("torch")
