@@ -30,6 +30,8 @@ _LAZY = {
     "read_hephaestus": "insarexplore.data.io",
     "read_hephaestus_annotations": "insarexplore.data.io",
     "ingest_image_folder": "insarexplore.data.io",
+    "generate": "insarexplore.data.synthetic",
+    "generate_to_zarr": "insarexplore.data.synthetic",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -180,6 +180,10 @@ def new_dataset(
 def wrap(phase: np.ndarray) -> np.ndarray:
     """Wrap radians into [-pi, pi) keeping float32 and NaN."""
     ph = np.asarray(phase, dtype=np.float32)
+    with np.errstate(invalid="ignore"):
+        outside = (ph < -_PI32) | (ph >= _PI32)  # False for NaN
+    if not outside.any():
+        return ph  # already wrapped: skip the modulo (the generator's hot path)
     out = np.mod(ph + _PI32, np.float32(2 * np.pi)) - _PI32
     out[out >= _PI32] = -_PI32  # float rounding at the upper edge
     return out.astype(np.float32, copy=False)
