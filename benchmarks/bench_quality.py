@@ -181,7 +181,7 @@ def evaluate_kind(pool, test, kind: str, *, minutes: float, seeds: list[int], su
 
 def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = None,
         minutes: float | None = None, seeds: int | None = None, kinds: tuple[str, ...] = ("phase", "rgb"),
-        log=print) -> list[dict[str, Any]]:  # fmt: skip
+        sup_steps: int | None = None, log=print) -> list[dict[str, Any]]:  # fmt: skip
     """The quality table; ``quick`` shrinks every size for a smoke run."""
     import torch
 
@@ -189,7 +189,7 @@ def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = 
     n_test = n_test or (300 if quick else 1200)
     minutes = minutes if minutes is not None else (1.0 if quick else 15.0)
     n_seeds = seeds or (2 if quick else 5)
-    sup_steps = 60 if quick else 300
+    sup_steps = sup_steps or (60 if quick else 300)
     gen_s = (n_pool + n_test) * 0.02
     est = gen_s + len(kinds) * (minutes * 60 + n_seeds * (sup_steps * 0.25 + 5) + 30)
     log(f"quality benchmark: {n_pool} pool + {n_test} test samples, {minutes} min pretraining per "
@@ -220,6 +220,7 @@ if __name__ == "__main__":
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--kinds", default="phase,rgb")
+    parser.add_argument("--sup-steps", type=int, default=None, help="supervised baseline steps")
     a = parser.parse_args()
     print(_table(run(a.quick, n_pool=a.n_pool, minutes=a.minutes, seeds=a.seeds,
-                     kinds=tuple(a.kinds.split(",")))))  # fmt: skip
+                     kinds=tuple(a.kinds.split(",")), sup_steps=a.sup_steps)))  # fmt: skip

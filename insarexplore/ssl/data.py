@@ -23,7 +23,24 @@ from torch.utils.data.distributed import DistributedSampler
 
 from insarexplore.errors import InSARDataError
 
-__all__ = ["BlockShuffleSampler", "ChannelDataset", "chunk_size_of", "open_source"]
+__all__ = [
+    "BlockShuffleSampler",
+    "ChannelDataset",
+    "chunk_size_of",
+    "open_source",
+    "worker_context",
+]
+
+
+def worker_context() -> str:
+    """Start method for DataLoader workers: ``forkserver`` (or ``spawn``), never ``fork``.
+
+    Forking a process that has opened a Zarr store copies zarr's background event-loop thread
+    in a dead state, and the forked workers then hang on their first read.
+    """
+    import multiprocessing as mp
+
+    return "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
 
 
 def open_source(source: Any):  # -> xr.Dataset

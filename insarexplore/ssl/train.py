@@ -36,7 +36,7 @@ from insarexplore.ssl.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
-from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset
+from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset, worker_context
 from insarexplore.ssl.methods import build_method
 from insarexplore.ssl.monitor import Monitor
 
@@ -255,6 +255,7 @@ def pretrain(
         pin_memory=cuda,
         drop_last=True,
         persistent_workers=workers > 0,
+        multiprocessing_context=worker_context() if workers > 0 else None,
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     aug_cls = PhaseAugment if kind == "phase" else RGBAugment

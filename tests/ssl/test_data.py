@@ -8,7 +8,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from insarexplore.errors import InSARDataError
-from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset
+from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset, worker_context
 
 
 @pytest.fixture
@@ -68,9 +68,13 @@ def test_sampler_covers_shards_and_resumes(store):
         BlockShuffleSampler(data, batch_size=64, num_replicas=1, rank=0)
 
 
+@pytest.mark.slow
 def test_dataloader_workers_read_everything(store):
+    """Worker processes (forkserver: a forked zarr reader would hang) read every sample."""
     data = ChannelDataset(store, return_index=True)
     sampler = BlockShuffleSampler(data, batch_size=5, block=8, seed=0, num_replicas=1, rank=0)
-    loader = DataLoader(data, batch_size=5, sampler=sampler, num_workers=2)
+    loader = DataLoader(
+        data, batch_size=5, sampler=sampler, num_workers=2, multiprocessing_context=worker_context()
+    )
     seen = torch.cat([idx for _, idx in loader])
     assert sorted(seen.tolist()) == list(range(40))
