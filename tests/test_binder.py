@@ -160,7 +160,7 @@ def test_postbuild_runs_in_a_clean_home(tmp_path):
         "HOME": str(home),
         "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
         "INSAREXPLORE_SKIP_INSTALL": "1",
-        "INSAREXPLORE_DEMO_ARGS": "--quick",
+        "INSAREXPLORE_DEMO_ARGS": "--quick -n 64 --minutes 0.05",
         "OMP_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
         "TQDM_DISABLE": "1",
