@@ -11,11 +11,9 @@ re-running the same call continues where it stopped.
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,9 @@ from insarexplore.ssl.checkpoint import (
 )
 from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset, worker_context
 from insarexplore.ssl.methods import build_method
+from insarexplore.ssl.metrics import MetricsLog, write_meta
 from insarexplore.ssl.monitor import Monitor
+from insarexplore.ssl.schedule import Plan, cosine_lr, refit
 
 __all__ = ["PretrainConfig", "cosine_lr", "pretrain", "resolve_device"]
 
@@ -106,25 +106,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
-
-
-def cosine_lr(step: int, total: int, warmup: int, min_frac: float) -> float:
-    """Learning-rate factor: linear warm-up to 1, then cosine decay to ``min_frac``."""
-    if step < warmup:
-        return (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_frac + (1 - min_frac) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-class _Plan:
-    """The step budget; ``total`` may be refitted while a minutes-budget run calibrates."""
-
-    def __init__(self, total: int, cfg: PretrainConfig) -> None:
-        self.total, self.cfg = total, cfg
-
-    def factor(self, step: int) -> float:
-        warmup = max(1, int(self.cfg.warmup_frac * self.total))
-        return cosine_lr(step, self.total, warmup, self.cfg.min_lr_frac)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -224,7 +205,7 @@ def pretrain(
     sampler = BlockShuffleSampler(data, batch_size=cfg.batch_size, block=data.chunk, seed=cfg.seed)
     spe = sampler.batches_per_epoch
     total, seconds = _budget(cfg, spe)
-    plan = _Plan(total, cfg)
+    plan = Plan(total, cfg.warmup_frac, cfg.min_lr_frac)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     step, elapsed_before = 0, 0.0
     torch.manual_seed(cfg.seed + 1000 * rank)  # augmentations differ per rank
@@ -264,7 +245,7 @@ def pretrain(
     monitor = None
     if main and cfg.monitor_every > 0:
         monitor = Monitor.from_dataset(data.ds, kind, cfg.monitor_samples, cfg.seed)
-    log = _MetricsLog(run, enabled=main, tensorboard=cfg.tensorboard)
+    log = MetricsLog(run, enabled=main, tensorboard=cfg.tensorboard)
     meta = {
         "version": version, "status": "running", "resume_key": key, "kind": kind,
         "in_channels": in_ch, "image_size": size, "config": dataclasses.asdict(cfg),
@@ -273,7 +254,7 @@ def pretrain(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }  # fmt: skip
     if main:
-        _write_meta(run, meta)
+        write_meta(run, meta)
 
     def checkpoint() -> None:
         states = [rng_state()]
@@ -328,7 +309,7 @@ def pretrain(
                 if step - steps_at_calib == 2:
                     t_calib = now  # the first steps pay warm-up costs: time from here
                 if seconds is not None and t_calib is not None and step > steps_at_calib + 2:
-                    stop = _refit(
+                    stop = refit(
                         plan,
                         seconds,
                         elapsed_before + now - t0,
@@ -382,63 +363,9 @@ def pretrain(
         save_encoder(run / "encoder.pt", model.encoder)
         meta.update(status="done", steps=step, elapsed_s=elapsed_before + time.perf_counter() - t0,
                     final_loss=loss_value, final_metrics=log.last)  # fmt: skip
-        _write_meta(run, meta)
+        write_meta(run, meta)
         if ws is not None:
             ws.set_current_model(version)
     log.close()
     dist.barrier()
     return version if ws is not None else str(run)
-
-
-def _refit(plan: _Plan, seconds: float, elapsed: float, step: int, sec_per_step: float) -> bool:
-    """Refit the planned total to the time left; True when the time is up."""
-    left = seconds - elapsed
-    total = step + max(0, int(left / max(sec_per_step, 1e-9)))
-    if dist.is_distributed():
-        t = torch.tensor([total], dtype=torch.long)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MIN)
-        total = int(t)
-    plan.total = max(step, total)
-    return plan.total <= step
-
-
-def _write_meta(run: Path, meta: dict[str, Any]) -> None:
-    tmp = run / ".meta.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2, default=str))
-    tmp.replace(run / "meta.json")
-
-
-class _MetricsLog:
-    """metrics.csv (appended across resumes) and TensorBoard scalars when installed."""
-
-    FIELDS = ("step", "epoch", "loss", "lr", "img_per_s", "elapsed_s", "knn_acc", "probe_acc")
-
-    def __init__(self, run: Path, *, enabled: bool, tensorboard: bool) -> None:
-        self.enabled, self.path, self.last = enabled, run / "metrics.csv", {}
-        self.tb = None
-        if enabled and tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self.tb = SummaryWriter(str(run / "tensorboard"))
-            except ImportError:
-                self.tb = None
-
-    def write(self, row: dict[str, Any]) -> None:
-        self.last = dict(row)
-        if not self.enabled:
-            return
-        new = not self.path.exists()
-        with self.path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=self.FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        if self.tb is not None:
-            for k, v in row.items():
-                if k != "step" and isinstance(v, int | float) and math.isfinite(v):
-                    self.tb.add_scalar(k, v, row["step"])
-
-    def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()

@@ -91,13 +91,13 @@ def test_minutes_budget_stops_on_time(tmp_path, make_toy):
 
 
 def test_time_budget_refit_fits_the_schedule():
-    from insarexplore.ssl.train import _Plan, _refit
+    from insarexplore.ssl.schedule import Plan, refit
 
-    plan = _Plan(10**9, PretrainConfig())
-    assert not _refit(plan, seconds=10.0, elapsed=2.0, step=4, sec_per_step=0.5)
+    plan = Plan(10**9, warmup_frac=0.05, min_lr_frac=0.01)
+    assert not refit(plan, seconds=10.0, elapsed=2.0, step=4, sec_per_step=0.5)
     assert plan.total == 4 + 16
     assert plan.factor(plan.total - 1) < 0.05  # the cosine ends at the fitted total
-    assert _refit(plan, seconds=10.0, elapsed=10.5, step=19, sec_per_step=0.5)
+    assert refit(plan, seconds=10.0, elapsed=10.5, step=19, sec_per_step=0.5)
     assert plan.total == 19
 
 
