@@ -182,6 +182,30 @@ class ExplorerData:
                 self._cache.popitem(last=False)
         return png
 
+    def prefetch(
+        self, samples: list[str], layer: str = "phase", *, size: int | None = None
+    ) -> None:
+        """Render and cache many samples' PNGs with one read of the store (a gallery page)."""
+        if self.dataset is None:
+            return
+        with self._lock:
+            todo = [s for s in samples if (s, layer, size, False) not in self._cache]
+        pos = self.index_of(todo)
+        todo = [s for s, p in zip(todo, pos) if p >= 0]
+        if not todo:
+            return
+        order = np.argsort(pos[pos >= 0])
+        rows = np.asarray(pos[pos >= 0])[order]
+        sub = self.dataset[self.layers].isel(sample=rows).load()
+        for k, i in enumerate(order):
+            arrays = {name: np.asarray(sub[name].values[k]) for name in self.layers}
+            png = render_sample(arrays, layer, size=size)
+            with self._lock:
+                self._cache[(todo[i], layer, size, False)] = png
+        with self._lock:
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+
     def thumbnail(self, sample: str) -> bytes:
         return self.png(sample, "phase", size=self.thumb_size)
 

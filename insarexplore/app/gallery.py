@@ -63,6 +63,10 @@ class GalleryView(pn.viewable.Viewer):
         self._prev.on_click(lambda e: self._turn(-1))
         self._next.on_click(lambda e: self._turn(+1))
         self.cards: dict[str, pn.Column] = {}
+        # a fixed set of card slots, refilled on every page: no Bokeh models rebuilt per page
+        self._slots = [self._make_slot(i) for i in range(self.page_size)]
+        self._slot_ids: list[str | None] = [None] * self.page_size
+        self._empty = pn.pane.Markdown("")
         state.param.watch(self._reset, ["selection", "suggestions", "gallery_mode"])
         state.param.watch(self._refresh_meta, ["version"])
         state.param.watch(self._highlight, ["focused"])
@@ -91,23 +95,56 @@ class GalleryView(pn.viewable.Viewer):
     def _turn(self, step: int) -> None:
         self.page = int(np.clip(self.page + step, 0, self.n_pages - 1))
 
+    def _make_slot(self, i: int) -> pn.Column:
+        image: Any = (
+            pn.pane.PNG(None, width=self.thumb, height=self.thumb, margin=2, fixed_aspect=True)
+            if self.state.data.layers
+            else _placeholder(self.thumb)
+        )
+        button = pn.widgets.Button(
+            label="", width=self.thumb + 8, height=28, margin=(2, 2), color="light"
+        )
+        button.on_click(lambda e, i=i: self._slot_ids[i] and self.state.focus(self._slot_ids[i]))
+        meta = pn.pane.HTML("", margin=(0, 4))
+        return pn.Column(
+            image,
+            button,
+            meta,
+            width=self.thumb + 16,
+            stylesheets=[_CARD_CSS],
+            margin=2,
+            visible=False,
+        )
+
     def _render(self, *_: Any) -> None:
         s = self.state
         items = self.visible()
+        if len(self._slots) < self.page_size:
+            self._slots += [self._make_slot(i) for i in range(len(self._slots), self.page_size)]
+            self._slot_ids += [None] * (self.page_size - len(self._slot_ids))
+        if items and s.data.layers:
+            s.data.prefetch(items, "phase", size=s.data.thumb_size)
         pos = s.data.index_of(items) if items else []
-        cards = []
         self.cards = {}
-        for sid, p in zip(items, pos):
-            card = self._card(sid, int(p))
-            self.cards[sid] = card
-            cards.append(card)
-        self._grid.objects = cards or [
-            pn.pane.Markdown(
-                "*Select points in the scatter (box or lasso) or draw on the map.*"
-                if s.gallery_mode == "selection"
-                else "*Press **Suggest next** in the model panel.*"
-            )
-        ]
+        for i, card in enumerate(self._slots):
+            if i < len(items):
+                sid = items[i]
+                self._fill(card, sid, s.table.iloc[int(pos[i])])
+                self.cards[sid] = card
+                self._slot_ids[i] = sid
+            else:
+                self._slot_ids[i] = None
+            card.visible = i < len(items)
+        self._empty.object = (
+            ""
+            if items
+            else "*Select points in the scatter (box or lasso) or draw on the map.*"
+            if s.gallery_mode == "selection"
+            else "*Press **Suggest next** in the model panel.*"
+        )
+        self._empty.visible = not items
+        if list(self._grid.objects) != [self._empty, *self._slots]:
+            self._grid.objects = [self._empty, *self._slots]
         total = len(self.items)
         self._pageinfo.object = (
             f"{total:,} samples · page {self.page + 1}/{self.n_pages}" if total else ""
@@ -115,39 +152,14 @@ class GalleryView(pn.viewable.Viewer):
         self._prev.disabled = self.page == 0
         self._next.disabled = self.page >= self.n_pages - 1
 
-    def _card(self, sid: str, pos: int) -> pn.Column:
+    def _fill(self, card: pn.Column, sid: str, row: pd.Series) -> None:
         s = self.state
-        row = s.table.iloc[pos]
+        image, button, meta = card.objects
         if s.data.layers:
-            image: Any = pn.pane.PNG(
-                s.data.thumbnail(sid),
-                width=self.thumb,
-                height=self.thumb,
-                margin=2,
-                fixed_aspect=True,
-            )
-        else:
-            image = _placeholder(self.thumb)
-        meta = pn.pane.HTML(self._meta_html(sid, row), margin=(0, 4))
-        button = pn.widgets.Button(
-            label=_short(sid, 14),
-            width=self.thumb + 8,
-            height=28,
-            margin=(2, 2),
-            color="light",
-            description=sid,
-        )
-        button.on_click(lambda e, sid=sid: s.focus(sid))
-        classes = ["focused"] if sid == s.focused else []
-        return pn.Column(
-            image,
-            button,
-            meta,
-            width=self.thumb + 16,
-            stylesheets=[_CARD_CSS],
-            css_classes=classes,
-            margin=2,
-        )
+            image.object = s.data.thumbnail(sid)
+        button.param.update(label=_short(sid, 14), description=sid)
+        meta.object = self._meta_html(sid, row)
+        card.css_classes = ["focused"] if sid == s.focused else []
 
     def _meta_html(self, sid: str, row: pd.Series) -> str:
         s = self.state

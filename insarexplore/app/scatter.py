@@ -7,6 +7,7 @@ points; ``Selection1D`` would not fire on rasterised output. A tap focuses the n
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -43,7 +44,7 @@ class ScatterView(pn.viewable.Viewer):
         hv.Store.set_current_backend("bokeh")
         self.datashaded = state.n > self.threshold
         self._trigger = hv.streams.Params(state, ["color_by", "version"])
-        self._sel_trigger = hv.streams.Params(state, ["selection", "focused"])
+        self._overlays: dict[int, tuple[Any, Any]] = {}  # figure id -> (selection, focus) sources
         if self.datashaded:
             self._range = hv.streams.RangeXY()
             self._size = hv.streams.PlotSize()
@@ -56,18 +57,18 @@ class ScatterView(pn.viewable.Viewer):
         self.box.add_subscriber(self._on_box)
         self.lasso.add_subscriber(self._on_lasso)
         self.tap.add_subscriber(self._on_tap)
-        overlay = hv.DynamicMap(self._selected, streams=[self._sel_trigger])
-        self.plot = (base * overlay).opts(
-            hv.opts.Overlay(
-                responsive=True,
-                min_height=self.height,
-                height=self.height,
-                toolbar="above",
-                active_tools=["box_select", "wheel_zoom"],
-                xaxis=None,
-                yaxis=None,
-                show_legend=False,
-            )
+        # the selection and focus markers are plain Bokeh glyphs added by a hook and updated
+        # in place: no HoloViews re-render (range computation over every point) per selection
+        self.plot = base.opts(
+            responsive=True,
+            min_height=self.height,
+            height=self.height,
+            toolbar="above",
+            active_tools=["box_select", "wheel_zoom"],
+            xaxis=None,
+            yaxis=None,
+            show_legend=False,
+            hooks=[self._add_overlay],
         )
         self._pane = pn.pane.HoloViews(
             self.plot, sizing_mode="stretch_width", min_height=self.height, linked_axes=False
@@ -78,6 +79,7 @@ class ScatterView(pn.viewable.Viewer):
         )
         self._info = pn.pane.Markdown(self._info_text(), margin=(5, 10))
         state.param.watch(self._update_legend, ["color_by", "version"])
+        state.param.watch(self._update_overlay, ["selection", "focused"])
         state.param.watch(lambda e: setattr(self._info, "object", self._info_text()), ["selection"])
         self._update_legend()
 
@@ -113,35 +115,55 @@ class ScatterView(pn.viewable.Viewer):
 
     # -- plot callbacks ----------------------------------------------------------------------
     def _frame(self) -> pd.DataFrame:
+        """x, y, a numeric colour value and the sample id (no per-point colour strings: Bokeh
+        would validate every one of them)."""
         s, c = self.state, self.current_coloring()
-        frame = pd.DataFrame(
+        if c.kind == "categorical":
+            value = np.where(c.codes < 0, len(c.categories), c.codes).astype(np.float64)
+        else:
+            value = c.values
+        return pd.DataFrame(
             {
                 "x": s.data.xy[:, 0],
                 "y": s.data.xy[:, 1],
-                "color": c.colors,
+                "c": value,
                 "sample": s.table.index.to_numpy(),
-                "field": s.table[s.color_by].astype(str).to_numpy(),
             }
         )
-        return frame
 
     def _points(self, color_by: str, version: int) -> Any:
         import holoviews as hv
-
-        tools = ["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
-        tooltip = [("sample", "@sample"), (color_by, "@field")]
         from bokeh.models import HoverTool
 
-        if self.thumb_url is not None:
-            html = (
-                f"<div><img src='{self.thumb_url}/@sample.png' width='96' height='96' "
-                "style='image-rendering:pixelated'><div>@sample</div><div>@field</div></div>"
-            )
-            tools.append(HoverTool(tooltips=html))
+        from insarexplore.app.colors import MISSING, RAMP
+
+        c = self.current_coloring()
+        if c.kind == "categorical":
+            cmap, clim = [*c.color_key, MISSING], (-0.5, len(c.categories) + 0.5)
         else:
-            tools.append(HoverTool(tooltips=tooltip))
-        return hv.Points(self._frame(), ["x", "y"], ["color", "sample", "field"]).opts(
-            color="color",
+            cmap, clim = RAMP, c.span
+        if self.thumb_url is not None:
+            tooltip: Any = (
+                f"<div><img src='{self.thumb_url}/@sample.png' width='96' height='96' "
+                "style='image-rendering:pixelated'><div>@sample</div></div>"
+            )
+        else:
+            tooltip = [("sample", "@sample")]
+        tools = [
+            "box_select",
+            "lasso_select",
+            "tap",
+            "wheel_zoom",
+            "pan",
+            "reset",
+            HoverTool(tooltips=tooltip),
+        ]
+        return hv.Points(self._frame(), ["x", "y"], ["c", "sample"]).opts(
+            color="c",
+            cmap=cmap,
+            clim=clim,
+            clipping_colors={"NaN": MISSING},
+            colorbar=False,
             size=5,
             line_alpha=0,
             alpha=0.85,
@@ -180,22 +202,62 @@ class ScatterView(pn.viewable.Viewer):
             return (lo[0] - pad[0], hi[0] + pad[0]), (lo[1] - pad[1], hi[1] + pad[1])
         return tuple(map(float, x_range)), tuple(map(float, y_range))
 
-    def _selected(self, selection: list[str], focused: str | None) -> Any:
-        import holoviews as hv
-
+    def _overlay_data(self) -> tuple[dict, dict]:
         s = self.state
-        pos = s.data.index_of(selection) if selection else np.empty(0, dtype=int)
+        pos = s.data.index_of(s.selection) if s.selection else np.empty(0, dtype=int)
         if len(pos) > _MAX_OVERLAY:
             pos = np.random.default_rng(0).choice(pos, _MAX_OVERLAY, replace=False)
-        xy = s.data.xy[pos]
-        sel = hv.Points((xy[:, 0], xy[:, 1]), ["x", "y"]).opts(
-            color="black", fill_alpha=0, line_width=1.2, size=7, tools=[]
+        sel = s.data.xy[pos]
+        foc = s.data.xy[s.data.index_of([s.focused])] if s.focused else np.empty((0, 2))
+        return ({"x": sel[:, 0], "y": sel[:, 1]}, {"x": foc[:, 0], "y": foc[:, 1]})
+
+    def _add_overlay(self, plot: Any, element: Any) -> None:
+        """HoloViews hook: add selection rings and the focus star to a new Bokeh figure."""
+        from bokeh.models import ColumnDataSource
+
+        fig = plot.state
+        if id(fig) in self._overlays:
+            return
+        sel_data, foc_data = self._overlay_data()
+        sel, foc = ColumnDataSource(sel_data), ColumnDataSource(foc_data)
+        fig.scatter(
+            "x",
+            "y",
+            source=sel,
+            size=7,
+            fill_alpha=0,
+            line_color="black",
+            line_width=1.2,
+            level="overlay",
         )
-        fx = s.data.xy[s.data.index_of([focused])] if focused else np.empty((0, 2))
-        foc = hv.Points((fx[:, 0], fx[:, 1]), ["x", "y"]).opts(
-            color="#e6194b", marker="star", size=18, line_color="white", line_width=1.0, tools=[]
+        fig.scatter(
+            "x",
+            "y",
+            source=foc,
+            marker="star",
+            size=18,
+            fill_color="#e6194b",
+            line_color="white",
+            line_width=1.0,
+            level="overlay",
         )
-        return sel * foc
+        self._overlays[id(fig)] = (sel, foc)
+
+    def _update_overlay(self, *_: Any) -> None:
+        sel_data, foc_data = self._overlay_data()
+        for sel, foc in self._overlays.values():
+            doc = sel.document
+            if doc is not None and doc.session_context is not None:
+                # served: Bokeh models may only change under the document lock
+                doc.add_next_tick_callback(partial(_set_data, sel, foc, sel_data, foc_data))
+            else:
+                _set_data(sel, foc, sel_data, foc_data)
+        doc = pn.state.curdoc
+        if self._overlays and (doc is None or doc.session_context is None):  # notebook
+            try:
+                pn.io.push_notebook(self._pane)
+            except Exception:  # nothing displayed yet
+                pass
 
     # -- stream reactions --------------------------------------------------------------------
     def _on_box(self, bounds: Any = None, **_: Any) -> None:
@@ -214,6 +276,10 @@ class ScatterView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.Row(self._color_select, self._info, sizing_mode="stretch_width")
         return pn.Column(header, self._legend, self._pane, sizing_mode="stretch_width")
+
+
+def _set_data(sel: Any, foc: Any, sel_data: dict, foc_data: dict) -> None:
+    sel.data, foc.data = sel_data, foc_data
 
 
 def _ramp_css() -> list[str]:
