@@ -348,6 +348,18 @@ class LabelStore:
     def _classes(self, c: sqlite3.Connection) -> set[str]:
         return {r[0] for r in c.execute(_CLASSES_SQL)}
 
+    def _is_class(self, c: sqlite3.Connection, name: str) -> bool:
+        """Whether ``name`` is a class, by two index lookups (no scan of the labels)."""
+        last = c.execute(
+            "SELECT action FROM class_events WHERE name = ? ORDER BY id DESC LIMIT 1", (name,)
+        ).fetchone()
+        if last is not None and last[0] == "create":
+            return True
+        return (
+            c.execute("SELECT 1 FROM current WHERE label = ? LIMIT 1", (name,)).fetchone()
+            is not None
+        )
+
     def _new_op(self, c: sqlite3.Connection, kind: str, ref: int | None, description: str) -> int:
         cur = c.execute(
             "INSERT INTO ops(session, author, kind, ref, description, time) VALUES (?,?,?,?,?,?)",
@@ -393,7 +405,7 @@ class LabelStore:
         if op is None:
             what = f"{action} {label!r}" if label is not None else action
             op = self._new_op(c, "do", None, description or f"{what} on {len(changes)} sample(s)")
-        if action == "assign" and label not in self._classes(c):
+        if action == "assign" and not self._is_class(c, label):
             self._class_event(c, op, label, "create")
         self._insert(c, op, [(s, lab, act, prev, origin) for s, lab, act, prev in changes])
         return op
