@@ -77,7 +77,7 @@ class Embedder(TransformerMixin, BaseEstimator):
             if isinstance(self.workspace, Workspace)
             else Workspace.open(self.workspace)
         )
-        version = ws._resolve_model(self.model)
+        version = ws.resolve_model(self.model)
         return load_encoder(ws.model_dir(version))
 
     def fit(self, X: Any = None, y: Any = None) -> Embedder:
@@ -160,7 +160,7 @@ def embed_workspace(
     from insarexplore.workspace import Workspace
 
     ws = ws if isinstance(ws, Workspace) else Workspace.open(ws)
-    version = ws._resolve_model(model_version)
+    version = ws.resolve_model(model_version)
     ds = ws.open_data(lazy=True)
     ids = np.asarray(ds["sample"].values).astype(str)
     todo = ws.missing_embedding_ids(version) if only_missing else ids

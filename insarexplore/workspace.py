@@ -230,7 +230,8 @@ class Workspace:
             p.name for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
 
-    def _resolve_model(self, model_version: str | None) -> str:
+    def resolve_model(self, model_version: str | None = None) -> str:
+        """``model_version``, or the current model; a clear error when there is none."""
         version = model_version or self.current_model
         if not version:
             raise WorkspaceError(f"{self.path}: no model yet (run `insarexplore pretrain`)")
@@ -284,7 +285,7 @@ class Workspace:
         With ``aligned=True`` the rows follow the data store's sample order and every sample
         must have an embedding (a clear error lists how many are missing).
         """
-        version = self._resolve_model(model_version)
+        version = self.resolve_model(model_version)
         folder = self.embeddings_dir / version
         if not (folder / "vectors.npy").exists():
             raise WorkspaceError(
@@ -308,7 +309,7 @@ class Workspace:
 
     def missing_embedding_ids(self, model_version: str | None = None) -> np.ndarray:
         all_ids = self.sample_ids()
-        version = self._resolve_model(model_version)
+        version = self.resolve_model(model_version)
         if not self.has_embeddings(version):
             return all_ids
         have = np.load(self.embeddings_dir / version / "ids.npy", allow_pickle=True)
