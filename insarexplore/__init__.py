@@ -32,6 +32,23 @@ _LAZY = {
     "ingest_image_folder": "insarexplore.data.io",
     "generate": "insarexplore.data.synthetic",
     "generate_to_zarr": "insarexplore.data.synthetic",
+    "PretrainConfig": "insarexplore.ssl",
+    "pretrain": "insarexplore.ssl",
+    "Embedder": "insarexplore.embed",
+    "embed_workspace": "insarexplore.embed",
+    "build_encoder": "insarexplore.models",
+    "load_encoder": "insarexplore.models",
+    "LabelStore": "insarexplore.explore",
+    "project": "insarexplore.explore",
+    "cluster": "insarexplore.explore",
+    "FewShotClassifier": "insarexplore.explore",
+    "train_fewshot": "insarexplore.explore",
+    "suggest": "insarexplore.explore",
+    "suggest_workspace": "insarexplore.explore",
+    "anomaly_scores": "insarexplore.explore",
+    "Explorer": "insarexplore.app",
+    "serve": "insarexplore.app",
+    "run_demo": "insarexplore.demo",
 }
 
 __all__ = ["__version__", *_LAZY]

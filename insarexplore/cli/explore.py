@@ -151,7 +151,7 @@ def add_labels(sub: Any) -> None:
     c.add_argument("workspace", help="workspace folder")
 
 
-_STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "geo_diversity")
+_STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "geo_diversity", "typical")
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
