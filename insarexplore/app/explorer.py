@@ -48,7 +48,7 @@ class Explorer(pn.viewable.Viewer):
 
     ``workspace`` is a folder path or ``Workspace`` (or pass ``data=`` an :class:`ExplorerData`
     shared between sessions). ``author`` is recorded with every label (default: the OS user).
-    ``threshold``: above this many samples the scatter is rasterised with datashader.
+    ``threshold``: above this many samples (default 10,000) the scatter is rasterised with datashader.
     """
 
     title = param.String(default="insarexplore")
@@ -60,7 +60,7 @@ class Explorer(pn.viewable.Viewer):
         data: ExplorerData | None = None,
         projection: str = "auto",
         author: str | None = None,
-        threshold: int = 50_000,
+        threshold: int = 10_000,
         thumb_url: str | None = None,
         widget_cdn: str | None = None,
         **params: Any,

@@ -27,7 +27,7 @@ class ScatterView(pn.viewable.Viewer):
     """UMAP/PCA scatter coloured by ``state.color_by``, linked to ``state.selection``."""
 
     state = param.ClassSelector(class_=ExplorerState)
-    threshold = param.Integer(default=50_000, bounds=(1, None), doc="Rasterise above this many.")
+    threshold = param.Integer(default=10_000, bounds=(1, None), doc="Rasterise above this many.")
     thumb_url = param.String(
         default=None,
         allow_None=True,

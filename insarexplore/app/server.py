@@ -96,7 +96,7 @@ def serve(
     user: str | None = None,
     show: bool = False,
     projection: str = "auto",
-    threshold: int = 50_000,
+    threshold: int = 10_000,
     data: Any = None,
     start: bool = True,
     threaded: bool = False,
