@@ -168,6 +168,7 @@ class ScatterView(pn.viewable.Viewer):
             line_alpha=0,
             alpha=0.85,
             tools=tools,
+            default_tools=["save"],
             nonselection_alpha=0.85,
             selection_alpha=0.85,
             selection_line_alpha=0,
@@ -189,7 +190,8 @@ class ScatterView(pn.viewable.Viewer):
         w, h = int(width or 900), int(height or self.height)
         img = raster_image(self.state.data.xy, self.current_coloring(), xr_, yr_, w, h)
         return hv.RGB(img, bounds=(xr_[0], yr_[0], xr_[1], yr_[1])).opts(
-            tools=["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"]
+            tools=["box_select", "lasso_select", "tap", "wheel_zoom", "pan", "reset"],
+            default_tools=["save"],
         )
 
     def _extent(
