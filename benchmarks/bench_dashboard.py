@@ -41,7 +41,7 @@ def _row(metric: str, value: float, unit: str, note: str) -> dict:
 def build_workspace(path: Path, n: int, size: int = 16, chunk: int = 50_000, seed: int = 0):
     """A workspace of ``n`` cheap fringe samples with 16-d embeddings and a PCA map."""
     from insarexplore.data.schema import new_dataset
-    from insarexplore.explore.project import project
+    from insarexplore.explore.projection import project
     from insarexplore.workspace import Workspace
 
     rng = np.random.default_rng(seed)

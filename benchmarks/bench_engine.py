@@ -102,7 +102,7 @@ def bench_label_store(n_events: int) -> list[dict]:
 def bench_umap(n: int) -> list[dict]:
     from sklearn.datasets import make_blobs
 
-    from insarexplore.explore.project import Projector
+    from insarexplore.explore.projection import Projector
 
     X, _ = make_blobs(n_samples=n, n_features=128, centers=20, random_state=0)
     X = X.astype(np.float32)

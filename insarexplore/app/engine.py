@@ -56,7 +56,7 @@ def projection(
     ws: Any, ids: np.ndarray, *, projection: str, model_version: str | None
 ) -> np.ndarray:
     """2-D coordinates aligned with ``ids`` (fitted once, then cached by the engine)."""
-    from insarexplore.explore.project import project
+    from insarexplore.explore.projection import project
 
     method = projection
     if projection == "auto":
@@ -85,7 +85,7 @@ def _aligned_xy(result: Any, ids: np.ndarray) -> np.ndarray:
 
 def extras(ws: Any, ids: np.ndarray, *, model_version: str | None) -> dict[str, np.ndarray]:
     """Per-sample engine results for colouring: ``cluster`` and ``anomaly`` (both cached)."""
-    from insarexplore.explore.cluster import cluster
+    from insarexplore.explore.clusters import cluster
 
     out: dict[str, np.ndarray] = {}
     clusters = cluster(ws, model_version=model_version)

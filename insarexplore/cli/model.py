@@ -155,7 +155,7 @@ def add_embed(sub: Any) -> None:
 
 
 def _cmd_project(args: argparse.Namespace) -> int:
-    from insarexplore.explore.project import project
+    from insarexplore.explore.projection import project
 
     ws = open_workspace(args.workspace)
     kw: dict[str, Any] = {}
@@ -171,7 +171,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     ids, xy = project(ws, method=args.method, model_version=args.model, refit=args.refit, **kw)
     say(f"{len(ids):,} samples projected to 2-D; stored in {ws.artifacts_dir / 'projection'}")
     if args.clusters:
-        from insarexplore.explore.cluster import cluster
+        from insarexplore.explore.clusters import cluster
 
         table = cluster(ws, model_version=args.model)
         n = int(table["cluster"].max()) + 1 if len(table) else 0

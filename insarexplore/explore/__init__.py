@@ -20,11 +20,11 @@ _LAZY = {
     "export_hephaestus": "insarexplore.explore.labelio",
     "import_hephaestus": "insarexplore.explore.labelio",
     # projection and clusters
-    "Projector": "insarexplore.explore.project",
-    "project": "insarexplore.explore.project",
-    "ClusterResult": "insarexplore.explore.cluster",
-    "find_clusters": "insarexplore.explore.cluster",
-    "cluster": "insarexplore.explore.cluster",
+    "Projector": "insarexplore.explore.projection",
+    "project": "insarexplore.explore.projection",
+    "ClusterResult": "insarexplore.explore.clusters",
+    "find_clusters": "insarexplore.explore.clusters",
+    "cluster": "insarexplore.explore.clusters",
     # few-shot
     "FewShotClassifier": "insarexplore.explore.fewshot",
     "Predictions": "insarexplore.explore.fewshot",

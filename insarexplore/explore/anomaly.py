@@ -85,7 +85,7 @@ def anomaly_scores(
     **kw: Any,
 ):  # -> pandas.DataFrame
     """Anomaly score and rank of every sample of a workspace (cached per model and method)."""
-    from insarexplore.explore.project import embedding_hash
+    from insarexplore.explore.projection import embedding_hash
 
     if method not in METHODS:
         raise ValueError(f"method: must be one of {METHODS}, got {method!r}")

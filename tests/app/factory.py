@@ -63,7 +63,7 @@ def fringe_dataset(n: int = 90, size: int = 32, seed: int = 0):
 
 def build_workspace(path: Path, n: int = 90, size: int = 32, seed: int = 0, dim: int = 16):
     """Create a workspace with data, embeddings (model ``version``) and a cached PCA map."""
-    from insarexplore.explore.project import project
+    from insarexplore.explore.projection import project
     from insarexplore.workspace import Workspace
 
     ds, cls = fringe_dataset(n, size, seed)

@@ -46,7 +46,7 @@ def workspace(tmp_path):
 @pytest.fixture(scope="session")
 def umap_fit():
     """One small UMAP fit for the whole session (numba compiles once, ~36 s on 2 cores)."""
-    from insarexplore.explore.project import Projector
+    from insarexplore.explore.projection import Projector
 
     X, y = blobs(300, 8, 3, seed=1)
     proj = Projector("umap", n_neighbors=10, random_state=0)

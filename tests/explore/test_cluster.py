@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insarexplore.explore.cluster import cluster, find_clusters, medoid
+from insarexplore.explore.clusters import cluster, find_clusters, medoid
 
 from .conftest import blobs
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insarexplore.explore.project import Projector, project
+from insarexplore.explore.projection import Projector, project
 
 
 def test_pca_is_seeded_and_transforms():

@@ -103,14 +103,14 @@ def cluster(
 
     Columns: ``cluster`` (-1 for noise), ``size`` (of that cluster) and ``representative``
     (sample id of its medoid). ``space`` is ``"embedding"`` or a projection method whose cached
-    map (see :func:`insarexplore.explore.project`) is clustered instead.
+    map (see :func:`insarexplore.explore.projection`) is clustered instead.
     """
     import hashlib
     import json
 
     import pandas as pd
 
-    from insarexplore.explore.project import embedding_hash, project
+    from insarexplore.explore.projection import embedding_hash, project
 
     if space == "embedding":
         ids, X, _ = ws.load_embeddings(model_version)
