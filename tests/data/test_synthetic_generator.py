@@ -233,8 +233,8 @@ def test_power_law_screens_have_the_two_regimes():
 
 
 def test_okada_subgrid_interpolation_is_accurate():
-    from insarexplore.data.synthetic.pipeline import _render_deformation
     from insarexplore.data.synthetic.parameters import draw_block
+    from insarexplore.data.synthetic.pipeline import _render_deformation
 
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(0)

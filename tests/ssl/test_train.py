@@ -132,7 +132,8 @@ def test_sigkill_mid_run_then_resume(toy_workspace):
     """A run killed with SIGKILL continues from its last checkpoint to the planned step."""
     script = textwrap.dedent(
         f"""
-                from insarexplore.ssl.train import PretrainConfig, pretrain
+        import time
+        from insarexplore.ssl.train import PretrainConfig, pretrain
         def slow(info):
             time.sleep(0.15)
         pretrain({str(toy_workspace.path)!r}, PretrainConfig(steps=24, batch_size=8,
