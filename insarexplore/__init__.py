@@ -8,8 +8,7 @@ stays fast, and each name below is loaded on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from insarexplore._lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -53,14 +52,4 @@ _LAZY = {
 
 __all__ = ["__version__", *_LAZY]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'insarexplore' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

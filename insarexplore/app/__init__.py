@@ -6,8 +6,7 @@ imported lazily so that ``import insarexplore.app`` does not load Panel.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from insarexplore._lazy import lazy_exports
 
 _LAZY = {
     "Explorer": "insarexplore.app.explorer",
@@ -18,14 +17,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'insarexplore.app' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

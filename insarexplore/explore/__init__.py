@@ -6,8 +6,7 @@ scikit-learn load only when used).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from insarexplore._lazy import lazy_exports
 
 _LAZY = {
     # labels
@@ -49,14 +48,4 @@ _LAZY = {
 
 __all__ = list(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'insarexplore.explore' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -5,8 +5,7 @@ Names are imported on first use, so ``import insarexplore.data.io`` does not pul
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from insarexplore._lazy import lazy_exports
 
 _LAZY = {
     "ZarrWriter": "store",
@@ -33,14 +32,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__ = lazy_exports(__name__, {k: f".{v}" for k, v in _LAZY.items()})
