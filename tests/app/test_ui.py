@@ -6,7 +6,9 @@ process. Bokeh renders inside shadow DOM, so elements are found with Playwright 
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
 import socket
 import sqlite3
 import time
@@ -135,7 +137,7 @@ def test_page_loads_and_renders_without_js_errors(browser, served):
     page.close()
 
 
-def test_select_label_train_and_map_click(browser, served):
+def test_select_label_train_and_map_click(browser, served, tmp_path):
     url, ws = served
     page, errors = _open(browser, url)
     # a box drawn with the mouse selects points: the gallery fills with their cards
@@ -169,9 +171,12 @@ def test_select_label_train_and_map_click(browser, served):
     page.get_by_text(re.compile(r"focused s\d{4}")).first.wait_for(timeout=30_000)
     page.get_by_text("wrapped phase").first.wait_for(timeout=30_000)
     page.wait_for_timeout(1500)
-    shot = ROOT / "docs" / "screenshot.png"
+    # saved beside the test; INSAREXPLORE_UPDATE_SCREENSHOT=1 refreshes the README's picture
+    shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
+    if os.environ.get("INSAREXPLORE_UPDATE_SCREENSHOT") == "1":
+        shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
     assert not errors, errors
     page.close()
 
