@@ -77,20 +77,23 @@ def gradient_decorrelation(
 
 
 def noisy_phase(
-    clean_phase: Any, coherence: Any, *, looks: float, generator: Any
-) -> tuple[Any, Any]:
+    clean_phase: Any, coherence: Any, *, looks: float, generator: Any,
+    out: tuple[Any, Any] | None = None,
+) -> tuple[Any, Any]:  # fmt: skip
     """Add coherence-consistent phase noise; return (wrapped phase, estimated coherence).
 
     The estimated coherence shares the noise draw (pixels whose speckle disagreed more read as
-    less coherent), clipped to [0, 1], like a coherence estimate from a small window.
+    less coherent), clipped to [0, 1], like a coherence estimate from a small window. ``out``
+    optionally gives the two result tensors to write into.
     """
     import torch
 
     w = torch.randn((2, *coherence.shape), generator=generator, device=coherence.device)
     c = torch.sqrt((1.0 - coherence * coherence).clamp_min(0.0) / looks)
     noise = torch.atan2(c * w[1], coherence + c * w[0])
-    phase = torch.remainder(clean_phase + noise + np.pi, 2 * np.pi) - np.pi
-    est = (coherence + 0.35 * c * w[0]).clamp(0.0, 1.0)
+    phase_out, est_out = out if out is not None else (None, None)
+    phase = torch.remainder(clean_phase + noise + np.pi, 2 * np.pi, out=phase_out).sub_(np.pi)
+    est = torch.clamp(coherence + 0.35 * c * w[0], 0.0, 1.0, out=est_out)
     return phase, est
 
 

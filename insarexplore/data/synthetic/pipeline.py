@@ -50,8 +50,13 @@ def _okada_stride(p: dict[str, Any], i: int, spacing: float, cap: int) -> int:
     return int(np.clip(top // (2.0 * spacing), 1, cap))
 
 
-def _render_deformation(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, dev: Any) -> Any:
-    """Line-of-sight deformation (metres, float32) of samples ``idx``, shape (b, size, size)."""
+def _render_deformation(
+    p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, dev: Any, out: Any = None
+) -> Any:
+    """Line-of-sight deformation (metres, float32) of samples ``idx``, shape (b, size, size).
+
+    ``out``, a float32 tensor of that shape on ``dev``, receives the result when given.
+    """
     import torch
     import torch.nn.functional as F  # noqa: N812
 
@@ -79,8 +84,12 @@ def _render_deformation(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig
             los = los + comp * (v0 + (ve - v0) * (ee / half) + (vn - v0) * (nn / half))
         return los
 
-    out = torch.zeros((b, size, size), device=dev)
+    if out is None:
+        out = torch.empty((b, size, size), device=dev)
     lab = p["label"][idx]
+    rest = np.flatnonzero(~np.isin(lab, ("mogi", *OKADA_CLASSES)))  # "none": no deformation
+    if rest.size:
+        out[rest] = 0.0
     sel = np.flatnonzero(lab == "mogi")
     if sel.size:
         out[sel] = project(sel, deformation_enu(p, idx[sel], e, n, kind="mogi", xp=torch), e, n)
@@ -126,14 +135,20 @@ def _plane_fit(npix: int, size: int, dev: Any) -> tuple[Any, Any]:
     return _PLANES[key]
 
 
-def _render(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, gen: Any, dev: Any) -> dict:
-    """Phase, coherence and displacement of samples ``idx`` plus measured nuisance stats."""
+def _render(
+    p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, gen: Any, dev: Any,
+    disp: Any, dst: tuple[Any, Any] | None,
+) -> dict:  # fmt: skip
+    """Phase and coherence of samples ``idx`` (into ``dst`` when given) plus measured stats.
+
+    ``disp`` is their line-of-sight deformation; ``dst`` optional (phase, coherence) tensors on
+    ``dev`` that receive the result in place (no copy of the pixels afterwards).
+    """
     import torch
 
     size, dx = cfg.size, cfg.pixel_spacing_m
     b = len(idx)
     col = lambda k: p[k][idx]  # noqa: E731
-    disp = p["_disp"][idx[0] : idx[-1] + 1]
     turb = atmosphere.turbulent_screens(col("turb_std_m"), size, pixel_spacing_m=dx,
                                         corner_m=col("turb_corner_m"), generator=gen, device=dev)  # fmt: skip
     # smooth terms on a coarse grid spanning the same extent: DEM (stratified delay), ramps,
@@ -159,18 +174,20 @@ def _render(p: dict[str, Any], idx: np.ndarray, cfg: SyntheticConfig, gen: Any, 
     nuisance = turb + smooth[:, 0]
     coh = decorrelation.gradient_decorrelation(smooth[:, 1], disp, wavelength_m=cfg.wavelength_m)
     clean = (-4.0 * math.pi / cfg.wavelength_m) * (disp + nuisance)
-    phase, coh_est = decorrelation.noisy_phase(clean, coh, looks=cfg.looks, generator=gen)
+    phase, coh_est = decorrelation.noisy_phase(clean, coh, looks=cfg.looks, generator=gen,
+                                               out=dst)  # fmt: skip
     if bool(np.any(col("has_nodata"))):
         nodata = decorrelation.nodata_masks(col("has_nodata"), size, generator=gen, device=dev)
-        phase = torch.where(nodata, torch.nan, phase)
-        coh_est = torch.where(nodata, torch.nan, coh_est)
+        phase.masked_fill_(nodata, torch.nan)
+        coh_est.masked_fill_(nodata, torch.nan)
     # measured signal (detrended peak-to-peak on every 2nd pixel) and nuisance std
     sub = disp[:, ::2, ::2].reshape(b, -1)
     design, pinv = _plane_fit(sub.shape[1], size, dev)
     resid = sub - (sub @ pinv.T) @ design.T
     ramp_flat = ramp.reshape(b, -1)
     return {
-        "phase": phase, "coherence": coh_est, "displacement": disp,
+        "phase": phase, "coherence": coh_est,
+        "mean_coherence": coh_est.reshape(b, -1).nanmean(1),
         "signal": resid.amax(1) - resid.amin(1), "nuisance_std": nuisance.reshape(b, -1).std(1),
         "turb_std": torch.as_tensor(col("turb_std_m")),  # exact: screens have unit std
         "ramp_ptp": ramp_flat.amax(1) - ramp_flat.amin(1),
@@ -203,22 +220,31 @@ def render_block(
     for k in _PIXEL_KEYS:
         if k not in r:
             r[k] = np.empty(shape, dtype=np.float32)
+    # on the CPU torch writes straight into the output arrays; elsewhere results are copied
+    host = dev.type == "cpu"
+    pix = {k: torch.from_numpy(r[k]) for k in _PIXEL_KEYS}
+    stats: dict[str, np.ndarray] = {}
     with torch.no_grad():
-        p["_disp"] = _render_deformation(p, np.arange(count), cfg, dev)
+        disp = _render_deformation(p, np.arange(count), cfg, dev,
+                                   out=pix["displacement"] if host else None)  # fmt: skip
+        if not host:
+            pix["displacement"].copy_(disp)
         for lo in range(0, count, micro):
             hi = min(count, lo + micro)
-            for k, v in _render(p, np.arange(lo, hi), cfg, gen, dev).items():
-                v = v.detach().cpu().numpy()
+            dst = (pix["phase"][lo:hi], pix["coherence"][lo:hi]) if host else None
+            got = _render(p, np.arange(lo, hi), cfg, gen, dev, disp[lo:hi], dst)
+            for k, v in got.items():
                 if k in _PIXEL_KEYS:
-                    r[k][lo:hi] = v
-                else:
-                    r.setdefault(k, np.empty(count, dtype=np.float64))[lo:hi] = v
+                    if not host:
+                        pix[k][lo:hi].copy_(v)
+                    continue
+                stats.setdefault(k, np.empty(count, dtype=np.float64))[lo:hi] = v.cpu().numpy()
+    r.update(stats)
     half_m = 0.5 * cfg.size * cfg.pixel_spacing_m
     dlat = half_m / 111_320.0
     dlon = dlat / np.cos(np.radians(p["lat0"]))
     fringe = cfg.wavelength_m / 2
     deform = labels != "none"
-    coh = r["coherence"]
     meta = {
         **{k: p[k] for k in METADATA_VARS if k in p},
         "atmosphere_cm": r["turb_std"] * 100.0,
@@ -226,7 +252,7 @@ def render_block(
         "ramp_cm": r["ramp_ptp"] * 100.0,
         "snr": np.where(deform, r["signal"] / np.maximum(r["nuisance_std"], 1e-6), 0.0),
         "signal_fringes": np.where(deform, r["signal"] / fringe, 0.0),
-        "mean_coherence": np.nanmean(coh.reshape(count, -1), axis=1),
+        "mean_coherence": r["mean_coherence"],
         "water_fraction": r["water"],
         "difficulty": np.full(count, cfg.difficulty, dtype=object),
         # pixel position of the source (centre or centroid), may lie outside the scene
