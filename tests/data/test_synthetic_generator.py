@@ -95,6 +95,14 @@ def test_same_seed_same_set_other_seed_other_set():
     assert not set(a["sample"].values) & set(c["sample"].values)
 
 
+def test_worker_threads_do_not_change_the_set():
+    one = generate(150, size=24, seed=5, block_size=32, workers=1)
+    three = generate(150, size=24, seed=5, block_size=32, workers=3)
+    for k in ("phase", "coherence", "displacement", "snr", "mean_coherence", "magnitude"):
+        np.testing.assert_array_equal(one[k].values, three[k].values)
+    assert (one["sample"].values == three["sample"].values).all()
+
+
 def test_none_has_zero_deformation_and_sources_do_not(easy):
     d = np.abs(easy["displacement"].values).max(axis=(1, 2))
     none = easy["label"].values == "none"

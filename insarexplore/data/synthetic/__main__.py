@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pixel-spacing", type=float, default=100.0, help="metres per pixel")
     ap.add_argument("--device", default=None, help="torch device for the pixel work (cpu)")
-    ap.add_argument("--workers", type=int, default=1, help="CPU processes (1)")
+    ap.add_argument("--workers", type=int, default=None, help="CPU threads (one per core)")
     ap.add_argument("--chunk-size", type=int, default=1024, help="samples per Zarr chunk")
     ap.add_argument("--render", type=Path, default=None, help="also write PNGs here")
     ap.add_argument("--palette", default="mixed", choices=("cyclic", "rainbow", "mixed"))

@@ -27,7 +27,6 @@ from insarexplore.data.synthetic.config import METADATA_VARS, SyntheticConfig
 from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.data.synthetic.pipeline import (
     _PIXEL_KEYS,
-    _index_of,
     _slice,
     render_block,
     to_dataset,
@@ -58,19 +57,23 @@ def _single_thread(dev: Any) -> int:
     return before
 
 
+def _workers(workers: int | None) -> int:
+    """Number of generation threads: ``workers``, or one per usable CPU core when None."""
+    if workers is None:
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not on Linux
+            return max(1, os.cpu_count() or 1)
+    if not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    return int(workers)
+
+
 def _config(config: SyntheticConfig | None, **overrides: Any) -> SyntheticConfig:
     given = {k: v for k, v in overrides.items() if v is not None}
     if config is None:
         return SyntheticConfig(**given)
     return replace(config, **given)
-
-
-def _block_task(config: SyntheticConfig, seed: int, block: int, count: int, device: str) -> Any:
-    """One block in a worker process (single-threaded torch)."""
-    import torch
-
-    torch.set_num_threads(1)
-    return render_block(config, seed, block, count, _device(device))
 
 
 def iter_blocks(
@@ -80,12 +83,13 @@ def iter_blocks(
     config: SyntheticConfig,
     device: Any = None,
     progress: bool = False,
-    workers: int = 1,
+    workers: int | None = None,
 ) -> Iterator[Any]:
     """Yield the set of ``n`` samples block by block as Datasets (bounded memory).
 
-    ``workers`` > 1 makes blocks in that many processes (CPU); blocks come back in order and
-    at most ``2 * workers`` are in flight, so the result and the memory bound are unchanged.
+    ``workers`` > 1 makes blocks in that many threads (CPU; None: one per usable core); blocks
+    come back in order and at most ``2 * workers`` are in flight, so the result and the memory
+    bound are unchanged.
     """
     for part in _iter_raw(n, seed=seed, config=config, device=device, progress=progress,
                           workers=workers):  # fmt: skip
@@ -99,10 +103,10 @@ def _iter_raw(
     config: SyntheticConfig,
     device: Any,
     progress: bool,
-    workers: int,
+    workers: int | None,
     out: dict[str, np.ndarray] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
-    """Blocks as plain arrays, in order, optionally from worker processes.
+    """Blocks as plain arrays, in order, optionally from worker threads.
 
     With ``out`` (``(n, size, size)`` float32 arrays per pixel variable) the pixels land there.
     """
@@ -110,8 +114,7 @@ def _iter_raw(
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer; got {seed!r}")
-    if not isinstance(workers, (int, np.integer)) or workers < 1:
-        raise ValueError(f"workers must be a positive integer; got {workers!r}")
+    workers = _workers(workers)
     dev = _device(device)
     bs = config.block_size
     blocks = [(b, min(bs, n - b * bs)) for b in range(math.ceil(n / bs))]
@@ -120,45 +123,43 @@ def _iter_raw(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="synthesising", unit="ifg")
+    threads = _single_thread(dev)
     try:
         if workers == 1 or len(blocks) < 2 or dev.type != "cpu":
-            threads = _single_thread(dev)
-            try:
-                for b, count in blocks:
-                    dst = None if out is None else {k: v[b * bs : b * bs + count] for k, v in out.items()}  # fmt: skip
-                    yield render_block(config, int(seed), b, count, dev, out=dst)
-                    if bar is not None:
-                        bar.update(count)
-            finally:
-                if threads:
-                    import torch
-
-                    torch.set_num_threads(threads)
+            for b, count in blocks:
+                yield render_block(config, int(seed), b, count, dev, out=_rows(out, b * bs, count))
+                if bar is not None:
+                    bar.update(count)
             return
-        import multiprocessing as mp
         from collections import deque
-        from concurrent.futures import ProcessPoolExecutor
+        from concurrent.futures import ThreadPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn")) as pool:
+        # threads, not processes: torch and numpy release the GIL for the pixel work, and each
+        # block writes straight into ``out`` (nothing is pickled or copied between processes)
+        with ThreadPoolExecutor(workers, thread_name_prefix="synthesis") as pool:
             todo = deque(blocks)
             running: deque = deque()
             while todo or running:
                 while todo and len(running) < 2 * workers:
                     b, count = todo.popleft()
-                    running.append((count, pool.submit(_block_task, config, int(seed), b, count, "cpu")))  # fmt: skip
+                    dst = _rows(out, b * bs, count)
+                    running.append((count, pool.submit(render_block, config, int(seed), b, count, dev, dst)))  # fmt: skip
                 count, fut = running.popleft()
-                part = fut.result()
-                if out is not None:
-                    lo = _index_of(part, config)
-                    for k, v in out.items():
-                        v[lo : lo + count] = part[k]
-                        part[k] = v[lo : lo + count]
-                yield part
+                yield fut.result()
                 if bar is not None:
                     bar.update(count)
     finally:
         if bar is not None:
             bar.close()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+
+
+def _rows(out: dict[str, np.ndarray] | None, lo: int, count: int) -> dict[str, np.ndarray] | None:
+    """Views of rows ``lo .. lo + count`` of every array in ``out`` (None stays None)."""
+    return None if out is None else {k: v[lo : lo + count] for k, v in out.items()}
 
 
 def generate(
@@ -172,7 +173,7 @@ def generate(
     device: Any = None,
     config: SyntheticConfig | None = None,
     progress: bool | None = None,
-    workers: int = 1,
+    workers: int | None = None,
     **options: Any,
 ) -> Any:
     """Make ``n`` labelled synthetic interferograms (classes balanced) as one Dataset.
@@ -180,7 +181,8 @@ def generate(
     A ``config`` (:class:`SyntheticConfig`), when given, replaces ``size``, ``classes``,
     ``difficulty``, ``pixel_spacing_m`` and ``options``; ``options`` are further
     :class:`SyntheticConfig` fields (e.g. ``nodata_fraction=0``, ``looks``). ``device`` (e.g.
-    "cuda") runs the pixel work in torch there; ``workers`` > 1 uses that many CPU processes.
+    "cuda") runs the pixel work in torch there; ``workers`` CPU threads make blocks in parallel
+    (default: one per usable core; the result does not depend on it).
     A progress bar appears for sets larger than a few thousand samples.
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
@@ -207,7 +209,7 @@ def generate_to_zarr(
     device: Any = None,
     config: SyntheticConfig | None = None,
     progress: bool = True,
-    workers: int = 1,
+    workers: int | None = None,
     **kwargs: Any,
 ) -> Any:
     """Stream ``n`` samples into a new Zarr store in chunks of ``chunk_size`` (bounded memory).

@@ -275,11 +275,6 @@ def render_block(
     }  # fmt: skip
 
 
-def _index_of(part: dict[str, np.ndarray], cfg: SyntheticConfig) -> int:
-    """Index in the whole set of the first sample of a block (from its id)."""
-    return int(str(part["sample"][0]).rsplit("-", 1)[1])
-
-
 def to_dataset(
     parts: list[dict[str, np.ndarray]], cfg: SyntheticConfig, seed: int,
     pixels: dict[str, np.ndarray] | None = None,
