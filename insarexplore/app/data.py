@@ -17,7 +17,7 @@ import pandas as pd
 
 from insarexplore.app.render import render_sample
 
-__all__ = ["ExplorerData", "field_kinds", "CATEGORICAL_MAX"]
+__all__ = ["ExplorerData", "field_kinds", "footprint_rings", "CATEGORICAL_MAX"]
 
 CATEGORICAL_MAX = 64  # string fields with more distinct values than this are not colourable
 _SKIP_FIELDS = {"x", "y", "source", "group", "lon_min", "lat_min", "lon_max", "lat_max"}
@@ -46,6 +46,14 @@ def field_kinds(table: pd.DataFrame) -> dict[str, str]:
             if col.nunique(dropna=True) <= CATEGORICAL_MAX:
                 kinds[name] = "categorical"
     return kinds
+
+
+def footprint_rings(boxes: np.ndarray) -> list:
+    """Closed GeoJSON rings ``[[lon, lat] x 5]`` of ``(n, 4)`` lon/lat boxes, as nested lists."""
+    boxes = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 6)
+    x0, y0, x1, y1 = boxes.T
+    corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
+    return np.stack([np.column_stack(c) for c in corners], axis=1).tolist()
 
 
 class ExplorerData:
@@ -214,15 +222,14 @@ class ExplorerData:
         cols = ["lon_min", "lat_min", "lon_max", "lat_max"]
         if not ids or not set(cols) <= set(self.table.columns):
             return {"type": "FeatureCollection", "features": []}
-        sub = self.table.loc[ids, cols].to_numpy(dtype=np.float64)
+        boxes = self.table.loc[ids, cols].to_numpy(dtype=np.float64)
+        ok = np.isfinite(boxes).all(axis=1)
+        ids = [sid for sid, keep in zip(ids, ok) if keep]
         features = []
-        for sid, (x0, y0, x1, y1) in zip(ids, sub):
-            if not np.isfinite([x0, y0, x1, y1]).all():
-                continue
+        for sid, ring in zip(ids, footprint_rings(boxes[ok])):
             props = {"sample": sid}
             if properties and sid in properties:
                 props.update(properties[sid])
-            ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
             features.append(
                 {
                     "type": "Feature",

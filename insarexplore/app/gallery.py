@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,23 +18,11 @@ import panel as pn
 import param
 
 from insarexplore.app import engine
+from insarexplore.app.cards import CardGrid
+from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
 
 __all__ = ["GalleryView", "DetailView"]
-
-_CARD_CSS = """
-:host { border: 1px solid #d0d7de; border-radius: 6px; background: #fff; }
-:host(.focused) { border: 2px solid #e6194b; }
-"""
-
-
-def _placeholder(size: int) -> pn.pane.HTML:
-    return pn.pane.HTML(
-        f"<div style='width:{size}px;height:{size}px;background:#eee;border-radius:4px;"
-        "display:flex;align-items:center;justify-content:center;color:#888;"
-        "font-size:11px'>no image</div>",
-        margin=2,
-    )
 
 
 def _short(sample: str, n: int = 16) -> str:
@@ -41,7 +30,11 @@ def _short(sample: str, n: int = 16) -> str:
 
 
 class GalleryView(pn.viewable.Viewer):
-    """Paged thumbnails of ``state.selection`` (or ``state.suggestions``), click to focus."""
+    """Paged thumbnails of ``state.selection`` (or ``state.suggestions``), click to focus.
+
+    Only the current page is rendered: its thumbnails are read in one batch and cached by
+    :class:`ExplorerData`, and the page goes to the browser as one :class:`CardGrid` update.
+    """
 
     state = param.ClassSelector(class_=ExplorerState)
     page = param.Integer(default=0, bounds=(0, None))
@@ -50,7 +43,7 @@ class GalleryView(pn.viewable.Viewer):
 
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
-        self._grid = pn.FlexBox(sizing_mode="stretch_width", gap="6px", min_height=130)
+        self.grid = CardGrid(thumb=self.thumb, focused=state.focused or "")
         self._prev = pn.widgets.Button(label="< Prev", width=70, margin=(5, 4))
         self._next = pn.widgets.Button(label="Next >", width=70, margin=(5, 4))
         self._pageinfo = pn.pane.Markdown("", margin=(5, 8))
@@ -62,10 +55,9 @@ class GalleryView(pn.viewable.Viewer):
         )
         self._prev.on_click(lambda e: self._turn(-1))
         self._next.on_click(lambda e: self._turn(+1))
-        self.cards: dict[str, pn.Column] = {}
-        # a fixed set of card slots, refilled on every page: no Bokeh models rebuilt per page
-        self._slots = [self._make_slot(i) for i in range(self.page_size)]
-        self._slot_ids: list[str | None] = [None] * self.page_size
+        self.grid.param.watch(self._on_click, ["clicks"])
+        #: sample id -> the card dict shown for it (``src`` PNG data URL, ``meta`` HTML)
+        self.cards: dict[str, dict[str, str]] = {}
         self._empty = pn.pane.Markdown("")
         state.param.watch(self._reset, ["selection", "suggestions", "gallery_mode"])
         state.param.watch(self._refresh_meta, ["version"])
@@ -74,9 +66,9 @@ class GalleryView(pn.viewable.Viewer):
         self._render()
 
     @property
-    def items(self) -> list[str]:
+    def items(self) -> Sequence[str]:
         s = self.state
-        return list(s.suggestions if s.gallery_mode == "suggestions" else s.selection)
+        return s.suggestions if s.gallery_mode == "suggestions" else s.selection
 
     @property
     def n_pages(self) -> int:
@@ -84,7 +76,7 @@ class GalleryView(pn.viewable.Viewer):
 
     def visible(self) -> list[str]:
         start = self.page * self.page_size
-        return self.items[start : start + self.page_size]
+        return list(self.items[start : start + self.page_size])
 
     def _reset(self, *_: Any) -> None:
         if self.page:
@@ -93,48 +85,32 @@ class GalleryView(pn.viewable.Viewer):
             self._render()
 
     def _turn(self, step: int) -> None:
-        self.page = int(np.clip(self.page + step, 0, self.n_pages - 1))
+        with self.state.batch():
+            self.page = int(np.clip(self.page + step, 0, self.n_pages - 1))
 
-    def _make_slot(self, i: int) -> pn.Column:
-        image: Any = (
-            pn.pane.PNG(None, width=self.thumb, height=self.thumb, margin=2, fixed_aspect=True)
-            if self.state.data.layers
-            else _placeholder(self.thumb)
-        )
-        button = pn.widgets.Button(
-            label="", width=self.thumb + 8, height=28, margin=(2, 2), color="light"
-        )
-        button.on_click(lambda e, i=i: self._slot_ids[i] and self.state.focus(self._slot_ids[i]))
-        meta = pn.pane.HTML("", margin=(0, 4))
-        return pn.Column(
-            image,
-            button,
-            meta,
-            width=self.thumb + 16,
-            stylesheets=[_CARD_CSS],
-            margin=2,
-            visible=False,
-        )
+    def _on_click(self, *_: Any) -> None:
+        sid = self.grid.clicked
+        if sid in self.cards:
+            with self.state.batch():
+                self.state.focus(sid)
 
     def _render(self, *_: Any) -> None:
         s = self.state
         items = self.visible()
-        if len(self._slots) < self.page_size:
-            self._slots += [self._make_slot(i) for i in range(len(self._slots), self.page_size)]
-            self._slot_ids += [None] * (self.page_size - len(self._slot_ids))
         if items and s.data.layers:
             s.data.prefetch(items, "phase", size=s.data.thumb_size)
         pos = s.data.index_of(items) if items else []
+        rows = s.table.iloc[np.asarray(pos, dtype=int)] if items else s.table.iloc[:0]
         self.cards = {}
-        for i, card in enumerate(self._slots):
-            if i < len(items):
-                sid = items[i]
-                self._fill(card, sid, s.table.iloc[int(pos[i])])
-                self.cards[sid] = card
-                self._slot_ids[i] = sid
-            else:
-                self._slot_ids[i] = None
-            card.visible = i < len(items)
+        for sid, (_, row) in zip(items, rows.iterrows()):
+            src = png_data_url(s.data.thumbnail(sid)) if s.data.layers else ""
+            self.cards[sid] = {
+                "id": sid,
+                "label": _short(sid, 14),
+                "src": src,
+                "meta": self._meta_html(sid, row),
+            }
+        self.grid.param.update(cards=list(self.cards.values()), focused=s.focused or "")
         self._empty.object = (
             ""
             if items
@@ -143,23 +119,12 @@ class GalleryView(pn.viewable.Viewer):
             else "*Press **Suggest next** in the model panel.*"
         )
         self._empty.visible = not items
-        if list(self._grid.objects) != [self._empty, *self._slots]:
-            self._grid.objects = [self._empty, *self._slots]
         total = len(self.items)
         self._pageinfo.object = (
             f"{total:,} samples · page {self.page + 1}/{self.n_pages}" if total else ""
         )
         self._prev.disabled = self.page == 0
         self._next.disabled = self.page >= self.n_pages - 1
-
-    def _fill(self, card: pn.Column, sid: str, row: pd.Series) -> None:
-        s = self.state
-        image, button, meta = card.objects
-        if s.data.layers:
-            image.object = s.data.thumbnail(sid)
-        button.param.update(label=_short(sid, 14), description=sid)
-        meta.object = self._meta_html(sid, row)
-        card.css_classes = ["focused"] if sid == s.focused else []
 
     def _meta_html(self, sid: str, row: pd.Series) -> str:
         s = self.state
@@ -173,28 +138,26 @@ class GalleryView(pn.viewable.Viewer):
         date = row.get("primary_date")
         if date is not None and not pd.isna(date):
             bits.append(f"{pd.Timestamp(date).date()}")
-        return (
-            "<div style='font-size:11px;line-height:1.3;max-width:110px;"
-            f"overflow:hidden'>{'<br>'.join(bits)}</div>"
-        )
+        return "<br>".join(bits)
 
     def _refresh_meta(self, *_: Any) -> None:
         """Labels or predictions changed: update the cards' text, keep their images."""
-        table = self.state.table
-        for sid, card in self.cards.items():
-            card.objects[2].object = self._meta_html(sid, table.loc[sid])
+        if not self.cards:
+            return
+        rows = self.state.table.loc[list(self.cards)]
+        for sid, row in rows.iterrows():
+            self.cards[sid] = {**self.cards[sid], "meta": self._meta_html(sid, row)}
+        self.grid.cards = list(self.cards.values())
 
     def _highlight(self, event: Any) -> None:
         """Move the focus frame between cards without rebuilding them."""
-        for sid in (event.old, event.new):
-            if sid in self.cards:
-                self.cards[sid].css_classes = ["focused"] if sid == event.new else []
+        self.grid.focused = event.new or ""
 
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.Row(
             self._mode, self._prev, self._next, self._pageinfo, sizing_mode="stretch_width"
         )
-        return pn.Column(header, self._grid, sizing_mode="stretch_width")
+        return pn.Column(header, self._empty, self.grid, sizing_mode="stretch_width")
 
 
 class DetailView(pn.viewable.Viewer):

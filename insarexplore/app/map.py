@@ -15,6 +15,7 @@ import numpy as np
 import panel as pn
 import param
 
+from insarexplore.app.data import footprint_rings
 from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
 
@@ -73,7 +74,12 @@ class MapView(pn.viewable.Viewer):
 
     state = param.ClassSelector(class_=ExplorerState)
     basemap = param.Selector(default="OpenStreetMap", objects=list(BASEMAPS))
-    max_footprints = param.Integer(default=2_000, doc="Footprints drawn at most (a subset above).")
+    max_footprints = param.Integer(
+        default=500, doc="Footprints drawn one by one at most (hover, click each)."
+    )
+    max_merged = param.Integer(
+        default=5_000, doc="Above max_footprints: footprints drawn, merged by colour (a subset)."
+    )
     widget_cdn = param.String(default=None, allow_None=True)
     height = param.Integer(default=440)
 
@@ -93,9 +99,8 @@ class MapView(pn.viewable.Viewer):
             basemap=self._tiles,
             layout={"height": f"{self.height}px"},
         )
-        self.footprints = L.GeoJSON(
-            data=_EMPTY, name="selection", hover_style={"weight": 3, "fillOpacity": 0.35}
-        )
+        self.footprints = L.GeoJSON(data=_EMPTY, name="selection", hover_style=_HOVER)
+        self.shown = 0  # footprints drawn of the selection
         self.focus_outline = L.GeoJSON(
             data=_EMPTY, name="focused", style={"color": "#e6194b", "weight": 3, "fillOpacity": 0}
         )
@@ -156,39 +161,41 @@ class MapView(pn.viewable.Viewer):
     def _draw_selection(self, *events: Any) -> None:
         s = self.state
         recenter = not events or any(e.name == "selection" for e in events)
-        ids = list(s.selection)
-        shown = ids
-        if len(ids) > self.max_footprints:
-            pick = np.random.default_rng(0).choice(len(ids), self.max_footprints, replace=False)
-            shown = [ids[i] for i in np.sort(pick)]
-        colors = s.coloring().colors
-        pos = s.data.index_of(shown) if shown else []
-        props = {
-            sid: {
-                "style": {
-                    "color": colors[p],
-                    "weight": 1.5,
-                    "fillColor": colors[p],
-                    "fillOpacity": 0.2,
-                },
-                "label": str(s.table["label"].iat[p]),
-            }
-            for sid, p in zip(shown, pos)
-        }
-        geo = s.data.footprints_geojson(shown, props)
+        n_sel = len(s.selection)
+        pos = s.selection_positions()
+        merged = len(pos) > self.max_footprints
+        limit = self.max_merged if merged else self.max_footprints
+        if len(pos) > limit:  # a spatially representative subset, the same for the same selection
+            pos = np.sort(np.random.default_rng(0).choice(pos, limit, replace=False))
+        boxes = _boxes(s.table, pos)
+        ok = np.isfinite(boxes).all(axis=1)
+        pos, boxes = pos[ok], boxes[ok]
+        colors = s.coloring().colors[pos]
+        if merged:
+            geo = _merged_geojson(boxes, colors)
+        else:
+            ids = s.table.index[pos]
+            labels = s.table["label"].to_numpy()[pos]
+            geo = _features_geojson(boxes, ids, colors, labels)
+        self.footprints.hover_style = {} if merged else _HOVER
         self.footprints.data = geo
-        n_geo = len(geo["features"])
-        note = f"{n_geo:,} footprints" + (f" of {len(ids):,} selected" if n_geo < len(ids) else "")
-        self._note.object = note if ids else "Draw a rectangle or polygon to select by place"
-        if n_geo and recenter:
-            box = np.array(
-                [
-                    f["geometry"]["coordinates"][0][2] + f["geometry"]["coordinates"][0][0]
-                    for f in geo["features"]
-                ]
-            )  # (lon1, lat1, lon0, lat0)
+        self.shown = len(pos)
+        if not n_sel:
+            note = "Draw a rectangle or polygon to select by place"
+        elif self.shown < n_sel:
+            how = ", merged by colour" if merged else ""
+            note = f"{self.shown:,} of {n_sel:,} selected footprints drawn{how}"
+        else:
+            note = f"{self.shown:,} footprints"
+        self._note.object = note
+        if len(boxes) and recenter:
             center, zoom = fit_view(
-                (box[:, 2].min(), box[:, 3].min(), box[:, 0].max(), box[:, 1].max())
+                (
+                    boxes[:, 0].min(),
+                    boxes[:, 1].min(),
+                    boxes[:, 2].max(),
+                    boxes[:, 3].max(),
+                )
             )
             self.map.center, self.map.zoom = center, zoom
 
@@ -224,10 +231,15 @@ class MapView(pn.viewable.Viewer):
             self.overlay = None
 
     # -- interaction -------------------------------------------------------------------------
-    def _on_feature_click(self, feature: dict | None = None, **_: Any) -> None:
+    def _on_feature_click(
+        self, feature: dict | None = None, coordinates: Any = None, **_: Any
+    ) -> None:
         sid = (feature or {}).get("properties", {}).get("sample")
-        if sid is not None and self.state.data.has(sid):
-            self.select_sample(sid)
+        with self.state.batch():
+            if sid is not None and self.state.data.has(sid):
+                self.select_sample(sid)
+            elif coordinates is not None:  # merged footprints: the sample under the click
+                self.click(*coordinates)
 
     def _on_interaction(self, **event: Any) -> None:
         if event.get("type") != "click":
@@ -235,7 +247,8 @@ class MapView(pn.viewable.Viewer):
         lat, lon = event.get("coordinates", (None, None))
         if lat is None:
             return
-        self.click(lat, lon)
+        with self.state.batch():
+            self.click(lat, lon)
 
     def click(self, lat: float, lon: float) -> str | None:
         """A map click at ``(lat, lon)``: focus the selected (else any) sample under it."""
@@ -260,7 +273,8 @@ class MapView(pn.viewable.Viewer):
         if action not in ("created", "edited") or not geo_json:
             return
         ring = np.asarray(geo_json["geometry"]["coordinates"][0], dtype=np.float64)
-        self.state.select_geo(ring[:, 0], ring[:, 1])
+        with self.state.batch():
+            self.state.select_geo(ring[:, 0], ring[:, 1])
         self.draw.clear()
 
     def __panel__(self) -> pn.viewable.Viewable:
@@ -269,3 +283,49 @@ class MapView(pn.viewable.Viewer):
 
 
 _EMPTY: dict = {"type": "FeatureCollection", "features": []}
+_HOVER = {"weight": 3, "fillOpacity": 0.35}
+_BOX_COLUMNS = ["lon_min", "lat_min", "lon_max", "lat_max"]
+
+
+def _boxes(table: Any, pos: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` lon/lat boxes of the rows at ``pos`` (NaN where the table has none)."""
+    if not set(_BOX_COLUMNS) <= set(table.columns):
+        return np.full((len(pos), 4), np.nan)
+    return np.column_stack([table[c].to_numpy(np.float64)[pos] for c in _BOX_COLUMNS])
+
+
+def _features_geojson(boxes: np.ndarray, ids: Any, colors: np.ndarray, labels: np.ndarray) -> dict:
+    """One clickable feature per footprint, coloured like the scatter."""
+    features = [
+        {
+            "type": "Feature",
+            "id": sid,
+            "properties": {
+                "sample": sid,
+                "label": str(label),
+                "style": {"color": c, "weight": 1.5, "fillColor": c, "fillOpacity": 0.2},
+            },
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        }
+        for sid, ring, c, label in zip(ids, footprint_rings(boxes), colors, labels)
+    ]
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _merged_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
+    """One MultiPolygon per colour: thousands of footprints as a handful of map layers."""
+    rings = footprint_rings(boxes)
+    features = []
+    for c in dict.fromkeys(colors.tolist()):
+        idx = np.flatnonzero(colors == c)
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "count": int(len(idx)),
+                    "style": {"color": c, "weight": 1, "fillColor": c, "fillOpacity": 0.15},
+                },
+                "geometry": {"type": "MultiPolygon", "coordinates": [[rings[i]] for i in idx]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}

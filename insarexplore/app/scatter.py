@@ -206,7 +206,7 @@ class ScatterView(pn.viewable.Viewer):
 
     def _overlay_data(self) -> tuple[dict, dict]:
         s = self.state
-        pos = s.data.index_of(s.selection) if s.selection else np.empty(0, dtype=int)
+        pos = s.selection_positions()
         if len(pos) > _MAX_OVERLAY:
             pos = np.random.default_rng(0).choice(pos, _MAX_OVERLAY, replace=False)
         sel = s.data.xy[pos]
@@ -264,16 +264,19 @@ class ScatterView(pn.viewable.Viewer):
     # -- stream reactions --------------------------------------------------------------------
     def _on_box(self, bounds: Any = None, **_: Any) -> None:
         if bounds is not None:
-            self.state.select_box(*bounds)
+            with self.state.batch():
+                self.state.select_box(*bounds)
 
     def _on_lasso(self, geometry: Any = None, **_: Any) -> None:
         if geometry is not None and len(geometry) >= 3:
             geometry = np.asarray(geometry)
-            self.state.select_lasso(geometry[:, 0], geometry[:, 1])
+            with self.state.batch():
+                self.state.select_lasso(geometry[:, 0], geometry[:, 1])
 
     def _on_tap(self, x: float | None = None, y: float | None = None, **_: Any) -> None:
         if x is not None and y is not None:
-            self.state.focus(self.state.nearest(x, y))
+            with self.state.batch():
+                self.state.focus(self.state.nearest(x, y))
 
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.Row(self._color_select, self._info, sizing_mode="stretch_width")

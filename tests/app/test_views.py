@@ -108,6 +108,18 @@ def test_map_follows_selection_focus_and_draws(state):
     assert state.selection and all(
         14 < state.table.at[s, "lon_min"] + 0.05 < 16 for s in state.selection
     )
+    # big selections: a capped subset, merged into one feature per colour, still clickable
+    view.param.update(max_footprints=3, max_merged=5)
+    ids = list(state.table.index[:20])
+    state.select_ids(ids)
+    feats = view.footprints.data["features"]
+    assert {f["geometry"]["type"] for f in feats} == {"MultiPolygon"}
+    assert sum(f["properties"]["count"] for f in feats) == view.shown == 5
+    assert "5 of 20 selected footprints drawn" in view._note.object
+    lon0, lat0 = feats[0]["geometry"]["coordinates"][0][0][0]
+    lon1, lat1 = feats[0]["geometry"]["coordinates"][0][0][2]
+    view._on_feature_click(feature=feats[0], coordinates=[(lat0 + lat1) / 2, (lon0 + lon1) / 2])
+    assert state.focused in ids and state.selection == ids
     view.basemap = "Satellite (Esri)"
     assert view.map.layers[0].url == BASEMAPS["Satellite (Esri)"][0]
     state.focus(None)
@@ -128,11 +140,12 @@ def test_gallery_pages_and_focuses(state):
     gallery._turn(+5)
     assert list(gallery.cards) == ids[10:12]
     card = gallery.cards[ids[11]]
-    png = card.objects[0].object
-    assert png[:4] == b"\x89PNG"
-    card.objects[1].clicks += 1  # the card's button
+    head, _, b64 = card["src"].partition(",")
+    assert head == "data:image/png;base64" and base64.b64decode(b64)[:4] == b"\x89PNG"
+    assert [c["id"] for c in gallery.grid.cards] == ids[10:12]  # one page, one browser update
+    gallery.grid.click(ids[11])  # a click on the card in the browser
     assert state.focused == ids[11]
-    assert "focused" in gallery.cards[ids[11]].css_classes
+    assert gallery.grid.focused == ids[11]
     assert list(detail.images) == ["phase", "coherence", "displacement"]
     assert all(p.object[:4] == b"\x89PNG" for p in detail.images.values())
     assert detail._images.visible and not detail._hint.visible
@@ -141,6 +154,9 @@ def test_gallery_pages_and_focuses(state):
     assert "dyke" in detail._history.object and "alice" in detail._history.object
     state.select_ids(ids[:3])  # a new selection starts on page 1
     assert gallery.page == 0 and list(gallery.cards) == ids[:3]
+    assert "dyke" not in gallery.cards[ids[0]]["meta"]
+    state.assign([ids[0]], "dyke")  # labels update the cards' text
+    assert "dyke" in gallery.grid.cards[0]["meta"]
 
 
 def test_labelling_panel_buttons(state):
