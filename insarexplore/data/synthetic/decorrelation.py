@@ -43,11 +43,13 @@ def coherence_maps(
     n = land_field.shape[0]
     dev = land_field.device
     frac = _t(water_fraction, n, dev)
-    # per-sample threshold so that about `frac` of the scene is water
-    flat = water_field.reshape(n, -1).sort(dim=1).values
+    # per-sample threshold so that about `frac` of the scene is water (only where there is any)
+    flat = water_field.reshape(n, -1)
     pos = ((1.0 - frac.reshape(n)).clamp(0, 1) * (flat.shape[1] - 1)).long()
-    thresh = flat.gather(1, pos[:, None]).reshape(n, 1, 1)
-    wet = (water_field > thresh) & (frac > 0)
+    thresh = torch.full((n, 1, 1), torch.inf, device=dev)
+    for i in torch.nonzero(frac.reshape(n) > 0).reshape(-1).tolist():
+        thresh[i] = flat[i].kthvalue(int(pos[i]) + 1).values
+    wet = water_field > thresh
     b = _t(base, n, dev).clamp(1e-3, 1 - 1e-3)
     coh = torch.sigmoid(torch.log(b / (1 - b)) + _t(patchiness, n, dev) * land_field)
     coh = torch.where(wet, _t(water_coherence, n, dev).expand_as(coh), coh)
