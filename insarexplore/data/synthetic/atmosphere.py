@@ -64,6 +64,70 @@ def _log_wavenumbers(h: int, w: int, spacing_m: float, device: Any) -> Any:
     return _LOGK[key]
 
 
+_POWER: dict[tuple[int, int, float, float, str], tuple[Any, float]] = {}
+
+
+def _k_power(h: int, w: int, spacing_m: float, half_beta: float, device: Any) -> tuple[Any, float]:
+    """|k|^-half_beta on the rfft2 grid divided by its maximum, and the log of that maximum.
+
+    Zero at k = 0 (fields have no mean). Cached per grid and exponent: the generator uses a
+    handful of exponents, so the per-sample spectral shaping is a lookup, not a pow.
+    """
+    import torch
+
+    key = (h, w, float(spacing_m), float(half_beta), str(device))
+    if key not in _POWER:
+        if len(_POWER) > 64:  # many distinct exponents: keep the cache small
+            _POWER.clear()
+        t = -half_beta * _log_wavenumbers(h, w, spacing_m, device)[0].double()
+        top = float(t.max())
+        table = torch.exp(t - top).float()
+        table[0, 0] = 0.0
+        _POWER[key] = (table, top)
+    return _POWER[key]
+
+
+def _amplitudes(
+    n: int, h: int, w: int, spacing_m: float, beta: Any, corner_m: Any, beta_long: Any,
+    device: Any,
+) -> Any:  # fmt: skip
+    """Spectral amplitude per sample, (n or 1, h, w // 2 + 1), each up to a positive factor.
+
+    k^(-beta/2), or with a corner k^(-beta_long/2) at wavenumbers below 1 / corner, joined
+    continuously: the long branch is k^(-beta_long/2) * kc^((beta_long - beta) / 2).
+    """
+    import torch
+
+    hb = np.broadcast_to(np.asarray(beta, dtype=np.float64) * 0.5, (n,))
+    if corner_m is None:
+        hbl = hb
+    else:
+        hbl = np.broadcast_to(np.asarray(beta if beta_long is None else beta_long,
+                                         dtype=np.float64) * 0.5, (n,))  # fmt: skip
+        logkc = np.log(1.0 / np.broadcast_to(np.asarray(corner_m, dtype=np.float64), (n,)))
+        logk = _log_wavenumbers(h, w, spacing_m, device)
+    groups, inv = np.unique(np.stack([hb, hbl], 1), axis=0, return_inverse=True)
+    inv = inv.reshape(-1)
+    amp = None
+    for g, (short, long_) in enumerate(groups):
+        rows = np.flatnonzero(inv == g)
+        a_short, top_short = _k_power(h, w, spacing_m, short, device)
+        if corner_m is None:
+            part = a_short[None]
+        else:
+            a_long, top_long = _k_power(h, w, spacing_m, long_, device)
+            factor = np.exp(top_long - top_short + (long_ - short) * logkc[rows])
+            kc = torch.as_tensor(logkc[rows], dtype=torch.float32, device=device)
+            f = torch.as_tensor(factor, dtype=torch.float32, device=device)
+            part = torch.where(logk < kc[:, None, None], a_long * f[:, None, None], a_short)
+        if len(groups) == 1:
+            return part
+        if amp is None:
+            amp = torch.empty((n, h, w // 2 + 1), device=device)
+        amp[rows] = part
+    return amp
+
+
 def power_law_fields(
     n: int,
     h: int,
@@ -75,44 +139,36 @@ def power_law_fields(
     corner_m: Any = None,
     beta_long: Any = None,
     device: Any = None,
+    std: Any = None,
 ) -> Any:
-    """Zero-mean, unit-std random fields with power spectrum ~ k^-beta, batched via irfft2.
+    """Zero-mean random fields with power spectrum ~ k^-beta, batched via irfft2.
 
     With ``corner_m`` (per sample, metres) and ``beta_long`` the spectrum switches to
-    k^-beta_long at wavelengths longer than the corner, continuously. Returns float32 (n, h, w).
+    k^-beta_long at wavelengths longer than the corner, continuously. Each field has exactly
+    unit standard deviation, or ``std`` (per sample) when given. Returns float32 (n, h, w).
     """
     import torch
 
     if n == 0:
         return torch.zeros((0, h, w), device=device)
-    logk = _log_wavenumbers(h, w, spacing_m, device)
-    half_beta = _t(beta, n, device) * 0.5
-    if corner_m is None:
-        log_amp = -half_beta * logk
-    else:
-        logkc = torch.log(1.0 / _t(corner_m, n, device))
-        rel = logk - logkc
-        hb_long = _t(beta_long if beta_long is not None else beta, n, device) * 0.5
-        log_amp = torch.where(rel < 0, -hb_long * rel, -half_beta * rel)
-    amp = torch.exp(log_amp - log_amp.amax(dim=(1, 2), keepdim=True))  # avoid overflow
-    amp[:, 0, 0] = 0.0  # no mean
+    amp = _amplitudes(n, h, w, spacing_m, beta, corner_m, beta_long, device)
     coef = torch.randn((n, h, w // 2 + 1, 2), generator=generator, device=device)
-    spec = torch.view_as_complex(coef) * amp
+    coef.mul_(amp[..., None])
+    spec = torch.view_as_complex(coef)
     # columns kx = 0 (and w/2 for even w) must be Hermitian in ky for a real field
     cols = [0] + ([w // 2] if w % 2 == 0 else [])
     flip = (-torch.arange(h, device=device)) % h
     for c in cols:
         col = spec[:, :, c]
         spec[:, :, c] = 0.5 * (col + col[:, flip].conj())
-    # unit std per sample from Parseval's theorem (the k = 0 term is zero, so the mean is too):
+    # std per sample from Parseval's theorem (the k = 0 term is zero, so the mean is too):
     # rfft columns other than 0 (and w/2 for even w) stand for two conjugate coefficients
-    weight = torch.full((w // 2 + 1,), 2.0, device=device)
-    weight[0] = 1.0
-    if w % 2 == 0:
-        weight[-1] = 1.0
-    power = (spec.real.square() + spec.imag.square()) * weight
-    std = torch.sqrt(power.sum(dim=(1, 2)) / (h * w) ** 2).clamp_min(1e-12)
-    return torch.fft.irfft2(spec / std[:, None, None], s=(h, w))
+    power = 2.0 * torch.linalg.vector_norm(coef, dim=(1, 2, 3)).square()
+    power -= coef[:, :, cols].square().sum(dim=(1, 2, 3))
+    scale = (h * w) / torch.sqrt(power).clamp_min(1e-12)
+    if std is not None:
+        scale *= torch.as_tensor(np.asarray(std, dtype=np.float32), device=device).reshape(n)
+    return torch.fft.irfft2(spec, s=(h, w)).mul_(scale[:, None, None])
 
 
 def upsample(field: Any, h: int, w: int) -> Any:
@@ -153,7 +209,7 @@ def turbulent_screens(
 ) -> Any:
     """Turbulent tropospheric delay (metres), two-regime power law, per-sample std and corner."""
     n = len(np.atleast_1d(std_m))
-    field = power_law_fields(
+    return power_law_fields(
         n,
         size,
         size,
@@ -163,8 +219,8 @@ def turbulent_screens(
         corner_m=corner_m,
         generator=generator,
         device=device,
+        std=np.atleast_1d(std_m),
     )
-    return field * _t(std_m, n, device)
 
 
 def fractal_dem(

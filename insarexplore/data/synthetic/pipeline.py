@@ -29,6 +29,7 @@ _PIXEL_KEYS = ("phase", "coherence", "displacement")
 _COORD_KEYS = ("sample", "lon_min", "lon_max", "lat_min", "lat_max", "primary_date",
                "secondary_date", "frame", "label")  # fmt: skip
 _PIXELS_PER_MICROBATCH = 1 << 17  # keeps every temporary inside the CPU caches
+_MIN_MICROBATCH = 4  # samples: fewer leave Python overhead per op dominating at 224 px
 _COARSE_FACTOR = 4  # smooth nuisance terms are synthesised on a 4x coarser grid
 
 
@@ -243,7 +244,7 @@ def render_block(
                    nodata_fraction=cfg.nodata_fraction, max_tries=cfg.max_tries)  # fmt: skip
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(rng.integers(0, 2**62)))
-    micro = max(1, _PIXELS_PER_MICROBATCH // (cfg.size * cfg.size))
+    micro = max(_MIN_MICROBATCH, _PIXELS_PER_MICROBATCH // (cfg.size * cfg.size))
     shape = (count, cfg.size, cfg.size)
     r = dict(out) if out is not None else {}
     for k in _PIXEL_KEYS:
