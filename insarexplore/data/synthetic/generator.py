@@ -28,6 +28,7 @@ from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.data.synthetic.pipeline import (
     _PIXEL_KEYS,
     _slice,
+    empty_pixels,
     render_block,
     to_dataset,
 )
@@ -194,7 +195,7 @@ def generate(
     cfg = config
     show = progress if progress is not None else n > 4000
     shape = (n, cfg.size, cfg.size)
-    pixels = {k: np.empty(shape, dtype=np.float32) for k in _PIXEL_KEYS}
+    pixels = {k: empty_pixels(shape) for k in _PIXEL_KEYS}
     parts = list(_iter_raw(n, seed=seed, config=cfg, device=device, progress=show,
                            workers=workers, out=pixels))  # fmt: skip
     return to_dataset(parts, cfg, int(seed), pixels=pixels)

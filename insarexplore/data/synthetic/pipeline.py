@@ -9,6 +9,7 @@ no-data cuts; all in cache-sized micro-batches.
 from __future__ import annotations
 
 import math
+import mmap
 from typing import Any
 
 import numpy as np
@@ -31,6 +32,21 @@ _COORD_KEYS = ("sample", "lon_min", "lon_max", "lat_min", "lat_max", "primary_da
 _PIXELS_PER_MICROBATCH = 1 << 17  # keeps every temporary inside the CPU caches
 _MIN_MICROBATCH = 4  # samples: fewer leave Python overhead per op dominating at 224 px
 _COARSE_FACTOR = 4  # smooth nuisance terms are synthesised on a 4x coarser grid
+
+
+def empty_pixels(shape: tuple[int, ...]) -> np.ndarray:
+    """An uninitialised float32 array for pixels, in small (4 KiB) pages where possible.
+
+    numpy asks for transparent huge pages for large arrays; on the virtual machines this
+    project measures on, first touching huge pages costs about three times as much as small
+    ones (0.6-1.2 s against 0.2 s for 600 MB), which is a quarter of the generation time.
+    """
+    nbytes = 4 * math.prod(shape)
+    if nbytes < 1 << 22 or not hasattr(mmap, "MADV_NOHUGEPAGE"):
+        return np.empty(shape, dtype=np.float32)
+    buf = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    buf.madvise(mmap.MADV_NOHUGEPAGE)
+    return np.frombuffer(buf, dtype=np.float32).reshape(shape)  # the array keeps buf alive
 
 
 def _labels(cfg: SyntheticConfig, start: int, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -249,7 +265,7 @@ def render_block(
     r = dict(out) if out is not None else {}
     for k in _PIXEL_KEYS:
         if k not in r:
-            r[k] = np.empty(shape, dtype=np.float32)
+            r[k] = empty_pixels(shape)
     # on the CPU torch writes straight into the output arrays; elsewhere results are copied
     host = dev.type == "cpu"
     pix = {k: torch.from_numpy(r[k]) for k in _PIXEL_KEYS}
