@@ -293,6 +293,18 @@ def test_streaming_to_zarr_equals_generate(tmp_path):
     assert (got["label"].values == ref["label"].values).all()
 
 
+def test_streaming_with_blocks_straddling_chunks_and_threads(tmp_path):
+    from insarexplore.data.io.store import open_dataset
+
+    path = generate_to_zarr(tmp_path / "syn.zarr", 170, chunk_size=64, seed=2, size=16,
+                            block_size=48, workers=2, progress=False)  # fmt: skip
+    got = open_dataset(path, lazy=False)
+    ref = generate(170, size=16, seed=2, block_size=48, workers=1)
+    for k in ("phase", "coherence", "displacement", "snr"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values)
+    assert (got["sample"].values == ref["sample"].values).all()
+
+
 def test_render_dataset_writes_class_folders_with_licsar_names(tmp_path):
     from PIL import Image
 

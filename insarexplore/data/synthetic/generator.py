@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -27,7 +28,6 @@ from insarexplore.data.synthetic.config import METADATA_VARS, SyntheticConfig
 from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.data.synthetic.pipeline import (
     _PIXEL_KEYS,
-    _slice,
     empty_pixels,
     render_block,
     to_dataset,
@@ -105,11 +105,12 @@ def _iter_raw(
     device: Any,
     progress: bool,
     workers: int | None,
-    out: dict[str, np.ndarray] | None = None,
+    dest: Callable[[int, int], dict[str, np.ndarray]] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Blocks as plain arrays, in order, optionally from worker threads.
 
-    With ``out`` (``(n, size, size)`` float32 arrays per pixel variable) the pixels land there.
+    ``dest(start, count)``, called in this thread in block order, may give ``(count, size,
+    size)`` float32 arrays per pixel variable for the block to be rendered into.
     """
     if not isinstance(n, (int, np.integer)) or n < 0:
         raise ValueError(f"n must be a non-negative integer; got {n!r}")
@@ -128,11 +129,11 @@ def _iter_raw(
     try:
         if workers == 1 or len(blocks) < 2 or dev.type != "cpu":
             for b, count in blocks:
-                yield render_block(config, int(seed), b, count, dev, out=_rows(out, b * bs, count))
+                dst = None if dest is None else dest(b * bs, count)
+                yield render_block(config, int(seed), b, count, dev, out=dst)
                 if bar is not None:
                     bar.update(count)
             return
-        from collections import deque
         from concurrent.futures import ThreadPoolExecutor
 
         # threads, not processes: torch and numpy release the GIL for the pixel work, and each
@@ -143,7 +144,7 @@ def _iter_raw(
             while todo or running:
                 while todo and len(running) < 2 * workers:
                     b, count = todo.popleft()
-                    dst = _rows(out, b * bs, count)
+                    dst = None if dest is None else dest(b * bs, count)
                     running.append((count, pool.submit(render_block, config, int(seed), b, count, dev, dst)))  # fmt: skip
                 count, fut = running.popleft()
                 yield fut.result()
@@ -158,9 +159,9 @@ def _iter_raw(
             torch.set_num_threads(threads)
 
 
-def _rows(out: dict[str, np.ndarray] | None, lo: int, count: int) -> dict[str, np.ndarray] | None:
-    """Views of rows ``lo .. lo + count`` of every array in ``out`` (None stays None)."""
-    return None if out is None else {k: v[lo : lo + count] for k, v in out.items()}
+def _rows(arrays: dict[str, np.ndarray], lo: int, count: int) -> dict[str, np.ndarray]:
+    """Views of rows ``lo .. lo + count`` of every array."""
+    return {k: v[lo : lo + count] for k, v in arrays.items()}
 
 
 def generate(
@@ -197,7 +198,7 @@ def generate(
     shape = (n, cfg.size, cfg.size)
     pixels = {k: empty_pixels(shape) for k in _PIXEL_KEYS}
     parts = list(_iter_raw(n, seed=seed, config=cfg, device=device, progress=show,
-                           workers=workers, out=pixels))  # fmt: skip
+                           workers=workers, dest=lambda lo, k: _rows(pixels, lo, k)))  # fmt: skip
     return to_dataset(parts, cfg, int(seed), pixels=pixels)
 
 
@@ -229,29 +230,36 @@ def generate_to_zarr(
         c = kwargs["classes"]
         kwargs["classes"] = (c,) if isinstance(c, str) else tuple(c)
     cfg = config or _config(None, **kwargs)
-    pending: list[dict[str, np.ndarray]] = []
+    size, bs = cfg.size, cfg.block_size
+    # blocks render into reusable buffers (fresh memory is slow to touch) and are copied into
+    # one reusable chunk buffer; the writer compresses a chunk while threads render the next
+    chunk = {k: empty_pixels((min(chunk_size, n), size, size)) for k in _PIXEL_KEYS}
+    spare: list[dict[str, np.ndarray]] = []
+    lent: deque[dict[str, np.ndarray]] = deque()
+
+    def dest(lo: int, count: int) -> dict[str, np.ndarray]:
+        buf = spare.pop() if spare else {k: empty_pixels((bs, size, size)) for k in _PIXEL_KEYS}
+        lent.append(buf)
+        return _rows(buf, 0, count)
+
+    meta: list[dict[str, np.ndarray]] = []
     held = 0
     with ZarrWriter(path, chunk=chunk_size) as writer:
         blocks = _iter_raw(n, seed=seed, config=cfg, device=device, progress=progress,
-                           workers=workers)  # fmt: skip
+                           workers=workers, dest=dest)  # fmt: skip
         for part in blocks:
-            pending.append(part)
-            held += len(part["sample"])
-            while held >= chunk_size:
-                take, rest, need = [], [], chunk_size
-                for q in pending:
-                    k = len(q["sample"])
-                    if need >= k:
-                        take.append(q)
-                        need -= k
-                    elif need > 0:
-                        take.append(_slice(q, 0, need))
-                        rest.append(_slice(q, need))
-                        need = 0
-                    else:
-                        rest.append(q)
-                writer.write(to_dataset(take, cfg, int(seed)))
-                pending, held = rest, held - chunk_size
-        if pending:
-            writer.write(to_dataset(pending, cfg, int(seed)))
+            count, done = len(part["sample"]), 0
+            while done < count:
+                take = min(count - done, chunk_size - held)
+                for k in _PIXEL_KEYS:
+                    chunk[k][held : held + take] = part[k][done : done + take]
+                meta.append({k: v[done : done + take] for k, v in part.items()
+                             if k not in _PIXEL_KEYS})  # fmt: skip
+                held, done = held + take, done + take
+                if held == chunk_size:
+                    writer.write(to_dataset(meta, cfg, int(seed), pixels=chunk))
+                    meta, held = [], 0
+            spare.append(lent.popleft())
+        if held:
+            writer.write(to_dataset(meta, cfg, int(seed), pixels=_rows(chunk, 0, held)))
     return path

@@ -342,7 +342,3 @@ def to_dataset(
         wavelength_m=cfg.wavelength_m,
         pixel_spacing_m=cfg.pixel_spacing_m,
     )
-
-
-def _slice(part: dict[str, np.ndarray], lo: int, hi: int | None = None) -> dict[str, np.ndarray]:
-    return {k: v[lo:hi] for k, v in part.items()}
