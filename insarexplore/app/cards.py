@@ -40,7 +40,9 @@ class CardGrid(pn.custom.ReactiveHTML):
     ``clicked`` and bump ``clicks`` (so clicking the same card twice is seen twice).
     """
 
-    cards = param.List(default=[], doc="One dict per card (id, label, src, meta).")
+    # the cards travel inside a dict: Panel 1.9 takes an empty *list* parameter for a list of
+    # Parameterized children and fails on the next update ("unhashable type: 'dict'")
+    page = param.Dict(default={"cards": []}, doc="``{'cards': [card dict, ...]}``.")
     focused = param.String(default="", doc="Sample id drawn with the focus frame.")
     thumb = param.Integer(default=96, doc="Thumbnail size (px).")
     clicked = param.String(default="", doc="Sample id of the last clicked card.")
@@ -62,12 +64,12 @@ class CardGrid(pn.custom.ReactiveHTML):
               }
             }
           });
-          self.cards();
+          self.draw();
         """,
-        "cards": """
+        "draw": """
           const size = data.thumb;
           const frag = document.createDocumentFragment();
-          for (const c of data.cards) {
+          for (const c of data.page.cards) {
             const card = document.createElement('div');
             card.className = 'card' + (c.id === data.focused ? ' focused' : '');
             card.dataset.card = c.id;
@@ -106,8 +108,18 @@ class CardGrid(pn.custom.ReactiveHTML):
             card.classList.toggle('focused', card.dataset.card === data.focused);
           }
         """,
-        "thumb": "self.cards();",
+        "page": "self.draw();",
+        "thumb": "self.draw();",
     }
+
+    @property
+    def cards(self) -> list[dict[str, str]]:
+        """The cards shown (one dict per card, see the class docstring)."""
+        return self.page["cards"]
+
+    @cards.setter
+    def cards(self, cards: list[dict[str, str]]) -> None:
+        self.page = {"cards": list(cards)}
 
     def click(self, sample: str) -> None:
         """What a click on the card of ``sample`` does in the browser (tests, notebooks)."""

@@ -50,7 +50,7 @@ def field_kinds(table: pd.DataFrame) -> dict[str, str]:
 
 def footprint_rings(boxes: np.ndarray) -> list:
     """Closed GeoJSON rings ``[[lon, lat] x 5]`` of ``(n, 4)`` lon/lat boxes, as nested lists."""
-    boxes = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 6)
+    boxes = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 5)  # ~1 m
     x0, y0, x1, y1 = boxes.T
     corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
     return np.stack([np.column_stack(c) for c in corners], axis=1).tolist()

@@ -110,7 +110,7 @@ class GalleryView(pn.viewable.Viewer):
                 "src": src,
                 "meta": self._meta_html(sid, row),
             }
-        self.grid.param.update(cards=list(self.cards.values()), focused=s.focused or "")
+        self.grid.param.update(page={"cards": list(self.cards.values())}, focused=s.focused or "")
         self._empty.object = (
             ""
             if items

@@ -78,7 +78,7 @@ class MapView(pn.viewable.Viewer):
         default=500, doc="Footprints drawn one by one at most (hover, click each)."
     )
     max_merged = param.Integer(
-        default=5_000, doc="Above max_footprints: footprints drawn, merged by colour (a subset)."
+        default=2_000, doc="Above max_footprints: footprints drawn, merged by colour (a subset)."
     )
     widget_cdn = param.String(default=None, allow_None=True)
     height = param.Integer(default=440)

@@ -9,43 +9,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from insarexplore.app._browser import CHROMIUM, drag, free_port, launch, wait_port, watch_errors
+
 pytestmark = pytest.mark.ui
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 ROOT = Path(__file__).resolve().parents[2]
 CARD = re.compile(r"^s\d{4}$")  # gallery card buttons are named by sample id
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_port(port: int, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise TimeoutError(f"server on port {port} did not start")
 
 
 @pytest.fixture
@@ -53,9 +28,9 @@ def served(workspace_copy):
     """``(url, workspace path)`` of the app served in a thread for one test."""
     from insarexplore.app import serve
 
-    port = _free_port()
+    port = free_port()
     server = serve(workspace_copy, port=port, threaded=True, projection="pca", user="ui-tester")
-    _wait_port(port)
+    wait_port(port)
     yield f"http://127.0.0.1:{port}/", workspace_copy
     server.stop()
 
@@ -67,7 +42,7 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        b = launch(p)
         yield b
         b.close()
 
@@ -76,41 +51,12 @@ def _open(browser, url: str):
     """A new page on ``url`` with JS errors collected; waits for the scatter canvas."""
     page = browser.new_page(viewport={"width": 1500, "height": 1150})
     page.set_default_timeout(60_000)
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
-
-    def on_console(msg) -> None:
-        # map tiles and CDN fonts cannot load offline: network failures are not app errors
-        if msg.type == "error" and "Failed to load resource" not in msg.text:
-            errors.append(f"console: {msg.text}")
-
-    page.on("console", on_console)
+    errors = watch_errors(page)
     page.goto(url)
     page.locator("canvas").first.wait_for(state="visible", timeout=90_000)
     page.locator(".leaflet-container").first.wait_for(state="visible", timeout=90_000)
     page.wait_for_timeout(1500)
     return page, errors
-
-
-def _plot_box(page):
-    boxes = [c.bounding_box() for c in page.locator("canvas").all()]
-    return max((b for b in boxes if b), key=lambda b: b["width"] * b["height"])
-
-
-def _drag(page, fx0: float, fy0: float, fx1: float, fy1: float) -> None:
-    """Drag with the (active) box-select tool between fractions of the plot area."""
-    bb = _plot_box(page)
-    top = bb["y"] + 40  # below the toolbar
-    h = bb["height"] - 50
-
-    def at(fx: float, fy: float) -> tuple[float, float]:
-        return bb["x"] + 15 + fx * (bb["width"] - 30), top + fy * h
-
-    page.mouse.move(*at(fx0, fy0))
-    page.mouse.down()
-    page.mouse.move(*at((fx0 + fx1) / 2, (fy0 + fy1) / 2), steps=6)
-    page.mouse.move(*at(fx1, fy1), steps=6)
-    page.mouse.up()
 
 
 def _rows(ws: Path) -> list[tuple]:
@@ -141,7 +87,7 @@ def test_select_label_train_and_map_click(browser, served, tmp_path):
     url, ws = served
     page, errors = _open(browser, url)
     # a box drawn with the mouse selects points: the gallery fills with their cards
-    _drag(page, 0.0, 0.0, 0.45, 1.0)
+    drag(page, 0.0, 0.0, 0.45, 1.0)
     cards = page.get_by_role("button", name=CARD)
     cards.first.wait_for(timeout=30_000)
     assert cards.count() >= 1
@@ -153,7 +99,7 @@ def test_select_label_train_and_map_click(browser, served, tmp_path):
     rows = _rows(ws)
     assert rows and {r[1] for r in rows} == {"left"} and {r[3] for r in rows} == {"ui-tester"}
     # a second class on the other side of the map
-    _drag(page, 0.55, 0.0, 1.0, 1.0)
+    drag(page, 0.55, 0.0, 1.0, 1.0)
     page.wait_for_timeout(1500)
     _label(page, "right")
     deadline = time.monotonic() + 30
@@ -185,7 +131,7 @@ def test_two_tabs_see_each_others_labels_after_refresh(browser, served):
     url, ws = served
     a, errors_a = _open(browser, url)
     b, errors_b = _open(browser, url)
-    _drag(a, 0.0, 0.0, 0.5, 1.0)
+    drag(a, 0.0, 0.0, 0.5, 1.0)
     a.get_by_role("button", name=CARD).first.wait_for(timeout=30_000)
     _label(a, "from-tab-a")
     deadline = time.monotonic() + 30

@@ -72,6 +72,9 @@ def test_datashaded_scatter_selects_and_rasterises(app_data, tmp_path):
         )
         assert r.shape == (60, 80) and len(xs) == 80 and len(ys) == 60
         assert (a > 0).sum() >= 20  # points were drawn
+    # the plotted element keeps the alpha channel (else empty pixels draw as a grey box)
+    element = view._raster("label", st.version, None, None, 80, 60)
+    assert [d.name for d in element.vdims] == ["R", "G", "B", "A"]
 
 
 def test_map_follows_selection_focus_and_draws(state):
@@ -130,6 +133,7 @@ def test_gallery_pages_and_focuses(state):
     from insarexplore.app.gallery import DetailView, GalleryView
 
     gallery = GalleryView(state, page_size=5)
+    pn.panel(gallery).get_root()  # with a Bokeh model: updates go through Panel's sync
     detail = DetailView(state)
     assert gallery.cards == {}
     ids = list(state.table.index[:12])
@@ -157,6 +161,10 @@ def test_gallery_pages_and_focuses(state):
     assert "dyke" not in gallery.cards[ids[0]]["meta"]
     state.assign([ids[0]], "dyke")  # labels update the cards' text
     assert "dyke" in gallery.grid.cards[0]["meta"]
+    state.select_ids([])  # an empty page, then a full one again
+    assert gallery.grid.cards == [] and gallery._empty.visible
+    state.select_ids(ids[3:5])
+    assert [c["id"] for c in gallery.grid.cards] == ids[3:5]
 
 
 def test_labelling_panel_buttons(state):

@@ -1,0 +1,103 @@
+"""Driving the served dashboard in Debian's chromium with Playwright (browser tests, benchmark).
+
+Shared by ``tests/app/test_ui.py`` and ``benchmarks/bench_dashboard.py`` so both launch the
+browser the same way (flags known to work without a GPU or network, see ENVIRONMENT.md), count
+the same JavaScript errors and drag selections the same way. Needs ``playwright`` (the Python
+package only: never ``playwright install``) and ``/usr/bin/chromium`` (``apt-get install -y
+chromium``).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from typing import Any
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "launch",
+    "watch_errors",
+    "free_port",
+    "wait_port",
+    "plot_box",
+    "drag",
+]
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+def launch(playwright: Any, executable: str = CHROMIUM) -> Any:
+    """A headless Debian chromium from a started ``sync_playwright()`` object."""
+    return playwright.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+
+
+def watch_errors(page: Any) -> list[str]:
+    """Collect the page's JavaScript errors into the returned (growing) list.
+
+    Failed network loads are not counted: map tiles and CDN fonts cannot load offline, and
+    that is not an error of the app.
+    """
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+
+    def on_console(msg: Any) -> None:
+        if msg.type == "error" and "Failed to load resource" not in msg.text:
+            errors.append(f"console: {msg.text}")
+
+    page.on("console", on_console)
+    return errors
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 120.0) -> None:
+    """Block until something listens on ``127.0.0.1:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise TimeoutError(f"no server on port {port} after {timeout:.0f} s")
+
+
+def plot_box(page: Any) -> dict:
+    """Bounding box of the largest canvas on the page (the scatter plot)."""
+    boxes = [c.bounding_box() for c in page.locator("canvas").all()]
+    return max((b for b in boxes if b), key=lambda b: b["width"] * b["height"])
+
+
+def drag(page: Any, fx0: float, fy0: float, fx1: float, fy1: float, steps: int = 6) -> float:
+    """Drag with the active (box-select) tool between fractions of the plot area.
+
+    Returns ``time.perf_counter()`` at the release of the mouse button: when the selection is
+    made, so timings of what follows start there and not at the start of the drag.
+    """
+    bb = plot_box(page)
+    top, h = bb["y"] + 40, bb["height"] - 50  # below the toolbar
+
+    def at(fx: float, fy: float) -> tuple[float, float]:
+        return bb["x"] + 15 + fx * (bb["width"] - 30), top + fy * h
+
+    page.mouse.move(*at(fx0, fy0))
+    page.mouse.down()
+    page.mouse.move(*at((fx0 + fx1) / 2, (fy0 + fy1) / 2), steps=steps)
+    page.mouse.move(*at(fx1, fy1), steps=steps)
+    released = time.perf_counter()
+    page.mouse.up()
+    return released
