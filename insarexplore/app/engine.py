@@ -210,12 +210,16 @@ def train_predict(
     from insarexplore.explore.fewshot import FewShotClassifier, train_fewshot
 
     report = progress or (lambda f, t: None)
-    report(0.1, f"fitting {method} on {len(labels)} labels")
+    report(0.02, f"fitting {method} on {len(labels)} labels")
     if data.workspace is not None:
         _, preds = train_fewshot(
-            data.workspace, method, data.model_version, store=store, progress=False
+            data.workspace,
+            method,
+            data.model_version,
+            store=store,
+            progress=lambda f, text: report(0.02 + 0.9 * f, text),
         )
-        report(0.9, "aligning predictions")
+        report(0.95, "aligning predictions")
         pos = pd.Index(preds.ids).get_indexer(data.table.index)
         if (pos < 0).any():
             raise ValueError(
@@ -224,6 +228,7 @@ def train_predict(
         predicted, confidence, proba = preds.predicted[pos], preds.confidence[pos], preds.proba[pos]
         classes = preds.classes
     else:
+        report(0.1, f"fitting {method} on {len(labels)} labels")
         X = np.asarray(data.embeddings)
         clf = FewShotClassifier(method).fit(
             X[data.index_of(labels.index)], labels.to_numpy().astype(str)

@@ -11,6 +11,7 @@ temperature stays 1 (``calibrated_`` is False).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,15 +229,20 @@ def train_fewshot(
     model_version: str | None = None,
     *,
     store: Any = None,
-    progress: bool = True,
+    progress: bool | Callable[[float, str], None] = True,
     **params: Any,
 ) -> tuple[FewShotClassifier, Predictions]:
     """Fit on the workspace's current labels, predict every sample, store the predictions.
 
     Predictions go to ``artifacts/predictions/<method>-<model version>`` with the label-store
     revision they were trained on, so a dashboard can tell when they are out of date.
+    ``progress``: a tqdm bar (True), nothing (False), or ``progress(fraction, text)`` called
+    as the stages advance (a dashboard's progress bar).
     """
     from tqdm.auto import tqdm
+
+    report = progress if callable(progress) else (lambda fraction, text: None)
+    report(0.02, "loading embeddings and labels")
 
     from insarexplore.explore.labels import LabelStore
 
@@ -258,12 +264,16 @@ def train_fewshot(
             + (f" ({len(labels)} label(s) are on samples without embeddings)" if labels else "")
         )
     y = np.array([labels[s] for s in ids[rows]], dtype=object)
+    report(0.1, f"fitting {method} on {rows.size:,} labels")
     clf = FewShotClassifier(method, **params).fit(np.asarray(vectors[rows]), y)
     n, k = len(ids), len(clf.classes_)
     proba = np.empty((n, k), dtype=np.float32)
     step = 65_536
-    for start in tqdm(range(0, n, step), desc="predicting", disable=not progress or n <= step):
+    bar = progress is True and n > step
+    for start in tqdm(range(0, n, step), desc="predicting", disable=not bar):
         proba[start : start + step] = clf.predict_proba(np.asarray(vectors[start : start + step]))
+        done = min(n, start + step)
+        report(0.3 + 0.6 * done / n, f"predicting: {done:,} of {n:,}")
     best = proba.argmax(axis=1)
     preds = Predictions(
         ids=ids,
@@ -289,6 +299,7 @@ def train_fewshot(
         "proba": proba,
         "classes": preds.classes.astype(object),
     }
+    report(0.95, "storing predictions")
     ws.save_artifact("predictions", f"{method}-{version}", arrays, preds.meta)
     return clf, preds
 

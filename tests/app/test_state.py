@@ -146,10 +146,14 @@ def test_train_in_background_pushes_predictions(workspace_copy):
     with pytest.raises(ValueError, match="at least 2 classes"):
         st.train()
     _label_some(st)
+    seen: list[int] = []
+    st.param.watch(lambda e: seen.append(e.new), "progress")
     st.train("linear")
     assert st.busy
     st.wait(60)
     assert not st.busy and st.progress == 100
+    # the bar moves through the stages (load, fit, predict, store), never backwards
+    assert len({p for p in seen if 0 < p < 100}) >= 3 and seen == sorted(seen), seen
     assert st.has_predictions and st.color_by == "predicted"
     acc = (st.table.predicted.to_numpy() == _truth(st.table.index)).mean()
     assert acc > 0.6, acc
