@@ -40,6 +40,7 @@ __all__ = [
 PRESETS: dict[str, dict[str, Any]] = {
     "resnet-tiny": {
         "family": "resnet",
+        "phase_input": "raw",
         "widths": (32, 64, 128, 256),
         "depths": (1, 1, 1, 1),
         "stem": "pooled",
@@ -47,6 +48,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "resnet-small": {
         "family": "resnet",
+        "phase_input": "raw",
         "widths": (32, 64, 128, 256),
         "depths": (1, 1, 1, 1),
         "stem": "small",
@@ -54,6 +56,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "resnet18": {
         "family": "resnet",
+        "phase_input": "raw",
         "widths": (64, 128, 256, 512),
         "depths": (2, 2, 2, 2),
         "stem": "imagenet",
@@ -61,6 +64,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     "resnet34": {
         "family": "resnet",
+        "phase_input": "raw",
         "widths": (64, 128, 256, 512),
         "depths": (3, 4, 6, 3),
         "stem": "imagenet",
@@ -78,6 +82,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _CHANNEL_KINDS = {4: "phase", 3: "rgb"}
+PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
 
 
 def channel_kind_for(in_channels: int) -> str:
@@ -115,6 +120,39 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
+class PhasorGradient(nn.Module):
+    """Fixed input layer: phase ``[cos, sin, coh, valid]`` -> ``[gx_re, gx_im, gy_re, gy_im,
+    coh, valid]``, the phasors of the phase differences between neighbouring pixels.
+
+    For ``z = cos + i sin``, ``z(x+1) * conj(z(x)) = exp(i dphi/dx)``: the local fringe rate,
+    which is what deformation changes. It is exactly invariant to a constant phase offset (the
+    reference point of an interferogram is arbitrary), so the network does not have to learn
+    that invariance from data. Differences touching an invalid pixel are 0. ``(B, 4, H, W) ->
+    (B, 6, H, W)``.
+    """
+
+    def __init__(self, coherence: bool = True) -> None:
+        super().__init__()
+        self.coherence = coherence
+        self.out_channels = 6 if coherence else 5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c, s = x[:, 0], x[:, 1]
+
+        def diff(dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+            n = x.shape[dim + 1]
+            c1, c0 = c.narrow(dim, 1, n - 1), c.narrow(dim, 0, n - 1)
+            s1, s0 = s.narrow(dim, 1, n - 1), s.narrow(dim, 0, n - 1)
+            re, im = c1 * c0 + s1 * s0, s1 * c0 - c1 * s0  # z1 * conj(z0)
+            pad = (0, 1) if dim == 2 else (0, 0, 0, 1)
+            return F.pad(re, pad), F.pad(im, pad)
+
+        gx_re, gx_im = diff(2)
+        gy_re, gy_im = diff(1)
+        rest = [x[:, 2], x[:, 3]] if self.coherence else [x[:, 3]]
+        return torch.stack([gx_re, gx_im, gy_re, gy_im, *rest], dim=1)
+
+
 class ResNet(nn.Module):
     """ResNet with configurable widths and depths; ``forward(x: (B, C, H, W)) -> (B, out_dim)``.
 
@@ -130,10 +168,22 @@ class ResNet(nn.Module):
         depths: tuple[int, ...] = (1, 1, 1, 1),
         stem: str = "small",
         norm: str = "batch",
+        phase_input: str = "raw",
     ) -> None:
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {widths} and depths {depths} must be non-empty, same length")
+        if phase_input not in PHASE_INPUTS:
+            raise ValueError(f"phase_input must be one of {PHASE_INPUTS}, got {phase_input!r}")
+        if phase_input != "raw" and in_channels != 4:
+            raise ValueError(
+                f"phase_input='gradient' needs phase channels [cos, sin, coh, valid] (4), "
+                f"got in_channels={in_channels}"
+            )
+        self.input: nn.Module = nn.Identity()
+        if phase_input != "raw":
+            self.input = PhasorGradient(coherence=phase_input == "gradient+coherence")
+            in_channels = self.input.out_channels
         if stem in ("small", "pooled"):
             self.stem = nn.Sequential(
                 nn.Conv2d(in_channels, widths[0], 3, 2, 1, bias=False),
@@ -171,7 +221,7 @@ class ResNet(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Feature map before pooling: (B, out_dim, H', W')."""
-        return self.stages(self.stem(x))
+        return self.stages(self.stem(self.input(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.flatten(F.adaptive_avg_pool2d(self.forward_features(x), 1), 1)
@@ -262,6 +312,7 @@ def build_encoder(
             depths=tuple(int(d) for d in cfg["depths"]),
             stem=cfg["stem"],
             norm=norm,
+            phase_input=cfg.get("phase_input", "raw"),
         )
         cfg["widths"], cfg["depths"] = list(cfg["widths"]), list(cfg["depths"])
     else:

@@ -105,3 +105,55 @@ def test_heads():
         ProjectionHead(4, n_layers=0)
     with pytest.raises(ValueError, match="norm"):
         ProjectionHead(4, norm="group")
+
+
+def _phase_batch(phi: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    v = valid.to(phi.dtype)
+    return torch.stack([torch.cos(phi) * v, torch.sin(phi) * v, 0.8 * v, v], dim=1)
+
+
+def test_phasor_gradient_is_the_fringe_rate_and_offset_invariant():
+    from insarexplore.models.encoders import PhasorGradient
+
+    torch.manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    phi = (0.3 * xx - 0.7 * yy)[None].repeat(2, 1, 1)  # a plane: constant fringe rate
+    valid = torch.ones_like(phi, dtype=torch.bool)
+    valid[1, 5, 5] = False
+    g = PhasorGradient(coherence=True)(_phase_batch(phi, valid))
+    assert g.shape == (2, 6, 16, 16)
+    assert PhasorGradient(coherence=False)(_phase_batch(phi, valid)).shape == (2, 5, 16, 16)
+    # exp(i dphi/dx) = exp(0.3 i), exp(i dphi/dy) = exp(-0.7 i) away from the last column/row
+    assert torch.allclose(g[0, 0, :, :-1], torch.cos(torch.tensor(0.3)).expand(16, 15), atol=1e-5)
+    assert torch.allclose(g[0, 1, :, :-1], torch.sin(torch.tensor(0.3)).expand(16, 15), atol=1e-5)
+    assert torch.allclose(g[0, 3, :-1], torch.sin(torch.tensor(-0.7)).expand(15, 16), atol=1e-5)
+    assert (g[:, :2, :, -1].abs().sum() == 0) and (g[:, 2:4, -1].abs().sum() == 0)  # padding
+    # differences that touch the invalid pixel are zero
+    assert g[1, 0, 5, 4] == 0 and g[1, 0, 5, 5] == 0 and g[1, 2, 4, 5] == 0
+    # a constant phase offset leaves the input layer unchanged (exact symmetry)
+    phi2 = torch.rand(16, 16) * 6
+    x = _phase_batch(phi2[None], valid[:1])
+    shifted = _phase_batch(phi2[None] + 2.1, valid[:1])
+    assert torch.allclose(PhasorGradient()(x), PhasorGradient()(shifted), atol=1e-5)
+
+
+def test_gradient_input_encoder_builds_saves_and_refuses_rgb(tmp_path):
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-tiny", 4, phase_input="gradient")
+    assert enc.config["phase_input"] == "gradient" and enc.input.out_channels == 5
+    phi = torch.rand(3, 32, 32) * 6
+    x = _phase_batch(phi, torch.ones_like(phi, dtype=torch.bool))
+    enc.eval()
+    with torch.no_grad():
+        a, b = enc(x), enc(_phase_batch(phi - 1.3, torch.ones_like(phi, dtype=torch.bool)))
+    assert torch.allclose(a, b, atol=1e-4)
+    save_encoder(tmp_path / "e.pt", enc)
+    back, cfg = load_encoder(tmp_path / "e.pt")
+    assert cfg["phase_input"] == "gradient"
+    with torch.no_grad():
+        assert torch.allclose(back(x), a, atol=1e-5)
+    with pytest.raises(ValueError, match="phase_input='gradient' needs phase channels"):
+        build_encoder("resnet-tiny", 3, phase_input="gradient")
+    assert build_encoder("resnet-tiny", 4, phase_input="gradient+coherence").input.coherence
+    with pytest.raises(ValueError, match="phase_input must be"):
+        build_encoder("resnet-tiny", 4, phase_input="laplacian")
