@@ -64,63 +64,88 @@ def mogi(
 
 def _okada_terms(
     xp: Any, xi: Any, eta: Any, q: Any, sn: Any, cs: Any, ratio: float, vertical: bool,
-    need: tuple[bool, bool, bool],
+    need: tuple[bool, bool, bool], shared: tuple[Any, Any, Any, bool],
 ) -> tuple[Any, ...]:  # fmt: skip
     """Okada (1985) eq. 25-30 integrands f(xi, eta) for the three dislocation types.
 
     Returns the nine terms (strike, dip, tensile) x (ux, uy, uz) before the -U/(2 pi) factors;
     types whose ``need`` flag is False come back as zeros (saves work for pure shear/tensile).
-    ``ratio`` is mu / (lambda + mu) = 1 - 2 nu.
+    ``ratio`` is mu / (lambda + mu) = 1 - 2 nu. ``shared`` holds what the four corners have in
+    common: q^2, q sin(dip), q cos(dip) and whether q is nonzero everywhere. Products of
+    full-size arrays with per-source factors are grouped so that each costs one pass.
     """
-    ytil = eta * cs + q * sn
-    dtil = eta * sn - q * cs
-    xi2q2 = xi * xi + q * q
+    qq, q_sn, q_cs, q_nonzero = shared
+    ytil = eta * cs + q_sn
+    dtil = eta * sn - q_cs
+    xi2q2 = xi * xi + qq
     r = xp.sqrt(xi2q2 + eta * eta)
     r_eta = r + eta
     r_xi = r + xi
     r_d = r + dtil
+    inv_r = 1.0 / r
     # Okada's singular points: R + eta = 0 -> use -ln(R - eta) and drop 1/(R + eta) terms;
-    # likewise for R + xi; q = 0 -> arctan term is 0; xi = 0 -> I5 = 0.
+    # likewise for R + xi; q = 0 -> arctan term is 0; xi = 0 -> I5 = 0. They are rare on a
+    # grid, so the masked forms run only where one occurs.
     ok_eta = r_eta > 0
+    if bool(ok_eta.all()):
+        ln_r_eta = xp.log(r_eta)
+        inv_r_eta = 1.0 / r_eta
+    else:
+        ln_r_eta = xp.log(xp.where(ok_eta, r_eta, 1.0 / (r - eta)))
+        inv_r_eta = xp.where(ok_eta, 1.0 / xp.where(ok_eta, r_eta, 1.0), 0.0)
+    rre = inv_r_eta * inv_r  # 1 / (R (R + eta))
     ok_xi = r_xi > 0
-    ln_r_eta = xp.log(xp.where(ok_eta, r_eta, 1.0 / (r - eta)))
-    inv_r_eta = xp.where(ok_eta, 1.0 / xp.where(ok_eta, r_eta, 1.0), 0.0)
-    rre = inv_r_eta / r  # 1 / (R (R + eta))
-    rrx = xp.where(ok_xi, 1.0 / (r * xp.where(ok_xi, r_xi, 1.0)), 0.0)  # 1 / (R (R + xi))
-    q_nz = q != 0
-    atn = xp.where(q_nz, xp.arctan(xi * eta / (xp.where(q_nz, q, 1.0) * r)), 0.0)
+    if bool(ok_xi.all()):
+        rrx = inv_r / r_xi  # 1 / (R (R + xi))
+    else:
+        rrx = xp.where(ok_xi, inv_r / xp.where(ok_xi, r_xi, 1.0), 0.0)
+    if q_nonzero:
+        atn = xp.arctan(xi * eta / (q * r))
+    else:
+        q_nz = q != 0
+        atn = xp.where(q_nz, xp.arctan(xi * eta / (xp.where(q_nz, q, 1.0) * r)), 0.0)
 
     if vertical:
         inv_rd = 1.0 / r_d
-        i1 = -0.5 * ratio * xi * q * inv_rd * inv_rd
-        i3 = 0.5 * ratio * (eta * inv_rd + ytil * q * inv_rd * inv_rd - ln_r_eta)
-        i4 = -ratio * q * inv_rd
-        i5 = -ratio * xi * sn * inv_rd
+        q_rd = q * inv_rd
+        i1 = xi * q_rd * inv_rd * (-0.5 * ratio)
+        i3 = (eta * inv_rd + ytil * q_rd * inv_rd - ln_r_eta) * (0.5 * ratio)
+        i4 = q_rd * -ratio
+        i5 = xi * inv_rd * (-ratio * sn)
     else:
         x = xp.sqrt(xi2q2)
+        r_x = r + x
+        cs_rd = cs * r_d
+        num = eta * (x + q_cs) + x * r_x * sn
         xi_nz = xi != 0
-        den = xp.where(xi_nz, xi, 1.0) * (r + x) * cs
-        i5 = xp.where(
-            xi_nz,
-            ratio * 2.0 / cs * xp.arctan((eta * (x + q * cs) + x * (r + x) * sn) / den),
-            0.0,
-        )
-        i4 = ratio / cs * (xp.log(r_d) - sn * ln_r_eta)
-        i3 = ratio * (ytil / (cs * r_d) - ln_r_eta) + sn / cs * i4
-        i1 = -ratio * xi / (cs * r_d) - sn / cs * i5
-    xq_rre = xi * q * rre
+        if bool(xi_nz.all()):
+            i5 = xp.arctan(num / (xi * r_x * cs)) * (ratio * 2.0 / cs)
+        else:
+            den = xp.where(xi_nz, xi, 1.0) * r_x * cs
+            i5 = xp.where(xi_nz, xp.arctan(num / den) * (ratio * 2.0 / cs), 0.0)
+        i4 = (xp.log(r_d) - sn * ln_r_eta) * (ratio / cs)
+        i3 = (ytil / cs_rd - ln_r_eta) * ratio + i4 * (sn / cs)
+        i1 = xi / cs_rd * -ratio - i5 * (sn / cs)
+    q_rre = q * rre
+    xq_rre = xi * q_rre
     zero = (0.0, 0.0, 0.0)
     ss = ds = ts = zero
     if need[0]:
-        i2 = -ratio * ln_r_eta - i3
-        ss = (xq_rre + atn + i1 * sn, ytil * q * rre + q * cs * inv_r_eta + i2 * sn,
-              dtil * q * rre + q * sn * inv_r_eta + i4 * sn)  # fmt: skip
+        i2 = ln_r_eta * -ratio - i3
+        q_ire = q * inv_r_eta
+        ss = (xq_rre + atn + i1 * sn, ytil * q_rre + q_ire * cs + i2 * sn,
+              dtil * q_rre + q_ire * sn + i4 * sn)  # fmt: skip
+    if need[1] or need[2]:
+        q_rrx = q * rrx
     if need[1]:
-        ds = (q / r - i3 * sn * cs, ytil * q * rrx + cs * atn - i1 * sn * cs,
-              dtil * q * rrx + sn * atn - i5 * sn * cs)  # fmt: skip
+        sc = sn * cs
+        ds = (q * inv_r - i3 * sc, ytil * q_rrx + atn * cs - i1 * sc,
+              dtil * q_rrx + atn * sn - i5 * sc)  # fmt: skip
     if need[2]:
-        ts = (q * q * rre - i3 * sn * sn, -dtil * q * rrx - sn * (xq_rre - atn) - i1 * sn * sn,
-              ytil * q * rrx + cs * (xq_rre - atn) - i5 * sn * sn)  # fmt: skip
+        s2 = sn * sn
+        xa = xq_rre - atn
+        ts = (q * q_rre - i3 * s2, -(dtil * q_rrx + xa * sn + i1 * s2),
+              ytil * q_rrx + xa * cs - i5 * s2)  # fmt: skip
     return ss, ds, ts
 
 
@@ -162,11 +187,14 @@ def okada85(
     q = y * sn - d * cs
 
     def chinnery(cs_used: Any, vert: bool) -> list[Any]:
-        out = [0.0] * 9
-        for xi, eta, sign in ((x, p, 1.0), (x, p - W, -1.0), (x - L, p, -1.0), (x - L, p - W, 1.0)):  # fmt: skip
-            terms = _okada_terms(xp, xi, eta, q, sn, cs_used, ratio, vert, need)
+        """f(x, p) - f(x, p - W) - f(x - L, p) + f(x - L, p - W) (Chinnery's notation)."""
+        shared = (q * q, q * sn, q * cs_used, bool((q != 0).all()))
+        out: list[Any] = [0.0] * 9
+        x_l, p_w = x - L, p - W
+        for xi, eta, plus in ((x, p, True), (x, p_w, False), (x_l, p, False), (x_l, p_w, True)):
+            terms = _okada_terms(xp, xi, eta, q, sn, cs_used, ratio, vert, need, shared)
             flat = [t for group in terms for t in group]
-            out = [o + sign * t for o, t in zip(out, flat)]
+            out = [o + t if plus else o - t for o, t in zip(out, flat)]
         return out
 
     with np.errstate(divide="ignore", invalid="ignore"):  # singular points are masked above
@@ -178,12 +206,18 @@ def okada85(
             fv = chinnery(cs * 0.0, True)
             fg = chinnery(xp.where(vertical, 1.0, cs), False)
             f = [xp.where(vertical, a, b) for a, b in zip(fv, fg)]
-    a1, a2, a3 = -U1 / (2 * math.pi), -U2 / (2 * math.pi), U3 / (2 * math.pi)
-    base = (x + y + d + L + W) * 0.0  # the broadcast output shape, also when nothing slips
-    ux = base + a1 * f[0] + a2 * f[3] + a3 * f[6]
-    uy = base + a1 * f[1] + a2 * f[4] + a3 * f[7]
-    uz = base + a1 * f[2] + a2 * f[5] + a3 * f[8]
-    return ux, uy, uz
+    amps = (-U1 / (2 * math.pi), -U2 / (2 * math.pi), U3 / (2 * math.pi))
+    used = [k for k in range(3) if need[k]]
+    if not used:  # nothing slips: zeros of the broadcast output shape
+        zeros = (x + y + d + L + W) * 0.0
+        return zeros, zeros * 1.0, zeros * 1.0
+    out = []
+    for comp in range(3):
+        u = 0.0
+        for k in used:
+            u = u + f[3 * k + comp] * amps[k]
+        out.append(u)
+    return out[0], out[1], out[2]
 
 
 def rectangular_dislocation(
