@@ -11,7 +11,9 @@ Dataset) or from ``generate_to_zarr`` (the finished store). Three views of each 
 Each rate is the best of ``repeats`` runs and every note records the 1-minute load average
 measured just before it: on a shared 2-core machine, wall-clock rates fall with the load, so
 read them next to it. Peak memory of ``generate_to_zarr`` is measured in a fresh process for
-two set sizes to show that it does not grow with the count. With CUDA, the GPU path is timed
+two set sizes to show that it does not grow with the count. Per-thread scheduler statistics
+show how much of two worker threads' time goes to waiting on the GIL (what limits scaling on
+free cores) and how much to waiting for a CPU (other work). With CUDA, the GPU path is timed
 too.
 
     python benchmarks/bench_synth.py [--quick]
@@ -60,6 +62,49 @@ def _best(n: int, size: int, workers: int, repeats: int, device: str | None = No
     return {"wall": max(r[0] for r in runs), "cpu": max(r[1] for r in runs), "load": load}
 
 
+def _thread_states(size: int, blocks: int) -> dict | None:
+    """Where two worker threads spend a block's time: running, waiting for a CPU, asleep.
+
+    Read from Linux's per-thread ``schedstat`` (time on a CPU and time runnable but waiting
+    for one); the rest of the wall time is sleep, which for these threads means waiting for
+    the GIL. A small sleep share means two threads scale to whatever cores are free.
+    """
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from insarexplore.data.synthetic import SyntheticConfig
+    from insarexplore.data.synthetic.pipeline import render_block
+
+    if not os.path.exists(f"/proc/self/task/{threading.get_native_id()}/schedstat"):
+        return None
+    cfg, dev = SyntheticConfig(size=size), torch.device("cpu")
+    totals = [0.0, 0.0, 0.0]  # wall, on a CPU, waiting for a CPU
+
+    def read() -> tuple[int, int]:
+        with open(f"/proc/self/task/{threading.get_native_id()}/schedstat") as fh:
+            run, wait = fh.read().split()[:2]
+        return int(run), int(wait)
+
+    def task(block: int) -> None:
+        (r0, q0), t0 = read(), time.perf_counter()
+        render_block(cfg, 1, block, cfg.block_size, dev)
+        (r1, q1), t1 = read(), time.perf_counter()
+        for i, v in enumerate((t1 - t0, (r1 - r0) / 1e9, (q1 - q0) / 1e9)):
+            totals[i] += v
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(task, range(blocks)))
+    finally:
+        torch.set_num_threads(threads)
+    wall, run, wait = totals
+    return {"run": run / wall, "cpu_wait": wait / wall, "sleep": max(0.0, 1 - (run + wait) / wall)}
+
+
 _ZARR_SCRIPT = """
 import json, resource, sys, tempfile, time
 from pathlib import Path
@@ -106,6 +151,13 @@ def run(quick: bool = False) -> list[dict]:
                          "value": round(r["wall"], 1), "unit": "ifg/s",
                          "note": f"end to end, {n} samples, best of {repeats}, load "
                                  f"{r['load']}{vs}"})  # fmt: skip
+    for size in (128, 224):
+        st = _thread_states(size, 4 if quick else 8)
+        if st is not None:
+            rows.append({"area": AREA, "metric": f"2 threads at {size}px: share of time waiting on the GIL",
+                         "value": round(100 * st["sleep"], 1), "unit": "%",
+                         "note": f"running {100 * st['run']:.0f}%, runnable but waiting for a "
+                                 f"CPU {100 * st['cpu_wait']:.0f}% (other work), load {_load()}"})  # fmt: skip
     try:
         import torch
 
