@@ -16,7 +16,8 @@ import param
 __all__ = ["CardGrid"]
 
 _CSS = """
-.grid { display: flex; flex-wrap: wrap; gap: 6px; min-height: 130px; }
+.grid { display: flex; flex-wrap: wrap; gap: 6px; align-content: flex-start; }
+.hint { color: #555; font-size: 13px; font-style: italic; padding: 8px 4px; }
 .card { border: 1px solid #d0d7de; border-radius: 6px; background: #fff; padding: 2px;
         display: flex; flex-direction: column; align-items: center; }
 .card.focused { border: 2px solid #e6194b; padding: 1px; }
@@ -44,6 +45,7 @@ class CardGrid(pn.custom.ReactiveHTML):
     # Parameterized children and fails on the next update ("unhashable type: 'dict'")
     page = param.Dict(default={"cards": []}, doc="``{'cards': [card dict, ...]}``.")
     focused = param.String(default="", doc="Sample id drawn with the focus frame.")
+    empty = param.String(default="", doc="Hint shown when there are no cards (plain text).")
     thumb = param.Integer(default=96, doc="Thumbnail size (px).")
     clicked = param.String(default="", doc="Sample id of the last clicked card.")
     clicks = param.Integer(default=0)
@@ -69,6 +71,12 @@ class CardGrid(pn.custom.ReactiveHTML):
         "draw": """
           const size = data.thumb;
           const frag = document.createDocumentFragment();
+          if (!data.page.cards.length) {
+            const hint = document.createElement('div');
+            hint.className = 'hint';
+            hint.textContent = data.empty;
+            frag.append(hint);
+          }
           for (const c of data.page.cards) {
             const card = document.createElement('div');
             card.className = 'card' + (c.id === data.focused ? ' focused' : '');
@@ -109,6 +117,7 @@ class CardGrid(pn.custom.ReactiveHTML):
           }
         """,
         "page": "self.draw();",
+        "empty": "self.draw();",
         "thumb": "self.draw();",
     }
 
@@ -128,5 +137,4 @@ class CardGrid(pn.custom.ReactiveHTML):
 
     def __init__(self, **params: Any) -> None:
         params.setdefault("sizing_mode", "stretch_width")
-        params.setdefault("min_height", 130)
         super().__init__(**params)

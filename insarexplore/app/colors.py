@@ -97,7 +97,7 @@ def coloring(
         if name == "cluster":
             as_str = as_str.where(col.to_numpy() >= 0, "")
         cats = category_order(as_str, classes if is_label else None)
-        codes = pd.Categorical(as_str, categories=cats).codes.astype(np.int64)
+        codes = pd.Index(cats, dtype=object).get_indexer(as_str).astype(np.int64)  # -1: none
         key = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(cats))]
         lut = np.array([*key, MISSING], dtype=object)
         return Coloring(name, kind, lut[codes], cats, key, codes=codes)

@@ -43,7 +43,11 @@ class GalleryView(pn.viewable.Viewer):
 
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
-        self.grid = CardGrid(thumb=self.thumb, focused=state.focused or "")
+        # two rows of cards tall from the start: a first selection then changes no sizes, so
+        # the browser does not lay the whole page out again
+        self.grid = CardGrid(
+            thumb=self.thumb, focused=state.focused or "", min_height=2 * (self.thumb + 86)
+        )
         self._prev = pn.widgets.Button(label="< Prev", width=70, margin=(5, 4))
         self._next = pn.widgets.Button(label="Next >", width=70, margin=(5, 4))
         self._pageinfo = pn.pane.Markdown("", margin=(5, 8))
@@ -58,7 +62,6 @@ class GalleryView(pn.viewable.Viewer):
         self.grid.param.watch(self._on_click, ["clicks"])
         #: sample id -> the card dict shown for it (``src`` PNG data URL, ``meta`` HTML)
         self.cards: dict[str, dict[str, str]] = {}
-        self._empty = pn.pane.Markdown("")
         state.param.watch(self._reset, ["selection", "suggestions", "gallery_mode"])
         state.param.watch(self._refresh_meta, ["version"])
         state.param.watch(self._highlight, ["focused"])
@@ -110,15 +113,14 @@ class GalleryView(pn.viewable.Viewer):
                 "src": src,
                 "meta": self._meta_html(sid, row),
             }
-        self.grid.param.update(page={"cards": list(self.cards.values())}, focused=s.focused or "")
-        self._empty.object = (
-            ""
-            if items
-            else "*Select points in the scatter (box or lasso) or draw on the map.*"
+        hint = (
+            "Select points in the scatter (box or lasso) or draw on the map."
             if s.gallery_mode == "selection"
-            else "*Press **Suggest next** in the model panel.*"
+            else "Press Suggest next in the model panel."
         )
-        self._empty.visible = not items
+        self.grid.param.update(
+            page={"cards": list(self.cards.values())}, focused=s.focused or "", empty=hint
+        )
         total = len(self.items)
         self._pageinfo.object = (
             f"{total:,} samples · page {self.page + 1}/{self.n_pages}" if total else ""
@@ -157,7 +159,7 @@ class GalleryView(pn.viewable.Viewer):
         header = pn.Row(
             self._mode, self._prev, self._next, self._pageinfo, sizing_mode="stretch_width"
         )
-        return pn.Column(header, self._empty, self.grid, sizing_mode="stretch_width")
+        return pn.Column(header, self.grid, sizing_mode="stretch_width")
 
 
 class DetailView(pn.viewable.Viewer):
