@@ -3,16 +3,19 @@
 * ``suggest`` over 1,000,000 x 128 float32 embeddings (diversity: k-center greedy; entropy).
 * The label store holding 1,000,000 events: time to query current labels (and to write them).
 * UMAP of 100,000 points (numba compilation timed separately).
-* Label-efficiency curve on the synthetic benchmark (6 classes): macro-F1 on a held-out,
-  group-aware test split against labels per class (1, 2, 5, 10, 20, 50), for active versus
-  random selection, linear probe versus encoder fine-tuning. Embeddings come from an encoder
-  pretrained here on the unlabelled pool (cached under benchmarks/out/). Active selection starts
-  cold with ``typical`` samples (centres of label-free k-means clusters) for the first two labels
-  per class, then adds one label per class per round with ``margin`` uncertainty sampling. Random selection draws the same total number of
-  labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
+* Label-efficiency curve on the synthetic benchmark (6 classes): macro-F1 on a held-out test set
+  against labels per class (1, 2, 5, 10, 20, 50), for active versus random selection, linear
+  probe versus encoder fine-tuning. Data and encoder are the quality benchmark's
+  (``bench_quality.py``: 5,000 unlabelled 64 px pool samples, 1,200 test samples generated with
+  another seed, the default encoder pretrained for 15 minutes, cached under benchmarks/out/ and
+  shared by both benchmarks). Active selection starts cold with ``typical`` samples (centres of
+  label-free k-means clusters) for the first two labels per class, then adds one label per class
+  per round with ``margin`` uncertainty sampling. Random selection draws the same total number
+  of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
 
     python benchmarks/bench_engine.py            # full sizes
     python benchmarks/bench_engine.py --quick    # small sizes (minutes)
+    python benchmarks/bench_engine.py --only efficiency --steps 1200   # fixed pretraining steps
 """
 
 from __future__ import annotations
@@ -128,22 +131,25 @@ def bench_umap(n: int) -> list[dict]:
 
 
 # -- label efficiency -----------------------------------------------------------------------
-def _workspace(n: int, size: int, minutes: float, difficulty: str = "medium"):
-    """A cached synthetic workspace with a pretrained encoder and its embeddings."""
-    from insarexplore.data.synthetic import generate
-    from insarexplore.embed import embed_workspace
-    from insarexplore.ssl.train import PretrainConfig, pretrain
-    from insarexplore.workspace import Workspace
+def _pretrained(n_pool: int, n_test: int, minutes: float, steps: int | None):
+    """Embeddings of the quality benchmark's pool and test set (issue 4) by its pretrained
+    encoder: the same data (64 px, 6 classes, seeds 1 and 2) and the same cached run, so the two
+    tables describe one encoder. Returns (run folder, channels, embeddings, labels, pool rows,
+    test rows)."""
+    import sys
 
-    path = OUT / f"engine-ws-{difficulty}-{n}-{size}-{minutes:g}min"
-    ws = Workspace.create(path)
-    if not ws.has_data():
-        ws.add_data(generate(n, size=size, seed=11, difficulty=difficulty))
-    if not ws.current_model:
-        cfg = PretrainConfig(minutes=minutes, batch_size=128, tensorboard=False, progress=True)
-        pretrain(ws, cfg)
-    embed_workspace(ws, progress=True)
-    return ws
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))
+    import bench_quality as bq
+
+    from insarexplore.embed import Embedder
+
+    pool, test = bq.make_data(n_pool, seed=1), bq.make_data(n_test, seed=2)
+    run = bq.ssl_run(pool, "phase", minutes=minutes, steps=steps)
+    x = np.concatenate([pool.insar.to_channels("phase"), test.insar.to_channels("phase")])
+    X = Embedder(run, progress=False).fit().transform(x)
+    y = np.concatenate([pool["label"].values, test["label"].values]).astype(str)
+    return run, x, X, y, np.arange(n_pool), np.arange(n_pool, n_pool + n_test)
 
 
 def _margin_round(X, y, chosen, pool, batch, seed):
@@ -197,7 +203,7 @@ def _f1_probe(X, y, train, test) -> float:
     return float(f1_score(y[test], clf.predict(X[test]), average="macro"))
 
 
-def _f1_finetune(ws, x, y, train, test, seed) -> float:
+def _f1_finetune(run, x, y, train, test, seed) -> float:
     import torch
 
     from insarexplore.explore.finetune import finetune_encoder
@@ -205,7 +211,7 @@ def _f1_finetune(ws, x, y, train, test, seed) -> float:
 
     if len(np.unique(y[train])) < 2:
         return 0.0
-    encoder, _ = load_encoder(ws.model_dir(ws.current_model))
+    encoder, _ = load_encoder(run)
     model, _ = finetune_encoder(
         encoder, x[train], y[train], epochs=15, patience=4, batch_size=32, seed=seed, progress=False
     )
@@ -216,19 +222,10 @@ def _f1_finetune(ws, x, y, train, test, seed) -> float:
     return _f1_probe(emb, y, train, test)
 
 
-def bench_label_efficiency(
-    n: int, size: int, minutes: float, seeds: int, ft_budgets: tuple[int, ...]
-) -> list[dict]:
-    from insarexplore.explore.splits import group_train_test_split
-
-    ws = _workspace(n, size, minutes)
-    ds = ws.open_data(lazy=False)
-    ids, X, _ = ws.load_embeddings(aligned=True)
-    X = np.asarray(X, dtype=np.float32)
-    y = np.asarray(ds["label"].values).astype(str)
+def bench_label_efficiency(n_pool: int, n_test: int, minutes: float, seeds: int,
+                           ft_budgets: tuple[int, ...], steps: int | None = None) -> list[dict]:  # fmt: skip
+    run, x, X, y, pool_idx, test_idx = _pretrained(n_pool, n_test, minutes, steps)
     classes = np.unique(y)
-    pool_idx, test_idx = group_train_test_split(ds, test_size=0.3, seed=0)
-    x = ds.insar.to_channels() if ft_budgets else None
     curves: dict[tuple[str, str], list[list[float]]] = {}
     for seed in range(seeds):
         rand, act = _selections(X, y, pool_idx, len(classes), seed)
@@ -237,7 +234,7 @@ def bench_label_efficiency(
             curves.setdefault(("linear probe", sel_name), []).append(lp)
             if ft_budgets and seed == 0:
                 ft = [
-                    _f1_finetune(ws, x, y, sets[k], test_idx, seed) if k in ft_budgets else np.nan
+                    _f1_finetune(run, x, y, sets[k], test_idx, seed) if k in ft_budgets else np.nan
                     for k in BUDGETS
                 ]
                 curves.setdefault(("fine-tuning", sel_name), []).append(ft)
@@ -261,8 +258,9 @@ def bench_label_efficiency(
     )
     for j, k in enumerate(BUDGETS):
         rows.append(_row(f"active_minus_random_linear_probe_{k}_per_class", lp_gain[j], "macro-F1"))
-    _plot(curves, n, size)
-    note = f"{n} samples, {size} px, pretrain {minutes:g} min, test {len(test_idx)}"
+    _plot(curves, n_pool, 64)
+    budget = f"{steps} steps" if steps else f"{minutes:g} min"
+    note = f"pool {n_pool}, 64 px, pretrain {budget}, held-out test {len(test_idx)}"
     rows.append(_row("label_efficiency_plot", 1.0, "file", f"{PLOT.name}; {note}"))
     return rows
 
@@ -308,9 +306,9 @@ def run(quick: bool = False) -> list[dict]:
     rows += bench_label_store(100_000 if quick else 1_000_000)
     rows += bench_umap(10_000 if quick else 100_000)
     if quick:
-        rows += bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
+        rows += bench_label_efficiency(600, 300, 1.0, seeds=2, ft_budgets=(5,))
     else:
-        rows += bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+        rows += bench_label_efficiency(5000, 1200, 15.0, seeds=5, ft_budgets=(1, 5, 20, 50))
     return rows
 
 
@@ -318,6 +316,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes")
     parser.add_argument("--only", choices=("suggest", "labels", "umap", "efficiency"))
+    parser.add_argument("--steps", type=int, default=None,
+                        help="label efficiency: pretraining steps instead of minutes")  # fmt: skip
     args = parser.parse_args()
     if args.only == "suggest":
         rows = bench_suggest(1_000_000)
@@ -327,9 +327,11 @@ def main() -> None:
         rows = bench_umap(10_000 if args.quick else 100_000)
     elif args.only == "efficiency":
         rows = (
-            bench_label_efficiency(1200, 32, 1.0, seeds=2, ft_budgets=(5,))
+            bench_label_efficiency(600, 300, 1.0, seeds=2, ft_budgets=(5,), steps=args.steps)
             if args.quick
-            else bench_label_efficiency(3000, 32, 6.0, seeds=3, ft_budgets=(1, 5, 20, 50))
+            else bench_label_efficiency(
+                5000, 1200, 15.0, seeds=5, ft_budgets=(1, 5, 20, 50), steps=args.steps
+            )
         )
     else:
         rows = run(quick=args.quick)

@@ -21,7 +21,7 @@ sets are. Pretraining uses no labels.
 from __future__ import annotations
 
 import argparse
-import time
+import json
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +84,23 @@ def probe_f1(train_x, train_y, test_x, test_y) -> float:
     return float(f1_score(test_y, clf.predict(test_x), average="macro"))
 
 
-def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps: int) -> float:
-    """The same encoder + linear head trained from scratch on the few labels (augmented)."""
+def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps: int,
+                  encoder_config: dict | None = None) -> float:  # fmt: skip
+    """The same encoder (``encoder_config``: the SSL encoder's, default resnet-tiny) + linear
+    head trained from scratch on the few labels (augmented)."""
     import torch
     from sklearn.metrics import f1_score
     from torch import nn
 
     from insarexplore.models import build_encoder
+    from insarexplore.models.serialization import build_from_config
     from insarexplore.ssl import PhaseAugment, RGBAugment
 
     torch.manual_seed(seed)
-    enc = build_encoder("resnet-tiny", x_train.shape[1])
+    if encoder_config is None:
+        enc = build_encoder("resnet-tiny", x_train.shape[1])
+    else:
+        enc = build_from_config(encoder_config)
     classes, y = np.unique(y_train, return_inverse=True)
     model = nn.Sequential(enc, nn.Linear(enc.out_dim, len(classes)))
     aug = (PhaseAugment if kind == "phase" else RGBAugment)(x_train.shape[-1])
@@ -120,38 +126,51 @@ def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps:
     return float(f1_score(y_test, classes[pred.numpy()], average="macro"))
 
 
-def evaluate_kind(pool, test, kind: str, *, minutes: float, seeds: list[int], sup_steps: int,
-                  per_class: int = 10, log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-    import tempfile
+def ssl_run(pool, kind: str, *, minutes: float | None = 15.0, steps: int | None = None,
+            log=print) -> Path:  # fmt: skip
+    """The default encoder pretrained on ``pool`` (no labels), cached under ``OUT`` by its
+    config: a finished run is reused (the label-efficiency benchmark shares it), an interrupted
+    one resumes. Budget: ``steps`` if given, else ``minutes`` of wall clock."""
+    from insarexplore.ssl.train import PretrainConfig, pretrain
 
+    cfg = PretrainConfig(minutes=None if steps else minutes, steps=steps, monitor_every=0,
+                         tensorboard=False)  # fmt: skip
+    key = cfg.resume_key(kind, 4 if kind == "phase" else 3)
+    run = OUT / f"ssl-{kind}-{pool.sizes['sample']}-{key}"
+    meta = run / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("status") == "done":
+        log(f"[{kind}] reusing the pretrained encoder in {run}")
+        return run
+    budget = f"{steps} steps" if steps else f"{minutes:g} min"
+    log(f"[{kind}] pretraining the default encoder on {pool.sizes['sample']} samples ({budget})")
+    pretrain(pool, cfg, out_dir=run)
+    return run
+
+
+def evaluate_kind(pool, test, kind: str, *, minutes: float | None, seeds: list[int], sup_steps: int,
+                  per_class: int = 10, steps: int | None = None,
+                  log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
     from sklearn.decomposition import PCA
 
     from insarexplore.embed import Embedder
-    from insarexplore.models import build_encoder
-    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.models.serialization import build_from_config
 
     info: dict[str, Any] = {}
-    t = time.perf_counter()
-    with tempfile.TemporaryDirectory() as tmp:
-        run = pretrain(
-            pool, PretrainConfig(minutes=minutes, monitor_every=0, tensorboard=False), out_dir=tmp
-        )
-        info["pretrain_s"] = time.perf_counter() - t
-        ssl = Embedder(run, progress=False).fit()
-        import json
-
-        meta = json.loads((Path(run) / "meta.json").read_text())
-        info["pretrain_steps"] = meta["steps"]
-        log(f"[{kind}] pretrained {meta['steps']} steps in {info['pretrain_s']:.0f} s")
-        pool_y = np.asarray(pool["label"].values).astype(str)
-        test_y = np.asarray(test["label"].values).astype(str)
-        x_pool = pool.insar.to_channels(kind)
-        x_test = test.insar.to_channels(kind)
-        feats = {"ssl": (ssl.transform(x_pool), ssl.transform(x_test))}
+    run = ssl_run(pool, kind, minutes=minutes, steps=steps, log=log)
+    meta = json.loads((run / "meta.json").read_text())
+    info["pretrain_s"], info["pretrain_steps"] = meta["elapsed_s"], meta["steps"]
+    encoder_config = meta["encoder_config"]
+    log(f"[{kind}] pretrained {meta['steps']} steps in {info['pretrain_s']:.0f} s")
+    ssl = Embedder(run, progress=False).fit()
+    pool_y = np.asarray(pool["label"].values).astype(str)
+    test_y = np.asarray(test["label"].values).astype(str)
+    x_pool = pool.insar.to_channels(kind)
+    x_test = test.insar.to_channels(kind)
+    feats = {"ssl": (ssl.transform(x_pool), ssl.transform(x_test))}
     import torch
 
     torch.manual_seed(0)
-    rand = Embedder(build_encoder("resnet-tiny", x_pool.shape[1]), progress=False).fit()
+    rand = Embedder(build_from_config(encoder_config), progress=False).fit()
     feats["random-init"] = (rand.transform(x_pool), rand.transform(x_test))
     pca = PCA(64, random_state=0).fit(x_pool.reshape(len(x_pool), -1))
     feats["pca"] = (
@@ -164,7 +183,9 @@ def evaluate_kind(pool, test, kind: str, *, minutes: float, seeds: list[int], su
         for m in ("ssl", "random-init", "pca"):
             scores[m].append(probe_f1(feats[m][0][idx], pool_y[idx], feats[m][1], test_y))
         scores["supervised"].append(
-            supervised_f1(x_pool[idx], pool_y[idx], x_test, test_y, kind, seed, sup_steps)
+            supervised_f1(
+                x_pool[idx], pool_y[idx], x_test, test_y, kind, seed, sup_steps, encoder_config
+            )  # fmt: skip
         )
         log(f"[{kind}] seed {seed}: " + ", ".join(f"{m} {scores[m][-1]:.3f}" for m in METHODS))
     rows = []
@@ -181,8 +202,10 @@ def evaluate_kind(pool, test, kind: str, *, minutes: float, seeds: list[int], su
 
 def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = None,
         minutes: float | None = None, seeds: int | None = None, kinds: tuple[str, ...] = ("phase", "rgb"),
-        sup_steps: int | None = None, log=print) -> list[dict[str, Any]]:  # fmt: skip
-    """The quality table; ``quick`` shrinks every size for a smoke run."""
+        sup_steps: int | None = None, steps: int | None = None,
+        log=print) -> list[dict[str, Any]]:  # fmt: skip
+    """The quality table; ``quick`` shrinks every size for a smoke run. ``steps`` replaces the
+    wall-clock budget by a step count (for loaded machines: the same training whatever the load)."""
     import torch
 
     n_pool = n_pool or (600 if quick else 5000)
@@ -202,7 +225,7 @@ def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = 
     for kind in kinds:
         p, t = (pool, test) if kind == "phase" else (render_mixed(pool, 1), render_mixed(test, 2))
         r, _ = evaluate_kind(p, t, kind, minutes=minutes, seeds=list(range(n_seeds)),
-                             sup_steps=sup_steps, log=log)  # fmt: skip
+                             sup_steps=sup_steps, steps=steps, log=log)  # fmt: skip
         rows += r
     return rows
 
@@ -218,9 +241,15 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
     parser.add_argument("--n-pool", type=int, default=None)
     parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help="pretraining steps instead of --minutes (same run whatever the load)",
+    )
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--kinds", default="phase,rgb")
     parser.add_argument("--sup-steps", type=int, default=None, help="supervised baseline steps")
     a = parser.parse_args()
     print(_table(run(a.quick, n_pool=a.n_pool, minutes=a.minutes, seeds=a.seeds,
-                     kinds=tuple(a.kinds.split(",")), sup_steps=a.sup_steps)))  # fmt: skip
+                     kinds=tuple(a.kinds.split(",")), sup_steps=a.sup_steps, steps=a.steps)))  # fmt: skip
