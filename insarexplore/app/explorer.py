@@ -17,6 +17,7 @@ import param
 from insarexplore.app.data import ExplorerData
 from insarexplore.app.gallery import DetailView, GalleryView
 from insarexplore.app.labelling import LabellingView
+from insarexplore.app.livetext import LiveText
 from insarexplore.app.map import MapView
 from insarexplore.app.model import ModelView
 from insarexplore.app.scatter import ScatterView
@@ -76,9 +77,7 @@ class Explorer(pn.viewable.Viewer):
         kw = {"author": author} if author else {}
         self.state = ExplorerState(data, **kw)
         # the status line first: its watcher runs before the heavier views' watchers
-        self._status = pn.pane.Markdown(
-            self._status_text(), margin=(10, 10), styles={"color": "white"}
-        )
+        self._status = LiveText(self._status_text(), margin=(12, 10), styles={"color": "white"})
         self.state.param.watch(
             lambda e: setattr(self._status, "object", self._status_text()),
             ["message", "selection", "focused"],
@@ -93,8 +92,11 @@ class Explorer(pn.viewable.Viewer):
 
     def _status_text(self) -> str:
         s = self.state
-        focus = f" · focused **{s.focused}**" if s.focused else ""
-        return f"{s.message} · {len(s.selection):,} selected{focus} · labels by **{s.author}**"
+        focus = f" · focused <b>{html.escape(s.focused)}</b>" if s.focused else ""
+        return (
+            f"{html.escape(s.message)} · {len(s.selection):,} selected{focus}"
+            f" · labels by <b>{html.escape(s.author)}</b>"
+        )
 
     def _build(self) -> pn.viewable.Viewable:
         header = pn.Row(

@@ -19,6 +19,7 @@ import param
 
 from insarexplore.app import engine
 from insarexplore.app.cards import CardGrid
+from insarexplore.app.livetext import LiveText
 from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
 
@@ -50,7 +51,7 @@ class GalleryView(pn.viewable.Viewer):
         )
         self._prev = pn.widgets.Button(label="< Prev", width=70, margin=(5, 4))
         self._next = pn.widgets.Button(label="Next >", width=70, margin=(5, 4))
-        self._pageinfo = pn.pane.Markdown("", margin=(5, 8))
+        self._pageinfo = LiveText("", margin=(12, 8, 5, 8))
         self._mode = pn.widgets.RadioButtonGroup.from_param(
             state.param.gallery_mode,
             options={"Selection": "selection", "Suggestions": "suggestions"},

@@ -16,6 +16,7 @@ import panel as pn
 import param
 
 from insarexplore.app.data import footprint_rings
+from insarexplore.app.livetext import LiveText
 from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
 
@@ -129,7 +130,7 @@ class MapView(pn.viewable.Viewer):
         self._base_select = pn.widgets.Select.from_param(
             self.param.basemap, label="Base map", width=180, margin=(5, 10)
         )
-        self._note = pn.pane.Markdown("", margin=(5, 10))
+        self._note = LiveText("", margin=(28, 10, 5, 10))
         state.param.watch(self._draw_selection, ["selection", "version", "color_by"])
         state.param.watch(self._draw_focus, ["focused"])
         self._draw_selection()

@@ -16,6 +16,7 @@ import panel as pn
 import param
 
 from insarexplore.app.colors import Coloring
+from insarexplore.app.livetext import LiveText
 from insarexplore.app.state import ExplorerState
 
 __all__ = ["ScatterView"]
@@ -77,7 +78,7 @@ class ScatterView(pn.viewable.Viewer):
         self._color_select = pn.widgets.Select.from_param(
             state.param.color_by, label="Colour by", width=180, margin=(5, 10)
         )
-        self._info = pn.pane.Markdown(self._info_text(), margin=(5, 10))
+        self._info = LiveText(self._info_text(), margin=(28, 10, 5, 10))
         state.param.watch(self._update_legend, ["color_by", "version"])
         state.param.watch(self._update_overlay, ["selection", "focused"])
         state.param.watch(lambda e: setattr(self._info, "object", self._info_text()), ["selection"])
@@ -111,7 +112,8 @@ class ScatterView(pn.viewable.Viewer):
 
     def _info_text(self) -> str:
         mode = "datashaded" if self.datashaded else "points"
-        return f"**{self.state.n:,}** samples ({mode}) · **{len(self.state.selection):,}** selected"
+        n, k = self.state.n, len(self.state.selection)
+        return f"<b>{n:,}</b> samples ({mode}) · <b>{k:,}</b> selected"
 
     # -- plot callbacks ----------------------------------------------------------------------
     def _frame(self) -> pd.DataFrame:

@@ -218,7 +218,7 @@ def test_explorer_assembles_inline(app_data):
     ex = Explorer(data=app_data, author="nb")
     root = pn.panel(ex).get_root()
     assert root is not None
-    assert ex.state.author == "nb" and "labels by **nb**" in ex._status.object
+    assert ex.state.author == "nb" and "labels by <b>nb</b>" in ex._status.object
     with pytest.raises(ValueError, match="workspace"):
         Explorer()
 
