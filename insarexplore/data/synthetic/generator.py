@@ -47,7 +47,7 @@ def _single_thread(dev: Any) -> int:
 
     The pixel work comes in cache-sized pieces too small for intra-op threads to pay off, and on
     a loaded machine OpenMP threads waiting for busy cores slow every small op down by 10x or
-    more. Parallelism across cores comes from generating blocks in several processes instead.
+    more. Parallelism across cores comes from generating whole blocks in several threads.
     """
     import torch
 
@@ -137,7 +137,7 @@ def _iter_raw(
         from concurrent.futures import ThreadPoolExecutor
 
         # threads, not processes: torch and numpy release the GIL for the pixel work, and each
-        # block writes straight into ``out`` (nothing is pickled or copied between processes)
+        # block writes straight into its destination (nothing is pickled or copied)
         with ThreadPoolExecutor(workers, thread_name_prefix="synthesis") as pool:
             todo = deque(blocks)
             running: deque = deque()
