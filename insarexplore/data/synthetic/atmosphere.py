@@ -76,15 +76,16 @@ def _k_power(h: int, w: int, spacing_m: float, half_beta: float, device: Any) ->
     import torch
 
     key = (h, w, float(spacing_m), float(half_beta), str(device))
-    if key not in _POWER:
+    hit = _POWER.get(key)  # one lookup: another generation thread may clear the cache
+    if hit is None:
         if len(_POWER) > 64:  # many distinct exponents: keep the cache small
             _POWER.clear()
         t = -half_beta * _log_wavenumbers(h, w, spacing_m, device)[0].double()
         top = float(t.max())
         table = torch.exp(t - top).float()
         table[0, 0] = 0.0
-        _POWER[key] = (table, top)
-    return _POWER[key]
+        hit = _POWER[key] = (table, top)
+    return hit
 
 
 def _amplitudes(
