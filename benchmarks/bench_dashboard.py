@@ -225,7 +225,10 @@ def bench_workspace(browser, n: int) -> list[dict]:
                     f"box selection to gallery n={n:,}, median of {len(boxes)}",
                     statistics.median(t_gallery),
                     "s",
-                    "boxes selecting " + ", ".join(counts),
+                    "each: "
+                    + ", ".join(f"{t:.2f} s" for t in t_gallery)
+                    + "; "
+                    + ", ".join(counts),
                 )
             )
             rows.append(
@@ -233,7 +236,9 @@ def bench_workspace(browser, n: int) -> list[dict]:
                     f"box selection to map n={n:,}, median of {len(boxes)}",
                     statistics.median(t_map),
                     "s",
-                    "at most 500 footprints one by one, up to 2,000 merged by colour above",
+                    "each: "
+                    + ", ".join(f"{t:.2f} s" for t in t_map)
+                    + "; 500 footprints one by one at most, up to 2,000 merged by colour above",
                 )
             )
             page.close()
