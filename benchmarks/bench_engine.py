@@ -10,8 +10,9 @@
   another seed, the default encoder pretrained for 15 minutes, cached under benchmarks/out/ and
   shared by both benchmarks). Active selection starts cold with ``typical`` samples (centres of
   label-free k-means clusters) for the first two labels per class, then adds one label per class
-  per round with ``margin`` uncertainty sampling. Random selection draws the same total number
-  of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
+  per round with ``margin_diverse`` (smallest margins, spread over the embedding space by
+  k-means); ``active-margin`` (linear probe only) does the rounds with plain ``margin``, for
+  comparison. Random selection draws the same total number of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
 
     python benchmarks/bench_engine.py            # full sizes
     python benchmarks/bench_engine.py --quick    # small sizes (minutes)
@@ -152,7 +153,7 @@ def _pretrained(n_pool: int, n_test: int, minutes: float, steps: int | None):
     return run, x, X, y, np.arange(n_pool), np.arange(n_pool, n_pool + n_test)
 
 
-def _margin_round(X, y, chosen, pool, batch, seed):
+def _uncertainty_round(X, y, chosen, pool, batch, seed, strategy):
     from insarexplore.explore.active import suggest
     from insarexplore.explore.fewshot import FewShotClassifier
 
@@ -164,12 +165,13 @@ def _margin_round(X, y, chosen, pool, batch, seed):
     else:
         clf = FewShotClassifier("linear").fit(X[chosen], y[chosen])
         proba = clf.predict_proba(X)
-        picks = suggest(batch, "margin", proba=proba, labelled=labelled, seed=seed)
+        picks = suggest(batch, strategy, proba=proba, embeddings=X, labelled=labelled, seed=seed)
     return [p.index for p in picks]
 
 
-def _selections(X, y, pool_idx, n_classes, seed):
-    """Label sets (row indices) per budget for random and active selection."""
+def _selections(X, y, pool_idx, n_classes, seed, strategies=("margin_diverse",)):
+    """Label sets (row indices) per budget: ``random``, and one active schedule per strategy
+    (``typical`` for the first two labels per class, then rounds of the strategy)."""
     from insarexplore.explore.active import suggest
 
     rng = np.random.default_rng(seed)
@@ -177,19 +179,26 @@ def _selections(X, y, pool_idx, n_classes, seed):
     random_sets = {k: order[: k * n_classes] for k in BUDGETS}
     pool = np.zeros(len(X), bool)
     pool[pool_idx] = True
-    chosen: list[int] = []
-    active_sets = {}
-    for k in BUDGETS:
-        while len(chosen) < k * n_classes:
-            labelled = ~pool
-            labelled[chosen] = True
-            if len(chosen) < 2 * n_classes:  # cold start: typical samples of unlabelled clusters
-                picks = suggest(n_classes, "typical", embeddings=X, labelled=labelled, seed=seed)
-                chosen += [p.index for p in picks]
-            else:
-                chosen += _margin_round(X, y, np.array(chosen), pool, n_classes, seed)
-        active_sets[k] = np.array(chosen[: k * n_classes])
-    return random_sets, active_sets
+    sets = {"random": random_sets}
+    for strategy in strategies:
+        chosen: list[int] = []
+        active_sets = {}
+        for k in BUDGETS:
+            while len(chosen) < k * n_classes:
+                labelled = ~pool
+                labelled[chosen] = True
+                if len(chosen) < 2 * n_classes:  # cold start: typical samples of clusters
+                    picks = suggest(
+                        n_classes, "typical", embeddings=X, labelled=labelled, seed=seed
+                    )
+                    chosen += [p.index for p in picks]
+                else:
+                    chosen += _uncertainty_round(
+                        X, y, np.array(chosen), pool, n_classes, seed, strategy
+                    )
+            active_sets[k] = np.array(chosen[: k * n_classes])
+        sets["active" if strategy == strategies[0] else f"active-{strategy}"] = active_sets
+    return sets
 
 
 def _f1_probe(X, y, train, test) -> float:
@@ -228,11 +237,11 @@ def bench_label_efficiency(n_pool: int, n_test: int, minutes: float, seeds: int,
     classes = np.unique(y)
     curves: dict[tuple[str, str], list[list[float]]] = {}
     for seed in range(seeds):
-        rand, act = _selections(X, y, pool_idx, len(classes), seed)
-        for sel_name, sets in (("random", rand), ("active", act)):
+        selections = _selections(X, y, pool_idx, len(classes), seed, ("margin_diverse", "margin"))
+        for sel_name, sets in selections.items():
             lp = [_f1_probe(X, y, sets[k], test_idx) for k in BUDGETS]
             curves.setdefault(("linear probe", sel_name), []).append(lp)
-            if ft_budgets and seed == 0:
+            if ft_budgets and seed == 0 and sel_name in ("random", "active"):
                 ft = [
                     _f1_finetune(run, x, y, sets[k], test_idx, seed) if k in ft_budgets else np.nan
                     for k in BUDGETS
@@ -253,11 +262,14 @@ def bench_label_efficiency(n_pool: int, n_test: int, minutes: float, seeds: int,
                 )  # fmt: skip
             )
     _print_table(curves)
-    lp_gain = np.mean(curves[("linear probe", "active")], axis=0) - np.mean(
-        curves[("linear probe", "random")], axis=0
-    )
-    for j, k in enumerate(BUDGETS):
-        rows.append(_row(f"active_minus_random_linear_probe_{k}_per_class", lp_gain[j], "macro-F1"))
+    rand = np.asarray(curves[("linear probe", "random")])
+    for sel in ("active", "active-margin"):
+        act = np.asarray(curves[("linear probe", sel)])
+        gain, spread = (act - rand).mean(axis=0), (act - rand).std(axis=0)
+        name = sel.replace("-", "_")
+        for j, k in enumerate(BUDGETS):
+            rows.append(_row(f"{name}_minus_random_linear_probe_{k}_per_class", gain[j], "macro-F1",
+                             f"+-{spread[j]:.3f} over paired seeds"))  # fmt: skip
     _plot(curves, n_pool, 64)
     budget = f"{steps} steps" if steps else f"{minutes:g} min"
     note = f"pool {n_pool}, 64 px, pretrain {budget}, held-out test {len(test_idx)}"
@@ -279,7 +291,7 @@ def _plot(curves: dict, n: int, size: int) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.4, 4.4))
-    styles = {"random": "--", "active": "-"}
+    styles = {"random": "--", "active": "-", "active-margin": ":"}
     colours = {"linear probe": "tab:blue", "fine-tuning": "tab:orange"}
     for (head, sel), runs in curves.items():
         arr = np.asarray(runs, dtype=float)

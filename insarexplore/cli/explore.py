@@ -15,6 +15,7 @@ from insarexplore.cli._common import (
     positive_int,
     say,
 )
+from insarexplore.explore.active import STRATEGIES
 
 _LABEL_FORMATS = ("csv", "geojson", "hephaestus")
 
@@ -151,9 +152,6 @@ def add_labels(sub: Any) -> None:
     c.add_argument("workspace", help="workspace folder")
 
 
-_STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "geo_diversity", "typical")
-
-
 def _cmd_suggest(args: argparse.Namespace) -> int:
     from insarexplore.explore.active import suggest_workspace
 
@@ -194,17 +192,21 @@ def add_suggest(sub: Any) -> None:
   insarexplore suggest ws/ -n 20                       # most uncertain under the few-shot model
   insarexplore suggest ws/ --strategy diversity        # works before any label exists
   insarexplore suggest ws/ --strategy geo_diversity -o next.csv
+  insarexplore suggest ws/ --strategy typical          # first labels: centres of clusters
+  insarexplore suggest ws/ --strategy margin_diverse   # uncertain, but not near-duplicates
 """,
         description=(
             "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
             "strategies (entropy, margin, least_confidence) fit a few-shot classifier on the\n"
             "current labels (at least 2 classes) when its stored predictions are out of date;\n"
-            "diversity needs no labels; geo_diversity avoids overlapping footprints."
+            "diversity and typical need no labels (typical: the centres of unlabelled clusters,\n"
+            "best for the first labels); geo_diversity avoids overlapping footprints;\n"
+            "margin_diverse spreads uncertain picks over the embedding space."
         ),
     )
     p.add_argument("workspace", help="workspace folder")
     p.add_argument("-n", type=positive_int, default=20, help="how many (default 20)")
-    p.add_argument("--strategy", choices=_STRATEGIES, default="entropy")
+    p.add_argument("--strategy", choices=STRATEGIES, default="entropy")
     p.add_argument(
         "--method", choices=["linear", "prototype", "knn"], default="linear", help="classifier"
     )

@@ -7,7 +7,11 @@ few-shot predictions; ``diversity`` is k-center greedy in embedding space (Sener
 that hold no label yet (after TypiClust, Hacohen et al. 2022: at budgets of a few labels per
 class, typical samples teach more than uncertain or outlying ones); ``geo_diversity`` takes the
 best-scoring samples (uncertainty when predictions exist, else distance
-to the labelled set) whose footprints overlap none of the other suggestions.
+to the labelled set) whose footprints overlap none of the other suggestions; ``margin_diverse``
+takes the ``candidates_per_pick * n`` smallest-margin samples and, among them, the one nearest
+each centre of ``n`` k-means clusters (weighted by uncertainty) in embedding space (after
+Zhdanov 2019, "Diverse mini-batch active learning"): a batch of pure margin picks is often
+near-duplicates on one decision boundary, which teaches little more than one of them.
 
 Scale: k-center greedy works on at most ``max_candidates`` unlabelled rows (a seeded random
 subsample) and measures distances to at most ``max_centers`` labelled rows (also subsampled); every
@@ -24,6 +28,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "diverse_uncertain",
     "typical_samples",
     "Suggestion",
     "STRATEGIES",
@@ -33,7 +38,15 @@ __all__ = [
     "suggest_workspace",
 ]
 
-STRATEGIES = ("entropy", "margin", "least_confidence", "diversity", "typical", "geo_diversity")
+STRATEGIES = (
+    "entropy",
+    "margin",
+    "least_confidence",
+    "diversity",
+    "typical",
+    "geo_diversity",
+    "margin_diverse",
+)
 
 
 @dataclass(frozen=True)
@@ -181,6 +194,45 @@ def typical_samples(
     return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float32)
 
 
+def diverse_uncertain(
+    X: np.ndarray,
+    scores: np.ndarray,
+    n: int,
+    *,
+    labelled: Any = None,
+    candidates_per_pick: int = 10,
+    seed: int = 0,
+) -> np.ndarray:
+    """``n`` unlabelled rows: the most uncertain ``candidates_per_pick * n`` (by ``scores``,
+    higher is less sure), clustered into ``n`` groups by k-means weighted by ``scores``, and the
+    row nearest each group's centre, most uncertain group first."""
+    from sklearn.cluster import KMeans
+
+    X = np.asarray(X, dtype=np.float32)
+    scores = np.asarray(scores, dtype=np.float64)
+    if X.ndim != 2 or len(X) != len(scores):
+        raise ValueError(f"embeddings {X.shape} and scores {scores.shape}: need one row per score")
+    mask = _mask(labelled, len(X))
+    free = np.flatnonzero(~mask & np.isfinite(scores))
+    n = min(int(n), len(free))
+    if n <= 0:
+        return np.empty(0, np.int64)
+    m = min(len(free), max(n, int(candidates_per_pick) * n))
+    cand = free[np.argpartition(-scores[free], m - 1)[:m]] if m < len(free) else free
+    if m == n:
+        return cand[np.argsort(-scores[cand], kind="stable")]
+    w = scores[cand] - scores[cand].min() + 1e-6
+    km = KMeans(n, random_state=seed, n_init=1).fit(X[cand], sample_weight=w)
+    d2 = ((X[cand] - km.cluster_centers_[km.labels_]) ** 2).sum(axis=1)
+    picks = []
+    for c in range(n):
+        members = np.flatnonzero(km.labels_ == c)
+        if len(members):
+            picks.append(cand[members[np.argmin(d2[members])]])
+    picks = np.asarray(picks, dtype=np.int64)
+    return picks[np.argsort(-scores[picks], kind="stable")]
+
+
 def _overlaps(box: np.ndarray, boxes: np.ndarray) -> bool:
     if not len(boxes):
         return False
@@ -263,6 +315,23 @@ def suggest(
                 else "farthest from labelled samples (every cluster holds a label)",
             )
             for i, s in zip(rows, sizes)
+        ]
+    if strategy == "margin_diverse":
+        if proba is None or embeddings is None:
+            raise ValueError(
+                "strategy 'margin_diverse': needs proba (train a few-shot model first) and "
+                "embeddings"
+            )
+        scores = uncertainty(proba, "margin")
+        rows = diverse_uncertain(embeddings, scores, n, labelled=mask, seed=seed)
+        return [
+            make(
+                i,
+                scores[i],
+                _uncertainty_reason("margin", proba[i], scores[i], names)
+                + "; the most typical of a group of similar uncertain samples",
+            )  # fmt: skip
+            for i in rows
         ]
     if strategy in ("entropy", "margin", "least_confidence") or proba is not None:
         if proba is None:
@@ -357,7 +426,7 @@ def suggest_workspace(
             if not fresh:
                 _, preds = train_fewshot(ws, method, model_version, store=store, progress=False)
             proba, classes = preds.proba, preds.classes
-        elif strategy in ("entropy", "margin", "least_confidence"):
+        elif strategy in ("entropy", "margin", "least_confidence", "margin_diverse"):
             raise ValueError(
                 f"strategy {strategy!r} needs a few-shot model: label samples of at least 2 classes"
                 " first, or use strategy='diversity'"

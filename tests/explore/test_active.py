@@ -154,3 +154,26 @@ def test_typical_picks_centres_of_unlabelled_clusters():
     with_outlier = np.concatenate([X, np.array([[500.0, 500.0]], np.float32)])
     out = suggest(2, "typical", embeddings=with_outlier)
     assert len(X) not in {s.index for s in out}  # an outlier is not typical
+
+
+def test_margin_diverse_spreads_a_batch_over_uncertain_groups():
+    rng = np.random.default_rng(3)
+    # three groups in embedding space; group 0 holds the 12 most uncertain samples (near
+    # duplicates), groups 1 and 2 are nearly as uncertain; 300 confident samples elsewhere
+    centres = np.array([[0, 0], [20, 0], [0, 20], [50, 50]], np.float32)
+    sizes = [12, 30, 30, 300]
+    X = np.concatenate([c + rng.normal(0, 0.5, (k, 2)) for c, k in zip(centres, sizes)])
+    group = np.repeat(np.arange(4), sizes)
+    top = np.select([group == 0, group == 3], [0.50, 0.98], 0.55)  # top-class probability
+    proba = np.stack([top, 1 - top], axis=1) + rng.uniform(0, 0.005, (len(X), 1)) * [[-1, 1]]
+    plain = suggest(3, "margin", proba=proba)
+    assert {group[s.index] for s in plain} == {0}  # pure margin: three near-duplicates
+    out = suggest(3, "margin_diverse", proba=proba, embeddings=X, labelled=[0, 1],
+                  classes=["dyke", "none"])  # fmt: skip
+    assert sorted(group[s.index] for s in out) == [0, 1, 2]
+    assert not {0, 1} & {s.index for s in out}
+    assert all("margin" in s.reason and "dyke" in s.reason for s in out)
+    assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
+    assert len(suggest(500, "margin_diverse", proba=proba, embeddings=X)) == len(X)
+    with pytest.raises(ValueError, match="margin_diverse.*needs proba"):
+        suggest(3, "margin_diverse", embeddings=X)
