@@ -35,6 +35,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         kind=args.kind,
         resume=not args.fresh,
         monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
+        **({"phase_input": args.phase_input} if args.phase_input else {}),
         **budget,
     )
     version = pretrain(ws, config)
@@ -71,6 +72,13 @@ def add_pretrain(sub: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="default scales with batch")
     p.add_argument("--image-size", type=positive_int, default=None, help="crop size in px")
     p.add_argument("--kind", choices=["phase", "rgb"], default=None, help="input channels")
+    p.add_argument(
+        "--phase-input",
+        choices=["gradient", "gradient+coherence", "raw"],
+        default=None,
+        help="phase data, ResNets: what the first layer sees: fringe-rate phasors (offset-"
+        "invariant; the default), the same plus coherence, or raw cos/sin",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")

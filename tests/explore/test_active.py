@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -100,15 +98,15 @@ def test_bad_arguments():
 
 @pytest.mark.slow
 def test_diversity_scales_to_a_million():
+    """Correct at full scale; its speed (< 2 s) is measured by benchmarks/bench_engine.py."""
     rng = np.random.default_rng(0)
     X = rng.standard_normal((1_000_000, 128), dtype=np.float32)
     labelled = rng.choice(len(X), 1000, replace=False)
-    suggest(2, "diversity", embeddings=X[:1000])  # warm BLAS
-    t = time.perf_counter()
     out = suggest(50, "diversity", embeddings=X, labelled=labelled)
-    elapsed = time.perf_counter() - t
     assert len(out) == 50 and not set(s.index for s in out) & set(labelled)
-    assert elapsed < 4.0  # < 2 s target on an idle 2-core machine; margin for a loaded one
+    assert len({s.index for s in out}) == 50
+    dist = [s.score for s in out]
+    assert all(a >= b - 1e-4 for a, b in zip(dist, dist[1:]))  # k-center distances never grow
 
 
 def test_suggest_on_a_workspace(workspace):
