@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from insarexplore.models.encoders import build_encoder
+from insarexplore.models.encoders import PRESETS, build_encoder
 from insarexplore.models.serialization import save_encoder
 from insarexplore.ssl import dist
 from insarexplore.ssl.augment import PhaseAugment
@@ -69,6 +69,9 @@ class PretrainConfig:
     proj_dim: int = 128
     hidden_dim: int = 512
     norm: str = "batch"  # "group": batch-independent (encoder GroupNorm, head LayerNorm)
+    # ResNets on phase data: "gradient" feeds the phasors of neighbouring-pixel phase differences
+    # (offset-invariant fringe rate, see models.encoders.PhasorGradient); "raw": cos/sin as is.
+    phase_input: str = "gradient"
     encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     image_size: int | None = None
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -192,6 +195,8 @@ def pretrain(
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     enc_kw = {"image_size": size, **cfg.encoder_kwargs}  # recorded: embeddings resize to it
+    if kind == "phase" and PRESETS.get(cfg.arch, {}).get("family") == "resnet" and in_ch == 4:
+        enc_kw.setdefault("phase_input", cfg.phase_input)
     encoder = build_encoder(cfg.arch, in_ch, channel_kind=kind, norm=cfg.norm, **enc_kw)
     method_kw: dict[str, Any] = {"proj_dim": cfg.proj_dim, "hidden_dim": cfg.hidden_dim}
     method_kw["head_norm"] = "batch" if cfg.norm == "batch" else "layer"
