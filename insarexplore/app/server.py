@@ -154,14 +154,29 @@ def serve(
 
 
 def _warm_up_datashader(data: Any) -> None:
-    """Compile datashader's numba kernels before the first visitor waits for them."""
+    """Compile datashader's numba kernels before the first visitor waits for them.
+
+    With the whole table and the colouring a new session starts with (every sample unlabelled),
+    clusters and a numeric field: warming up on a 1,000-row head left about 0.4 s of compilation
+    to the first session's first raster at 200,000 samples (measured).
+    """
+    import pandas as pd
+
     from insarexplore.app.colors import coloring
+    from insarexplore.app.data import field_kinds
     from insarexplore.app.scatter import raster_image
 
-    head = data.table.iloc[:1000]
-    for field, kind in (("cluster", "categorical"), ("anomaly", "numeric")):
-        c = coloring(head, field, kind)
-        raster_image(data.xy[:1000], c, (-1.0, 1.0), (-1.0, 1.0), 64, 64)
+    table = data.table.copy(deep=False)
+    table["label"] = pd.Series("", index=table.index, dtype=object)
+    kinds = field_kinds(table)
+    fields = [("label", "categorical")]
+    if "cluster" in kinds:
+        fields.append(("cluster", kinds["cluster"]))
+    fields += [(f, k) for f, k in kinds.items() if k == "numeric"][:1]
+    lo, hi = data.xy.min(axis=0), data.xy.max(axis=0)
+    for field, kind in fields:
+        c = coloring(table, field, kind, classes=[])
+        raster_image(data.xy, c, (lo[0], hi[0]), (lo[1], hi[1]), 64, 64)
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
