@@ -215,7 +215,8 @@ def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = 
     sup_steps = sup_steps or (60 if quick else 300)
     gen_s = (n_pool + n_test) * 0.02
     est = gen_s + len(kinds) * (minutes * 60 + n_seeds * (sup_steps * 0.25 + 5) + 30)
-    log(f"quality benchmark: {n_pool} pool + {n_test} test samples, {minutes} min pretraining per "
+    budget = f"{steps} steps" if steps else f"{minutes:g} min"
+    log(f"quality benchmark: {n_pool} pool + {n_test} test samples, {budget} of pretraining per "
         f"kind, {n_seeds} seeds; estimated total {est / 60:.0f} min on 2 CPU cores "
         f"(data generation is cached in {OUT})")  # fmt: skip
     torch.set_num_threads(max(1, torch.get_num_threads()))
