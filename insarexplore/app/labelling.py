@@ -24,10 +24,10 @@ class LabellingView(pn.viewable.Viewer):
     def __init__(self, state: ExplorerState, **params: Any) -> None:
         super().__init__(state=state, **params)
         self.class_select = pn.widgets.Select(
-            label="Class", options=list(state.classes), value=state.active_class or None, width=170
+            label="Class", options=list(state.classes), value=state.active_class or None, width=150
         )
         self.new_class = pn.widgets.TextInput(
-            label="New class", placeholder="e.g. deformation", width=170
+            label="New class", placeholder="e.g. deformation", width=150
         )
         self.create = pn.widgets.Button(label="Add class", width=90, margin=(23, 5, 5, 5))
         self.apply_selection = pn.widgets.Button(
@@ -74,7 +74,8 @@ class LabellingView(pn.viewable.Viewer):
 
     def _act(self, fn: Any) -> None:
         try:
-            fn()
+            with self.state.batch():  # labels, counts, gallery text, map and scatter at once
+                fn()
         except (ValueError, KeyError, RuntimeError) as exc:
             self.state.message = f"⚠ {exc}"
 

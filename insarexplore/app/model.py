@@ -97,17 +97,19 @@ class ModelView(pn.viewable.Viewer):
 
     def _on_suggest(self, *_: Any) -> None:
         try:
-            self.state.suggest_next(int(self.n.value), self.strategy.value)
+            with self.state.batch():
+                self.state.suggest_next(int(self.n.value), self.strategy.value)
         except (ValueError, RuntimeError) as exc:
             self.state.message = f"⚠ {exc}"
 
     def _on_key(self, *_: Any) -> None:
         key = self.keys.key
         try:
-            if key == "u":
-                self.state.undo()
-            else:
-                self.state.key_label(key)
+            with self.state.batch():  # one keystroke, one update of the page
+                if key == "u":
+                    self.state.undo()
+                else:
+                    self.state.key_label(key)
         except (ValueError, KeyError) as exc:
             self.state.message = f"⚠ {exc}"
 
