@@ -377,3 +377,10 @@ def test_pretrain_ctrl_c_then_resume(tmp_path):
     from insarexplore.workspace import Workspace
 
     assert Workspace.open(ws).current_model == runs[0].name
+
+
+def test_suggest_offers_every_strategy():
+    from insarexplore.cli.explore import STRATEGIES as CLI_STRATEGIES
+    from insarexplore.explore.active import STRATEGIES
+
+    assert CLI_STRATEGIES == STRATEGIES

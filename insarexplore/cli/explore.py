@@ -15,7 +15,6 @@ from insarexplore.cli._common import (
     positive_int,
     say,
 )
-from insarexplore.explore.active import STRATEGIES
 
 _LABEL_FORMATS = ("csv", "geojson", "hephaestus")
 
@@ -180,6 +179,18 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['rank']:>4}  {r['sample']:<{width}}  {r['score']:>8.4f}  {r['reason']}")
     return 0
+
+
+# the names of insarexplore.explore.active.STRATEGIES (kept here so --help imports no numpy)
+STRATEGIES = (
+    "entropy",
+    "margin",
+    "least_confidence",
+    "diversity",
+    "typical",
+    "geo_diversity",
+    "margin_diverse",
+)
 
 
 def add_suggest(sub: Any) -> None:
