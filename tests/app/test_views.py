@@ -77,6 +77,36 @@ def test_datashaded_scatter_selects_and_rasterises(app_data, tmp_path):
     assert [d.name for d in element.vdims] == ["R", "G", "B", "A"]
 
 
+def test_categorical_raster_matches_count_cat():
+    """The per-category stacked counts give datashader's count_cat image, pixel for pixel."""
+    import datashader as ds
+    import datashader.transfer_functions as tf
+
+    from insarexplore.app.colors import MISSING, Coloring
+    from insarexplore.app.scatter import raster_image
+
+    rng = np.random.default_rng(1)
+    xy = rng.normal(size=(3000, 2))
+    codes = rng.integers(-1, 3, len(xy))
+    key = ["#1f77b4", "#ff7f0e", "#2ca02c"]
+    c = Coloring("label", "categorical", None, ["a", "b", "c"], key, codes=codes)
+    *_, r, g, b, a = raster_image(xy, c, (-3.0, 3.0), (-3.0, 3.0), 60, 50)
+    cats = ["a", "b", "c", "(none)"]
+    frame = pd.DataFrame(
+        {
+            "x": xy[:, 0],
+            "y": xy[:, 1],
+            "c": pd.Categorical.from_codes(np.where(codes < 0, 3, codes), categories=cats),
+        }
+    )
+    cvs = ds.Canvas(plot_width=60, plot_height=50, x_range=(-3.0, 3.0), y_range=(-3.0, 3.0))
+    agg = cvs.points(frame, "x", "y", agg=ds.count_cat("c"))
+    ref = tf.shade(agg, color_key=dict(zip(cats, [*key, MISSING])), min_alpha=90)
+    ref = tf.dynspread(ref, threshold=0.6, max_px=3)
+    rgba = np.asarray(ref.data).view(np.uint8).reshape(ref.shape + (4,))
+    assert (np.stack([r, g, b, a], axis=-1) == rgba).all()
+
+
 def test_map_follows_selection_focus_and_draws(state):
     from insarexplore.app.map import BASEMAPS, MapView
 
