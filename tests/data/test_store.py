@@ -133,3 +133,36 @@ def test_append_fills_optional_layers_and_requires_phase(tmp_path, tiny_phase_ds
     assert np.isnan(open_dataset(path, lazy=False)["coherence"].values[-1]).all()
     with pytest.raises(InSARDataError, match="do not fit"):
         append_dataset(new_dataset(image=np.zeros((1, 16, 16, 3), np.uint8), sample=["q"]), path)
+
+
+def test_zarr_writer_appends_stay_readable_and_match_the_parts(tmp_path):
+    import xarray as xr
+
+    parts = []
+    for k in range(5):
+        part = _more(3 + k, prefix=f"c{k}_")
+        part["primary_date"] = part["primary_date"] + np.timedelta64(k, "D")
+        parts.append(part.assign(depth_m=("sample", np.arange(3.0 + k) + 10 * k)))
+    with ZarrWriter(tmp_path / "s.zarr", chunk=4) as w:
+        for k, part in enumerate(parts):
+            w.write(part)
+            # the temporary store is whole after every write: equal lengths, ids last
+            assert open_dataset(w.tmp).sizes["sample"] == sum(
+                p.sizes["sample"] for p in parts[: k + 1]
+            )
+    got = open_dataset(tmp_path / "s.zarr", lazy=False)
+    ref = xr.concat(parts, dim="sample")
+    assert list(got["sample"].values) == list(ref["sample"].values)
+    for name in ("phase", "coherence", "depth_m", "primary_date", "label", "lon_min"):
+        np.testing.assert_array_equal(got[name].values, ref[name].values)
+
+
+def test_zarr_writer_refuses_a_write_with_other_variables(tmp_path):
+    with ZarrWriter(tmp_path / "s.zarr") as w:
+        w.write(_more(2, prefix="a"))
+        with pytest.raises(InSARDataError, match="extra_var"):
+            w.write(_more(2, prefix="b").assign(extra_var=("sample", np.ones(2))))
+        with pytest.raises(InSARDataError, match="per sample"):
+            w.write(_more(2, size=8, prefix="c"))
+        w.write(_more(2, prefix="d"))
+    assert list(open_dataset(tmp_path / "s.zarr")["sample"].values) == ["a0", "a1", "d0", "d1"]

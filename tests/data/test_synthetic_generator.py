@@ -305,6 +305,35 @@ def test_streaming_with_blocks_straddling_chunks_and_threads(tmp_path):
     assert (got["sample"].values == ref["sample"].values).all()
 
 
+def test_stream_chunk_keeps_a_chunk_of_pixels_within_the_budget():
+    from insarexplore.data.synthetic.generator import _CHUNK_BUDGET, _stream_chunk
+
+    assert _stream_chunk(1024, 128, 256) == 1024  # 192 MiB of pixels: as asked
+    assert _stream_chunk(64, 224, 256) == 64  # a smaller request is kept
+    at_224 = _stream_chunk(1024, 224, 256)
+    assert at_224 % 256 == 0 and at_224 * 3 * 224 * 224 * 4 <= _CHUNK_BUDGET
+    assert 1 <= _stream_chunk(1024, 2048, 256) < 256  # below one block when it must
+
+
+def test_streaming_with_chunks_cut_to_the_memory_budget(tmp_path, monkeypatch):
+    import zarr
+
+    from insarexplore.data.io.store import open_dataset
+    from insarexplore.data.synthetic import generator
+
+    # a budget of 100 images of 16 px: chunks of 96 samples (two blocks of 48), 6 writes
+    monkeypatch.setattr(generator, "_CHUNK_BUDGET", 100 * 3 * 16 * 16 * 4)
+    path = generate_to_zarr(tmp_path / "syn.zarr", 530, chunk_size=1024, seed=3, size=16,
+                            block_size=48, workers=2, progress=False)  # fmt: skip
+    assert zarr.open_group(str(path), mode="r")["phase"].chunks[0] == 96
+    got = open_dataset(path, lazy=False)
+    ref = generate(530, size=16, seed=3, block_size=48, workers=1)
+    for k in ("phase", "coherence", "displacement", "snr", "depth_m", "primary_date"):
+        np.testing.assert_array_equal(got[k].values, ref[k].values)
+    for k in ("sample", "label", "mechanism", "location_name"):
+        assert (got[k].values == ref[k].values).all()
+
+
 def test_render_dataset_writes_class_folders_with_licsar_names(tmp_path):
     from PIL import Image
 

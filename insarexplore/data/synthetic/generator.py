@@ -202,6 +202,23 @@ def generate(
     return to_dataset(parts, cfg, int(seed), pixels=pixels)
 
 
+_CHUNK_BUDGET = 256 << 20  # bytes of pixels in one chunk of generate_to_zarr
+
+
+def _stream_chunk(chunk_size: int, size: int, block_size: int) -> int:
+    """Samples per chunk of :func:`generate_to_zarr`: at most ``chunk_size``, and few enough
+    that one chunk's pixel layers fit in 256 MiB (a whole number of blocks when that allows).
+
+    The stream holds one chunk buffer, the blocks in flight and the compressed chunk, so the
+    budget keeps peak memory near 1 GB at 224 px where 1,024-sample chunks would pass 2 GB.
+    """
+    per_sample = len(_PIXEL_KEYS) * size * size * 4
+    fit = max(1, _CHUNK_BUDGET // per_sample)
+    if fit >= chunk_size:
+        return int(chunk_size)
+    return fit - fit % block_size if fit >= block_size else fit
+
+
 def generate_to_zarr(
     path: str | os.PathLike,
     n: int,
@@ -214,11 +231,13 @@ def generate_to_zarr(
     workers: int | None = None,
     **kwargs: Any,
 ) -> Any:
-    """Stream ``n`` samples into a new Zarr store in chunks of ``chunk_size`` (bounded memory).
+    """Stream ``n`` samples into a new Zarr store in chunks of at most ``chunk_size`` samples.
 
-    ``kwargs`` are the keyword arguments of :func:`generate` (size, classes, difficulty,
-    pixel_spacing_m). The result is identical to ``generate`` with the same seed and count.
-    Returns the store path.
+    Chunks are smaller when ``chunk_size`` images would take more than 256 MiB (e.g. 256
+    samples at 224 px), so memory stays bounded at any image size: about 1 GB at 128 and
+    224 px. ``kwargs`` are the keyword arguments of :func:`generate` (size, classes,
+    difficulty, pixel_spacing_m). The result is identical to ``generate`` with the same seed
+    and count. Returns the store path.
     """
     from insarexplore.data.io.store import ZarrWriter
 
@@ -231,6 +250,7 @@ def generate_to_zarr(
         kwargs["classes"] = (c,) if isinstance(c, str) else tuple(c)
     cfg = config or _config(None, **kwargs)
     size, bs = cfg.size, cfg.block_size
+    chunk_size = _stream_chunk(chunk_size, size, bs)
     # blocks render into reusable buffers (fresh memory is slow to touch) and are copied into
     # one reusable chunk buffer; the writer compresses a chunk while threads render the next
     chunk = {k: empty_pixels((min(chunk_size, n), size, size)) for k in _PIXEL_KEYS}
