@@ -22,7 +22,9 @@ STRATEGIES = {
     "Entropy": "entropy",
     "Margin": "margin",
     "Least confidence": "least_confidence",
+    "Margin + diversity": "margin_diverse",
     "Diversity": "diversity",
+    "Typical (first labels)": "typical",
     "Geographic diversity": "geo_diversity",
     "Most anomalous": "anomaly",
 }

@@ -240,6 +240,11 @@ def test_model_panel_trains_and_keys_label(workspace_copy):
     view.keys.key = "u"
     view.keys.presses += 1
     assert st.table.at[queue[0], "label"] == ""
+    for strategy in ("margin_diverse", "typical"):
+        view.strategy.value = strategy
+        view.suggest.clicks += 1
+        queue = list(st.suggestions)
+        assert len(set(queue)) == 12 and (st.table.loc[queue, "label"] == "").all()
 
 
 def test_explorer_assembles_inline(app_data):
