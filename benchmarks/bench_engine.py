@@ -9,10 +9,11 @@
   (``bench_quality.py``: 5,000 unlabelled 64 px pool samples, 1,200 test samples generated with
   another seed, the default encoder pretrained for 15 minutes, cached under benchmarks/out/ and
   shared by both benchmarks). Active selection starts cold with ``typical`` samples (centres of
-  label-free k-means clusters) for the first two labels per class, then adds one label per class
-  per round with ``margin_diverse`` (smallest margins, spread over the embedding space by
-  k-means); ``active-margin`` (linear probe only) does the rounds with plain ``margin``, for
-  comparison. Random selection draws the same total number of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
+  label-free k-means clusters, TypiClust) for the first label per class, then adds one label per
+  class per round, alternating ``margin_diverse`` rounds (smallest margins, spread over the
+  embedding space by k-means) with ``typical`` rounds (coverage of clusters still unlabelled);
+  ``active-margin`` (linear probe only) does every round after the first with plain ``margin``,
+  for comparison. Random selection draws the same total number of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
 
     python benchmarks/bench_engine.py            # full sizes
     python benchmarks/bench_engine.py --quick    # small sizes (minutes)
@@ -169,25 +170,31 @@ def _uncertainty_round(X, y, chosen, pool, batch, seed, strategy):
     return [p.index for p in picks]
 
 
-def _selections(X, y, pool_idx, n_classes, seed, strategies=("margin_diverse",)):
-    """Label sets (row indices) per budget: ``random``, and one active schedule per strategy
-    (``typical`` for the first two labels per class, then rounds of the strategy)."""
+SCHEDULES = {
+    # name: strategy of round r (one label per class per round); round 0 has no labels yet
+    "active": lambda r: "typical" if r % 2 == 0 else "margin_diverse",
+    "active-margin": lambda r: "typical" if r == 0 else "margin",
+}
+
+
+def _selections(X, y, pool_idx, n_classes, seed, schedules=SCHEDULES):
+    """Label sets (row indices) per budget: ``random``, and one set per active schedule."""
     from insarexplore.explore.active import suggest
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(pool_idx)
-    random_sets = {k: order[: k * n_classes] for k in BUDGETS}
+    sets = {"random": {k: order[: k * n_classes] for k in BUDGETS}}
     pool = np.zeros(len(X), bool)
     pool[pool_idx] = True
-    sets = {"random": random_sets}
-    for strategy in strategies:
+    for name, strategy_of in schedules.items():
         chosen: list[int] = []
-        active_sets = {}
+        active_sets, r = {}, 0
         for k in BUDGETS:
             while len(chosen) < k * n_classes:
                 labelled = ~pool
                 labelled[chosen] = True
-                if len(chosen) < 2 * n_classes:  # cold start: typical samples of clusters
+                strategy = strategy_of(r)
+                if strategy == "typical":
                     picks = suggest(
                         n_classes, "typical", embeddings=X, labelled=labelled, seed=seed
                     )
@@ -196,8 +203,9 @@ def _selections(X, y, pool_idx, n_classes, seed, strategies=("margin_diverse",))
                     chosen += _uncertainty_round(
                         X, y, np.array(chosen), pool, n_classes, seed, strategy
                     )
+                r += 1
             active_sets[k] = np.array(chosen[: k * n_classes])
-        sets["active" if strategy == strategies[0] else f"active-{strategy}"] = active_sets
+        sets[name] = active_sets
     return sets
 
 
@@ -237,7 +245,7 @@ def bench_label_efficiency(n_pool: int, n_test: int, minutes: float, seeds: int,
     classes = np.unique(y)
     curves: dict[tuple[str, str], list[list[float]]] = {}
     for seed in range(seeds):
-        selections = _selections(X, y, pool_idx, len(classes), seed, ("margin_diverse", "margin"))
+        selections = _selections(X, y, pool_idx, len(classes), seed)
         for sel_name, sets in selections.items():
             lp = [_f1_probe(X, y, sets[k], test_idx) for k in BUDGETS]
             curves.setdefault(("linear probe", sel_name), []).append(lp)
@@ -268,8 +276,9 @@ def bench_label_efficiency(n_pool: int, n_test: int, minutes: float, seeds: int,
         gain, spread = (act - rand).mean(axis=0), (act - rand).std(axis=0)
         name = sel.replace("-", "_")
         for j, k in enumerate(BUDGETS):
+            per_seed = ", ".join(f"{v:+.3f}" for v in (act - rand)[:, j])
             rows.append(_row(f"{name}_minus_random_linear_probe_{k}_per_class", gain[j], "macro-F1",
-                             f"+-{spread[j]:.3f} over paired seeds"))  # fmt: skip
+                             f"+-{spread[j]:.3f} over paired seeds ({per_seed})"))  # fmt: skip
     _plot(curves, n_pool, 64)
     budget = f"{steps} steps" if steps else f"{minutes:g} min"
     note = f"pool {n_pool}, 64 px, pretrain {budget}, held-out test {len(test_idx)}"
@@ -320,7 +329,7 @@ def run(quick: bool = False) -> list[dict]:
     if quick:
         rows += bench_label_efficiency(600, 300, 1.0, seeds=2, ft_budgets=(5,))
     else:
-        rows += bench_label_efficiency(5000, 1200, 15.0, seeds=5, ft_budgets=(1, 5, 20, 50))
+        rows += bench_label_efficiency(5000, 1200, 15.0, seeds=10, ft_budgets=(1, 5, 20, 50))
     return rows
 
 
@@ -342,7 +351,7 @@ def main() -> None:
             bench_label_efficiency(600, 300, 1.0, seeds=2, ft_budgets=(5,), steps=args.steps)
             if args.quick
             else bench_label_efficiency(
-                5000, 1200, 15.0, seeds=5, ft_budgets=(1, 5, 20, 50), steps=args.steps
+                5000, 1200, 15.0, seeds=10, ft_budgets=(1, 5, 20, 50), steps=args.steps
             )
         )
     else:

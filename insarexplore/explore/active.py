@@ -3,9 +3,9 @@
 Strategies: ``entropy``, ``margin`` and ``least_confidence`` rank by the uncertainty of the
 few-shot predictions; ``diversity`` is k-center greedy in embedding space (Sener and Savarese
 2018: each pick is the sample farthest from every labelled or already-picked one);
-``typical`` labels the most typical sample (nearest the centre) of the largest k-means clusters
-that hold no label yet (after TypiClust, Hacohen et al. 2022: at budgets of a few labels per
-class, typical samples teach more than uncertain or outlying ones); ``geo_diversity`` takes the
+``typical`` labels the most typical sample (densest: nearest its 20 neighbours) of each of the
+largest k-means clusters that hold no label yet (after TypiClust, Hacohen et al. 2022: at
+budgets of a few labels per class, typical samples teach more than uncertain or outlying ones); ``geo_diversity`` takes the
 best-scoring samples (uncertainty when predictions exist, else distance
 to the labelled set) whose footprints overlap none of the other suggestions; ``margin_diverse``
 takes the ``candidates_per_pick * n`` smallest-margin samples and, among them, the one nearest
@@ -144,18 +144,34 @@ def k_center_greedy(
     return pool[np.asarray(picks, dtype=np.int64)], np.asarray(dists, dtype=np.float32)
 
 
+def _typicality(Z: np.ndarray, k: int = 20) -> np.ndarray:
+    """Typicality of each row of ``Z`` among the others: 1 / mean distance to its ``k`` nearest
+    neighbours (a density estimate; TypiClust's criterion)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    if len(Z) < 2:
+        return np.ones(len(Z), dtype=np.float64)
+    k = min(k, len(Z) - 1)
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(Z).kneighbors(Z)
+    return 1.0 / (dist[:, 1:].mean(axis=1) + 1e-12)
+
+
 def typical_samples(
     X: np.ndarray,
     n: int,
     *,
     labelled: Any = None,
     max_candidates: int = 50_000,
+    max_cluster: int = 5_000,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` unlabelled rows nearest the centres of the largest label-free k-means clusters.
+    """``n`` unlabelled rows, the most typical of each of the largest label-free k-means clusters.
 
     Returns the rows and the size of the cluster each one represents. k-means runs on at most
-    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters.
+    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters; a
+    row's typicality is the inverse of its mean distance to its 20 nearest neighbours in its
+    cluster (measured on at most ``max_cluster`` members), which prefers the dense core of a
+    cluster over a point that is merely near the centroid of a spread-out one.
     """
     from sklearn.cluster import MiniBatchKMeans
 
@@ -177,15 +193,18 @@ def typical_samples(
     covered = np.zeros(k, dtype=bool)
     covered[np.unique(assign[mask[rows]])] = True
     sizes = np.bincount(assign, minlength=k)
-    d2 = ((X[rows] - km.cluster_centers_[assign]) ** 2).sum(axis=1)
     picks, scores = [], []
     for c in np.argsort(-sizes, kind="stable"):
         if len(picks) == n:
             break
-        members = np.flatnonzero((assign == c) & ~mask[rows])
-        if covered[c] or not len(members):
+        members = np.flatnonzero(assign == c)
+        if covered[c] or not (~mask[rows[members]]).any():
             continue
-        picks.append(rows[members[np.argmin(d2[members])]])
+        if len(members) > max_cluster:
+            members = np.sort(rng.choice(members, size=max_cluster, replace=False))
+        typ = _typicality(X[rows[members]])
+        typ[mask[rows[members]]] = -np.inf
+        picks.append(rows[members[int(np.argmax(typ))]])
         scores.append(float(sizes[c]))
     if len(picks) < n:  # every cluster holds a label: fill with the farthest-from-labels rows
         extra, dist = k_center_greedy(X, n - len(picks), labelled=mask | _mask(picks, len(X)))

@@ -175,3 +175,14 @@ def test_margin_diverse_spreads_a_batch_over_uncertain_groups():
     assert len(suggest(500, "margin_diverse", proba=proba, embeddings=X)) == len(X)
     with pytest.raises(ValueError, match="margin_diverse.*needs proba"):
         suggest(3, "margin_diverse", embeddings=X)
+
+
+def test_typical_prefers_the_dense_core_to_the_centroid():
+    rng = np.random.default_rng(5)
+    dense = rng.normal([1.0, 0.0], 0.05, (40, 2))
+    sparse = rng.uniform([-3.0, -1.0], [-1.0, 1.0], (40, 2))
+    lone = np.array([[-0.5, 0.0]])  # right at the centroid of the whole set, but alone
+    X = np.concatenate([dense, sparse, lone]).astype(np.float32)
+    assert np.argmin(((X - X.mean(axis=0)) ** 2).sum(axis=1)) == 80
+    (pick,) = suggest(1, "typical", embeddings=X)
+    assert pick.index < 40  # a sample of the dense blob
