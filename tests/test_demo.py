@@ -19,15 +19,8 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+from insarexplore.app._browser import CHROMIUM, launch
+
 ENV = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1", "OMP_NUM_THREADS": "1"}
 
 
@@ -72,7 +65,7 @@ def test_demo_command_serves_a_dashboard_the_browser_loads(tmp_path):
         assert url.startswith("http://127.0.0.1:")
         errors: list[str] = []
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+            browser = launch(p)
             page = browser.new_page(viewport={"width": 1500, "height": 950})
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url, timeout=120_000)
