@@ -154,19 +154,16 @@ def _pretrained(n_pool: int, n_test: int, minutes: float, steps: int | None):
     return run, x, X, y, np.arange(n_pool), np.arange(n_pool, n_pool + n_test)
 
 
-def _uncertainty_round(X, y, chosen, pool, batch, seed, strategy):
+def _uncertainty_round(X, y, chosen, batch, seed, strategy):
     from insarexplore.explore.active import suggest
     from insarexplore.explore.fewshot import FewShotClassifier
 
-    labelled = np.zeros(len(X), bool)
-    labelled[chosen] = True
-    labelled[~pool] = True  # never pick from the test split
     if len(np.unique(y[chosen])) < 2:
-        picks = suggest(batch, "diversity", embeddings=X, labelled=labelled, seed=seed)
+        picks = suggest(batch, "diversity", embeddings=X, labelled=chosen, seed=seed)
     else:
         clf = FewShotClassifier("linear").fit(X[chosen], y[chosen])
         proba = clf.predict_proba(X)
-        picks = suggest(batch, strategy, proba=proba, embeddings=X, labelled=labelled, seed=seed)
+        picks = suggest(batch, strategy, proba=proba, embeddings=X, labelled=chosen, seed=seed)
     return [p.index for p in picks]
 
 
@@ -178,33 +175,29 @@ SCHEDULES = {
 
 
 def _selections(X, y, pool_idx, n_classes, seed, schedules=SCHEDULES):
-    """Label sets (row indices) per budget: ``random``, and one set per active schedule."""
+    """Label sets (row indices of X) per budget: ``random``, and one set per active schedule.
+    Active selection sees only the pool (the test rows are neither candidates nor clusters)."""
     from insarexplore.explore.active import suggest
 
     rng = np.random.default_rng(seed)
     order = rng.permutation(pool_idx)
     sets = {"random": {k: order[: k * n_classes] for k in BUDGETS}}
-    pool = np.zeros(len(X), bool)
-    pool[pool_idx] = True
+    Xp, yp = X[pool_idx], y[pool_idx]
     for name, strategy_of in schedules.items():
-        chosen: list[int] = []
+        chosen: list[int] = []  # positions in the pool
         active_sets, r = {}, 0
         for k in BUDGETS:
             while len(chosen) < k * n_classes:
-                labelled = ~pool
-                labelled[chosen] = True
                 strategy = strategy_of(r)
                 if strategy == "typical":
-                    picks = suggest(
-                        n_classes, "typical", embeddings=X, labelled=labelled, seed=seed
-                    )
+                    picks = suggest(n_classes, "typical", embeddings=Xp, labelled=chosen, seed=seed)
                     chosen += [p.index for p in picks]
                 else:
                     chosen += _uncertainty_round(
-                        X, y, np.array(chosen), pool, n_classes, seed, strategy
+                        Xp, yp, np.array(chosen, dtype=np.int64), n_classes, seed, strategy
                     )
                 r += 1
-            active_sets[k] = np.array(chosen[: k * n_classes])
+            active_sets[k] = pool_idx[np.array(chosen[: k * n_classes])]
         sets[name] = active_sets
     return sets
 
