@@ -163,12 +163,15 @@ def typical_samples(
     labelled: Any = None,
     max_candidates: int = 50_000,
     max_cluster: int = 5_000,
+    max_clusters: int = 1_000,
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` unlabelled rows, the most typical of each of the largest label-free k-means clusters.
 
     Returns the rows and the size of the cluster each one represents. k-means runs on at most
-    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters; a
+    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters, at most
+    ``max_clusters`` (beyond that many labels, typicality has done its job and the rest is filled
+    by k-center greedy); a
     row's typicality is the inverse of its mean distance to its 20 nearest neighbours in its
     cluster (measured on at most ``max_cluster`` members), which prefers the dense core of a
     cluster over a point that is merely near the centroid of a spread-out one.
@@ -187,7 +190,7 @@ def typical_samples(
     n = min(int(n), int((~mask[rows]).sum()))
     if n <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    k = min(len(rows), n + int(mask[rows].sum()))
+    k = min(len(rows), n + int(mask[rows].sum()), max(int(max_clusters), n))
     km = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096).fit(X[rows])
     assign = km.labels_
     covered = np.zeros(k, dtype=bool)

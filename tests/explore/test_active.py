@@ -186,3 +186,11 @@ def test_typical_prefers_the_dense_core_to_the_centroid():
     assert np.argmin(((X - X.mean(axis=0)) ** 2).sum(axis=1)) == 80
     (pick,) = suggest(1, "typical", embeddings=X)
     assert pick.index < 40  # a sample of the dense blob
+
+
+def test_typical_with_many_labels_stays_cheap():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(3000, 8)).astype(np.float32)
+    labelled = rng.choice(3000, 2500, replace=False)
+    out = suggest(5, "typical", embeddings=X, labelled=labelled)
+    assert len(out) == 5 and not {s.index for s in out} & set(labelled.tolist())
