@@ -305,7 +305,7 @@ def _plot(curves: dict, n: int, size: int) -> None:
     ax.set_xscale("log")
     ax.set_xticks(BUDGETS, [str(k) for k in BUDGETS])
     ax.set_xlabel("labels per class")
-    ax.set_ylabel("macro-F1 (held-out, group-aware split)")
+    ax.set_ylabel("macro-F1 (held-out test set)")
     ax.set_title(f"Label efficiency, synthetic 6 classes ({n} samples, {size} px)")
     ax.grid(alpha=0.3)
     ax.legend()
