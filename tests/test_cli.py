@@ -384,3 +384,10 @@ def test_suggest_offers_every_strategy():
     from insarexplore.explore.active import STRATEGIES
 
     assert CLI_STRATEGIES == STRATEGIES
+
+
+def test_pretrain_offers_every_phase_input():
+    from insarexplore.cli.model import PHASE_INPUTS as CLI_PHASE_INPUTS
+    from insarexplore.models.encoders import PHASE_INPUTS
+
+    assert CLI_PHASE_INPUTS == PHASE_INPUTS

@@ -43,6 +43,10 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+# insarexplore.models.encoders.PHASE_INPUTS (kept here so --help imports no torch)
+PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
+
+
 def add_pretrain(sub: Any) -> None:
     p = add_command(
         sub,
@@ -74,7 +78,7 @@ def add_pretrain(sub: Any) -> None:
     p.add_argument("--kind", choices=["phase", "rgb"], default=None, help="input channels")
     p.add_argument(
         "--phase-input",
-        choices=["gradient", "gradient+coherence", "raw"],
+        choices=PHASE_INPUTS,
         default=None,
         help="phase data, ResNets: what the first layer sees: fringe-rate phasors (offset-"
         "invariant; the default), the same plus coherence, or raw cos/sin",

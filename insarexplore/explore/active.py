@@ -5,9 +5,9 @@ few-shot predictions; ``diversity`` is k-center greedy in embedding space (Sener
 2018: each pick is the sample farthest from every labelled or already-picked one);
 ``typical`` labels the most typical sample (densest: nearest its 20 neighbours) of each of the
 largest k-means clusters that hold no label yet (after TypiClust, Hacohen et al. 2022: at
-budgets of a few labels per class, typical samples teach more than uncertain or outlying ones); ``geo_diversity`` takes the
-best-scoring samples (uncertainty when predictions exist, else distance
-to the labelled set) whose footprints overlap none of the other suggestions; ``margin_diverse``
+budgets of a few labels per class, typical samples teach more than uncertain or outlying ones);
+``geo_diversity`` takes the best-scoring samples (uncertainty when predictions exist, else
+distance to the labelled set) whose footprints overlap none of the other suggestions; ``margin_diverse``
 takes the ``candidates_per_pick * n`` smallest-margin samples and, among them, the one nearest
 each centre of ``n`` k-means clusters (weighted by uncertainty) in embedding space (after
 Zhdanov 2019, "Diverse mini-batch active learning"): a batch of pure margin picks is often
@@ -171,9 +171,8 @@ def typical_samples(
     Returns the rows and the size of the cluster each one represents. k-means runs on at most
     ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters, at most
     ``max_clusters`` (beyond that many labels, typicality has done its job and the rest is filled
-    by k-center greedy); a
-    row's typicality is the inverse of its mean distance to its 20 nearest neighbours in its
-    cluster (measured on at most ``max_cluster`` members), which prefers the dense core of a
+    by k-center greedy); a row's typicality is the inverse of its mean distance to its 20 nearest
+    neighbours in its cluster (measured on at most ``max_cluster`` members), which prefers the dense core of a
     cluster over a point that is merely near the centroid of a spread-out one.
     """
     from sklearn.cluster import MiniBatchKMeans
@@ -352,7 +351,7 @@ def suggest(
                 scores[i],
                 _uncertainty_reason("margin", proba[i], scores[i], names)
                 + "; the most typical of a group of similar uncertain samples",
-            )  # fmt: skip
+            )
             for i in rows
         ]
     if strategy in ("entropy", "margin", "least_confidence") or proba is not None:

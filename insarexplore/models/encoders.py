@@ -128,7 +128,8 @@ class PhasorGradient(nn.Module):
     which is what deformation changes. It is exactly invariant to a constant phase offset (the
     reference point of an interferogram is arbitrary), so the network does not have to learn
     that invariance from data. Differences touching an invalid pixel are 0. ``(B, 4, H, W) ->
-    (B, 6, H, W)``.
+    (B, 6, H, W)``, or ``(B, 5, H, W)`` without the coherence channel (``coherence=False``, what
+    ``phase_input="gradient"`` uses).
     """
 
     def __init__(self, coherence: bool = True) -> None:
@@ -177,7 +178,7 @@ class ResNet(nn.Module):
             raise ValueError(f"phase_input must be one of {PHASE_INPUTS}, got {phase_input!r}")
         if phase_input != "raw" and in_channels != 4:
             raise ValueError(
-                f"phase_input='gradient' needs phase channels [cos, sin, coh, valid] (4), "
+                f"phase_input={phase_input!r} needs phase channels [cos, sin, coh, valid] (4), "
                 f"got in_channels={in_channels}"
             )
         self.input: nn.Module = nn.Identity()
