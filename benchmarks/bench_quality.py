@@ -86,7 +86,7 @@ def probe_f1(train_x, train_y, test_x, test_y) -> float:
 
 def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps: int,
                   encoder_config: dict | None = None) -> float:  # fmt: skip
-    """The same encoder (``encoder_config``: the SSL encoder's, default resnet-tiny) + linear
+    """The same encoder (``encoder_config``: the SSL encoder's, default resnet-micro) + linear
     head trained from scratch on the few labels (augmented)."""
     import torch
     from sklearn.metrics import f1_score
@@ -98,7 +98,7 @@ def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps:
 
     torch.manual_seed(seed)
     if encoder_config is None:
-        enc = build_encoder("resnet-tiny", x_train.shape[1])
+        enc = build_encoder("resnet-micro", x_train.shape[1])
     else:
         enc = build_from_config(encoder_config)
     classes, y = np.unique(y_train, return_inverse=True)

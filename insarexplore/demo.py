@@ -48,7 +48,7 @@ def plan_demo(
 ) -> DemoPlan:
     """Sizes for this machine; explicit arguments always win over the automatic choice.
 
-    CPU: 3,000 x 64 px, ``resnet-tiny``, 3.5 minutes of pretraining (five minutes in all on two
+    CPU: 3,000 x 64 px, ``resnet-micro`` (pretrained at 48 px), 3.5 minutes of pretraining (five minutes in all on two
     cores). CUDA: 20,000 x 64 px, ``resnet-small``, batch 256, 5 minutes. ``quick``: 240 x 32 px,
     a few seconds of pretraining and a PCA map (no numba compilation), for tests.
     """
@@ -81,7 +81,7 @@ def plan_demo(
             "n": 3_000,
             "size": 64,
             "minutes": 3.5,
-            "arch": "resnet-tiny",
+            "arch": "resnet-micro",
             "batch": 128,
             "projection": "umap",
             "monitor": True,

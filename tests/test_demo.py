@@ -115,7 +115,7 @@ def test_plan_is_sized_for_the_machine():
     from insarexplore.demo import plan_demo
 
     cpu = plan_demo(device="cpu")
-    assert (cpu.n, cpu.size, cpu.arch, cpu.projection) == (3000, 64, "resnet-tiny", "umap")
+    assert (cpu.n, cpu.size, cpu.arch, cpu.projection) == (3000, 64, "resnet-micro", "umap")
     assert 2.0 <= cpu.minutes <= 4.5  # leaves time for synthesis, embedding and UMAP in ~5 min
     quick = plan_demo(device="cpu", quick=True)
     assert quick.n < 500 and quick.projection == "pca" and not quick.monitor

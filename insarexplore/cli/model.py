@@ -70,11 +70,21 @@ def add_pretrain(sub: Any) -> None:
     budget.add_argument("--minutes", type=positive_float, default=None, help="wall-clock (5)")
     budget.add_argument("--epochs", type=positive_float, default=None)
     budget.add_argument("--steps", type=positive_int, default=None)
-    p.add_argument("--arch", default="resnet-tiny", help="resnet-tiny, resnet-small, resnet18, ...")
+    p.add_argument(
+        "--arch",
+        default="resnet-micro",
+        help="resnet-micro (CPU default, 48 px), resnet-tiny (64 px), resnet-small, resnet18 "
+        "(GPU, 224 px), resnet34, vit-tiny",
+    )
     p.add_argument("--method", choices=["simclr", "moco", "vicreg"], default="simclr")
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--lr", type=positive_float, default=None, help="default scales with batch")
-    p.add_argument("--image-size", type=positive_int, default=None, help="crop size in px")
+    p.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="size of the training views in px (default: the data's, capped at the arch's)",
+    )
     p.add_argument("--kind", choices=["phase", "rgb"], default=None, help="input channels")
     p.add_argument(
         "--phase-input",

@@ -52,9 +52,11 @@ _RUNTIME_FIELDS = {
 class PretrainConfig:
     """Every pretraining option. Budget: ``epochs``, ``steps`` or ``minutes`` (the first one
     set wins in that order; none set means ``minutes=5``). ``lr`` None means
-    ``1e-3 * global_batch / 128`` (AdamW)."""
+    ``1e-3 * global_batch / 128`` (AdamW). ``image_size`` None means the data's size, capped
+    at the preset's ``image_size`` (48 px for the default ``resnet-micro``): on CPUs, more steps
+    at a smaller size teach more than fewer at full size."""
 
-    arch: str = "resnet-tiny"
+    arch: str = "resnet-micro"
     method: str = "simclr"
     epochs: float | None = None
     steps: int | None = None
@@ -189,7 +191,9 @@ def pretrain(
     if isinstance(data_src, str | Path) and (Path(data_src) / "workspace.json").exists():
         data_src = Path(data_src) / "data.zarr"
     data = ChannelDataset(data_src, kind=cfg.kind)
-    kind, in_ch, size = data.kind, data.shape[0], cfg.image_size or data.shape[-1]
+    kind, in_ch = data.kind, data.shape[0]
+    # views: image_size if given, else the data's size capped at the size the arch is built for
+    size = cfg.image_size or min(data.shape[-1], PRESETS.get(cfg.arch, {}).get("image_size", 4096))
     key = cfg.resume_key(kind, in_ch)
     ws, version, run, resuming = _open_run(source, out_dir, cfg, key)
 

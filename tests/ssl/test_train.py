@@ -53,9 +53,23 @@ def test_pretrain_workspace_outputs(toy_workspace):
     assert all(float(r["loss"]) > 0 for r in rows)
     assert any(r["knn_acc"] for r in rows)  # the toy data is labelled: the monitor ran
     model, config = load_encoder(run, in_channels=4, channel_kind="phase")
-    assert config["arch"] == "resnet-tiny" and model(torch.zeros(2, 4, 32, 32)).shape == (2, 256)
+    assert config["arch"] == "resnet-micro" and model(torch.zeros(2, 4, 32, 32)).shape == (2, 128)
+    assert config["image_size"] == 32  # the toy data (32 px) is smaller than the preset's 48
     with pytest.raises(ModelMismatchError, match="in_channels"):
         load_encoder(run, in_channels=3)
+
+
+def test_view_size_is_capped_at_the_presets_unless_given(tmp_path, make_toy):
+    ds = make_toy(16, size=64)
+    sizes = {}
+    for name, kw in {
+        "default": {},
+        "tiny": {"arch": "resnet-tiny"},
+        "asked": {"image_size": 56},
+    }.items():
+        pretrain(ds, PretrainConfig(steps=1, **{**TINY, **kw}), out_dir=tmp_path / name)
+        sizes[name] = json.loads((tmp_path / name / "meta.json").read_text())["image_size"]
+    assert sizes == {"default": 48, "tiny": 64, "asked": 56}
 
 
 def test_interrupted_run_resumes_to_identical_weights(tmp_path, make_toy):
