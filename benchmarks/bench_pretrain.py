@@ -1,7 +1,8 @@
 """Pretraining and embedding speed (issue 4).
 
 CPU: images per second of the whole pretraining step (store -> DataLoader -> augment two views
--> forward/backward/step) for the default ``resnet-tiny`` at 64 px, and of embedding.
+-> forward/backward/step) for the default ``resnet-micro`` (views at 48 px) and ``resnet-tiny``
+(64 px) on 64 px data, against the same model's ceiling on random tensors, and of embedding.
 GPU (when CUDA is available): the same at 128 and 224 px with ``resnet18``, against the ceiling
 of the same model's forward+backward on random tensors already on the device; the target is
 that data loading and augmentation cost at most 20 % of that ceiling.
@@ -55,7 +56,7 @@ def _ceiling(arch: str, size: int, batch: int, steps: int, device) -> float:
     from insarexplore.models import build_encoder
     from insarexplore.ssl.methods import SimCLR
 
-    model = SimCLR(build_encoder(arch, 4)).to(device)
+    model = SimCLR(build_encoder(arch, 4, phase_input="gradient")).to(device)  # as the loop
     cuda = device.type == "cuda"
     if cuda:
         model = model.to(memory_format=torch.channels_last)
@@ -102,7 +103,7 @@ def _pipeline(store: Path, arch: str, batch: int, steps: int, device, workers: i
     return batch * steps / (times[-1] - times[2])
 
 
-def _embed_rate(store: Path, device, batch: int = 256) -> float:
+def _embed_rate(store: Path, device, batch: int = 256, arch: str = "resnet-tiny") -> float:
     import torch
 
     from insarexplore.data.io.store import open_dataset
@@ -111,7 +112,7 @@ def _embed_rate(store: Path, device, batch: int = 256) -> float:
 
     ds = open_dataset(store)
     emb = Embedder(
-        build_encoder("resnet-tiny", 4), batch_size=batch, device=str(device), progress=False
+        build_encoder(arch, 4), batch_size=batch, device=str(device), progress=False
     ).fit()
     emb.transform(ds.isel(sample=slice(0, batch)))
     t = time.perf_counter()
@@ -124,20 +125,26 @@ def _embed_rate(store: Path, device, batch: int = 256) -> float:
 def run(quick: bool = False) -> list[dict[str, Any]]:
     import torch
 
+    from insarexplore.models.encoders import PRESETS
+
     rows: list[dict[str, Any]] = []
     cpu = torch.device("cpu")
     threads = torch.get_num_threads()
     steps = 5 if quick else 20
     with tempfile.TemporaryDirectory() as tmp:
         store = _store(Path(tmp), 1024 if quick else 3000, 64)
-        rate = _pipeline(store, "resnet-tiny", 128, steps, cpu, 0)
-        rows.append({"area": AREA, "metric": "pretrain img/s cpu resnet-tiny 64px", "value": rate,
-                     "unit": "img/s", "note": f"batch 128, 2 views, {threads} threads, whole loop"})  # fmt: skip
-        ceil = _ceiling("resnet-tiny", 64, 128, steps, cpu)
-        rows.append({"area": AREA, "metric": "pretrain ceiling cpu resnet-tiny 64px", "value": ceil,
-                     "unit": "img/s", "note": "fwd+bwd+step on random tensors"})  # fmt: skip
-        rows.append({"area": AREA, "metric": "embed img/s cpu resnet-tiny 64px",
-                     "value": _embed_rate(store, cpu), "unit": "img/s", "note": "from Zarr, batch 256"})  # fmt: skip
+        for arch in ("resnet-micro", "resnet-tiny"):
+            size = min(64, PRESETS[arch]["image_size"])
+            tag = f"{arch} {size}px"
+            rate = _pipeline(store, arch, 128, steps, cpu, 0)
+            rows.append({"area": AREA, "metric": f"pretrain img/s cpu {tag}", "value": rate,
+                         "unit": "img/s", "note": f"batch 128, 2 views, {threads} threads, whole loop"})  # fmt: skip
+            ceil = _ceiling(arch, size, 128, steps, cpu)
+            rows.append({"area": AREA, "metric": f"pretrain ceiling cpu {tag}", "value": ceil,
+                         "unit": "img/s", "note": "fwd+bwd+step on random tensors"})  # fmt: skip
+            rows.append({"area": AREA, "metric": f"embed img/s cpu {tag}",
+                         "value": _embed_rate(store, cpu, arch=arch), "unit": "img/s",
+                         "note": "from 64 px Zarr, batch 256"})  # fmt: skip
         if torch.cuda.is_available():
             gpu = torch.device("cuda")
             for size in (128, 224):
