@@ -349,7 +349,7 @@ def test_pretrain_ctrl_c_then_resume(tmp_path):
 
     ws = tmp_path / "ws"
     assert cli.main(["synth", str(ws), "-n", "64", "--size", "16"]) == 0
-    cmd = [sys.executable, "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "400",
+    cmd = [sys.executable, "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "3000",
            "--batch-size", "8", "--no-monitor", "--device", "cpu"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
