@@ -359,7 +359,7 @@ def test_pretrain_ctrl_c_then_resume(tmp_path):
         return len(files[0].read_text().splitlines()) - 1 if files else 0
 
     deadline = time.monotonic() + 300
-    while logged_rows() < 1 and proc.poll() is None and time.monotonic() < deadline:
+    while logged_rows() < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
