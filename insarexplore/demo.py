@@ -49,8 +49,8 @@ def plan_demo(
     """Sizes for this machine; explicit arguments always win over the automatic choice.
 
     CPU: 3,000 x 64 px, ``resnet-micro`` (pretrained at 48 px), 3.5 minutes of pretraining
-    (five minutes in all on two cores). CUDA: 20,000 x 64 px, ``resnet-small``, batch 256, 5 minutes. ``quick``: 240 x 32 px,
-    a few seconds of pretraining and a PCA map (no numba compilation), for tests.
+    (five minutes in all on two cores). CUDA: 20,000 x 64 px, ``resnet-small``, batch 256,
+    5 minutes. ``quick``: 240 x 32 px, a few seconds of pretraining and a PCA map (no numba compilation), for tests.
     """
     from insarexplore.ssl.train import resolve_device
 
