@@ -50,7 +50,8 @@ def plan_demo(
 
     CPU: 3,000 x 64 px, ``resnet-micro`` (pretrained at 48 px), 3.5 minutes of pretraining
     (five minutes in all on two cores). CUDA: 20,000 x 64 px, ``resnet-small``, batch 256,
-    5 minutes. ``quick``: 240 x 32 px, a few seconds of pretraining and a PCA map (no numba compilation), for tests.
+    5 minutes. ``quick``: 240 x 32 px, a few seconds of pretraining and a PCA map (no numba
+    compilation), for tests.
     """
     from insarexplore.ssl.train import resolve_device
 
