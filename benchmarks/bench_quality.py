@@ -4,7 +4,8 @@ Six classes (mogi, sill, dyke, earthquake, subsidence, none), ``n_pool`` unlabel
 samples for pretraining and a held-out test set generated with another seed. For each seed, 10
 labels per class are drawn from the pool and four representations are compared on the test set:
 
-* ``ssl``: the pretrained encoder (default config, time budget ``minutes``) + linear probe;
+* ``ssl``: the pretrained encoder (default config, time budget ``minutes``) + linear probe
+  (the product's ``FewShotClassifier("linear")``: C chosen by cross-validation on the labels);
 * ``random-init``: the same encoder, untrained + linear probe;
 * ``pca``: PCA (64 components, fitted on the pool) of the raw input channels + linear probe;
 * ``supervised``: the same CNN trained from scratch on the 60 labels (with the same
@@ -74,13 +75,13 @@ def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 def probe_f1(train_x, train_y, test_x, test_y) -> float:
-    from sklearn.linear_model import LogisticRegression
+    """Macro-F1 of the product's linear probe (standardised features, logistic regression with
+    C chosen by cross-validated log-loss on the few labels themselves)."""
     from sklearn.metrics import f1_score
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
 
-    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000, C=1.0))
-    clf.fit(train_x, train_y)
+    from insarexplore.explore.fewshot import FewShotClassifier
+
+    clf = FewShotClassifier("linear", calibrate=False).fit(train_x, train_y)
     return float(f1_score(test_y, clf.predict(test_x), average="macro"))
 
 

@@ -391,3 +391,10 @@ def test_pretrain_offers_every_phase_input():
     from insarexplore.models.encoders import PHASE_INPUTS
 
     assert CLI_PHASE_INPUTS == PHASE_INPUTS
+
+
+def test_pretrain_offers_every_rgb_input():
+    from insarexplore.cli.model import RGB_INPUTS as CLI_RGB_INPUTS
+    from insarexplore.models.encoders import RGB_INPUTS
+
+    assert CLI_RGB_INPUTS == RGB_INPUTS

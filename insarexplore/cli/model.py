@@ -36,6 +36,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         resume=not args.fresh,
         monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
         **({"phase_input": args.phase_input} if args.phase_input else {}),
+        **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
     )
     version = pretrain(ws, config)
@@ -43,8 +44,9 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-# insarexplore.models.encoders.PHASE_INPUTS (kept here so --help imports no torch)
+# insarexplore.models.encoders.PHASE_INPUTS / RGB_INPUTS (kept here so --help imports no torch)
 PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
+RGB_INPUTS = ("raw", "hue-gradient")
 
 
 def add_pretrain(sub: Any) -> None:
@@ -92,6 +94,13 @@ def add_pretrain(sub: Any) -> None:
         default=None,
         help="phase data, ResNets: what the first layer sees: fringe-rate phasors (offset-"
         "invariant; the default), the same plus coherence, or raw cos/sin",
+    )
+    p.add_argument(
+        "--rgb-input",
+        choices=RGB_INPUTS,
+        default=None,
+        help="RGB renderings, ResNets: the bands plus hue fringe-rate phasors (invariant to a "
+        "shift along a cyclic palette; the default), or the bands alone",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")

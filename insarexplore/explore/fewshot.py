@@ -7,6 +7,13 @@ turned into probabilities with temperature scaling fitted on held-out logits (cr
 for the linear probe, leave-one-out for prototypes and kNN): the confidence the dashboard shows
 then means what it says. With a single label in some class there is nothing to hold out, and the
 temperature stays 1 (``calibrated_`` is False).
+
+The linear probe's regularisation ``C`` defaults to ``"auto"``: chosen from ``C_GRID`` by the
+held-out log-loss of the same cross-validation (so from the labels alone, never from the data
+being predicted). With 10 labels per class on the synthetic benchmark the best C is 20-50 times
+stronger regularisation than scikit-learn's 1.0 and worth 2 points of macro-F1; with many labels
+the choice moves towards weaker regularisation by itself. Without two labels in every class
+there is nothing to hold out and ``C_FALLBACK`` is used.
 """
 
 from __future__ import annotations
@@ -30,6 +37,9 @@ __all__ = [
 ]
 
 METHODS = ("linear", "prototype", "knn")
+C_GRID = (0.003, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+C_FALLBACK = 0.1
+_C_SELECT_MAX = 3000  # labelled rows used to choose C (a stratified subsample beyond that)
 _NEED = "few-shot fitting needs labelled samples of at least 2 classes (at least 2 labels, one per class)"
 
 
@@ -58,13 +68,18 @@ def fit_temperature(logits: np.ndarray, y: np.ndarray) -> float:
 
 
 class FewShotClassifier(ClassifierMixin, BaseEstimator):
-    """Linear probe, prototype or kNN classifier on embeddings (scikit-learn contract)."""
+    """Linear probe, prototype or kNN classifier on embeddings (scikit-learn contract).
+
+    ``C``: inverse regularisation of the linear probe, or ``"auto"`` (chosen by cross-validated
+    log-loss on the labels, ``C_`` after fitting). ``cv``: folds for that choice and for the
+    temperature (at most the size of the smallest class).
+    """
 
     def __init__(
         self,
         method: str = "linear",
         *,
-        C: float = 1.0,
+        C: float | str = "auto",
         n_neighbors: int = 10,
         knn_temperature: float = 0.07,
         calibrate: bool = True,
@@ -100,8 +115,12 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         Z = self._prep(X)
         self.temperature_ = 1.0
         self.calibrated_ = False
-        held = self._heldout_logits(Z, y_idx, counts) if self.calibrate else None
-        if held is not None:
+        held = None
+        if self.method == "linear":
+            self.C_, held = self._choose_C(Z, y_idx, counts)
+        if self.calibrate and held is None:
+            held = self._heldout_logits(Z, y_idx, counts)
+        if self.calibrate and held is not None:
             self.temperature_ = fit_temperature(held, y_idx)
             self.calibrated_ = True
         self._fit_head(Z, y_idx)
@@ -121,10 +140,50 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
         else:
             self.head_ = (Z.copy(), y.copy())
 
-    def _linear(self, Z: np.ndarray, y: np.ndarray) -> Any:
+    def _linear(self, Z: np.ndarray, y: np.ndarray, C: float | None = None) -> Any:
         from sklearn.linear_model import LogisticRegression
 
-        return LogisticRegression(C=self.C, max_iter=2000).fit(Z, y)
+        return LogisticRegression(C=self.C_ if C is None else C, max_iter=2000).fit(Z, y)
+
+    def _folds(self, y: np.ndarray, counts: np.ndarray):
+        from sklearn.model_selection import StratifiedKFold
+
+        return StratifiedKFold(
+            n_splits=int(min(self.cv, counts.min())),
+            shuffle=self.random_state is not None,
+            random_state=self.random_state,
+        ).split(np.zeros(len(y)), y)
+
+    def _choose_C(
+        self, Z: np.ndarray, y: np.ndarray, counts: np.ndarray
+    ) -> tuple[float, np.ndarray | None]:
+        """The probe's C and, when it was chosen by cross-validation on every label, that C's
+        held-out logits (reused for the temperature)."""
+        if self.C != "auto":
+            if isinstance(self.C, str) or not float(self.C) > 0:
+                raise ValueError(f"C: must be a positive number or 'auto', got {self.C!r}")
+            return float(self.C), None
+        if counts.min() < 2 or self.cv < 2:
+            return C_FALLBACK, None
+        rows = np.arange(len(y))
+        if len(y) > _C_SELECT_MAX:  # choose on a stratified subsample: cost stays bounded
+            from sklearn.model_selection import train_test_split
+
+            rows, _ = train_test_split(rows, train_size=_C_SELECT_MAX, stratify=y, random_state=0)
+            if np.bincount(y[rows], minlength=len(counts)).min() < 2:
+                rows = np.arange(len(y))
+        Zs, ys = Z[rows], y[rows]
+        folds = list(self._folds(ys, np.bincount(ys, minlength=len(counts))))
+        best: tuple[float, float, np.ndarray] | None = None
+        for C in C_GRID:
+            out = np.zeros((len(ys), len(counts)))
+            for train, test in folds:
+                out[test] = _linear_logits(self._linear(Zs[train], ys[train], C), Zs[test])
+            loss = _nll(out, ys, 1.0)
+            if best is None or loss < best[0] - 1e-9:
+                best = (loss, C, out)
+        assert best is not None
+        return best[1], (best[2] if len(rows) == len(y) else None)
 
     def _prototypes(self, Z: np.ndarray, y: np.ndarray) -> np.ndarray:
         P = np.stack([Z[y == k].mean(axis=0) for k in range(len(self.classes_))])
@@ -138,15 +197,8 @@ class FewShotClassifier(ClassifierMixin, BaseEstimator):
             return None
         k = len(self.classes_)
         if self.method == "linear":
-            from sklearn.model_selection import StratifiedKFold
-
-            folds = StratifiedKFold(
-                n_splits=int(min(self.cv, counts.min())),
-                shuffle=self.random_state is not None,
-                random_state=self.random_state,
-            )
             out = np.zeros((len(y), k))
-            for train, test in folds.split(Z, y):
+            for train, test in self._folds(y, counts):
                 out[test] = _linear_logits(self._linear(Z[train], y[train]), Z[test])
             return out
         if self.method == "prototype":

@@ -29,14 +29,21 @@ Encoders return pooled features ``(batch, out_dim)``; they never add a projectio
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from insarexplore.models.colour import hue
+
 __all__ = [
     "PRESETS",
+    "PHASE_INPUTS",
+    "RGB_INPUTS",
+    "HueGradient",
+    "PhasorGradient",
     "ResNet",
     "VisionTransformer",
     "build_encoder",
@@ -98,6 +105,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 _CHANNEL_KINDS = {4: "phase", 3: "rgb"}
 PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
+RGB_INPUTS = ("raw", "hue-gradient")
 
 
 def channel_kind_for(in_channels: int) -> str:
@@ -169,6 +177,35 @@ class PhasorGradient(nn.Module):
         return torch.stack([gx_re, gx_im, gy_re, gy_im, *rest], dim=1)
 
 
+class HueGradient(nn.Module):
+    """Fixed input layer for colour renderings: ``(B, 3, H, W) -> (B, 7, H, W)``, the RGB bands
+    plus the phasors of the hue differences between neighbouring pixels, weighted by saturation
+    (``[r, g, b, gx_re, gx_im, gy_re, gy_im]``).
+
+    Interferograms are rendered with cyclic palettes in which hue advances with phase: exactly
+    for hue-cycle ("rainbow") renderings, monotonically for the cyclic diverging palettes of
+    DATA_FORMATS.md. The hue phasor ``s * exp(2 pi i h)`` is then a warped copy of the phase
+    phasor, and its neighbour differences are the colour version of ``PhasorGradient``: the
+    fringe rate, unchanged by a shift along the palette (a hue rotation) and by the brightness
+    shading of amplitude. Grey, white and black pixels (saturation 0: no data, overlays,
+    greyscale renderings) contribute 0 and are left to the RGB bands.
+    """
+
+    out_channels = 7
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gradient = PhasorGradient(coherence=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, sat, _ = hue(x)
+        angle = h * (2 * math.pi)
+        z = torch.stack(
+            [sat * torch.cos(angle), sat * torch.sin(angle), sat, torch.ones_like(sat)], 1
+        )
+        return torch.cat([x, self.gradient(z)[:, :4]], dim=1)
+
+
 class ResNet(nn.Module):
     """ResNet with configurable widths and depths; ``forward(x: (B, C, H, W)) -> (B, out_dim)``.
 
@@ -189,15 +226,25 @@ class ResNet(nn.Module):
         super().__init__()
         if len(widths) != len(depths) or not widths:
             raise ValueError(f"widths {widths} and depths {depths} must be non-empty, same length")
-        if phase_input not in PHASE_INPUTS:
-            raise ValueError(f"phase_input must be one of {PHASE_INPUTS}, got {phase_input!r}")
-        if phase_input != "raw" and in_channels != 4:
+        if phase_input not in PHASE_INPUTS + RGB_INPUTS:
+            raise ValueError(
+                f"phase_input must be one of {PHASE_INPUTS} (phase) or {RGB_INPUTS} (RGB), "
+                f"got {phase_input!r}"
+            )
+        if phase_input in RGB_INPUTS[1:] and in_channels != 3:
+            raise ValueError(
+                f"phase_input={phase_input!r} needs RGB channels (3), got in_channels={in_channels}"
+            )
+        if phase_input in PHASE_INPUTS[1:] and in_channels != 4:
             raise ValueError(
                 f"phase_input={phase_input!r} needs phase channels [cos, sin, coh, valid] (4), "
                 f"got in_channels={in_channels}"
             )
         self.input: nn.Module = nn.Identity()
-        if phase_input != "raw":
+        if phase_input == "hue-gradient":
+            self.input = HueGradient()
+            in_channels = self.input.out_channels
+        elif phase_input != "raw":
             self.input = PhasorGradient(coherence=phase_input == "gradient+coherence")
             in_channels = self.input.out_channels
         if stem in ("small", "pooled"):

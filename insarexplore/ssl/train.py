@@ -54,7 +54,9 @@ class PretrainConfig:
     set wins in that order; none set means ``minutes=5``). ``lr`` None means
     ``1e-3 * global_batch / 128`` (AdamW). ``image_size`` None means the data's size, capped
     at the preset's ``image_size`` (48 px for the default ``resnet-micro``): on CPUs, more steps
-    at a smaller size teach more than fewer at full size."""
+    at a smaller size teach more than fewer at full size. ``phase_input`` and ``rgb_input``:
+    the encoder's fixed input layer for phase data and for RGB renderings (ResNets only; see
+    ``insarexplore.models.encoders.PhasorGradient`` and ``HueGradient``)."""
 
     arch: str = "resnet-micro"
     method: str = "simclr"
@@ -74,6 +76,7 @@ class PretrainConfig:
     # ResNets on phase data: "gradient" feeds the phasors of neighbouring-pixel phase differences
     # (offset-invariant fringe rate, see models.encoders.PhasorGradient); "raw": cos/sin as is.
     phase_input: str = "gradient"
+    rgb_input: str = "hue-gradient"
     encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
     image_size: int | None = None
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -94,7 +97,9 @@ class PretrainConfig:
 
     def resume_key(self, kind: str, in_channels: int) -> str:
         """Hash of the options that define a run (not how it is executed)."""
-        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in _RUNTIME_FIELDS}
+        other_input = "rgb_input" if kind == "phase" else "phase_input"  # not used by this kind
+        skip = _RUNTIME_FIELDS | {other_input}
+        d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
         d.update(kind=kind, in_channels=in_channels, world=dist.get_world_size())
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -199,8 +204,11 @@ def pretrain(
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     enc_kw = {"image_size": size, **cfg.encoder_kwargs}  # recorded: embeddings resize to it
-    if kind == "phase" and PRESETS.get(cfg.arch, {}).get("family") == "resnet" and in_ch == 4:
-        enc_kw.setdefault("phase_input", cfg.phase_input)
+    if PRESETS.get(cfg.arch, {}).get("family") == "resnet":
+        if kind == "phase" and in_ch == 4:
+            enc_kw.setdefault("phase_input", cfg.phase_input)
+        elif kind == "rgb" and in_ch == 3:
+            enc_kw.setdefault("phase_input", cfg.rgb_input)
     encoder = build_encoder(cfg.arch, in_ch, channel_kind=kind, norm=cfg.norm, **enc_kw)
     method_kw: dict[str, Any] = {"proj_dim": cfg.proj_dim, "hidden_dim": cfg.hidden_dim}
     method_kw["head_norm"] = "batch" if cfg.norm == "batch" else "layer"

@@ -7,7 +7,13 @@ import pytest
 from sklearn.datasets import make_blobs
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from insarexplore.explore.fewshot import FewShotClassifier, fit_temperature, softmax
+from insarexplore.explore.fewshot import (
+    C_FALLBACK,
+    C_GRID,
+    FewShotClassifier,
+    fit_temperature,
+    softmax,
+)
 
 METHODS = ("linear", "prototype", "knn")
 
@@ -52,6 +58,48 @@ def test_errors_say_how_many_labels(method):
         FewShotClassifier(method).fit(X[y == 0][:4], y[y == 0][:4])
     with pytest.raises(ValueError, match="method"):
         FewShotClassifier("svm").fit(X, y)
+
+
+def _reference_auto_C(X, y, folds=5):
+    """C of C_GRID with the lowest 5-fold held-out log-loss, written out directly."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import StratifiedKFold
+
+    Z = (X - X.mean(0)) / X.std(0)
+    losses = []
+    for C in C_GRID:
+        P = np.zeros((len(y), len(np.unique(y))))
+        for tr, te in StratifiedKFold(folds).split(Z, y):
+            P[te] = LogisticRegression(C=C, max_iter=2000).fit(Z[tr], y[tr]).predict_proba(Z[te])
+        losses.append(log_loss(y, P))
+    return C_GRID[int(np.argmin(losses))]
+
+
+def test_auto_C_is_chosen_by_held_out_log_loss_on_the_labels():
+    # few labels, many uninformative dimensions: strong regularisation must win
+    chosen = []
+    for seed in range(4):
+        rng = np.random.default_rng(seed)
+        Xb, yb = _blobs(n=60, d=4, k=3, std=8.0, seed=seed)
+        X = np.hstack([Xb, rng.normal(0, 3, (60, 200))])
+        clf = FewShotClassifier("linear").fit(X, yb)
+        assert clf.C_ == _reference_auto_C(X, yb)
+        chosen.append(clf.C_)
+    assert max(chosen) <= 0.1, chosen
+    # plenty of clean labels: weak regularisation
+    X2, y2 = _blobs(n=600, d=8, k=3, std=1.0, seed=2)
+    assert FewShotClassifier("linear").fit(X2, y2).C_ >= 1.0
+
+
+def test_fixed_C_is_kept_and_bad_C_is_refused():
+    X, y = _blobs()
+    assert FewShotClassifier("linear", C=0.5).fit(X, y).C_ == 0.5
+    one_each = np.array([np.flatnonzero(y == c)[0] for c in range(3)])
+    assert FewShotClassifier("linear").fit(X[one_each], y[one_each]).C_ == C_FALLBACK
+    for bad in (0, -1.0, "best"):
+        with pytest.raises(ValueError, match="C: must be a positive number or 'auto'"):
+            FewShotClassifier("linear", C=bad).fit(X, y)
 
 
 def test_temperature_recovers_a_known_scale():

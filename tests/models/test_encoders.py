@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -157,3 +158,66 @@ def test_gradient_input_encoder_builds_saves_and_refuses_rgb(tmp_path):
     assert build_encoder("resnet-tiny", 4, phase_input="gradient+coherence").input.coherence
     with pytest.raises(ValueError, match="phase_input must be"):
         build_encoder("resnet-tiny", 4, phase_input="laplacian")
+
+
+def _rainbow(phi: torch.Tensor, shade: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, H, W) phase -> (B, 3, H, W) hue-cycle rendering through the product's palette."""
+    from insarexplore.data.palettes import render_phase
+
+    out = []
+    for i in range(len(phi)):
+        amp = None if shade is None else shade[i].numpy()
+        out.append(render_phase(phi[i].numpy(), "rainbow", amplitude=amp))
+    return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def test_hue_gradient_reads_the_fringe_rate_of_renderings():
+    from insarexplore.models.encoders import HueGradient
+
+    yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    phi = torch.angle(torch.exp(1j * (0.4 * xx - 0.25 * yy)))[None]
+    x = _rainbow(phi)
+    g = HueGradient()(x)
+    assert g.shape == (1, 7, 24, 24) and torch.equal(g[:, :3], x)  # RGB passes through
+    # on a hue-cycle rendering the hue phasor differences are the phase differences
+    rate_x = torch.atan2(g[0, 4, :, :-1], g[0, 3, :, :-1])
+    rate_y = torch.atan2(g[0, 6, :-1], g[0, 5, :-1])
+    assert torch.allclose(rate_x, torch.tensor(0.4), atol=0.03)
+    assert torch.allclose(rate_y, torch.tensor(-0.25), atol=0.03)
+    # a shift along the palette and amplitude shading change the colours, not the fringe rate
+    shade = torch.rand(1, 24, 24) * 0.5 + 0.5
+    shifted = HueGradient()(_rainbow(torch.angle(torch.exp(1j * (phi + 2.0))), shade))
+    assert not torch.allclose(shifted[:, :3], x, atol=0.05)
+    assert torch.allclose(shifted[:, 3:], g[:, 3:], atol=0.05)
+    # grey pixels (no hue) contribute nothing
+    assert HueGradient()(torch.full((1, 3, 8, 8), 0.5))[:, 3:].abs().max() == 0
+
+
+def test_cyclic_palette_hue_advances_with_phase():
+    """Why HueGradient also suits the cyclic diverging palette: its hue is monotonic in phase."""
+    from insarexplore.data.palettes import palette_lut
+    from insarexplore.models.colour import hue
+
+    lut = torch.from_numpy(palette_lut("cyclic", 256)).float().T[None, :, :, None] / 255.0
+    h, sat, _ = hue(lut)
+    h, sat = h[0, :, 0], sat[0, :, 0]
+    steps = torch.remainder(torch.diff(torch.cat([h, h[:1]])) + 0.5, 1.0) - 0.5  # wrapped
+    assert (
+        steps[sat > 0.2] >= -0.005
+    ).all()  # never runs back (beyond 8-bit rounding) where coloured
+    assert abs(float(steps.sum()) - 1.0) < 1e-3  # one full turn per cycle of phase
+
+
+def test_hue_gradient_encoder_needs_rgb_and_survives_a_round_trip(tmp_path):
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-micro", 3, phase_input="hue-gradient")
+    assert enc.input.out_channels == 7
+    save_encoder(tmp_path / "e.pt", enc)
+    back, cfg = load_encoder(tmp_path / "e.pt")
+    assert cfg["phase_input"] == "hue-gradient"
+    x = torch.rand(2, 3, 32, 32)
+    enc.eval()
+    with torch.no_grad():
+        assert torch.allclose(back(x), enc(x), atol=1e-5)
+    with pytest.raises(ValueError, match="phase_input='hue-gradient' needs RGB channels"):
+        build_encoder("resnet-micro", 4, phase_input="hue-gradient")

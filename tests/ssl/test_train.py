@@ -121,6 +121,14 @@ def test_other_methods_and_rgb(tmp_path, method, make_toy):
              out_dir=tmp_path / method)  # fmt: skip
     _, config = load_encoder(tmp_path / method)
     assert config["in_channels"] == 3 and config["channel_kind"] == "rgb"
+    assert config["phase_input"] == "hue-gradient"  # the RGB default input layer
+
+
+def test_input_layer_options_only_key_runs_of_their_kind():
+    base, other = PretrainConfig(), PretrainConfig(rgb_input="raw")
+    assert base.resume_key("phase", 4) == other.resume_key("phase", 4)
+    assert base.resume_key("rgb", 3) != other.resume_key("rgb", 3)
+    assert base.resume_key("rgb", 3) == PretrainConfig(phase_input="raw").resume_key("rgb", 3)
 
 
 def test_checkpoint_of_other_architecture_is_refused(tmp_path, make_toy):
