@@ -270,7 +270,7 @@ def stored_predictions(data: Any, method: str = "linear") -> dict[str, Any] | No
     }
 
 
-UNCERTAINTY = ("entropy", "margin", "least_confidence", "margin_diverse")
+UNCERTAINTY = ("entropy", "margin", "least_confidence", "margin_diverse", "margin_balanced")
 
 
 def suggest(

@@ -23,6 +23,7 @@ STRATEGIES = {
     "Margin": "margin",
     "Least confidence": "least_confidence",
     "Margin + diversity": "margin_diverse",
+    "Margin, every class": "margin_balanced",
     "Diversity": "diversity",
     "Typical (first labels)": "typical",
     "Geographic diversity": "geo_diversity",

@@ -190,6 +190,7 @@ STRATEGIES = (
     "typical",
     "geo_diversity",
     "margin_diverse",
+    "margin_balanced",
 )
 
 
@@ -205,6 +206,7 @@ def add_suggest(sub: Any) -> None:
   insarexplore suggest ws/ --strategy geo_diversity -o next.csv
   insarexplore suggest ws/ --strategy typical          # first labels: centres of clusters
   insarexplore suggest ws/ --strategy margin_diverse   # uncertain, but not near-duplicates
+  insarexplore suggest ws/ --strategy margin_balanced  # uncertain, one per predicted class
 """,
         description=(
             "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
@@ -212,7 +214,9 @@ def add_suggest(sub: Any) -> None:
             "current labels (at least 2 classes) when its stored predictions are out of date;\n"
             "diversity and typical need no labels (typical: the centres of unlabelled clusters,\n"
             "best for the first labels); geo_diversity avoids overlapping footprints;\n"
-            "margin_diverse spreads uncertain picks over the embedding space."
+            "margin_diverse spreads uncertain picks over the embedding space; margin_balanced\n"
+            "over the predicted classes (the best after a first round of typical, on the\n"
+            "synthetic benchmark)."
         ),
     )
     p.add_argument("workspace", help="workspace folder")

@@ -12,6 +12,12 @@ takes the ``candidates_per_pick * n`` smallest-margin samples and, among them, t
 each centre of ``n`` k-means clusters (weighted by uncertainty) in embedding space (after
 Zhdanov 2019, "Diverse mini-batch active learning"): a batch of pure margin picks is often
 near-duplicates on one decision boundary, which teaches little more than one of them.
+``margin_balanced`` goes round the classes (in a seeded random order) and takes, for each, the
+smallest-margin unlabelled sample among those predicted as that class (a class nobody is
+predicted as gets the sample most likely to be it): uncertain picks spread over every class, so
+the labelled set stays balanced while it follows the decision boundaries. On the synthetic
+benchmark it is the best uncertainty strategy after a ``typical`` first round
+(benchmarks/RESULTS.md, "Label efficiency").
 
 Scale: k-center greedy works on at most ``max_candidates`` unlabelled rows (a seeded random
 subsample) and measures distances to at most ``max_centers`` labelled rows (also subsampled); every
@@ -28,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "balanced_uncertain",
     "diverse_uncertain",
     "typical_samples",
     "Suggestion",
@@ -46,6 +53,7 @@ STRATEGIES = (
     "typical",
     "geo_diversity",
     "margin_diverse",
+    "margin_balanced",
 )
 
 
@@ -254,6 +262,42 @@ def diverse_uncertain(
     return picks[np.argsort(-scores[picks], kind="stable")]
 
 
+def balanced_uncertain(
+    proba: np.ndarray, n: int, *, labelled: Any = None, seed: int = 0
+) -> np.ndarray:
+    """``n`` unlabelled rows, one class at a time (classes in a seeded random order, then again):
+    the smallest-margin row predicted as that class, or, when no unlabelled row is left
+    predicted as it, the row with the highest probability of it."""
+    proba = np.asarray(proba, dtype=np.float64)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"proba: expected (n_samples, n_classes >= 2), got shape {proba.shape}")
+    free = ~_mask(labelled, len(proba))
+    n = min(int(n), int(free.sum()))
+    scores = uncertainty(proba, "margin")
+    pred = proba.argmax(axis=1)
+    queues = []  # per class: its free rows, most uncertain first
+    for c in range(proba.shape[1]):
+        rows = np.flatnonzero(free & (pred == c))
+        queues.append(list(rows[np.argsort(-scores[rows], kind="stable")][::-1]))
+    order = np.random.default_rng(seed).permutation(proba.shape[1])
+    picks: list[int] = []
+    while len(picks) < n:
+        for c in order:
+            if len(picks) == n:
+                break
+            q = queues[c]
+            while q and not free[q[-1]]:
+                q.pop()
+            if q:
+                i = int(q.pop())
+            else:
+                cand = np.flatnonzero(free)
+                i = int(cand[np.argmax(proba[cand, c])])
+            free[i] = False
+            picks.append(i)
+    return np.asarray(picks, dtype=np.int64)
+
+
 def _overlaps(box: np.ndarray, boxes: np.ndarray) -> bool:
     if not len(boxes):
         return False
@@ -354,6 +398,22 @@ def suggest(
             )
             for i in rows
         ]
+    if strategy == "margin_balanced":
+        if proba is None:
+            raise ValueError(
+                "strategy 'margin_balanced': needs proba (train a few-shot model first)"
+            )
+        scores = uncertainty(proba, "margin")
+        rows = balanced_uncertain(proba, n, labelled=mask, seed=seed)
+        return [
+            make(
+                i,
+                scores[i],
+                _uncertainty_reason("margin", proba[i], scores[i], names)
+                + "; the least sure of those predicted as its class",
+            )
+            for i in rows
+        ]
     if strategy in ("entropy", "margin", "least_confidence") or proba is not None:
         if proba is None:
             raise ValueError(f"strategy {strategy!r}: needs proba (train a few-shot model first)")
@@ -447,7 +507,13 @@ def suggest_workspace(
             if not fresh:
                 _, preds = train_fewshot(ws, method, model_version, store=store, progress=False)
             proba, classes = preds.proba, preds.classes
-        elif strategy in ("entropy", "margin", "least_confidence", "margin_diverse"):
+        elif strategy in (
+            "entropy",
+            "margin",
+            "least_confidence",
+            "margin_diverse",
+            "margin_balanced",
+        ):
             raise ValueError(
                 f"strategy {strategy!r} needs a few-shot model: label samples of at least 2 classes"
                 " first, or use strategy='diversity'"

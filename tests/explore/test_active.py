@@ -177,6 +177,35 @@ def test_margin_diverse_spreads_a_batch_over_uncertain_groups():
         suggest(3, "margin_diverse", embeddings=X)
 
 
+def test_margin_balanced_takes_the_least_sure_of_each_predicted_class():
+    rng = np.random.default_rng(5)
+    n = 300
+    proba = rng.dirichlet([1.0, 1.0, 1.0], size=n)
+    proba[:, 2] *= 0.2  # class 2 is predicted for few samples...
+    proba /= proba.sum(axis=1, keepdims=True)
+    pred = proba.argmax(axis=1)
+    srt = np.sort(proba, axis=1)
+    margin = srt[:, -1] - srt[:, -2]
+    labelled = np.flatnonzero(pred == 0)[:5]
+    out = suggest(6, "margin_balanced", proba=proba, labelled=labelled, seed=1,
+                  classes=["dyke", "mogi", "none"])  # fmt: skip
+    rows = [s.index for s in out]
+    assert len(set(rows)) == 6 and not set(rows) & set(labelled)
+    assert sorted(np.bincount(pred[rows], minlength=3)) == [2, 2, 2]  # two per class
+    for c in range(3):  # ... and within a class, the smallest margins among the unlabelled
+        free = np.setdiff1d(np.flatnonzero(pred == c), labelled)
+        want = free[np.argsort(margin[free])[:2]]
+        assert sorted(r for r in rows if pred[r] == c) == sorted(want)
+    assert all("margin" in s.reason and "predicted as its class" in s.reason for s in out)
+    # a class no sample is predicted as still gets a pick: the sample most likely to be it
+    flat = np.tile([[0.6, 0.3, 0.1]], (10, 1)) + rng.uniform(0, 0.01, (10, 3))
+    picks = [s.index for s in suggest(3, "margin_balanced", proba=flat)]
+    assert int(np.argmax(flat[:, 2])) in picks or int(np.argmax(flat[:, 1])) in picks
+    assert len(suggest(50, "margin_balanced", proba=flat)) == 10  # no more than there are
+    with pytest.raises(ValueError, match="margin_balanced.*needs proba"):
+        suggest(3, "margin_balanced", embeddings=rng.normal(size=(10, 2)))
+
+
 def test_typical_prefers_the_dense_core_to_the_centroid():
     rng = np.random.default_rng(5)
     dense = rng.normal([1.0, 0.0], 0.05, (40, 2))
