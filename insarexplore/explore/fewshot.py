@@ -344,6 +344,7 @@ def train_fewshot(
             "labels_revision": revision,
             "temperature": clf.temperature_,
             "calibrated": clf.calibrated_,
+            **({"C": clf.C_} if method == "linear" else {}),
         },
     )
     arrays = {

@@ -154,5 +154,9 @@ def test_train_fewshot_on_a_workspace(workspace):
     stored = load_predictions(ws, "prototype")
     assert np.array_equal(stored.predicted, preds.predicted)
     assert stored.meta["labels_revision"] == revision and stored.meta["n_labels"] == 9
+    assert "C" not in stored.meta
+    with LabelStore(ws.labels_path) as store:
+        train_fewshot(ws, "linear", store=store, progress=False)
+    assert load_predictions(ws, "linear").meta["C"] in C_GRID  # the probe records its choice
     assert stored.meta["model_version"] == ws.current_model and not ws.is_stale(stored.meta)
     assert list(stored.frame().columns) == ["predicted", "confidence"]
