@@ -19,11 +19,11 @@ __all__ = ["ModelView", "KeyListener", "METHODS", "STRATEGIES"]
 
 METHODS = {"Linear probe": "linear", "Prototypes": "prototype", "kNN": "knn"}
 STRATEGIES = {
+    "Margin, every class": "margin_balanced",
     "Entropy": "entropy",
     "Margin": "margin",
     "Least confidence": "least_confidence",
     "Margin + diversity": "margin_diverse",
-    "Margin, every class": "margin_balanced",
     "Diversity": "diversity",
     "Typical (first labels)": "typical",
     "Geographic diversity": "geo_diversity",
@@ -79,7 +79,7 @@ class ModelView(pn.viewable.Viewer):
             margin=(5, 10),
         )
         self.strategy = pn.widgets.Select(
-            label="Strategy", options=STRATEGIES, value="entropy", width=150
+            label="Strategy", options=STRATEGIES, value="margin_balanced", width=150
         )
         self.n = pn.widgets.IntInput(label="How many", value=12, start=1, end=200, width=80)
         self.suggest = pn.widgets.Button(label="Suggest next", width=120, margin=(23, 5, 5, 5))

@@ -377,7 +377,7 @@ class ExplorerState(param.Parameterized):
     def has_predictions(self) -> bool:
         return bool((self.table["predicted"] != "").any())
 
-    def suggest_next(self, n: int = 12, strategy: str = "entropy") -> list[str]:
+    def suggest_next(self, n: int = 12, strategy: str = "margin_balanced") -> list[str]:
         """Load the active-learning queue into the gallery and focus its first sample."""
         ids, reasons = engine.suggest(
             self.data,

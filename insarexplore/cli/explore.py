@@ -221,7 +221,12 @@ def add_suggest(sub: Any) -> None:
     )
     p.add_argument("workspace", help="workspace folder")
     p.add_argument("-n", type=positive_int, default=20, help="how many (default 20)")
-    p.add_argument("--strategy", choices=STRATEGIES, default="entropy")
+    p.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="margin_balanced",
+        help="default margin_balanced (start with typical when nothing is labelled yet)",
+    )
     p.add_argument(
         "--method", choices=["linear", "prototype", "knn"], default="linear", help="classifier"
     )

@@ -472,7 +472,7 @@ def _uncertainty_reason(strategy: str, p: np.ndarray, score: float, names: list[
 def suggest_workspace(
     ws: Any,
     n: int = 20,
-    strategy: str = "entropy",
+    strategy: str = "margin_balanced",
     *,
     method: str = "linear",
     model_version: str | None = None,
