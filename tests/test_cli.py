@@ -352,7 +352,10 @@ def test_pretrain_ctrl_c_then_resume(tmp_path):
     cmd = [sys.executable, "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "3000",
            "--batch-size", "8", "--no-monitor", "--device", "cpu"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    # a runner that starts the suite in the background (nohup, `cmd &`) hands SIGINT down as
+    # ignored, and Python then never raises KeyboardInterrupt: give the child the default back
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
 
     def logged_rows() -> int:  # metrics.csv gets a row every 10 steps
         files = list((ws / "models").glob("*/metrics.csv"))
