@@ -288,7 +288,7 @@ def suggest(
     if strategy in UNCERTAINTY and proba is None:
         raise ValueError(
             f"strategy {strategy!r} needs predictions: train a few-shot model first "
-            "(or use 'diversity')"
+            "(or use 'typical' or 'diversity', which need no labels)"
         )
     labelled = (table["label"] != "").to_numpy()
     if strategy == "anomaly":

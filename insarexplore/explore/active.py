@@ -516,7 +516,7 @@ def suggest_workspace(
         ):
             raise ValueError(
                 f"strategy {strategy!r} needs a few-shot model: label samples of at least 2 classes"
-                " first, or use strategy='diversity'"
+                " first, or use strategy='typical' or 'diversity'"
             )
     finally:
         if own:
