@@ -410,7 +410,7 @@ def suggest(
                 i,
                 scores[i],
                 _uncertainty_reason("margin", proba[i], scores[i], names)
-                + "; the least sure of those predicted as its class",
+                + f"; least sure among those predicted {_class_name(proba[i], names)}",
             )
             for i in rows
         ]
@@ -456,6 +456,11 @@ def suggest(
     return [
         make(i, scores[i], why[0](i) + "; footprint overlaps no other suggestion") for i in chosen
     ]
+
+
+def _class_name(p: np.ndarray, names: list[str] | None) -> str:
+    j = int(np.argmax(p))
+    return names[j] if names else f"class {j}"
 
 
 def _uncertainty_reason(strategy: str, p: np.ndarray, score: float, names: list[str] | None) -> str:
