@@ -210,8 +210,9 @@ def add_suggest(sub: Any) -> None:
 """,
         description=(
             "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
-            "strategies (entropy, margin, least_confidence) fit a few-shot classifier on the\n"
-            "current labels (at least 2 classes) when its stored predictions are out of date;\n"
+            "strategies (entropy, margin, least_confidence, margin_diverse, margin_balanced)\n"
+            "fit a few-shot classifier on the current labels (at least 2 classes) when its\n"
+            "stored predictions are out of date;\n"
             "diversity and typical need no labels (typical: the centres of unlabelled clusters,\n"
             "best for the first labels); geo_diversity avoids overlapping footprints;\n"
             "margin_diverse spreads uncertain picks over the embedding space; margin_balanced\n"
