@@ -212,12 +212,11 @@ def add_suggest(sub: Any) -> None:
             "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
             "strategies (entropy, margin, least_confidence, margin_diverse, margin_balanced)\n"
             "fit a few-shot classifier on the current labels (at least 2 classes) when its\n"
-            "stored predictions are out of date;\n"
-            "diversity and typical need no labels (typical: the centres of unlabelled clusters,\n"
-            "best for the first labels); geo_diversity avoids overlapping footprints;\n"
-            "margin_diverse spreads uncertain picks over the embedding space; margin_balanced\n"
-            "over the predicted classes (the best after a first round of typical, on the\n"
-            "synthetic benchmark)."
+            "stored predictions are out of date; diversity and typical need no labels\n"
+            "(typical: the centres of unlabelled clusters, best for the first labels);\n"
+            "geo_diversity avoids overlapping footprints; margin_diverse spreads uncertain\n"
+            "picks over the embedding space, margin_balanced over the predicted classes (the\n"
+            "default, and the best after a first round of typical on the synthetic benchmark)."
         ),
     )
     p.add_argument("workspace", help="workspace folder")
