@@ -13,7 +13,9 @@
   class per round with ``margin_balanced`` (for each predicted class, the unlabelled sample
   predicted as it with the smallest margin); ``active-margin`` (linear probe only) does every
   round after the first with plain ``margin``, for comparison. 40 seeds: paired differences
-  between selections vary by 0.02-0.07 from seed to seed (standard errors 0.003-0.012). Random selection draws the same total number of labels uniformly from the pool. The plot is saved as benchmarks/label_efficiency.png.
+  between selections vary by 0.02-0.07 from seed to seed (standard errors 0.003-0.012). Random
+  selection draws the same total number of labels uniformly from the pool. The plot is saved as
+  benchmarks/label_efficiency.png.
 
     python benchmarks/bench_engine.py            # full sizes
     python benchmarks/bench_engine.py --quick    # small sizes (minutes)

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from insarexplore.explore.active import UNCERTAINTY_STRATEGIES
+
 __all__ = [
     "open_workspace",
     "embeddings",
@@ -270,9 +272,6 @@ def stored_predictions(data: Any, method: str = "linear") -> dict[str, Any] | No
     }
 
 
-UNCERTAINTY = ("entropy", "margin", "least_confidence", "margin_diverse", "margin_balanced")
-
-
 def suggest(
     data: Any,
     table: pd.DataFrame,
@@ -285,7 +284,7 @@ def suggest(
     """Next samples to label (never labelled ones) and a one-line reason for each."""
     from insarexplore.explore.active import suggest as engine_suggest
 
-    if strategy in UNCERTAINTY and proba is None:
+    if strategy in UNCERTAINTY_STRATEGIES and proba is None:
         raise ValueError(
             f"strategy {strategy!r} needs predictions: train a few-shot model first "
             "(or use 'typical' or 'diversity', which need no labels)"

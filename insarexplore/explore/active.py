@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "UNCERTAINTY_STRATEGIES",
     "balanced_uncertain",
     "diverse_uncertain",
     "typical_samples",
@@ -52,6 +53,14 @@ STRATEGIES = (
     "diversity",
     "typical",
     "geo_diversity",
+    "margin_diverse",
+    "margin_balanced",
+)
+# strategies that rank by the few-shot model's predictions (need labels of 2+ classes)
+UNCERTAINTY_STRATEGIES = (
+    "entropy",
+    "margin",
+    "least_confidence",
     "margin_diverse",
     "margin_balanced",
 )
@@ -410,7 +419,7 @@ def suggest(
                 i,
                 scores[i],
                 _uncertainty_reason("margin", proba[i], scores[i], names)
-                + f"; least sure among those predicted {_class_name(proba[i], names)}",
+                + f"; least sure among those predicted {_class_name(int(np.argmax(proba[i])), names)}",
             )
             for i in rows
         ]
@@ -458,14 +467,13 @@ def suggest(
     ]
 
 
-def _class_name(p: np.ndarray, names: list[str] | None) -> str:
-    j = int(np.argmax(p))
+def _class_name(j: int, names: list[str] | None) -> str:
     return names[j] if names else f"class {j}"
 
 
 def _uncertainty_reason(strategy: str, p: np.ndarray, score: float, names: list[str] | None) -> str:
     order = np.argsort(-p)[:2]
-    a, b = (names[j] if names else f"class {j}" for j in order)
+    a, b = (_class_name(j, names) for j in order)
     pa, pb = float(p[order[0]]), float(p[order[1]])
     if strategy == "entropy":
         return f"entropy {score:.2f} (max {np.log(len(p)):.2f}): unsure between {a} ({pa:.0%}) and {b} ({pb:.0%})"
@@ -512,13 +520,7 @@ def suggest_workspace(
             if not fresh:
                 _, preds = train_fewshot(ws, method, model_version, store=store, progress=False)
             proba, classes = preds.proba, preds.classes
-        elif strategy in (
-            "entropy",
-            "margin",
-            "least_confidence",
-            "margin_diverse",
-            "margin_balanced",
-        ):
+        elif strategy in UNCERTAINTY_STRATEGIES:
             raise ValueError(
                 f"strategy {strategy!r} needs a few-shot model: label samples of at least 2 classes"
                 " first, or use strategy='typical' or 'diversity'"

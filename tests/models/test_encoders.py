@@ -202,9 +202,8 @@ def test_cyclic_palette_hue_advances_with_phase():
     h, sat, _ = hue(lut)
     h, sat = h[0, :, 0], sat[0, :, 0]
     steps = torch.remainder(torch.diff(torch.cat([h, h[:1]])) + 0.5, 1.0) - 0.5  # wrapped
-    assert (
-        steps[sat > 0.2] >= -0.005
-    ).all()  # never runs back (beyond 8-bit rounding) where coloured
+    # never runs back (beyond 8-bit rounding) where coloured
+    assert (steps[sat > 0.2] >= -0.005).all()
     assert abs(float(steps.sum()) - 1.0) < 1e-3  # one full turn per cycle of phase
 
 
