@@ -17,23 +17,36 @@ match the data or the current model instead of showing them as current.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import secrets
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from insarexplore import _atomic
 from insarexplore.errors import InSARDataError, WorkspaceError
 
 __all__ = ["Workspace", "open_workspace"]
 
 _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _now() -> str:
@@ -47,14 +60,60 @@ def _write_json(path: Path, obj: dict[str, Any]) -> None:
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
-        os.replace(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
+    """Move the complete folder ``tmp`` to ``final``; a crash part-way loses neither result
+    (:func:`insarexplore._atomic.recover` repairs it on the next read)."""
+    _atomic.replace(tmp, final)
+
+
+def _plain_npy(fh: Any) -> bool:
+    """Whether an open ``.npy`` stream holds a plain array (no Python objects to unpickle)."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        _, _, dtype = np.lib.format.read_array_header_1_0(fh)
     else:
-        os.replace(tmp, final)
+        _, _, dtype = np.lib.format.read_array_header_2_0(fh)
+    return not dtype.hasobject
+
+
+def _is_plain(path: Path) -> bool:
+    """Whether ``path`` (``.npy`` or ``.npz``) can be read without unpickling anything.
+
+    Only the headers are read. Files of older versions stored strings as pickled objects;
+    such files, and files that are not numpy files at all, are never loaded.
+    """
+    import zipfile
+
+    try:
+        if path.suffix == ".npz":
+            with zipfile.ZipFile(path) as z:
+                for name in z.namelist():
+                    with z.open(name) as fh:
+                        if not _plain_npy(fh):
+                            return False
+            return True
+        with path.open("rb") as fh:
+            return _plain_npy(fh)
+    except (OSError, ValueError, SyntaxError, zipfile.BadZipFile):
+        return False
+
+
+def _storable(name: str, value: Any) -> np.ndarray:
+    """An array numpy saves without pickling: strings become fixed-width unicode."""
+    arr = np.asarray(value)
+    if arr.dtype.hasobject:
+        if not all(isinstance(v, str) for v in arr.flat):
+            raise InSARDataError(
+                f"{name}: holds Python objects; only numbers and strings can be stored"
+            )
+        arr = arr.astype(str)
+    return arr
+
+
+def _old_format(path: Path) -> str:
+    return (
+        f"{path}: written by an older insarexplore in a format that can run code when "
+        "read, so it is not read"
+    )
 
 
 class Workspace:
@@ -109,7 +168,18 @@ class Workspace:
                 f"{ws.meta_path}: unsupported workspace format {meta.get('format')!r} "
                 f"version {meta.get('format_version')}"
             )
+        ws.recover()
         return ws
+
+    def recover(self) -> None:
+        """Repair results that a crash left half-replaced (the data store, embeddings,
+        artefacts): each is rolled forward to its complete new version or back to the old."""
+        _atomic.recover_all(self.path)
+        _atomic.recover_all(self.embeddings_dir)
+        if self.artifacts_dir.is_dir():
+            for kind in self.artifacts_dir.iterdir():
+                if kind.is_dir() and not kind.name.startswith("."):
+                    _atomic.recover_all(kind)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.path)!r})"
@@ -153,6 +223,7 @@ class Workspace:
 
     # -- data -------------------------------------------------------------------------------
     def has_data(self) -> bool:
+        _atomic.recover(self.data_path)
         return self.data_path.exists()
 
     def open_data(self, *, lazy: bool = True):  # -> xr.Dataset
@@ -166,13 +237,73 @@ class Workspace:
             )
         return open_dataset(self.data_path, lazy=lazy)
 
+    @contextlib.contextmanager
+    def data_lock(self):
+        """Hold the workspace's data-writer lock (one writer at a time, across processes).
+
+        An advisory ``flock`` on ``.data.lock``: the kernel releases it when its holder exits,
+        however it exits, so a killed writer never leaves a stale lock behind.
+        """
+        import fcntl
+
+        lock = self.path / ".data.lock"
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                import sys
+
+                print(
+                    f"{self.path}: another process is adding data; waiting for it ...",
+                    file=sys.stderr,
+                )
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
     def add_data(self, ds) -> int:
         """Add samples (create the store or append to it); returns the new sample count."""
         from insarexplore.data.io.store import append_dataset
 
-        n = append_dataset(ds, self.data_path)
+        with self.data_lock():
+            n = append_dataset(ds, self.data_path)
         self._fp_cache = None
         return n
+
+    def staging_path(self, what: str = "ingest") -> Path:
+        """A store path private to this process, for data on its way in (see :meth:`add_store`).
+
+        Staging stores left by processes that no longer run are removed here.
+        """
+        for old in self.path.glob(".staging-*.zarr"):
+            pid = old.name.split("-")[-1].split(".")[0]
+            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                shutil.rmtree(old, ignore_errors=True)
+        return self.path / f".staging-{what}-{os.getpid()}.zarr"
+
+    def add_store(self, staging: str | os.PathLike, *, drop: Sequence[str] = ()) -> int:
+        """Move a complete staging store into the workspace: it becomes ``data.zarr`` when
+        there is none, else its samples (without the variables in ``drop``) are appended, all
+        or nothing. The staging store is removed either way. Returns the new sample count."""
+        from insarexplore.data.io.store import append_dataset, open_dataset
+
+        staging = Path(staging)
+        try:
+            with self.data_lock():
+                if not self.has_data():
+                    os.replace(staging, self.data_path)
+                else:
+                    src = open_dataset(staging, lazy=True).drop_vars(list(drop), errors="ignore")
+                    append_dataset(src, self.data_path)
+                    src.close()
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        self._fp_cache = None
+        return len(self.sample_ids())
 
     def sample_ids(self) -> np.ndarray:
         from insarexplore.data.io.store import store_sample_ids
@@ -247,7 +378,7 @@ class Workspace:
         if np.unique(ids).size != ids.size:
             raise InSARDataError("embeddings: duplicate sample ids")
         final = self.embeddings_dir / self.model_dir(model_version).name
-        if final.exists():
+        if self.has_embeddings(model_version):  # else none yet, or an unsafe old format
             old_ids, old_vec, _ = self.load_embeddings(model_version)
             if old_vec.shape[1] != vectors.shape[1]:
                 raise InSARDataError(
@@ -260,8 +391,8 @@ class Workspace:
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.save(tmp / "vectors.npy", vectors)
-        np.save(tmp / "ids.npy", ids.astype(object), allow_pickle=True)
+        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        np.save(tmp / "ids.npy", ids.astype(str), allow_pickle=False)  # fixed-width unicode
         _write_json(
             tmp / "meta.json",
             {
@@ -275,9 +406,20 @@ class Workspace:
         _replace_dir(tmp, final)
         return int(ids.size)
 
+    def _embeddings_folder(self, version: str) -> Path:
+        folder = self.embeddings_dir / self.model_dir(version).name
+        _atomic.recover(folder)
+        return folder
+
     def has_embeddings(self, model_version: str | None = None) -> bool:
+        """Whether embeddings of the model are stored (in a format that is safe to read)."""
         version = model_version or self.current_model
-        return bool(version) and (self.embeddings_dir / version / "vectors.npy").exists()
+        if not version:
+            return False
+        folder = self._embeddings_folder(version)
+        return (folder / "vectors.npy").exists() and all(
+            _is_plain(folder / name) for name in ("ids.npy", "vectors.npy")
+        )
 
     def load_embeddings(self, model_version: str | None = None, *, aligned: bool = False):
         """``(ids, vectors, meta)`` for a model version (default: the current model).
@@ -286,14 +428,30 @@ class Workspace:
         must have an embedding (a clear error lists how many are missing).
         """
         version = self.resolve_model(model_version)
-        folder = self.embeddings_dir / version
+        folder = self._embeddings_folder(version)
         if not (folder / "vectors.npy").exists():
             raise WorkspaceError(
                 f"{self.path}: no embeddings for model {version!r} (run `insarexplore embed`)"
             )
-        ids = np.load(folder / "ids.npy", allow_pickle=True).astype(object)
-        vectors = np.load(folder / "vectors.npy", mmap_mode="r")
-        meta = json.loads((folder / "meta.json").read_text())
+        for name in ("ids.npy", "vectors.npy"):
+            if not _is_plain(folder / name):
+                raise WorkspaceError(
+                    f"{_old_format(folder / name)}; run `insarexplore embed {self.path}` "
+                    "to compute the embeddings again"
+                )
+        try:
+            ids = np.load(folder / "ids.npy", allow_pickle=False).astype(object)
+            vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+            meta = json.loads((folder / "meta.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(
+                f"{folder}: unreadable embeddings ({exc}); run `insarexplore embed --all`"
+            ) from exc
+        if vectors.ndim != 2 or vectors.dtype.kind != "f" or len(ids) != vectors.shape[0]:
+            raise WorkspaceError(
+                f"{folder}: {vectors.shape} vectors of {vectors.dtype} for {len(ids)} ids; "
+                "run `insarexplore embed --all` to compute them again"
+            )
         if aligned:
             order = self.sample_ids()
             pos = {s: i for i, s in enumerate(ids)}
@@ -312,7 +470,7 @@ class Workspace:
         version = self.resolve_model(model_version)
         if not self.has_embeddings(version):
             return all_ids
-        have = np.load(self.embeddings_dir / version / "ids.npy", allow_pickle=True)
+        have = np.load(self._embeddings_folder(version) / "ids.npy", allow_pickle=False)
         return all_ids[~np.isin(all_ids.astype(str), have.astype(str))]
 
     # -- artefacts --------------------------------------------------------------------------
@@ -320,18 +478,25 @@ class Workspace:
         for part in (kind, key):
             if not part or "/" in part or part.startswith("."):
                 raise WorkspaceError(f"invalid artefact name {part!r}")
-        return self.artifacts_dir / kind / key
+        folder = self.artifacts_dir / kind / key
+        _atomic.recover(folder)
+        return folder
 
     def save_artifact(
         self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None
     ) -> Path:
-        """Store named arrays with provenance (data fingerprint added when not given)."""
+        """Store named arrays with provenance (data fingerprint added when not given).
+
+        Arrays hold numbers or strings (object arrays of strings are stored as fixed-width
+        unicode); anything that would need pickling is refused.
+        """
         final = self._artifact_dir(kind, key)
+        arrays = {k: _storable(f"artefact {kind}/{key}: {k}", v) for k, v in arrays.items()}
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
-        np.savez(tmp / "arrays.npz", **{k: np.asarray(v) for k, v in arrays.items()})
+        np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)
         full = {
             "kind": kind,
             "key": key,
@@ -344,28 +509,53 @@ class Workspace:
         return final
 
     def has_artifact(self, kind: str, key: str) -> bool:
-        return (self._artifact_dir(kind, key) / "meta.json").exists()
+        """Whether the artefact is stored (in a format that is safe to read: one of an older
+        version that held pickled objects counts as missing, so it is computed again)."""
+        folder = self._artifact_dir(kind, key)
+        return (folder / "meta.json").exists() and _is_plain(folder / "arrays.npz")
 
     def artifact_path(self, kind: str, key: str) -> Path:
-        """Folder of an artefact, for extra files (e.g. a pickled reducer) beside the arrays."""
+        """Folder of an artefact (only ``arrays.npz`` and ``meta.json`` in it are read)."""
         return self._artifact_dir(kind, key)
+
+    def artifact_meta(self, kind: str, key: str) -> dict[str, Any]:
+        """The ``meta.json`` of an artefact, without reading its arrays."""
+        path = self._artifact_dir(kind, key) / "meta.json"
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise WorkspaceError(f"{self.path}: no {kind} artefact {key!r}") from None
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"{path}: unreadable ({exc})") from exc
 
     def load_artifact(self, kind: str, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         folder = self._artifact_dir(kind, key)
-        if not (folder / "meta.json").exists():
-            raise WorkspaceError(f"{self.path}: no {kind} artefact {key!r}")
-        with np.load(folder / "arrays.npz", allow_pickle=True) as z:
-            arrays = {k: z[k] for k in z.files}
-        return arrays, json.loads((folder / "meta.json").read_text())
+        meta = self.artifact_meta(kind, key)
+        path = folder / "arrays.npz"
+        if not _is_plain(path):
+            raise WorkspaceError(f"{_old_format(path)}; compute the {kind} again")
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise WorkspaceError(f"{path}: unreadable ({exc}); compute the {kind} again") from exc
+        return arrays, meta
 
     def list_artifacts(self, kind: str | None = None) -> list[tuple[str, str]]:
         kinds = (
-            [kind] if kind else sorted(p.name for p in self.artifacts_dir.glob("*") if p.is_dir())
+            [kind]
+            if kind
+            else sorted(
+                p.name
+                for p in self.artifacts_dir.glob("*")
+                if p.is_dir() and not p.name.startswith(".")
+            )
         )
         out = []
         for k in kinds:
+            _atomic.recover_all(self.artifacts_dir / k)
             for p in sorted((self.artifacts_dir / k).glob("*")):
-                if (p / "meta.json").exists():
+                if not p.name.startswith(".") and (p / "meta.json").exists():
                     out.append((k, p.name))
         return out
 
@@ -397,7 +587,7 @@ class Workspace:
         out["models"] = self.list_models()
         emb = {}
         for version in out["models"]:
-            folder = self.embeddings_dir / version
+            folder = self._embeddings_folder(version)
             if (folder / "meta.json").exists():
                 meta = json.loads((folder / "meta.json").read_text())
                 emb[version] = {
@@ -405,11 +595,16 @@ class Workspace:
                     "dim": meta["dim"],
                     "missing": int(self.missing_embedding_ids(version).size),
                 }
+                if not self.has_embeddings(version):
+                    emb[version]["old_format"] = True
         out["embeddings"] = emb
-        out["artifacts"] = [
-            {"kind": k, "key": key, "stale": self.is_stale(self.load_artifact(k, key)[1])}
-            for k, key in self.list_artifacts()
-        ]
+        arts = []
+        for k, key in self.list_artifacts():
+            art = {"kind": k, "key": key, "stale": self.is_stale(self.artifact_meta(k, key))}
+            if not self.has_artifact(k, key):
+                art["old_format"] = True
+            arts.append(art)
+        out["artifacts"] = arts
         out["labels_db"] = self.labels_path.exists()
         return out
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
@@ -101,96 +100,35 @@ def add_synth(sub: Any) -> None:
     add_device(p)
 
 
-def _detect_format(path: Path) -> str:
-    """licsar (``*.geo.diff_pha.tif`` inside), hephaestus (JSON annotations) or images."""
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file or folder")
-    name = path.name.lower()
-    if path.is_file():
-        if name.endswith((".tar.gz", ".tgz", ".tar", ".json")):
-            return "hephaestus"
-        if name.endswith(".geo.diff_pha.tif"):
-            return "licsar"
-        raise ValueError(f"{path}: cannot tell its format; pass --format")
-    if next(path.rglob("*.geo.diff_pha.tif"), None) is not None:
-        return "licsar"
-    if next(path.glob("*.json"), None) is not None:
-        return "hephaestus"
-    return "images"
-
-
-def _ingest_images(ws: Any, source: Path, args: argparse.Namespace) -> tuple[int, list]:
-    """Stream an image folder into the store; into an existing store via a staging store, so
-    an interrupted ingest adds nothing and can simply be run again."""
-    import shutil
-
-    from insarexplore.data.io.images import ingest_image_folder
-    from insarexplore.data.io.store import open_dataset
-
-    opts: dict[str, Any] = {
-        "size": args.size,
-        "labels": {"auto": "auto", "folders": True, "none": False}[args.labels],
-        "fit": args.fit,
-        "strict": args.strict,
-        "palette": args.palette,
-        "recover_phase": args.recover_phase,
-        "workers": args.workers,
-    }
-    if not ws.has_data():
-        report = ingest_image_folder(source, ws.data_path, mode="w-", **opts)
-        return report.n_written, report.skipped
-    staging = ws.path / ".ingest-staging.zarr"
-    try:
-        report = ingest_image_folder(source, staging, mode="w", **opts)
-        ws.add_data(open_dataset(staging, lazy=True))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return report.n_written, report.skipped
-
-
 def _cmd_ingest(args: argparse.Namespace) -> int:
+    from insarexplore.intake import add_to_workspace
     from insarexplore.workspace import Workspace
 
     source = Path(args.path).expanduser()
-    fmt = args.format if args.format != "auto" else _detect_format(source)
-    if fmt == "hephaestus" and not args.images:
-        raise ValueError("--images: Hephaestus ingest needs the folder holding <frame>/... images")
-    if fmt != "licsar" and (args.patch_size or args.stride):
-        raise ValueError(f"--patch-size/--stride apply to LiCSAR frames, not to {fmt}")
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
-    say(f"reading {source} as {fmt} ...")
     ws = Workspace.create(args.workspace, exist_ok=True)
-    if fmt == "images":
-        added, skipped = _ingest_images(ws, source, args)
-    else:
-        if fmt == "licsar":
-            from insarexplore.data.io.geotiff import read_licsar
-
-            ds = read_licsar(
-                source,
-                patch_size=args.patch_size,
-                stride=args.stride,
-                min_valid=args.min_valid,
-                strict=args.strict,
-            )
-        else:
-            from insarexplore.data.io.hephaestus import read_hephaestus
-
-            ds = read_hephaestus(
-                source,
-                args.images,
-                size=args.size or 224,
-                fit=args.fit if args.fit != "auto" else "resize",
-                strict=args.strict,
-                workers=args.workers,
-            )
-        skipped = json.loads(ds.attrs.get("skipped", "[]") or "[]")
-        ws.add_data(ds)
-        added = ds.sizes["sample"]
-    total = len(ws.sample_ids())
+    report = add_to_workspace(
+        ws,
+        source,
+        format=args.format,
+        size=args.size,
+        fit=args.fit,
+        labels={"auto": "auto", "folders": True, "none": False}[args.labels],
+        recover_phase={"auto": None, "on": True, "off": False}[args.phase],
+        palette=args.palette,
+        patch_size=args.patch_size,
+        stride=args.stride,
+        min_valid=args.min_valid,
+        images=args.images,
+        strict=args.strict,
+        workers=args.workers,
+    )
+    for note in report.notes:
+        say(note)
+    skipped = report.skipped
     say(
-        f"added {added:,} samples to {ws.path} (now {total:,})"
+        f"added {report.added:,} samples to {ws.path} (now {report.total:,})"
         + (f"; skipped {len(skipped)} file(s), first: {skipped[0]}" if skipped else "")
     )
     return 0
@@ -209,8 +147,12 @@ def add_ingest(sub: Any) -> None:
 """,
         description=(
             "Read interferograms into the workspace's data store (created if needed; appended\n"
-            "to otherwise). The format is detected from PATH unless --format is given. Bad files\n"
-            "are skipped and reported (use --strict to stop at the first one)."
+            "to otherwise). The format is detected from what most files in PATH are unless\n"
+            "--format is given. Renderings (grey, cyclic or hue-cycle palettes, mixed in one\n"
+            "folder) are read back to wrapped phase, each in its own palette. Into an existing\n"
+            "store, new data takes the store's size (printed). Every format is streamed with\n"
+            "bounded memory; an interrupted ingest adds nothing. Bad files are skipped and\n"
+            "reported (use --strict to stop at the first one)."
         ),
     )
     p.add_argument("workspace", help="workspace folder (created if missing)")
@@ -236,6 +178,24 @@ def add_ingest(sub: Any) -> None:
         default="auto",
         help="class labels from sub-folder names",
     )
-    g.add_argument("--recover-phase", action="store_true", help="recover phase from the palette")
-    g.add_argument("--palette", default=None, help="palette of the renderings (cyclic, rainbow)")
+    g.add_argument(
+        "--phase",
+        choices=["auto", "on", "off"],
+        default="auto",
+        help="read renderings back to wrapped phase (auto: yes for a new store, as the store "
+        "holds for an existing one)",
+    )
+    g.add_argument(
+        "--recover-phase",
+        dest="phase",
+        action="store_const",
+        const="on",
+        help="same as --phase on",
+    )
+    g.add_argument(
+        "--palette",
+        choices=["auto", "grey", "cyclic", "rainbow"],
+        default=None,
+        help="palette of the renderings (default auto: detected per image)",
+    )
     g.add_argument("--images", default=None, help="Hephaestus image root")

@@ -7,6 +7,12 @@ Two palette styles are common in public interferogram sets (see DATA_FORMATS.md)
   recovery: every colour on it corresponds to one phase.
 * ``"rainbow"``: a hue cycle (red -> yellow -> green -> cyan -> blue -> magenta -> red), optionally
   with brightness modulated by an amplitude image, as in LiCSAR previews.
+* ``"grey"``: a cyclic grey ramp, black at -pi to white at +pi, then a jump back to black: how
+  large unlabelled pools often ship. Grey has no hue, so the grey level itself is the phase.
+
+:func:`detect_palette` tells the three apart from the pixels alone, and ``recover_phase(rgb,
+"auto")`` uses it, so a folder mixing styles (as public sets do, in every class) reads as one
+kind of data: wrapped phase, whatever the rendering.
 
 Decorrelated areas need no special treatment: their random phase renders as fine speckle.
 """
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["PALETTES", "palette_lut", "render_phase", "recover_phase"]
+__all__ = ["PALETTES", "detect_palette", "palette_lut", "render_phase", "recover_phase"]
 
 # anchor colours of the cyclic palette at equally spaced phases starting at -pi
 _CYCLIC_ANCHORS = np.array(
@@ -30,7 +36,7 @@ _CYCLIC_ANCHORS = np.array(
     ],
     dtype=np.float64,
 )
-PALETTES = ("cyclic", "rainbow")
+PALETTES = ("cyclic", "rainbow", "grey")
 _LUT_SIZE = 1024
 
 
@@ -48,6 +54,8 @@ def palette_lut(palette: str = "cyclic", size: int = _LUT_SIZE) -> np.ndarray:
         g = np.choose(seg, [x, 1, 1, x, 0, 0])
         b = np.choose(seg, [0, 0, x, 1, 1, x])
         rgb = np.stack([r, g, b], axis=1) * 255.0
+    elif palette == "grey":
+        rgb = np.repeat(np.floor(t * 256.0)[:, None], 3, axis=1)
     else:
         raise ValueError(f"palette must be one of {PALETTES}; got {palette!r}")
     return np.clip(np.round(rgb), 0, 255).astype(np.uint8)
@@ -80,24 +88,60 @@ def render_phase(
     return rgb
 
 
+def detect_palette(rgb: np.ndarray) -> str:
+    """Which palette style an 8-bit rendering ``(h, w, 3)`` uses: "grey", "cyclic" or "rainbow".
+
+    Grey: nearly every lit pixel has equal channels. Otherwise the hue decides: the cyclic
+    diverging palette runs red -> yellow -> white -> blue and has no green or cyan, while a hue
+    cycle spends about a third of every fringe there; this test does not need the rendering's
+    colours to match this module's tables exactly.
+    """
+    a = np.asarray(rgb).reshape(-1, 3).astype(np.int16)
+    hi, lo = a.max(axis=1), a.min(axis=1)
+    lit = hi > 12
+    if not lit.any():
+        return "grey"
+    spread = (hi - lo)[lit]
+    if np.mean(spread <= 12) > 0.9:
+        return "grey"
+    sat = lit & ((hi - lo) > 40)
+    if not sat.any():
+        return "grey"
+    r, g, b = (a[sat, c].astype(np.float64) for c in range(3))
+    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
+    d = np.maximum(mx - mn, 1e-9)
+    hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4))
+    hue = hue / 6.0
+    green_cyan = np.mean((hue > 0.22) & (hue < 0.5))
+    return "rainbow" if green_cyan > 0.1 else "cyclic"
+
+
 def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
     """Recover wrapped phase (float32 radians, shape ``rgb.shape[:-1]``) from a rendering.
 
-    Each pixel takes the phase of the nearest palette colour (Euclidean in RGB, exact, via a
-    k-d tree over the palette's table, queried once per distinct colour). Pure black (the no-data
-    colour) becomes NaN. For ``"rainbow"`` renderings with amplitude shading, colours are first
-    scaled so that their brightest channel is 255, which undoes the shading. The ``"cyclic"``
-    palette must be unshaded: its colours differ in brightness, so shading is not invertible.
-    Recovery is exact up to the table resolution (2 pi / 1024) for lossless renderings; lossy
-    (JPEG) or resampled images add errors where the palette changes fast.
+    ``palette`` "auto" detects the style first (:func:`detect_palette`). "grey": the grey
+    level is the phase (-pi at black, 256 levels over one fringe); black counts as no data only
+    where a whole 5 x 5 neighbourhood is black (the no-data wedges at swath edges), since black
+    is also a phase. Colour palettes: each pixel takes the phase of the nearest palette colour
+    (Euclidean in RGB, exact, via a k-d tree over the palette's table, queried once per distinct
+    colour); pure black (the no-data colour) becomes NaN. For ``"rainbow"`` renderings with
+    amplitude shading, colours are first scaled so that their brightest channel is 255, which
+    undoes the shading. The ``"cyclic"`` palette must be unshaded: its colours differ in
+    brightness, so shading is not invertible. Recovery is exact up to the table resolution
+    (2 pi / 1024) for lossless renderings; lossy (JPEG) or resampled images add errors where
+    the palette changes fast.
     """
-    if palette not in PALETTES:
-        raise ValueError(f"palette must be one of {PALETTES}; got {palette!r}")
+    if palette not in (*PALETTES, "auto"):
+        raise ValueError(f"palette must be one of {PALETTES} or 'auto'; got {palette!r}")
     arr = np.asarray(rgb)
     if arr.ndim < 1 or arr.shape[-1] != 3:
         raise ValueError(f"rgb must end with 3 channels; got shape {arr.shape}")
     if arr.dtype != np.uint8:
         raise ValueError(f"rgb must be uint8; got dtype {arr.dtype}")
+    if palette == "auto":
+        palette = detect_palette(arr)
+    if palette == "grey":
+        return _recover_grey(arr)
     flat = arr.reshape(-1, 3).astype(np.int32)
     packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
     colours, inverse = np.unique(packed, return_inverse=True)
@@ -109,6 +153,17 @@ def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
     centres = (-np.pi + 2 * np.pi * (np.asarray(idx) + 0.5) / _LUT_SIZE).astype(np.float32)
     centres[colours == 0] = np.nan
     return centres[inverse.reshape(-1)].reshape(arr.shape[:-1])
+
+
+def _recover_grey(arr: np.ndarray) -> np.ndarray:
+    grey = arr.astype(np.float32).mean(axis=-1)
+    phase = ((grey + 0.5) / 256.0 * (2 * np.pi) - np.pi).astype(np.float32)
+    if arr.ndim == 3:
+        from scipy.ndimage import maximum_filter
+
+        nodata = maximum_filter(arr.max(axis=-1), size=5, mode="nearest") == 0
+        phase[nodata] = np.nan
+    return phase
 
 
 _TREES: dict[str, object] = {}

@@ -1,9 +1,10 @@
 """Streaming model inputs from a data-model store for training and embedding.
 
 ``ChannelDataset`` is a torch ``Dataset`` over a lazily opened store (or an in-memory Dataset):
-it reads whole storage chunks, converts them with ``ds.insar.to_channels()``, and keeps a few in
-a small per-worker LRU cache, so nothing needs the archive in memory and each chunk is
-decompressed about once per epoch. ``BlockShuffleSampler`` (a ``DistributedSampler``) shuffles
+it reads whole storage chunks, converts them with ``ds.insar.to_channels()``, brings them down
+to ``max_size`` (training views are small: a step should cost what its view costs, not what the
+stored 224 px image costs) and keeps a few in a small per-worker LRU cache. When the whole set
+at ``max_size`` fits in ``preload_bytes`` it is decoded once and kept in memory (float16). ``BlockShuffleSampler`` (a ``DistributedSampler``) shuffles
 the order of chunks and the samples within a window of chunks, which keeps reads local while
 still mixing the data; it shards across DDP ranks and can start mid-epoch for resuming.
 """
@@ -92,6 +93,9 @@ class ChannelDataset(Dataset):
         kind: str | None = None,
         cache_chunks: int = 4,
         return_index: bool = False,
+        max_size: int | None = None,
+        preload_bytes: int = 2 << 30,
+        progress: bool = False,
     ) -> None:
         self._path = None if not isinstance(source, str | Path) else Path(source)
         self._ds = None if self._path is not None else open_source(source)
@@ -106,8 +110,14 @@ class ChannelDataset(Dataset):
         self.chunk = chunk_size_of(ds, self.kind)
         self.cache_chunks = max(1, cache_chunks)
         self.return_index = return_index
+        self.max_size = max_size
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._all: torch.Tensor | None = None  # every sample at max_size (float16), if preloaded
         self.shape = tuple(self._read_chunk(int(self.indices[0]) // self.chunk).shape[1:])
+        if max_size is not None:
+            per_sample = int(np.prod(self.shape)) * 2
+            if self.n_total * per_sample <= preload_bytes:
+                self._preload(progress)
 
     @property
     def ds(self):
@@ -125,12 +135,34 @@ class ChannelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
+    def _preload(self, progress: bool) -> None:
+        """Decode every chunk once and keep the whole set at ``max_size`` in memory, so that
+        the work of a training step follows the view size, not the stored size."""
+        from tqdm.auto import tqdm
+
+        n_chunks = -(-self.n_total // self.chunk)
+        out = torch.empty((self.n_total, *self.shape), dtype=torch.float16)
+        for c in tqdm(range(n_chunks), desc="preparing views", unit="chunk", disable=not progress):
+            arr = self._read_chunk(c)
+            out[c * self.chunk : c * self.chunk + len(arr)] = torch.from_numpy(arr)
+        self._cache.clear()
+        self._all = out
+
+    def _reduce(self, arr: np.ndarray) -> np.ndarray:
+        """A chunk of channels brought down to ``max_size`` (phasor-aware for phase)."""
+        if self.max_size is None or max(arr.shape[-2:]) <= self.max_size:
+            return arr
+        from insarexplore.ssl.augment import resize_batch
+
+        x = torch.from_numpy(arr)
+        return resize_batch(x, self.max_size, phase=self.kind == "phase").numpy()
+
     def _read_chunk(self, c: int) -> np.ndarray:
         if c in self._cache:
             self._cache.move_to_end(c)
             return self._cache[c]
         part = self.ds.isel(sample=slice(c * self.chunk, min((c + 1) * self.chunk, self.n_total)))
-        arr = part.insar.to_channels(self.kind)
+        arr = self._reduce(part.insar.to_channels(self.kind))
         self._cache[c] = arr
         while len(self._cache) > self.cache_chunks:
             self._cache.popitem(last=False)
@@ -138,7 +170,10 @@ class ChannelDataset(Dataset):
 
     def __getitem__(self, i: int):
         pos = int(self.indices[i])
-        x = torch.from_numpy(self._read_chunk(pos // self.chunk)[pos % self.chunk].copy())
+        if self._all is not None:
+            x = self._all[pos].float()
+        else:
+            x = torch.from_numpy(self._read_chunk(pos // self.chunk)[pos % self.chunk].copy())
         return (x, i) if self.return_index else x
 
 

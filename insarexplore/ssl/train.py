@@ -104,6 +104,11 @@ class PretrainConfig:
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def view_source_size(view: int, stored: int) -> int:
+    """Size the training data is brought down to before views are cut: 4/3 of the view."""
+    return min(stored, max(view, -(-view * 4 // 3)))
+
+
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
     """``device`` if given, else CUDA (this process's local rank), else MPS, else CPU."""
     if device is not None:
@@ -195,10 +200,17 @@ def pretrain(
     data_src = source.data_path if hasattr(source, "data_path") else source
     if isinstance(data_src, str | Path) and (Path(data_src) / "workspace.json").exists():
         data_src = Path(data_src) / "data.zarr"
-    data = ChannelDataset(data_src, kind=cfg.kind)
-    kind, in_ch = data.kind, data.shape[0]
+    probe = ChannelDataset(data_src, kind=cfg.kind)
+    kind, in_ch, stored = probe.kind, probe.shape[0], min(probe.shape[-2:])
     # views: image_size if given, else the data's size capped at the size the arch is built for
-    size = cfg.image_size or min(data.shape[-1], PRESETS.get(cfg.arch, {}).get("image_size", 4096))
+    size = cfg.image_size or min(stored, PRESETS.get(cfg.arch, {}).get("image_size", 4096))
+    # views are cut from the data brought down to a third more than the view (random crops of
+    # 35-100 % of the area then resample by about 0.6-1.3x): a step's cost follows the view
+    del probe
+    data = ChannelDataset(
+        data_src, kind=cfg.kind, max_size=view_source_size(size, stored),
+        progress=cfg.progress and dist.is_main_process(),
+    )  # fmt: skip
     key = cfg.resume_key(kind, in_ch)
     ws, version, run, resuming = _open_run(source, out_dir, cfg, key)
 
@@ -257,7 +269,12 @@ def pretrain(
         generator=torch.Generator().manual_seed(cfg.seed),
     )
     aug_cls = PhaseAugment if kind == "phase" else RGBAugment
-    augment = aug_cls(size, **cfg.augment)
+    aug_kw = dict(cfg.augment)
+    if kind == "phase" and data.ds.attrs.get("palette"):
+        # phase read back from renderings: whether a palette runs with phase or against it is
+        # unknown (grey pools and colour sets often disagree), so views may be conjugated
+        aug_kw.setdefault("conjugate_p", 0.5)
+    augment = aug_cls(size, **aug_kw)
     main = rank == 0
     monitor = None
     if main and cfg.monitor_every > 0:

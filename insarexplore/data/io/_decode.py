@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "FITS", "load_image", "load_many", "probe_size", "probe_many"]
+__all__ = ["IMAGE_SUFFIXES", "FITS", "fit_phase", "load_image", "load_many", "probe_size", "probe_many"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: How images of another size reach the common size: "auto" centre-crops when the image is at
@@ -72,7 +72,10 @@ def _to_rgb(img, suffix: str) -> tuple[np.ndarray | None, str]:
             f"single-band {kind} raster, not an 8-bit RGB or grayscale rendering "
             "(float phase GeoTIFFs: use read_licsar)"
         )
-    else:  # P, PA, RGBA, LA, CMYK, YCbCr, 1: let PIL convert (alpha dropped)
+    elif "A" in mode or "transparency" in img.info:  # RGBA, LA, PA, P with a transparent index
+        rgba = np.asarray(img.convert("RGBA"))
+        arr = np.where(rgba[:, :, 3:] >= 128, rgba[:, :, :3], 0).astype(np.uint8)  # clear: no data
+    else:  # P, CMYK, YCbCr, 1: let PIL convert
         arr = np.asarray(img.convert("RGB"))
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
@@ -96,6 +99,33 @@ def _fit(arr: np.ndarray, size: tuple[int, int], fit: str) -> tuple[np.ndarray |
     from PIL import Image
 
     return np.asarray(Image.fromarray(arr).resize((tw, th), Image.Resampling.BILINEAR)), ""
+
+
+def fit_phase(phase: np.ndarray, size: tuple[int, int], fit: str) -> np.ndarray:
+    """Bring a wrapped-phase image to ``size`` as :func:`_fit` brings an RGB one: centre crop,
+    or a resize of the phasor (cos, sin) so that fringes are not smeared across the wrap."""
+    h, w = phase.shape
+    th, tw = size
+    if (h, w) == (th, tw):
+        return phase
+    slack_h, slack_w = max(16, th // 10), max(16, tw // 10)
+    larger = h >= th and w >= tw
+    if larger and (fit == "crop" or (fit == "auto" and h - th <= slack_h and w - tw <= slack_w)):
+        y0, x0 = (h - th) // 2, (w - tw) // 2
+        return np.ascontiguousarray(phase[y0 : y0 + th, x0 : x0 + tw])
+    from PIL import Image
+
+    valid = np.isfinite(phase)
+    z = np.where(valid, phase, 0.0)
+
+    def resize(a: np.ndarray) -> np.ndarray:
+        img = Image.fromarray(a.astype(np.float32), mode="F")
+        return np.asarray(img.resize((tw, th), Image.Resampling.BILINEAR))
+
+    c, s, v = resize(np.cos(z) * valid), resize(np.sin(z) * valid), resize(valid.astype(float))
+    out = np.arctan2(s, c).astype(np.float32)
+    out[v < 0.5] = np.nan
+    return out
 
 
 def load_image(
@@ -140,16 +170,27 @@ def load_many(
 ) -> list[tuple[np.ndarray | None, tuple[int, int], str, np.ndarray | None]]:
     """:func:`load_image` over a batch (one task per batch keeps pool overhead low).
 
-    With ``palette``, each image's phase is also recovered in the worker (4th item, else None).
+    With ``palette`` (a palette name, or "auto" to detect each image's own), each image's phase
+    is also recovered in the worker, at the image's own resolution before it is fitted to
+    ``size`` (4th item: ``(phase, palette used)``, else None).
     """
     out = []
     for p in paths:
-        arr, orig, problem = load_image(p, size, fit)
-        phase = None
-        if arr is not None and palette is not None:
-            from insarexplore.data.palettes import recover_phase
+        if palette is None:
+            arr, orig, problem = load_image(p, size, fit)
+            out.append((arr, orig, problem, None))
+            continue
+        from insarexplore.data.palettes import detect_palette, recover_phase
 
-            phase = recover_phase(arr, palette=palette)
+        arr, orig, problem = load_image(p, None, fit)
+        phase = None
+        if arr is not None:
+            used = detect_palette(arr) if palette == "auto" else palette
+            ph = recover_phase(arr, palette=used)
+            if size is not None:
+                arr, problem = _fit(arr, size, fit)
+                ph = fit_phase(ph, size, fit) if arr is not None else None
+            phase = (ph, used) if arr is not None else None
         out.append((arr, orig, problem, phase))
     return out
 

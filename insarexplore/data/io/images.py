@@ -198,6 +198,7 @@ class DecodedBatch:
     images: list[np.ndarray] = field(default_factory=list)
     orig: list[tuple[int, int]] = field(default_factory=list)
     phases: list[np.ndarray] = field(default_factory=list)
+    renderings: list[str] = field(default_factory=list)
 
 
 Pending = list[tuple[Sequence[ImageFile], Future]]
@@ -230,7 +231,8 @@ def collect_files(pending: Pending, skipped: SkipLog) -> DecodedBatch:
             out.images.append(arr)
             out.orig.append(orig)
             if phase is not None:
-                out.phases.append(phase)
+                out.phases.append(phase[0])
+                out.renderings.append(phase[1])
     return out
 
 
@@ -243,6 +245,8 @@ def to_dataset(batch: DecodedBatch, *, palette: str | None = None) -> xr.Dataset
         "orig_height": np.array([o[0] for o in batch.orig], dtype=np.int32),
         "orig_width": np.array([o[1] for o in batch.orig], dtype=np.int32),
     }
+    if batch.renderings:  # the palette style each image was read in (grey, cyclic, rainbow)
+        extra["rendering"] = np.array(batch.renderings, dtype=object)
     ds = new_dataset(
         phase=np.stack(batch.phases) if batch.phases else None,
         image=np.stack(batch.images),
@@ -278,8 +282,8 @@ def _check_options(fit: str, palette: str | None) -> None:
 
     if fit not in FITS:
         raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
-    if palette is not None and palette not in PALETTES:
-        raise ValueError(f"palette must be one of {PALETTES} or None; got {palette!r}")
+    if palette is not None and palette not in (*PALETTES, "auto"):
+        raise ValueError(f"palette must be one of {PALETTES}, 'auto' or None; got {palette!r}")
 
 
 def read_image_folder(
@@ -289,15 +293,17 @@ def read_image_folder(
     labels: Labels = "auto",
     strict: bool = False,
     palette: str | None = None,
-    recover_phase: bool = False,
+    recover_phase: bool = True,
     fit: str = "auto",
     workers: int | None = None,
 ) -> xr.Dataset:
     """Read every rendered interferogram under ``path`` into one in-memory Dataset.
 
     ``size`` (int or (h, w)) is the common image size (default: the most common size found);
-    ``fit`` says how other sizes reach it (see :data:`FITS`). ``recover_phase`` adds ``phase``
-    recovered with ``palette`` (default ``"cyclic"``). Bad files (unreadable, truncated, float
+    ``fit`` says how other sizes reach it (see :data:`FITS`). ``recover_phase`` (the default)
+    adds ``phase`` read back from each rendering with ``palette`` (default ``"auto"``: each
+    image's own style, grey, cyclic or hue cycle, detected from its pixels; the style is kept in
+    the per-sample ``rendering``), so that models see fringes, not palettes. Bad files (unreadable, truncated, float
     rasters, blank, wrong size with ``fit="error"``) are skipped and listed in
     ``ds.attrs["skipped"]`` (JSON), or raise :class:`InSARDataError` when ``strict``. For folders
     larger than memory use :func:`insarexplore.data.io.ingest.ingest_image_folder`.
@@ -307,7 +313,7 @@ def read_image_folder(
     files = list_image_files(path, labels=labels)
     total = len(files)
     skipped = SkipLog(strict=strict)
-    recover = (palette or "cyclic") if recover_phase else None
+    recover = (palette or "auto") if recover_phase else None
     with ThreadPoolExecutor(default_workers(workers)) as pool:
         if target is None:
             target, bad = common_size(files, skipped, pool)

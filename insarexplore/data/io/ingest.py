@@ -117,7 +117,7 @@ def ingest_image_folder(
     fit: str = "auto",
     strict: bool = False,
     palette: str | None = None,
-    recover_phase: bool = False,
+    recover_phase: bool = True,
     progress: bool = True,
 ) -> IngestReport:
     """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
@@ -140,7 +140,7 @@ def ingest_image_folder(
     files = list_image_files(path, labels=labels)
     n_files, n_workers = len(files), default_workers(workers)
     skipped = SkipLog(strict=strict)
-    recover = (palette or "cyclic") if recover_phase else None
+    recover = (palette or "auto") if recover_phase else None
     written = 0
     with _executor(executor, n_workers) as pool:
         if target is None:

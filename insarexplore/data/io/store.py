@@ -112,14 +112,18 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
 
 
 def _replace(tmp: Path, path: Path) -> None:
-    if path.is_dir():
-        old = path.with_name(f".{path.name}.old-{os.getpid()}")
-        _remove(old)
-        os.replace(path, old)
-        os.replace(tmp, path)
-        _remove(old)
-    else:
-        os.replace(tmp, path)
+    """Move the complete store ``tmp`` to ``path``; a crash part-way loses neither the old
+    store nor the new one (see :mod:`insarexplore._atomic`, :func:`_recover`)."""
+    from insarexplore._atomic import replace
+
+    replace(tmp, path)
+
+
+def _recover(path: Path) -> bool:
+    """Finish a replacement of ``path`` that a crash interrupted (True when it did)."""
+    from insarexplore._atomic import recover
+
+    return recover(Path(path))
 
 
 def _remove(p: Path) -> None:
@@ -129,19 +133,54 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
+_PENDING = ".append-pending.json"  # written before an append, removed once it is complete
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _repair(path: Path) -> None:
-    """Roll back an append that was interrupted: trim every sample-dim array to the shortest."""
+    """Roll back an append that was interrupted, so the store is as it was before it.
+
+    An append first records the store's length in ``.append-pending.json``; if that marker is
+    still there, every sample-dim array is cut back to the recorded length (pixel chunks written
+    after it are dropped with it), then the marker goes. Without a marker, arrays of unequal
+    length (an interrupted stream) are trimmed to the shortest.
+    """
+    import json
+
     import zarr
 
+    marker = path / _PENDING
+    target = None
+    if marker.exists():
+        try:
+            info = json.loads(marker.read_text())
+            target, pid = int(info["n"]), int(info.get("pid", 0))
+        except (OSError, ValueError, KeyError, TypeError):
+            target, pid = None, 0
+        if pid and pid != os.getpid() and _alive(pid):
+            return  # another process is appending right now: not ours to roll back
     group = zarr.open_group(str(path), mode="r")
     lengths = {}
     for name, arr in group.arrays():
         dims = arr.metadata.dimension_names or arr.attrs.get("_ARRAY_DIMENSIONS") or ()
         if dims and dims[0] == "sample":
             lengths[name] = arr.shape[0]
-    if len(set(lengths.values())) <= 1:
+    n = min(lengths.values()) if lengths else 0
+    if target is not None:
+        n = min(n, target)
+    if all(v == n for v in lengths.values()):
+        if marker.exists():
+            marker.unlink()
         return
-    n = min(lengths.values())
     log.warning(
         "%s: an interrupted append left arrays of lengths %s; rolling back to %d samples",
         path,
@@ -153,6 +192,8 @@ def _repair(path: Path) -> None:
         if length != n:
             arr = group[name]
             arr.resize((n, *arr.shape[1:]))
+    if marker.exists():
+        marker.unlink()
 
 
 def open_dataset(path: str | os.PathLike, *, lazy: bool = True) -> xr.Dataset:
@@ -239,6 +280,8 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
             f"image variables {sorted(pixel_new)} do not fit the store's {sorted(pixel_old)}"
         )
     unknown = [v for v in ds.variables if v not in existing.variables and v != "band"]
+    new_1d = [v for v in unknown if ds[v].dims == ("sample",)]  # added to the store after
+    unknown = [v for v in unknown if v not in new_1d]
     if unknown:
         problems.append(f"variables unknown to the store: {sorted(unknown)}")
     dup = np.intersect1d(existing["sample"].values.astype(str), ds["sample"].values.astype(str))
@@ -255,11 +298,81 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
             ds = ds.assign({name: (("sample",), _fill_for(var, n))})
             if name in existing.coords:
                 ds = ds.set_coords(name)
-    ds = _prepare(ds).drop_vars("band", errors="ignore")
+    extra = ds[new_1d] if new_1d else None
+    ds = ds.drop_vars(["band", *new_1d], errors="ignore")
+    n0 = int(existing.sizes["sample"])
+    existing.close()
+    _append_pieces(ds, path, n0)
+    if extra is not None:
+        _add_per_sample(path, extra, n0)
+    return n0 + n
+
+
+def _add_per_sample(path: Path, extra: xr.Dataset, n0: int) -> None:
+    """Give the store per-sample variables it did not have: earlier samples get NaN / "" /
+    NaT, the appended ones their values. A crash here loses only these new variables."""
+    full = {}
+    for name, var in extra.variables.items():
+        if var.dims != ("sample",) or name == "sample":
+            continue
+        values = np.asarray(var.values)
+        if values.dtype.kind in "UT":
+            values = values.astype(object)
+        full[name] = (("sample",), np.concatenate([_fill_for(var, n0), values]))
+    if not full:
+        return
+    out = _prepare(xr.Dataset(full))
+    enc = {k: {"chunks": (_STREAM_PER_SAMPLE_CHUNK,)} for k in full}
+    for name, var in out.variables.items():
+        if var.dtype.kind == "M":
+            enc[name].update(units="seconds since 1970-01-01", dtype="float64")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
-        ds.to_zarr(path, append_dim="sample", consolidated=False)
-    return int(existing.sizes["sample"] + n)
+        out.to_zarr(path, mode="a", consolidated=False, encoding=enc)
+
+
+def _piece_len(ds: xr.Dataset, budget: int = 256 << 20) -> int:
+    """Samples per in-memory piece of an append (about ``budget`` bytes of pixels)."""
+    per_sample = sum(
+        int(np.prod(v.shape[1:])) * v.dtype.itemsize for v in ds.data_vars.values() if v.ndim > 1
+    )
+    return max(1, budget // max(per_sample, 1))
+
+
+def append_hook(stage: str, done: int) -> None:
+    """Called between the pieces of an append (``stage`` "piece", ``done`` samples written so
+    far); tests replace it to simulate a crash at a chosen point."""
+
+
+def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> None:
+    """Append ``ds`` in memory-sized pieces, all or nothing.
+
+    The store's length goes into a marker first; if the process dies part-way, the next open
+    rolls every array back to it (:func:`_repair`), so no sample id is ever left pointing at
+    unwritten pixels. Pieces are loaded into memory before writing, so the source's own (dask)
+    chunking never has to line up with the store's.
+    """
+    import json
+
+    marker = path / _PENDING
+    tmp = path / f"{_PENDING}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps({"n": n0, "pid": os.getpid()}))
+    os.replace(tmp, marker)
+    n = ds.sizes["sample"]
+    step = _piece_len(ds)
+    try:
+        for lo in range(0, n, step):
+            piece = _prepare(ds.isel(sample=slice(lo, min(n, lo + step))).load())
+            for var in piece.variables.values():
+                var.encoding = {}
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", category=UserWarning)
+                piece.to_zarr(path, append_dim="sample", consolidated=False)
+            append_hook("piece", lo + piece.sizes["sample"])
+    except BaseException:
+        _repair(path)
+        raise
+    marker.unlink()
 
 
 class ZarrWriter:
