@@ -2,9 +2,17 @@
 
 UMAP costs tens of seconds per 100,000 points (plus ~36 s of numba compilation on the first fit
 in a process), so a dashboard must never refit on start: :func:`project` stores the coordinates
-and the fitted reducer under ``artifacts/projection/<key>``, keyed by method, parameters and model
-version, and checks the vectors it was fitted on by hash. Samples embedded later are placed with
-the stored reducer's ``transform`` instead of refitting, which also keeps the map stable.
+under ``artifacts/projection/<key>``, keyed by method, parameters and model version, and checks
+the vectors it was fitted on by hash. Samples embedded later are placed into the stored map
+instead of refitting, which also keeps the map stable.
+
+Nothing executable is stored (a fitted reducer would have to be pickled, and a workspace is
+something people share and download): only arrays and parameters. A PCA map stores its mean
+and components, so new samples are placed exactly as ``transform`` would place them. A UMAP
+map places each new sample at the weighted mean of the positions of its ``n_neighbors``
+nearest fitted samples (in the embedding space, with the map's metric) - the initial
+placement of UMAP's own ``transform``, without its few epochs of refinement. ``--refit``
+(``refit=True``) fits the map again on every sample.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["Projector", "project", "embedding_hash"]
+__all__ = ["Projector", "project", "embedding_hash", "place_by_neighbours"]
 
 METHODS = ("umap", "pca")
 
@@ -109,6 +117,49 @@ def embedding_hash(ids: np.ndarray, vectors: np.ndarray) -> str:
     return h.hexdigest()
 
 
+def place_by_neighbours(
+    fit_vectors: np.ndarray,
+    fit_xy: np.ndarray,
+    new_vectors: np.ndarray,
+    *,
+    n_neighbors: int = 15,
+    metric: str = "euclidean",
+) -> np.ndarray:
+    """Positions of ``new_vectors`` in a fitted map: the weighted mean of the positions of
+    their nearest fitted samples (weights fall off with the distance beyond the nearest one,
+    as in UMAP's fuzzy neighbourhoods)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    k = max(1, min(int(n_neighbors), len(fit_vectors)))
+    nn = NearestNeighbors(n_neighbors=k, metric=metric).fit(np.asarray(fit_vectors, np.float32))
+    dist, idx = nn.kneighbors(np.asarray(new_vectors, np.float32))
+    excess = dist - dist[:, :1]
+    scale = excess.mean(axis=1, keepdims=True)
+    w = np.exp(-excess / np.where(scale > 0, scale, 1.0))
+    w /= w.sum(axis=1, keepdims=True)
+    return np.einsum("nk,nkd->nd", w, np.asarray(fit_xy, np.float32)[idx]).astype(np.float32)
+
+
+def _place(arrays: dict, meta: dict, fit_vectors, fit_xy, new_vectors) -> np.ndarray | None:
+    """New samples placed into a cached map, None when the cache cannot place them."""
+    if meta.get("method") == "pca":
+        if "pca_mean" not in arrays or "pca_components" not in arrays:
+            return None
+        centred = np.asarray(new_vectors, np.float32) - arrays["pca_mean"]
+        return (centred @ arrays["pca_components"].T).astype(np.float32)
+    params = meta.get("params") or {}
+    try:
+        return place_by_neighbours(
+            fit_vectors,
+            fit_xy,
+            new_vectors,
+            n_neighbors=int(params.get("n_neighbors", 15)),
+            metric=str(params.get("metric", "euclidean")),
+        )
+    except ValueError:  # a UMAP metric scikit-learn does not know: refit instead
+        return None
+
+
 def project(
     ws: Any,
     method: str = "umap",
@@ -121,20 +172,17 @@ def project(
 
     ``kw`` are :class:`Projector` parameters (``n_components``, ``n_neighbors``, ``min_dist``,
     ``metric``, ``max_fit``, ``random_state``). Samples embedded since the map was fitted are
-    added with ``transform``; a map whose training vectors changed is refitted.
+    placed into it (see the module notes); a map whose training vectors changed is refitted.
     """
-    import joblib
-
     ids, vectors, emb_meta = ws.load_embeddings(model_version)
     ids = np.asarray(ids).astype(str)
     version = model_version or emb_meta.get("model_version") or ws.current_model
     params = Projector(method, **kw).get_params()
     digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     key = f"{method}-{version}-{digest[:10]}"
-    model_file = ws.artifact_path("projection_model", key) / "reducer.joblib"
     pos = {s: i for i, s in enumerate(ids)}
 
-    if not refit and ws.has_artifact("projection", key) and model_file.exists():
+    if not refit and ws.has_artifact("projection", key):
         arrays, meta = ws.load_artifact("projection", key)
         fit_ids = arrays["fit_ids"].astype(str)
         if all(s in pos for s in fit_ids):
@@ -145,13 +193,20 @@ def project(
                 xy = np.empty((len(ids), arrays["xy"].shape[1]), dtype=np.float32)
                 have = np.setdiff1d(np.arange(len(ids)), new)
                 xy[have] = arrays["xy"][[cached[s] for s in ids[have]]]
+                placed = None
                 if new.size:
-                    projector = joblib.load(model_file)
-                    xy[new] = projector.transform(np.asarray(vectors[new]))
-                    meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0) + new.size)}
-                if new.size or len(have) != len(arrays["ids"]):
-                    _save(ws, key, ids, xy, fit_ids, meta)
-                return ids, xy
+                    fit_xy = arrays["xy"][[cached[s] for s in fit_ids]]
+                    placed = _place(
+                        arrays, meta, vectors[fit_rows], fit_xy, np.asarray(vectors[new])
+                    )
+                if not new.size or placed is not None:
+                    if new.size:
+                        xy[new] = placed
+                        meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0))}
+                        meta["n_transformed"] += int(new.size)
+                    if new.size or len(have) != len(arrays["ids"]):
+                        _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays))
+                    return ids, xy
 
     projector = Projector(method, **kw)
     xy = projector.fit_transform(np.asarray(vectors))
@@ -164,14 +219,28 @@ def project(
         "n_transformed": 0,
         "embeddings_created": emb_meta.get("created"),
     }
-    ws.save_artifact("projection_model", key, {}, {"model_version": version, "method": method})
-    joblib.dump(projector, model_file)
-    _save(ws, key, ids, xy, ids, meta)
+    extra = {}
+    if method == "pca":
+        extra = {
+            "pca_mean": projector.reducer_.mean_.astype(np.float32),
+            "pca_components": projector.reducer_.components_.astype(np.float32),
+        }
+    _save(ws, key, ids, xy, ids, meta, extra)
     return ids, xy
 
 
+def _extra(arrays: dict) -> dict:
+    return {k: v for k, v in arrays.items() if k.startswith("pca_")}
+
+
 def _save(
-    ws: Any, key: str, ids: np.ndarray, xy: np.ndarray, fit_ids: np.ndarray, meta: dict
+    ws: Any,
+    key: str,
+    ids: np.ndarray,
+    xy: np.ndarray,
+    fit_ids: np.ndarray,
+    meta: dict,
+    extra: dict | None = None,
 ) -> None:
-    arrays = {"ids": ids.astype(object), "xy": xy, "fit_ids": np.asarray(fit_ids).astype(object)}
-    ws.save_artifact("projection", key, arrays, meta)
+    arrays = {"ids": ids.astype(str), "xy": xy, "fit_ids": np.asarray(fit_ids).astype(str)}
+    ws.save_artifact("projection", key, {**arrays, **(extra or {})}, meta)
