@@ -1,0 +1,154 @@
+"""A crash between the renames of a replacement loses neither the old result nor the new one.
+
+Results (the data store, embeddings, artefacts) are replaced by renaming folders. A crash is
+injected through ``insarexplore._atomic.crash_point`` at each step; the next read finds a
+complete result (the old one before it was moved aside, the new one after) and no leftovers.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from insarexplore.data.schema import new_dataset
+from insarexplore.workspace import Workspace
+
+from .conftest import dead_pid
+
+STEPS = ["staged", "moved-aside", "moved-in"]
+# the result a reader finds after a crash at each step: the old until it was moved aside
+EXPECT = {"staged": "old", "moved-aside": "new", "moved-in": "new"}
+
+
+class Crash(BaseException):
+    """Stands for the process dying (not an Exception: nothing may catch and carry on)."""
+
+
+@pytest.fixture
+def crash_at(monkeypatch):
+    import insarexplore._atomic as atomic
+
+    def arm(step: str) -> None:
+        def crash(name, final):
+            if name == step:
+                raise Crash(name)
+
+        monkeypatch.setattr(atomic, "crash_point", crash)
+
+    yield arm
+
+
+def _hidden_leftovers(folder):
+    return sorted(p.name for p in folder.iterdir() if ".old-" in p.name or ".new-" in p.name)
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_embeddings_survive_a_crash_mid_replacement(ws, crash_at, step):
+    version = ws.current_model
+    ids = ws.sample_ids()
+    before = np.asarray(ws.load_embeddings()[1]).copy()
+    crash_at(step)
+    with pytest.raises(Crash):
+        ws.save_embeddings(version, ids[:3], np.full((3, 8), 7.0, np.float32))
+    again = Workspace.open(ws.path)  # a new process opening the workspace
+    got_ids, vectors, _ = again.load_embeddings()
+    assert sorted(got_ids) == sorted(ids) and vectors.shape == before.shape
+    if EXPECT[step] == "old":
+        np.testing.assert_array_equal(vectors, before)
+    else:
+        pos = {s: i for i, s in enumerate(got_ids)}
+        assert (np.asarray(vectors)[[pos[s] for s in ids[:3]]] == 7.0).all()
+    assert _hidden_leftovers(ws.embeddings_dir) == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_artefacts_survive_a_crash_mid_replacement(ws, crash_at, step):
+    ws.save_artifact("clusters", "k", {"v": np.zeros(3)}, {"which": "old"})
+    crash_at(step)
+    with pytest.raises(Crash):
+        ws.save_artifact("clusters", "k", {"v": np.ones(3)}, {"which": "new"})
+    # reads repair on their own, without opening the workspace again
+    assert ws.has_artifact("clusters", "k")
+    arrays, meta = ws.load_artifact("clusters", "k")
+    assert meta["which"] == EXPECT[step]
+    assert arrays["v"].tolist() == ([0.0] * 3 if EXPECT[step] == "old" else [1.0] * 3)
+    assert ("clusters", "k") in ws.list_artifacts()
+    assert _hidden_leftovers(ws.artifacts_dir / "clusters") == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_data_store_survives_a_crash_mid_replacement(tmp_path, crash_at, step):
+    from insarexplore.data.io.store import _recover, open_dataset, save_dataset
+
+    path = tmp_path / "ws" / "data.zarr"
+    old = new_dataset(phase=np.zeros((3, 4, 4), np.float32), sample=["a", "b", "c"])
+    new = new_dataset(phase=np.zeros((2, 4, 4), np.float32), sample=["x", "y"])
+    save_dataset(old, path)
+    crash_at(step)
+    with pytest.raises(Crash):
+        save_dataset(new, path)
+    _recover(path)
+    got = list(open_dataset(path)["sample"].values)
+    assert got == (["a", "b", "c"] if EXPECT[step] == "old" else ["x", "y"])
+    assert _hidden_leftovers(path.parent) == []
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_workspace_data_survives_a_crash_mid_replacement(tmp_path, crash_at, step):
+    from insarexplore.data.io.store import save_dataset
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(new_dataset(phase=np.zeros((3, 4, 4), np.float32), sample=["a", "b", "c"]))
+    crash_at(step)
+    with pytest.raises(Crash):
+        save_dataset(new_dataset(phase=np.zeros((1, 4, 4), np.float32), sample=["z"]), ws.data_path)
+    again = Workspace.open(ws.path)
+    assert again.has_data()
+    assert len(again.sample_ids()) == (3 if EXPECT[step] == "old" else 1)
+    assert "data" in again.status() and again.status()["data"]["samples"] in (1, 3)
+
+
+def test_leftover_of_the_old_scheme_is_restored(ws):
+    """The previous code moved the result to ``.NAME.old-PID`` first: a crash right then left
+    no result at all. Such a leftover of a dead process is rolled back into place."""
+    version = ws.current_model
+    final = ws.embeddings_dir / version
+    before = np.asarray(ws.load_embeddings()[1]).copy()
+    os.replace(final, final.with_name(f".{version}.old-{dead_pid()}"))
+    assert not final.exists()
+    again = Workspace.open(ws.path)
+    np.testing.assert_array_equal(np.asarray(again.load_embeddings()[1]), before)
+    assert _hidden_leftovers(ws.embeddings_dir) == []
+
+
+def test_an_incomplete_staging_folder_is_never_promoted(ws):
+    """``.NAME.tmp-PID`` may be half-written: it is removed, never moved into place."""
+    version = ws.current_model
+    final = ws.embeddings_dir / version
+    pid = dead_pid()
+    os.replace(final, final.with_name(f".{version}.old-{pid}"))
+    tmp = final.with_name(f".{version}.tmp-{pid}")
+    tmp.mkdir()
+    (tmp / "vectors.npy").write_bytes(b"half")
+    again = Workspace.open(ws.path)
+    assert again.has_embeddings() and again.load_embeddings()[1].shape[0] == 40
+    assert not tmp.exists()
+
+
+def test_leftovers_of_a_running_process_are_left_alone(ws):
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        version = ws.current_model
+        tmp = (ws.embeddings_dir / version).with_name(f".{version}.tmp-{proc.pid}")
+        tmp.mkdir()
+        Workspace.open(ws.path)
+        ws.load_embeddings()
+        assert tmp.exists()  # another process may still be writing it
+    finally:
+        proc.kill()
+        proc.wait()
