@@ -7,6 +7,7 @@ from typing import Any
 
 from insarexplore.cli._common import (
     DEFAULT_DEMO_DIR,
+    PROG,
     add_command,
     add_device,
     open_workspace,
@@ -17,25 +18,48 @@ from insarexplore.cli._common import (
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from insarexplore.app.server import serve
-    from insarexplore.demo import _free_port, serve_until_stopped
+    import errno
+    import os
 
-    ws = open_workspace(args.workspace)
-    if args.port == 0:
-        args.port = _free_port(args.address)
-    say(f"loading {ws.path} ...")
-    server = serve(
-        ws,
-        address=args.address,
-        port=args.port,
+    # before anything imports ipykernel's debugger (pydevd warns when a browser connects)
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+    from insarexplore.app.server import access_policy, auth_options, serve, serve_until_stopped
+
+    options = auth_options(args)
+    if not (0 <= args.port < 65536):
+        raise ValueError(f"--port must be in 0..65535; got {args.port}")
+    # bad access settings fail before the workspace is loaded
+    access_policy(
+        args.address,
+        args.port or 5006,
         allow_websocket_origin=args.allow_websocket_origin,
-        prefix=args.prefix,
-        user=args.user,
-        show=args.show,
-        projection=args.projection,
-        start=False,
+        **options,
     )
-    serve_until_stopped(server, args.address)
+    ws = open_workspace(args.workspace)
+    say(f"loading {ws.path} ...")
+    try:
+        server = serve(
+            ws,
+            address=args.address,
+            port=args.port,
+            allow_websocket_origin=args.allow_websocket_origin,
+            prefix=args.prefix,
+            user=args.user,
+            show=args.show,
+            projection=args.projection,
+            start=False,
+            announce=False,
+            **options,
+        )
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
+            raise ValueError(
+                f"cannot listen on {args.address}:{args.port}: {exc.strerror}"
+            ) from None
+        raise
+    for line in server.access.warnings:
+        say(f"{PROG} serve: warning: {line}")
+    serve_until_stopped(server)
     return 0
 
 
@@ -51,18 +75,27 @@ def add_serve(sub: Any) -> None:
   insarexplore serve demo-workspace                      # http://127.0.0.1:5006/
   insarexplore serve ws/ --port 8080 --user alice --show
   insarexplore serve ws/ --address 0.0.0.0 --allow-websocket-origin myhost:5006
+        # prints http://HOST:5006/?token=...: open that URL (the token is new at each start)
+  insarexplore serve ws/ --address 0.0.0.0 --allow-websocket-origin myhost:5006 \\
+        --basic-auth users.json                        # Panel login page instead of a token
   insarexplore serve ws/ --prefix /user/me/proxy/5006     # behind JupyterHub's proxy
+  ssh -L 5006:127.0.0.1:5006 server                       # or: serve on 127.0.0.1, tunnel in
 """,
         description=(
             "Serve the dashboard (scatter, map, gallery, labelling, few-shot model) of a\n"
-            "workspace. Binds to 127.0.0.1 unless --address says otherwise. Every tab writes to\n"
-            "the workspace's label store; labels are recorded with --user as author."
+            "workspace. Binds to 127.0.0.1 unless --address says otherwise; on any other\n"
+            "address it requires an access token (printed in the URL) or --basic-auth.\n"
+            "Every tab writes to the workspace's label store; labels are recorded with --user\n"
+            "as author."
         ),
     )
     add_serve_arguments(p)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    import os
+
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
     from insarexplore.demo import run_demo
 
     run_demo(
