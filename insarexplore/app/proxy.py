@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,9 +34,18 @@ def setup_proxy() -> dict[str, Any]:
 
     ``{port}`` and ``{base_url}`` are filled in by jupyter-server-proxy. The app is told its
     full public prefix (``absolute_url=True`` keeps that prefix on proxied requests), so
-    Bokeh's resources and websocket resolve behind the proxy. It binds to 127.0.0.1: only the
-    authenticated Jupyter server can reach it, hence any websocket origin is accepted.
+    Bokeh's resources and websocket resolve behind the proxy.
+
+    Only the proxy may use the dashboard: the Jupyter server authenticates the browser and checks
+    its Origin; the dashboard binds to 127.0.0.1, accepts websocket origins and Host headers of
+    ``127.0.0.1:{port}`` only (the proxy sends those instead of the public ones) and requires an
+    access token, made anew at each Jupyter start, that the proxy adds to every request as a
+    header (so other users of a shared machine cannot connect to the port). The token travels in
+    the environment, not the command line (visible to everyone in ``ps``).
     """
+    from insarexplore.app.server import TOKEN_ENV, TOKEN_HEADER
+
+    token = secrets.token_urlsafe(32)
     command = [
         sys.executable,
         "-m",
@@ -49,13 +59,19 @@ def setup_proxy() -> dict[str, Any]:
         "--prefix",
         "{base_url}" + PROXY_NAME,
         "--allow-websocket-origin",
-        "*",
+        "127.0.0.1:{port}",
+        "--require-token",
     ]
     return {
         "command": command,
         "absolute_url": True,
         "timeout": 120,  # first start imports panel/holoviews and loads the workspace
-        "environment": {"PYDEVD_DISABLE_FILE_VALIDATION": "1"},
+        "environment": {"PYDEVD_DISABLE_FILE_VALIDATION": "1", TOKEN_ENV: token},
+        "request_headers_override": {
+            "Host": "127.0.0.1:{port}",
+            "Origin": "http://127.0.0.1:{port}",
+            TOKEN_HEADER: token,
+        },
         "new_browser_tab": True,
         "launcher_entry": {"title": "InSAR explorer", "category": "Notebook"},
     }
