@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from insarexplore.cli._common import (
 )
 
 _LABEL_FORMATS = ("csv", "geojson", "hephaestus")
+LABEL_LOCK_TIMEOUT = 60.0  # seconds a label writer waits for another one's lock
 
 
 def _label_format(path: Path, given: str) -> str:
@@ -32,25 +34,46 @@ def _label_format(path: Path, given: str) -> str:
     raise ValueError(f"{path}: cannot tell the label format from the suffix; pass --format")
 
 
-def _label_store(ws: Any, author: str | None = None):  # -> LabelStore
+def _label_store(ws: Any, author: str | None = None, *, readonly: bool = False):
     from insarexplore.explore.labels import LabelStore
 
-    return LabelStore(ws.labels_path, author=author, known_ids=ws.sample_ids())
+    if readonly:  # readers take no lock and write nothing (also on read-only workspaces)
+        return LabelStore(ws.labels_path, timeout=LABEL_LOCK_TIMEOUT, readonly=True)
+    return LabelStore(
+        ws.labels_path, author=author, known_ids=ws.sample_ids(), timeout=LABEL_LOCK_TIMEOUT
+    )
+
+
+def _export_target(text: str, given: str) -> tuple[Path, str]:
+    """The export path and format; a path that names neither a known file type nor a folder
+    (an existing one, or one written with a trailing /) is an error naming it."""
+    out = Path(text).expanduser()
+    as_folder = text.endswith(("/", os.sep))
+    if given == "auto" and not out.suffix and not as_folder and not out.is_dir():
+        raise ValueError(
+            f"{out}: no file suffix; name a .csv, .geojson or .json file, or end the path "
+            "with / for a folder of Hephaestus JSON files"
+        )
+    return out, _label_format(out, given)
 
 
 def _cmd_labels_export(args: argparse.Namespace) -> int:
     from insarexplore.explore import labelio
 
     ws = open_workspace(args.workspace)
-    out = Path(args.output).expanduser()
-    fmt = _label_format(out, args.format)
-    with _label_store(ws) as store:
+    out, fmt = _export_target(args.output, args.format)
+    if not ws.labels_path.exists():
+        raise ValueError(f"{ws.path}: no labels yet, nothing to export")
+    target: Any = str(out) + os.sep if str(args.output).endswith(("/", os.sep)) else out
+    with _label_store(ws, readonly=True) as store:
         if fmt == "csv":
-            n = labelio.export_csv(store, out, ws)
+            n = labelio.export_csv(store, out, ws, overwrite=args.force)
         elif fmt == "geojson":
-            n = labelio.export_geojson(store, out, ws, include_unlabelled=args.all)
+            n = labelio.export_geojson(
+                store, out, ws, include_unlabelled=args.all, overwrite=args.force
+            )
         else:
-            n = labelio.export_hephaestus(store, out, ws)
+            n = labelio.export_hephaestus(store, target, ws, overwrite=args.force)
     say(f"wrote {n:,} labelled samples to {out} ({fmt})")
     return 0
 
@@ -82,7 +105,7 @@ def _cmd_labels_counts(args: argparse.Namespace) -> int:
     if not ws.labels_path.exists():
         say(f"{ws.path}: no labels yet")
         return 0
-    with _label_store(ws) as store:
+    with _label_store(ws, readonly=True) as store:
         counts = store.counts()
     for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
         print(f"{count:>9,}  {label}")
@@ -125,6 +148,9 @@ def add_labels(sub: Any) -> None:
     e.add_argument("output", help="output file (.csv, .geojson, .json) or folder")
     e.add_argument("--format", choices=["auto", *_LABEL_FORMATS], default="auto", help=fmt_help)
     e.add_argument("--all", action="store_true", help="GeoJSON: include unlabelled samples")
+    e.add_argument(
+        "--force", action="store_true", help="replace an existing file (or folder's JSON files)"
+    )
     i = add_command(
         actions,
         "import",
@@ -253,9 +279,13 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
     for version, emb in (status.get("embeddings") or {}).items():
         missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
+        if emb.get("old_format"):
+            missing = " (old unsafe format, not read: run `insarexplore embed` again)"
         print(f"embedding  {version}: {emb['n']:,} x {emb['dim']}{missing}")
     for art in status.get("artifacts") or []:
         flag = "STALE" if art["stale"] else "current"
+        if art.get("old_format"):
+            flag = "old unsafe format, not read (computed again when needed)"
         print(f"artefact   {art['kind']}/{art['key']}: {flag}")
     print(f"labels     {'labels.sqlite' if status.get('labels_db') else 'none yet'}")
     return 0

@@ -7,6 +7,12 @@ workspace does not hold is refused with the list of those ids, before anything i
 GeoJSON follows RFC 7946: a FeatureCollection of Polygons in EPSG:4326 with [lon, lat] order,
 closed counter-clockwise rings, no ``crs`` member; samples with unknown footprints get a null
 geometry. The file opens in QGIS as a polygon layer with ``sample`` and ``label`` attributes.
+
+Exports never replace an existing file (or a folder's annotation files) unless
+``overwrite=True``. In CSV exports, text cells that a spreadsheet would run as a formula
+(starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are prefixed with
+``'``, as are cells that start with ``'`` followed by one of those; :func:`import_csv`
+removes that one ``'`` again, so an export imports back exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +30,8 @@ from insarexplore.errors import InSARDataError
 from insarexplore.explore.labels import LabelStore, UnknownSampleError
 
 __all__ = [
+    "neutralise_cell",
+    "restore_cell",
     "sample_table",
     "export_csv",
     "import_csv",
@@ -51,6 +59,30 @@ def sample_table(data: Any):  # -> pandas.DataFrame
     }
     index = pd.Index(np.asarray(data["sample"].values).astype(str), name="sample")
     return pd.DataFrame(cols, index=index)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise_cell(text: str) -> str:
+    """``text`` made safe for a spreadsheet: a leading ``'`` stops it being run as a formula."""
+    if text.startswith(_FORMULA_START) or (text[:1] == "'" and text[1:2] in (*_FORMULA_START, "'")):
+        return "'" + text
+    return text
+
+
+def restore_cell(text: str) -> str:
+    """The inverse of :func:`neutralise_cell`."""
+    if text[:1] == "'" and text[1:2] in (*_FORMULA_START, "'") and len(text) > 1:
+        return text[1:]
+    return text
+
+
+def _check_target(path: Path, overwrite: bool) -> None:
+    if path.is_dir():
+        raise InSARDataError(f"{path}: is a folder; name a file to export to")
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: already exists (pass --force / overwrite=True to replace)")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -92,10 +124,17 @@ def _iso(value: Any) -> str | None:
 
 
 # -- CSV -------------------------------------------------------------------------------------
-def export_csv(store: LabelStore, path: str | Path, table: Any = None) -> int:
-    """Write ``sample,label`` rows (plus footprint, dates and frame when ``table`` is given)."""
+def export_csv(
+    store: LabelStore, path: str | Path, table: Any = None, *, overwrite: bool = False
+) -> int:
+    """Write ``sample,label`` rows (plus footprint, dates and frame when ``table`` is given).
+
+    Text cells that would run as spreadsheet formulas are neutralised (see the module notes).
+    """
     import pandas as pd
 
+    path = Path(path)
+    _check_target(path, overwrite)
     labels = pd.Series(store.current(), name="label", dtype=object).sort_index()
     frame = labels.to_frame()
     frame.index.name = "sample"
@@ -103,7 +142,11 @@ def export_csv(store: LabelStore, path: str | Path, table: Any = None) -> int:
         meta = sample_table(table)
         cols = [c for c in (*_FOOTPRINT, "primary_date", "secondary_date", "frame") if c in meta]
         frame = frame.join(meta[cols], how="left")
-    _write_atomic(Path(path), frame.to_csv())
+    frame.index = pd.Index([neutralise_cell(str(s)) for s in frame.index], name="sample")
+    for col in frame.columns:
+        if frame[col].dtype == object:
+            frame[col] = [neutralise_cell(v) if isinstance(v, str) else v for v in frame[col]]
+    _write_atomic(path, frame.to_csv())
     return len(frame)
 
 
@@ -120,16 +163,24 @@ def import_csv(store: LabelStore, path: str | Path, *, known_ids: Any = None) ->
     if missing:
         raise InSARDataError(f"{path}: missing column(s) {missing}; found {list(frame.columns)}")
     pairs = [
-        (s.strip(), lab.strip()) for s, lab in zip(frame["sample"], frame["label"]) if lab.strip()
+        (restore_cell(s).strip(), restore_cell(lab).strip())
+        for s, lab in zip(frame["sample"], frame["label"])
+        if lab.strip()
     ]
     return _import(store, pairs, known_ids, str(path))
 
 
 # -- GeoJSON ---------------------------------------------------------------------------------
 def export_geojson(
-    store: LabelStore, path: str | Path, table: Any, *, include_unlabelled: bool = False
+    store: LabelStore,
+    path: str | Path,
+    table: Any,
+    *,
+    include_unlabelled: bool = False,
+    overwrite: bool = False,
 ) -> int:
     """Footprint polygons with their labels as an RFC 7946 FeatureCollection; returns features."""
+    _check_target(Path(path), overwrite)
     meta = sample_table(table)
     labels = store.current()
     ids = meta.index.astype(str)
@@ -181,15 +232,43 @@ def import_geojson(store: LabelStore, path: str | Path, *, known_ids: Any = None
 
 
 # -- Hephaestus-style JSON -------------------------------------------------------------------
-def export_hephaestus(store: LabelStore, path: str | Path, table: Any = None) -> int:
+def _hephaestus_labels(label: str) -> list[str]:
+    """A label as a Hephaestus label list: a ``"+"``-joined multi-label (as the import makes
+    them: sorted, distinct parts) is split back; any other label stays whole, so that
+    importing the list gives the same label back (``"=1+1"`` is not turned into ``"1+=1"``)."""
+    parts = label.split("+")
+    if len(parts) > 1 and all(parts) and parts == sorted(set(parts)):
+        return parts
+    return [label]
+
+
+def export_hephaestus(
+    store: LabelStore, path: str | Path, table: Any = None, *, overwrite: bool = False
+) -> int:
     """Labelled samples as Hephaestus-style annotation records.
 
-    ``path`` ending in ``.json`` gets one JSON list; otherwise it is a folder with one
-    ``<n>.json`` file per sample, as in the Hephaestus release. ``label`` is a list (a
-    ``"+"``-joined label is split back), ``sample`` keeps our id so the round trip is exact.
+    ``path`` ending in ``.json`` gets one JSON list. A folder - one that exists, or a path
+    given as a string ending in ``/`` - gets one ``<n>.json`` file per sample, as in the
+    Hephaestus release; any other path is an error (a mistyped file name does not silently
+    become a folder). ``label`` is a list (a ``"+"``-joined multi-label is split back),
+    ``sample`` keeps our id so the round trip is exact.
     """
     import pandas as pd
 
+    as_folder = isinstance(path, str) and path.endswith(("/", os.sep))
+    path = Path(path)
+    if path.suffix.lower() == ".json" and not as_folder:
+        _check_target(path, overwrite)
+    elif not (as_folder or path.is_dir()):
+        raise InSARDataError(
+            f"{path}: not a .json file nor a folder; name a .json file, or an existing "
+            "folder (or end the path with /) for one JSON file per sample"
+        )
+    elif path.is_dir() and not overwrite and any(path.glob("*.json")):
+        raise FileExistsError(
+            f"{path}: the folder already holds .json files (pass --force / overwrite=True "
+            "to replace them)"
+        )
     labels = store.current()
     meta = sample_table(table) if table is not None else pd.DataFrame(index=pd.Index([]))
     records = []
@@ -206,17 +285,19 @@ def export_hephaestus(store: LabelStore, path: str | Path, table: Any = None) ->
                 "primary_date": date["primary_date"] and date["primary_date"].replace("-", ""),
                 "secondary_date": date["secondary_date"]
                 and date["secondary_date"].replace("-", ""),
-                "label": label.split("+"),
+                "label": _hephaestus_labels(label),
                 "activity_type": [],
                 "confidence": 1.0,
                 "annotator": store.author,
             }
         )
-    path = Path(path)
-    if path.suffix == ".json":
+    if path.suffix.lower() == ".json" and not as_folder:
         _write_atomic(path, json.dumps(records, indent=1))
     else:
         path.mkdir(parents=True, exist_ok=True)
+        for old in path.glob("*.json"):  # overwrite: no stale records of an earlier export
+            if old.stem.isdigit() and int(old.stem) >= len(records):
+                old.unlink()
         for i, rec in enumerate(records):
             _write_atomic(path / f"{i}.json", json.dumps(rec))
     return len(records)

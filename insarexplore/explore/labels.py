@@ -8,6 +8,14 @@ label of each sample (one label per sample) is kept in a table maintained by tri
 same transaction, so a million events need no replay to be queried; :meth:`LabelStore.rebuild`
 derives it again from the log and proves the two agree. Undo and redo are per session and are
 themselves events, so history is never lost.
+
+Readers never need the write lock: the schema is written only when a store is created (or
+lacks it), and ``LabelStore(path, readonly=True)`` opens the file read-only (also on a
+read-only file system), so counting or exporting labels neither waits for a long import nor
+needs write permission. Large imports commit in batches of ``IMPORT_BATCH`` samples (one
+operation, which undo reverts as a whole), so other writers wait for a batch, not the whole
+import. A lock held past ``timeout`` raises :class:`LabelStoreLockedError`, one line naming
+the file.
 """
 
 from __future__ import annotations
@@ -21,11 +29,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from insarexplore.errors import InSARDataError
+from insarexplore.errors import InSARDataError, InSARError
 
-__all__ = ["LabelStore", "UnknownSampleError", "ORIGINS"]
+__all__ = ["LabelStore", "UnknownSampleError", "LabelStoreLockedError", "ORIGINS"]
 
 ORIGINS = ("person", "model", "import")
+IMPORT_BATCH = 100_000  # samples per transaction of assign_many
+_SCHEMA_VERSION = "1"
 _SEP = "\x1f"  # ASCII unit separator: never allowed inside a sample id
 _T = TypeVar("_T")
 
@@ -85,11 +95,17 @@ class UnknownSampleError(InSARDataError):
         )
 
 
+class LabelStoreLockedError(InSARError, TimeoutError):
+    """Another process held the label store's write lock for longer than the timeout."""
+
+
 class LabelStore:
     """Append-only label event log in SQLite, safe for several processes at once.
 
     ``author`` defaults to the OS user, ``session`` to a fresh id (undo/redo act within one
     session). ``known_ids``, when given, makes assigning labels to other ids an error.
+    ``readonly`` opens an existing store for reading only: it takes no lock, writes nothing
+    and works on read-only files; writing through it is an error.
     """
 
     def __init__(
@@ -100,6 +116,7 @@ class LabelStore:
         session: str | None = None,
         known_ids: Iterable[str] | None = None,
         timeout: float = 60.0,
+        readonly: bool = False,
     ) -> None:
         self.path = Path(path)
         if self.path.is_dir():
@@ -108,18 +125,74 @@ class LabelStore:
         self.session = session or uuid.uuid4().hex
         self.known_ids = None if known_ids is None else frozenset(map(str, known_ids))
         self.timeout = float(timeout)
+        self.readonly = bool(readonly)
         self._lock = threading.RLock()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(
-            str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
-        self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
-        self._conn.execute("PRAGMA synchronous = FULL")
-        self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: big batches stay in memory
-        self._retry(self._create_schema)
+        if self.readonly:
+            self._conn = self._connect_readonly()
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._conn = sqlite3.connect(
+                str(self.path), timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+        try:
+            self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+            self._conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: big batches in memory
+            if self.readonly:
+                if self._schema_version() is None:
+                    raise InSARDataError(f"{self.path}: not an insarexplore label store")
+                return
+            mode = self._retry(lambda: self._conn.execute("PRAGMA journal_mode").fetchone()[0])
+            if str(mode).lower() != "wal":
+                self._retry(lambda: self._conn.execute("PRAGMA journal_mode = WAL"))
+            self._conn.execute("PRAGMA synchronous = FULL")
+            if self._schema_version() != _SCHEMA_VERSION:
+                self._retry(self._create_schema)
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise InSARDataError(f"{self.path}: cannot open the label store ({exc})") from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- plumbing -------------------------------------------------------------------------------
+    def _connect_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
+            raise InSARDataError(f"{self.path}: no label store (no labels yet)")
+        uri = self.path.resolve().as_uri()
+        for options in ("mode=ro", "mode=ro&immutable=1"):
+            # immutable: a store in a folder this process cannot write (no -shm can be made)
+            conn = sqlite3.connect(
+                f"{uri}?{options}",
+                uri=True,
+                timeout=self.timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+                return conn
+            except sqlite3.OperationalError as exc:
+                conn.close()
+                error = exc
+            except sqlite3.DatabaseError as exc:
+                conn.close()
+                raise InSARDataError(f"{self.path}: not a label store ({exc})") from exc
+        raise InSARDataError(f"{self.path}: cannot open the label store to read ({error})")
+
+    def _schema_version(self) -> str | None:
+        """The stored schema version; None when the store has no schema yet."""
+        try:
+            row = self._retry(
+                lambda: self._conn.execute(
+                    "SELECT value FROM meta WHERE key = 'schema_version'"
+                ).fetchone()
+            )
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else str(row[0])
+
     def _retry(self, fn: Callable[[], _T]) -> _T:
         deadline = time.monotonic() + self.timeout
         delay = 0.01
@@ -127,10 +200,17 @@ class LabelStore:
             try:
                 return fn()
             except sqlite3.OperationalError as exc:
+                if "readonly" in str(exc) or "read-only" in str(exc):
+                    raise InSARDataError(
+                        f"{self.path}: the label store is read-only here, labels cannot be written"
+                    ) from exc
                 if "locked" not in str(exc) and "busy" not in str(exc):
                     raise
                 if time.monotonic() > deadline:
-                    raise TimeoutError(f"label store {self.path} stayed locked: {exc}") from exc
+                    raise LabelStoreLockedError(
+                        f"{self.path}: the label store stayed locked by another process for "
+                        f"{self.timeout:g} s (a long import or a dashboard?); try again later"
+                    ) from exc
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
@@ -145,13 +225,20 @@ class LabelStore:
 
     def _write(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         """Run ``fn`` in one immediate transaction, retrying while another writer holds the lock."""
+        if self.readonly:
+            raise InSARDataError(f"{self.path}: the label store was opened read-only")
         with self._lock:
             self._retry(lambda: self._conn.execute("BEGIN IMMEDIATE"))
             try:
                 result = fn(self._conn)
                 self._conn.execute("COMMIT")
-            except BaseException:
-                self._conn.execute("ROLLBACK")
+            except BaseException as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                    raise InSARDataError(
+                        f"{self.path}: the label store is read-only here, labels cannot be written"
+                    ) from exc
                 raise
             return result
 
@@ -185,21 +272,31 @@ class LabelStore:
     def assign_many(
         self, pairs: Iterable[tuple[str, str]], *, origin: str = "import", description: str = ""
     ) -> int | None:
-        """Assign a different label to each sample in one operation (imports, model labels)."""
+        """Assign a different label to each sample in one operation (imports, model labels).
+
+        Every pair is checked before anything is written. More than ``IMPORT_BATCH`` pairs
+        are committed in batches (so other writers are not locked out for the whole import)
+        that all belong to one operation: undo reverts the whole import. An import cut short
+        keeps the batches committed before; running it again completes it.
+        """
         pairs = [(str(s), _check_label(lab)) for s, lab in pairs]
         _as_ids([s for s, _ in pairs])
         self._check_known([s for s, _ in pairs])
 
-        def run(c: sqlite3.Connection) -> int | None:
+        def run(c: sqlite3.Connection, batch: list[tuple[str, str]], op: int | None) -> int | None:
             by_label: dict[str, list[str]] = {}
-            for s, lab in pairs:
+            for s, lab in batch:
                 by_label.setdefault(lab, []).append(s)
-            op = None
             for lab, ids in by_label.items():
                 op = self._apply(c, "assign", ids, lab, origin, op=op, description=description)
             return op
 
-        return self._write(run)
+        op = None
+        size = max(1, int(IMPORT_BATCH))
+        for start in range(0, max(len(pairs), 1), size):
+            batch = pairs[start : start + size]
+            op = self._write(lambda c, batch=batch, op=op: run(c, batch, op))
+        return op
 
     def remove(self, samples: str | Iterable[str], *, origin: str = "person") -> int | None:
         """Remove whatever label ``samples`` carry (unlabelled ones are ignored)."""

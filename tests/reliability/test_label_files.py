@@ -1,0 +1,132 @@
+"""Label exports: spreadsheet-safe CSV that imports back exactly, exact Hephaestus round trips,
+no silent overwrites, and no folder made from a mistyped file name."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from insarexplore import cli
+from insarexplore.errors import InSARDataError
+from insarexplore.explore.labelio import (
+    export_csv,
+    export_geojson,
+    export_hephaestus,
+    import_csv,
+    import_hephaestus,
+)
+from insarexplore.explore.labels import LabelStore
+
+TRICKY = {
+    "s1": "=1+1",
+    "s2": "+cmd",
+    "s3": "-2",
+    "s4": "@SUM(A1)",
+    "s5": "'=already quoted",
+    "s6": "'plain quote",
+    "=s7": "mogi",
+    "-s8": "a+b",
+    "s9": "b+a",
+}
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LabelStore(tmp_path / "a.sqlite", author="ana") as s:
+        s.assign_many(TRICKY.items(), origin="person")
+        yield s
+
+
+def test_csv_cells_cannot_run_as_formulas(store, tmp_path):
+    import csv
+
+    export_csv(store, tmp_path / "l.csv")
+    with open(tmp_path / "l.csv", newline="") as fh:
+        cells = [c for row in csv.reader(fh) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r")], cells
+
+
+def test_csv_round_trip_is_exact(store, tmp_path):
+    export_csv(store, tmp_path / "l.csv")
+    with LabelStore(tmp_path / "b.sqlite") as other:
+        assert import_csv(other, tmp_path / "l.csv") == len(TRICKY)
+        assert other.current() == TRICKY
+
+
+def test_hephaestus_round_trip_is_exact(store, tmp_path):
+    export_hephaestus(store, tmp_path / "h.json")
+    records = {r["sample"]: r["label"] for r in json.loads((tmp_path / "h.json").read_text())}
+    assert records["-s8"] == ["a", "b"]  # a multi-label is still a Hephaestus label list
+    assert records["s1"] == ["=1+1"]
+    with LabelStore(tmp_path / "b.sqlite") as other:
+        import_hephaestus(other, tmp_path / "h.json")
+        assert other.current() == TRICKY
+
+
+def test_exports_refuse_to_overwrite_unless_asked(store, tmp_path):
+    for fn, name in ((export_csv, "l.csv"), (export_hephaestus, "h.json")):
+        path = tmp_path / name
+        path.write_text("precious")
+        with pytest.raises(FileExistsError, match=name):
+            fn(store, path)
+        assert path.read_text() == "precious"
+        fn(store, path, overwrite=True)
+        assert path.read_text() != "precious"
+    geo = tmp_path / "l.geojson"
+    geo.write_text("precious")
+    with pytest.raises(FileExistsError):
+        export_geojson(store, geo, None)
+    assert geo.read_text() == "precious"
+
+
+def test_hephaestus_folder_export_refuses_existing_annotations(store, tmp_path):
+    folder = tmp_path / "annotations"
+    assert export_hephaestus(store, str(folder) + "/") == len(TRICKY)
+    assert len(list(folder.glob("*.json"))) == len(TRICKY)
+    with pytest.raises(FileExistsError, match="annotations"):
+        export_hephaestus(store, folder)
+    store.remove(["s1", "s2"])
+    assert export_hephaestus(store, folder, overwrite=True) == len(TRICKY) - 2
+    assert len(list(folder.glob("*.json"))) == len(TRICKY) - 2  # no stale records left
+
+
+def test_a_path_without_suffix_does_not_become_a_folder(store, tmp_path):
+    with pytest.raises(InSARDataError, match="labels_out"):
+        export_hephaestus(store, tmp_path / "labels_out")
+    assert not (tmp_path / "labels_out").exists()
+
+
+def test_cli_export_overwrite_needs_force(ws, tmp_path, capsys):
+    out = tmp_path / "labels.csv"
+    assert cli.main(["labels", "export", str(ws.path), str(out)]) == 0
+    first = out.read_text()
+    capsys.readouterr()
+    out.write_text("edited by hand")
+    assert cli.main(["labels", "export", str(ws.path), str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "labels.csv" in err[-1] and "--force" in err[-1]
+    assert out.read_text() == "edited by hand"
+    assert cli.main(["labels", "export", str(ws.path), str(out), "--force"]) == 0
+    assert out.read_text() == first
+
+
+def test_cli_export_path_without_suffix_is_an_error(ws, tmp_path, capsys):
+    target = tmp_path / "mylabels"
+    assert cli.main(["labels", "export", str(ws.path), str(target)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(target) in err[0]
+    assert not target.exists()
+    # a folder said as such still works
+    assert cli.main(["labels", "export", str(ws.path), str(target) + "/"]) == 0
+    assert len(list(target.glob("*.json"))) == 3
+
+
+def test_cli_export_without_labels_is_one_line(tmp_path, capsys):
+    from .conftest import make_workspace
+
+    ws = make_workspace(tmp_path / "ws")
+    ws.labels_path.unlink()
+    assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "x.csv")]) == 2
+    assert "no labels" in capsys.readouterr().err
+    assert not ws.labels_path.exists()  # a reader creates nothing
