@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ PROG = "insarexplore"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DEFAULT_DEMO_DIR = "demo-workspace"
+MAX_IMAGE_SIZE = 4096  # pixels per side: larger images would need terabytes, not a typo's fix
 
 
 def say(message: str) -> None:
@@ -36,6 +38,25 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
     return value
+
+
+def bounded_int(upper: int, what: str = "a value") -> Callable[[str], int]:
+    """An argparse type: a positive integer of at most ``upper``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}") from None
+        if not 1 <= value <= upper:
+            raise argparse.ArgumentTypeError(f"{what} must lie in 1..{upper}, got {text}")
+        return value
+
+    parse.__name__ = "bounded_int"
+    return parse
+
+
+image_size = bounded_int(MAX_IMAGE_SIZE, "an image size in pixels")
 
 
 def positive_float(text: str) -> float:
@@ -75,9 +96,38 @@ def add_command(
     return parser
 
 
+_DEVICE = re.compile(r"^(cpu|mps|cuda(:\d+)?)$")
+
+
+def device(text: str) -> str:
+    """An argparse type: a torch device this machine has (cpu, cuda, cuda:N, mps)."""
+    text = text.strip().lower()
+    if not _DEVICE.match(text):
+        raise argparse.ArgumentTypeError(f"unknown device {text!r}; use cpu, cuda, cuda:N or mps")
+    if text == "cpu":
+        return text
+    import torch
+
+    if text.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise argparse.ArgumentTypeError(
+                f"{text}: this machine has no usable CUDA GPU (or torch was built without "
+                "CUDA); use --device cpu"
+            )
+        index = int(text.split(":")[1]) if ":" in text else 0
+        if index >= torch.cuda.device_count():
+            raise argparse.ArgumentTypeError(
+                f"{text}: there are only {torch.cuda.device_count()} CUDA device(s)"
+            )
+    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise argparse.ArgumentTypeError("mps: not available on this machine; use --device cpu")
+    return text
+
+
 def add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device",
+        type=device,
         default=None,
         metavar="DEV",
         help="torch device: cpu, cuda, cuda:1, mps (default: best available)",

@@ -89,7 +89,9 @@ def add_synth(sub: Any) -> None:
     )
     p.add_argument("workspace", help="workspace folder (created if missing)")
     p.add_argument("-n", type=positive_int, default=3000, help="number of samples")
-    p.add_argument("--size", type=positive_int, default=64, help="pixels per side")
+    from insarexplore.cli._common import image_size  # bounded: 100000 px would need TBs
+
+    p.add_argument("--size", type=image_size, default=64, help="pixels per side")
     p.add_argument("--classes", type=_classes, default=_CLASSES, help="comma-separated subset")
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     p.add_argument("--pixel-spacing", type=positive_float, default=100.0, help="metres")

@@ -8,6 +8,7 @@ from typing import Any
 from insarexplore.cli._common import (
     add_command,
     add_device,
+    image_size,
     open_workspace,
     positive_float,
     positive_int,
@@ -83,7 +84,7 @@ def add_pretrain(sub: Any) -> None:
     p.add_argument("--lr", type=positive_float, default=None, help="default scales with batch")
     p.add_argument(
         "--image-size",
-        type=positive_int,
+        type=image_size,
         default=None,
         help="size of the training views in px (default: the data's, capped at the arch's)",
     )
