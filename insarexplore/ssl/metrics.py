@@ -25,6 +25,7 @@ class MetricsLog:
 
     def __init__(self, run: Path, *, enabled: bool, tensorboard: bool) -> None:
         self.enabled, self.path, self.last = enabled, run / "metrics.csv", {}
+        self._resumed = False  # rows of a run resumed from a checkpoint not yet dropped
         self.tb = None
         if enabled and tensorboard:
             try:
@@ -38,6 +39,9 @@ class MetricsLog:
         self.last = dict(row)
         if not self.enabled:
             return
+        if not self._resumed:
+            self._resumed = True
+            self._drop_from(row.get("step"))
         new = not self.path.exists()
         with self.path.open("a", newline="") as fh:
             writer = csv.DictWriter(fh, fieldnames=self.FIELDS, extrasaction="ignore")
@@ -48,6 +52,26 @@ class MetricsLog:
             for k, v in row.items():
                 if k != "step" and isinstance(v, int | float) and math.isfinite(v):
                     self.tb.add_scalar(k, v, row["step"])
+
+    def _drop_from(self, step: Any) -> None:
+        """Remove rows at or after ``step``: a run resumed from its last checkpoint logs those
+        steps again, and each step should appear once."""
+        if step is None or not self.path.exists():
+            return
+        with self.path.open(newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        try:
+            keep = [r for r in rows if float(r.get("step") or "nan") < float(step)]
+        except ValueError:
+            return
+        if len(keep) == len(rows):
+            return
+        tmp = self.path.with_name(f".{self.path.name}.tmp")
+        with tmp.open("w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=self.FIELDS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(keep)
+        tmp.replace(self.path)
 
     def close(self) -> None:
         if self.tb is not None:
