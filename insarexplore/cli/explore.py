@@ -191,11 +191,15 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     if args.output:
         import csv
 
+        from insarexplore.explore.labelio import neutralise_cell
+
         out = Path(args.output).expanduser()
         with out.open("w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=["rank", "sample", "score", "reason"])
             writer.writeheader()
-            writer.writerows(rows)
+            for row in rows:  # text cells cannot run as spreadsheet formulas
+                cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in row.items()}
+                writer.writerow(cells)
         say(f"wrote {len(rows)} suggestions to {out}")
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -130,3 +130,27 @@ def test_cli_export_without_labels_is_one_line(tmp_path, capsys):
     assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "x.csv")]) == 2
     assert "no labels" in capsys.readouterr().err
     assert not ws.labels_path.exists()  # a reader creates nothing
+
+
+def test_suggestion_csv_cells_cannot_run_as_formulas(tmp_path, capsys):
+    import csv
+
+    import numpy as np
+
+    from insarexplore.data.schema import new_dataset
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ids = [f"{c}id{i}" for i, c in enumerate("=+-@=+-@=+")]
+    ws.add_data(new_dataset(phase=np.zeros((10, 4, 4), np.float32), sample=ids))
+    version, _ = ws.new_model_dir("test")
+    ws.set_current_model(version)
+    vectors = np.random.default_rng(0).normal(size=(10, 4)).astype(np.float32)
+    ws.save_embeddings(version, ids, vectors)
+    out = tmp_path / "next.csv"
+    argv = ["suggest", str(ws.path), "-n", "5", "--strategy", "diversity", "-o", str(out)]
+    assert cli.main(argv) == 0
+    with out.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 5
+    assert all(r["sample"][:1] == "'" and r["sample"][1:] in ids for r in rows)
