@@ -309,6 +309,63 @@ def test_cli_prints_the_token_url_and_warns_on_no_auth(app_workspace_dir):
             proc.wait()
 
 
+def test_basic_auth_login_page_guards_pages_and_thumbnails(app_workspace_dir):
+    """Panel's login page (here under a URL prefix): nothing without logging in, a wrong
+    password is refused, the right one gives the page and thumbnails; Host is still checked."""
+    import http.cookiejar
+    import urllib.parse
+
+    from insarexplore.app.server import serve
+
+    port = free_port()
+    server = serve(
+        app_workspace_dir,
+        port=port,
+        threaded=True,
+        projection="pca",
+        basic_auth="pw-123456",
+        prefix="/u/me/dash",
+        announce=False,
+    )
+    try:
+        wait_port(port)
+        base = f"http://127.0.0.1:{port}/u/me/dash"
+
+        class NoRedirect(urllib.request.HTTPRedirectHandler):
+            def redirect_request(self, *args, **kwargs):
+                return None
+
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(NoRedirect, urllib.request.HTTPCookieProcessor(jar))
+
+        def get(path, form=None, headers=None):
+            data = None if form is None else urllib.parse.urlencode(form).encode()
+            req = urllib.request.Request(base + path, data=data, headers=headers or {})
+            try:
+                with opener.open(req, timeout=120) as resp:
+                    return resp.status, resp.headers, resp.read()
+            except urllib.error.HTTPError as err:
+                return err.code, err.headers, err.read()
+
+        for path in ("/", "/thumb/s0000.png"):
+            status, headers, _ = get(path)
+            assert status == 302 and "login" in headers["Location"], path
+        status, _, body = get("/login")
+        assert status == 200 and b"password" in body
+        assert get("/login", headers={"Host": "evil.example"})[0] == 403
+        status, headers, _ = get("/login", {"username": "u", "password": "wrong"})
+        assert status == 302 and "error=" in headers["Location"]
+        assert "user" not in {c.name for c in jar}
+        status, _, _ = get("/login", {"username": "u", "password": "pw-123456"})
+        assert status == 302 and "user" in {c.name for c in jar}
+        status, _, body = get("/")
+        assert status == 200 and b"bokeh" in body.lower()
+        assert get("/thumb/s0000.png")[0] == 200
+        assert get("/", headers={"Host": "evil.example"})[0] == 403
+    finally:
+        server.stop()
+
+
 # -- python -m insarexplore and quiet output ---------------------------------------------------
 def test_python_m_insarexplore_runs_the_cli():
     res = subprocess.run(
