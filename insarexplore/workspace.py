@@ -136,11 +136,16 @@ class Workspace:
             return cls.open(path)
         if ws.path.exists() and any(ws.path.iterdir()):
             raise WorkspaceError(f"{ws.path}: folder is not empty and is not a workspace")
-        ws.path.mkdir(parents=True, exist_ok=True)
+        # built beside the target and renamed into place: a second process creating the same
+        # workspace at the same moment finds either nothing or a whole workspace
+        ws.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = ws.path.with_name(f".{ws.path.name}.new-{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
         for sub in ("models", "embeddings", "artifacts"):
-            (ws.path / sub).mkdir(exist_ok=True)
+            (tmp / sub).mkdir()
         _write_json(
-            ws.meta_path,
+            tmp / ws.meta_path.name,
             {
                 "format": _FORMAT,
                 "format_version": _FORMAT_VERSION,
@@ -149,6 +154,15 @@ class Workspace:
                 "current_model": None,
             },
         )
+        try:
+            if ws.path.exists():
+                ws.path.rmdir()  # an empty folder the user made: ours to fill
+            os.rename(tmp, ws.path)
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if ws.meta_path.exists():  # another process won the race
+                return cls.open(path) if exist_ok else cls.create(path, exist_ok=False)
+            raise
         return ws
 
     @classmethod

@@ -65,8 +65,20 @@ def test_append_refuses_bad_additions(tmp_path, tiny_phase_ds):
     with pytest.raises(InSARDataError, match="y size 8"):
         append_dataset(_more(size=8), path)
     with pytest.raises(InSARDataError, match="unknown to the store"):
-        append_dataset(_more().assign(extra_var=("sample", np.ones(2))), path)
+        more = _more()
+        append_dataset(more.assign(extra_img=(("sample", "y", "x"), more["phase"].values)), path)
     assert open_dataset(path).sizes["sample"] == 6
+
+
+def test_append_adds_new_per_sample_variables(tmp_path, tiny_phase_ds):
+    """A per-sample variable the store lacks is added (earlier samples get NaN), not refused,
+    and the store's attributes survive."""
+    path = save_dataset(tiny_phase_ds, tmp_path / "d.zarr")
+    append_dataset(_more().assign(depth=("sample", np.array([1.5, 2.5]))), path)
+    ds = open_dataset(path)
+    assert ds.sizes["sample"] == 8 and ds.attrs["schema_version"] == 1
+    np.testing.assert_array_equal(ds["depth"].values[-2:], [1.5, 2.5])
+    assert np.isnan(ds["depth"].values[:6]).all()
 
 
 def test_failed_save_keeps_the_good_store(tmp_path, tiny_phase_ds, monkeypatch):

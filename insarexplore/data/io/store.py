@@ -133,7 +133,9 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
-_PENDING = ".append-pending.json"  # written before an append, removed once it is complete
+def _pending(path: Path) -> Path:
+    """The marker written beside a store before an append and removed once it is complete."""
+    return path.with_name(f".{path.name}.append-pending.json")
 
 
 def _alive(pid: int) -> bool:
@@ -149,7 +151,7 @@ def _alive(pid: int) -> bool:
 def _repair(path: Path) -> None:
     """Roll back an append that was interrupted, so the store is as it was before it.
 
-    An append first records the store's length in ``.append-pending.json``; if that marker is
+    An append first records the store's length in a marker beside the store; if that marker is
     still there, every sample-dim array is cut back to the recorded length (pixel chunks written
     after it are dropped with it), then the marker goes. Without a marker, arrays of unequal
     length (an interrupted stream) are trimmed to the shortest.
@@ -158,7 +160,7 @@ def _repair(path: Path) -> None:
 
     import zarr
 
-    marker = path / _PENDING
+    marker = _pending(path)
     target = None
     if marker.exists():
         try:
@@ -298,30 +300,31 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
             ds = ds.assign({name: (("sample",), _fill_for(var, n))})
             if name in existing.coords:
                 ds = ds.set_coords(name)
-    extra = ds[new_1d] if new_1d else None
+    extra = {v: ds[v].variable for v in new_1d}
     ds = ds.drop_vars(["band", *new_1d], errors="ignore")
     n0 = int(existing.sizes["sample"])
+    attrs = dict(existing.attrs)
     existing.close()
     _append_pieces(ds, path, n0)
-    if extra is not None:
-        _add_per_sample(path, extra, n0)
+    if extra:
+        _add_per_sample(path, extra, n0, attrs)
     return n0 + n
 
 
-def _add_per_sample(path: Path, extra: xr.Dataset, n0: int) -> None:
+def _add_per_sample(
+    path: Path, extra: dict[str, xr.Variable], n0: int, attrs: dict[str, Any]
+) -> None:
     """Give the store per-sample variables it did not have: earlier samples get NaN / "" /
     NaT, the appended ones their values. A crash here loses only these new variables."""
     full = {}
-    for name, var in extra.variables.items():
-        if var.dims != ("sample",) or name == "sample":
-            continue
+    for name, var in extra.items():
         values = np.asarray(var.values)
         if values.dtype.kind in "UT":
             values = values.astype(object)
         full[name] = (("sample",), np.concatenate([_fill_for(var, n0), values]))
     if not full:
         return
-    out = _prepare(xr.Dataset(full))
+    out = _prepare(xr.Dataset(full, attrs=attrs))  # to_zarr("a") rewrites the group's attrs
     enc = {k: {"chunks": (_STREAM_PER_SAMPLE_CHUNK,)} for k in full}
     for name, var in out.variables.items():
         if var.dtype.kind == "M":
@@ -354,8 +357,8 @@ def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> None:
     """
     import json
 
-    marker = path / _PENDING
-    tmp = path / f"{_PENDING}.tmp-{os.getpid()}"
+    marker = _pending(path)
+    tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps({"n": n0, "pid": os.getpid()}))
     os.replace(tmp, marker)
     n = ds.sizes["sample"]

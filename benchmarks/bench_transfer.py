@@ -1,0 +1,302 @@
+"""Proxy for the real-renderings check: pretrain on a grey pool, probe colour renderings of
+held-out sites with few labels.
+
+The real set this stands in for (issue 13): an unlabelled pool of greyscale renderings (227 px,
+with two RGB ``.tif`` renderings among them) and a small labelled set of colour renderings
+(cyclic palette and amplitude-shaded hue cycle in every class, 224 px, some 464 x 373 RGBA,
+black no-data wedges), deformation from five volcanoes (one holds half the positives) and
+no-deformation from one region. Everything here is made by the physics generator and
+``data.synthetic.styles``; each site has its own look (palette mix, amplitude texture, source
+type), so site and palette are shortcuts, as in the real set.
+
+The path is the user's: ``add_to_workspace`` (what ``insarexplore ingest`` runs, no format or
+size options) on the pool and on both labelled sets, ``pretrain`` with a fixed step budget,
+``embed_workspace``. Then a logistic probe (standardised features, C = 1, fixed) on k = 5/10/20
+labels per class, balanced accuracy, two protocols:
+
+* grouped: labelled interferograms split by group, half train pool / half test;
+* leave-site-out: each deformation site in turn is the test site; its positives and one fold of
+  the negatives (by group) are the test set, the rest the train pool.
+
+Protocol (fixed before running): two labelled sets with their own generator seeds and their own
+sites, ``validation`` and ``test``. Every choice (configuration) is compared on validation; the
+test set is scored once per reported configuration. 10 label draws per (k, site). Baselines,
+under the same protocol: a colour histogram (8 x 8 x 8 bins of the RGB rendering) and the same
+encoder with random weights.
+
+    python benchmarks/bench_transfer.py                 # default configuration, val + test
+    python benchmarks/bench_transfer.py --config rgb    # renderings kept as RGB (--phase off)
+    python benchmarks/bench_transfer.py --steps 300 --n-pool 600 --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+OUT = Path(__file__).resolve().parent / "out" / "transfer"
+KS = (5, 10, 20)
+N_DRAWS = 10
+# five deformation sites per labelled set; the first holds about half of the positives
+SPLIT_SITES = {
+    "val": ["Taal", "Agung", "Merapi", "Sakurajima", "Kilauea"],
+    "test": ["Sierra Negra", "Fernandina", "Wolf", "Erta Ale", "Campi Flegrei"],
+}
+SITE_SHARE = (0.5, 0.15, 0.13, 0.12, 0.10)
+NEG_REGION = {"val": "Alu-Dalafilla", "test": "Piton de la Fournaise"}
+SPLIT_SEED = {"val": 101, "test": 202}
+
+
+def _site_looks(sites: list[str], rng: np.random.Generator) -> dict[str, list[float]]:
+    """Per-site palette mix over (grey, cyclic, rainbow): colour only, both styles present."""
+    looks = {}
+    for s in sites:
+        p = rng.uniform(0.15, 0.85)
+        looks[s] = [0.0, p, 1 - p]
+    return looks
+
+
+def make_pool(n: int, out: Path, seed: int = 7) -> Path:
+    """Grey renderings at 227 px, mostly no deformation, flat folder, two RGB .tif files."""
+    from insarexplore.data.synthetic import generate
+    from insarexplore.data.synthetic.styles import write_styled_folder
+
+    if out.exists():
+        return out
+    n_def = n // 3
+    parts = [
+        generate(n_def, size=227, classes=("mogi", "sill", "dyke"), seed=seed, progress=False),
+        generate(n - n_def, size=227, classes=("none",), seed=seed + 1, progress=False),
+    ]
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for k, ds in enumerate(parts):
+        write_styled_folder(ds, tmp, styles=("grey",), wedge_p=0.3, seed=seed + k, tif_names=1)
+    tmp.rename(out)
+    return out
+
+
+def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
+    """Colour renderings of one split: class folders ``deformation/`` and ``none/``."""
+    from insarexplore.data.schema import concat
+    from insarexplore.data.synthetic import generate
+    from insarexplore.data.synthetic.styles import write_styled_folder
+
+    if out.exists():
+        return out
+    seed = SPLIT_SEED[split]
+    rng = np.random.default_rng(seed)
+    sites = SPLIT_SITES[split]
+    counts = np.round(np.array(SITE_SHARE) * n_pos).astype(int)
+    parts, site_of = [], []
+    for j, (s, c) in enumerate(zip(sites, counts)):
+        # each site deforms in its own way: a preferred source type
+        prefs = rng.permutation(["mogi", "sill", "dyke"])[:2]
+        ds = generate(int(c), size=224, classes=tuple(prefs), seed=seed * 100 + j, progress=False,
+                      id_prefix=f"{split}-{j}")  # fmt: skip
+        parts.append(ds)
+        site_of += [s] * int(c)
+    neg = generate(n_neg, size=224, classes=("none",), seed=seed * 100 + 99, progress=False,
+                   id_prefix=f"{split}-neg")  # fmt: skip
+    parts.append(neg)
+    site_of += [NEG_REGION[split]] * n_neg
+    ds = concat(parts)
+    labels = np.where(np.asarray(site_of) == NEG_REGION[split], "none", "deformation")
+    looks = _site_looks([*sites, NEG_REGION[split]], rng)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels), wedge_p=0.3,
+                        rgba_p=0.1, seed=seed)  # fmt: skip
+    (tmp / "sites.json").write_text(json.dumps(dict(zip(ds["sample"].values.tolist(), site_of))))
+    tmp.rename(out)
+    return out
+
+
+def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, seed: int = 0):
+    """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config."""
+    from insarexplore.embed import embed_workspace
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.workspace import Workspace
+
+    ws_path = OUT / f"ws-{config}-{steps}-{arch}"
+    phase = {"default": None, "rgb": False}[config.split("+")[0]]
+    if not (ws_path / "done").exists():
+        shutil.rmtree(ws_path, ignore_errors=True)
+        ws = Workspace.create(ws_path)
+        t0 = time.perf_counter()
+        for key in ("pool", "val", "test"):
+            r = add_to_workspace(ws, data[key], recover_phase=phase, progress=False)
+            print(f"  ingest {key}: {r.added} added, notes: {r.notes}", flush=True)
+        t_ingest = time.perf_counter() - t0
+        augment = {"conjugate_p": 0.0} if "noconj" in config else {}
+        cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False,
+                             monitor_every=0, tensorboard=False, augment=augment)  # fmt: skip
+        t0 = time.perf_counter()
+        version = pretrain(ws, cfg)
+        t_pre = time.perf_counter() - t0
+        embed_workspace(ws, version, progress=False)
+        meta = json.loads((ws.model_dir(version) / "meta.json").read_text())
+        (ws_path / "timing.json").write_text(json.dumps({
+            "ingest_s": t_ingest, "pretrain_s": t_pre, "steps": steps,
+            "img_per_s": steps * cfg.batch_size * 2 / t_pre, "kind": meta["kind"],
+        }))  # fmt: skip
+        (ws_path / "done").write_text("")
+    return Workspace.open(ws_path)
+
+
+def _colour_histogram(images: np.ndarray) -> np.ndarray:
+    q = (images.astype(np.int32) // 32).reshape(len(images), -1, 3)
+    idx = (q[..., 0] * 8 + q[..., 1]) * 8 + q[..., 2]
+    h = np.stack([np.bincount(r, minlength=512) for r in idx]).astype(np.float32)
+    return h / h.sum(1, keepdims=True)
+
+
+def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
+    """Features of the given ids: "ssl" (the workspace's embeddings), "hist", "random"."""
+    ds = ws.open_data(lazy=True)
+    ids = np.asarray(ds["sample"].values).astype(str)
+    pos = np.searchsorted(ids, split_ids, sorter=np.argsort(ids))
+    pos = np.argsort(ids)[pos]
+    if method == "ssl":
+        vids, vecs, _ = ws.load_embeddings()
+        order = {s: i for i, s in enumerate(np.asarray(vids).astype(str))}
+        return vecs[[order[s] for s in split_ids]]
+    sub = ds.isel(sample=np.sort(pos))
+    back = np.argsort(np.argsort(pos))
+    if method == "hist":
+        return _colour_histogram(sub["image"].values)[back]
+    if method == "random":
+        import torch
+
+        from insarexplore.embed import Embedder
+        from insarexplore.models.encoders import build_encoder
+
+        kind = sub.insar.kind
+        layer = "gradient" if kind == "phase" else "hue-gradient"  # pretraining's defaults
+        enc = build_encoder(arch, 4 if kind == "phase" else 3, channel_kind=kind, image_size=48,
+                            phase_input=layer)  # fmt: skip
+        torch.manual_seed(0)
+        emb = Embedder(enc, progress=False)
+        return emb.fit(sub.isel(sample=slice(0, 1))).transform(sub)[back]
+    raise ValueError(method)
+
+
+def _draw(y: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    out = []
+    for c in np.unique(y[candidates]):
+        pool = candidates[y[candidates] == c]
+        out.append(rng.choice(pool, size=min(k, len(pool)), replace=False))
+    return np.concatenate(out)
+
+
+def _probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
+    clf.fit(x[train], y[train])
+    return float(balanced_accuracy_score(y[test], clf.predict(x[test])))
+
+
+def score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray) -> dict:
+    """Balanced accuracy at each k: grouped and leave-site-out, mean over draws (and sites)."""
+    out: dict[str, float] = {}
+    ug = np.unique(groups)
+    neg = y == "none"
+    neg_groups = np.unique(groups[neg])
+    fold_of = {g: i % 5 for i, g in enumerate(np.random.default_rng(0).permutation(neg_groups))}
+    pos_sites = [s for s in dict.fromkeys(sites[~neg])]
+    for k in KS:
+        grouped, lso = [], []
+        for d in range(N_DRAWS):
+            rng = np.random.default_rng(1000 * k + d)
+            test_groups = set(rng.choice(ug, size=len(ug) // 2, replace=False))
+            is_test = np.array([g in test_groups for g in groups])
+            train = _draw(y, np.flatnonzero(~is_test), k, rng)
+            grouped.append(_probe(x, y, train, np.flatnonzero(is_test)))
+            for j, s in enumerate(pos_sites):
+                held = (sites == s) | (neg & np.array([fold_of.get(g, -1) == j for g in groups]))
+                train = _draw(y, np.flatnonzero(~held), k, rng)
+                lso.append(_probe(x, y, train, np.flatnonzero(held)))
+        out[f"grouped@{k}"] = float(np.mean(grouped))
+        out[f"lso@{k}"] = float(np.mean(lso))
+        out[f"lso@{k}_se"] = float(np.std(lso) / np.sqrt(len(lso)))
+    return out
+
+
+def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: str) -> dict:
+    labelled = data[split]
+    site_of = json.loads((labelled / "sites.json").read_text())
+    ds = ws.open_data(lazy=True)
+    table = ds.insar.sample_table()
+    rows = table[table["source"].astype(str).str.startswith(str(labelled))]
+    ids = rows.index.to_numpy().astype(str)
+    y = rows["label"].to_numpy().astype(str)
+    groups = rows["group"].to_numpy().astype(str)
+    # sample ids of the folder are paths; the site is kept by the generator's id in the name
+    sites = np.array([site_of[_gen_id(s, site_of)] for s in ids])
+    return {m: score(features(ws, ids, m, arch), y, groups, sites) for m in methods}
+
+
+def _gen_id(sample: str, site_of: dict[str, str]) -> str:
+    from insarexplore.data.synthetic.render import _slug
+
+    stem = Path(sample).stem
+    for gid in site_of:
+        if stem.endswith(_slug(gid)):
+            return gid
+    raise KeyError(sample)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", default="default", help="default | rgb | default+noconj")
+    p.add_argument("--steps", type=int, default=1500, help="pretraining steps")
+    p.add_argument("--arch", default="resnet-micro")
+    p.add_argument("--n-pool", type=int, default=3000)
+    p.add_argument("--n-pos", type=int, default=400)
+    p.add_argument("--n-neg", type=int, default=370)
+    p.add_argument("--splits", default="val,test", help="which labelled sets to score")
+    p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    args = p.parse_args(argv)
+    global OUT
+    if args.quick:
+        args.n_pool, args.n_pos, args.n_neg, args.steps = 300, 60, 50, 20
+        OUT = OUT.with_name("transfer-quick")
+    OUT.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    data = {"pool": make_pool(args.n_pool, OUT / f"pool-{args.n_pool}")}
+    for split in ("val", "test"):
+        data[split] = make_labelled(split, args.n_pos, args.n_neg,
+                                    OUT / f"labelled-{split}-{args.n_pos}-{args.n_neg}")  # fmt: skip
+    print(f"fixtures ready in {time.perf_counter() - t0:.0f} s", flush=True)
+    ws = build_workspace(args.config, data, args.steps, args.arch)
+    timing = json.loads((ws.path / "timing.json").read_text())
+    print(f"workspace {ws.path.name}: {timing}", flush=True)
+    methods = ["ssl"] + (["hist", "random"] if args.baselines else [])
+    results = {}
+    for split in args.splits.split(","):
+        results[split] = evaluate(ws, data, split, methods, args.arch)
+        for m, r in results[split].items():
+            cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if not k.endswith("_se"))
+            print(f"{args.config:16s} {split:4s} {m:6s} {cells}", flush=True)
+    out = OUT / f"results-{args.config}-{args.steps}-{args.arch}.json"
+    out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
+    print(f"written {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,158 @@
+"""Renderings shaped like the real public sets: grey and colour styles, shading, wedges, RGBA.
+
+Public sets of Sentinel-1 renderings (DATA_FORMATS.md) differ from a clean palette rendering
+in ways that matter to a reader and to a model: large unlabelled pools are greyscale (the grey
+level is the wrapped phase), labelled sets mix a cyclic diverging palette and an
+amplitude-shaded hue cycle in every class, black no-data wedges cut swath edges, sizes vary
+(224, 227, some 464 x 373 scenes stored as RGBA with transparent no-data). ``render_styled``
+makes one such image from a phase field; ``write_styled_folder`` writes a whole set, so tests
+and benchmarks run on fixtures shaped like what users hold.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["STYLES", "amplitude_texture", "nodata_wedge", "render_styled", "write_styled_folder"]
+
+STYLES = ("grey", "cyclic", "rainbow")
+
+
+def nodata_wedge(h: int, w: int, rng: np.random.Generator, max_fraction: float = 0.3) -> np.ndarray:
+    """A black swath-edge wedge: True in a triangle cut off one corner (5 % to ``max_fraction``
+    of the image)."""
+    frac = rng.uniform(0.05, max_fraction)
+    a, b = np.sqrt(2 * frac) * rng.uniform(0.7, 1.3), np.sqrt(2 * frac) / rng.uniform(0.7, 1.3)
+    yy, xx = np.mgrid[0:h, 0:w]
+    u, v = xx / max(w - 1, 1), yy / max(h - 1, 1)
+    corner = rng.integers(4)
+    if corner & 1:
+        u = 1 - u
+    if corner & 2:
+        v = 1 - v
+    return u / a + v / b < 1
+
+
+def amplitude_texture(h: int, w: int, seed: int, beta: float = 3.0) -> np.ndarray:
+    """A smooth radar-amplitude-like field in [0.15, 1] (power-law noise: terrain), fixed by
+    ``seed``, so that one site keeps one texture across its images."""
+    rng = np.random.default_rng(seed)
+    fy = np.fft.fftfreq(h)[:, None]
+    fx = np.fft.rfftfreq(w)[None, :]
+    k = np.sqrt(fx**2 + fy**2)
+    k[0, 0] = 1.0
+    spec = (rng.normal(size=k.shape) + 1j * rng.normal(size=k.shape)) * k ** (-beta / 2)
+    spec[0, 0] = 0
+    field = np.fft.irfft2(spec, s=(h, w))
+    field = (field - field.min()) / max(np.ptp(field), 1e-9)
+    return (0.15 + 0.85 * field).astype(np.float32)
+
+
+def render_styled(
+    phase: np.ndarray,
+    style: str,
+    *,
+    amplitude: np.ndarray | None = None,
+    wedge: np.ndarray | None = None,
+    size: tuple[int, int] | None = None,
+    rgba: bool = False,
+) -> np.ndarray:
+    """One rendering of wrapped ``phase``: uint8 ``(h, w, 3)``, or ``(h, w, 4)`` with ``rgba``.
+
+    ``style``: "grey" (cyclic grey ramp), "cyclic" (diverging palette) or "rainbow" (hue
+    cycle, shaded by ``amplitude`` when given). ``wedge`` (bool mask) and NaN are no data:
+    black, or transparent with ``rgba``. ``size`` (h, w) resamples the phasor first.
+    """
+    from insarexplore.data.io._decode import fit_phase
+    from insarexplore.data.palettes import render_phase
+
+    if style not in STYLES:
+        raise ValueError(f"style must be one of {STYLES}; got {style!r}")
+    ph = np.array(phase, dtype=np.float32)
+    if wedge is not None:
+        ph[wedge] = np.nan
+    amp = amplitude
+    if size is not None and tuple(size) != ph.shape:
+        ph = fit_phase(ph, tuple(size), "resize")
+        if amp is not None:
+            from PIL import Image
+
+            img = Image.fromarray(np.asarray(amp, dtype=np.float32), mode="F")
+            amp = np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
+    rgb = render_phase(ph, palette=style, amplitude=amp if style == "rainbow" else None)
+    if not rgba:
+        return rgb
+    alpha = np.where(np.isfinite(ph), 255, 0).astype(np.uint8)
+    return np.concatenate([rgb, alpha[..., None]], axis=-1)
+
+
+def write_styled_folder(
+    ds: Any,
+    out_dir: str | os.PathLike,
+    *,
+    styles: Sequence[str] | dict[str, Sequence[float]] = ("grey",),
+    site: Sequence[str] | None = None,
+    labels: Sequence[str] | None = None,
+    wedge_p: float = 0.3,
+    rgba_p: float = 0.0,
+    big_size: tuple[int, int] = (373, 464),
+    seed: int = 0,
+    tif_names: int = 0,
+) -> list[Path]:
+    """Write every sample of a phase Dataset as a styled rendering under ``out_dir``.
+
+    ``styles``: the styles to draw from uniformly, or ``{site: weights over STYLES}`` for a
+    per-site mix (sites as in real sets, where one volcano's images share a look). ``site``
+    per sample (default ``location_name``) also fixes the amplitude texture. ``labels``: one
+    sub-folder per label (default: flat). ``rgba_p`` of the images become ``big_size`` RGBA
+    scenes. The first ``tif_names`` images are saved as RGB TIFFs named
+    ``*.geo.diff_pha.tif``, as some public sets ship them. File names are LiCSAR-like.
+    """
+    from PIL import Image
+
+    from insarexplore.data.synthetic.render import file_name
+
+    out = Path(out_dir)
+    rng = np.random.default_rng(seed)
+    n = ds.sizes["sample"]
+    sites = np.asarray(site if site is not None else ds["location_name"].values).astype(str)
+    h, w = ds.sizes["y"], ds.sizes["x"]
+    textures: dict[str, np.ndarray] = {}
+    paths = []
+    phase = ds["phase"].values
+    for i in range(n):
+        s = sites[i]
+        if isinstance(styles, dict):
+            weights = np.asarray(styles.get(s, styles.get("*", (1, 1, 1))), dtype=float)
+            style = STYLES[rng.choice(len(STYLES), p=weights / weights.sum())]
+        else:
+            style = styles[rng.integers(len(styles))]
+        if s not in textures:
+            textures[s] = amplitude_texture(h, w, seed=zlib.crc32(f"{s}|{seed}".encode()))
+        wedge = nodata_wedge(h, w, rng) if rng.random() < wedge_p else None
+        big = rng.random() < rgba_p
+        img = render_styled(
+            phase[i],
+            style,
+            amplitude=textures[s],
+            wedge=wedge,
+            size=big_size if big else None,
+            rgba=big,
+        )
+        folder = out / str(labels[i]) if labels is not None else out
+        folder.mkdir(parents=True, exist_ok=True)
+        name = file_name(ds, i)
+        if i < tif_names:
+            path = folder / name.replace(".png", ".geo.diff_pha.tif")
+            Image.fromarray(img[..., :3]).save(path)
+        else:
+            path = folder / name
+            Image.fromarray(img).save(path)
+        paths.append(path)
+    return paths

@@ -1,0 +1,94 @@
+"""Renderings as public sets ship them: grey, cyclic and hue-cycle palettes read back to phase."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from insarexplore.data.io.images import read_image_folder
+from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
+from insarexplore.data.synthetic.styles import (
+    amplitude_texture,
+    nodata_wedge,
+    render_styled,
+    write_styled_folder,
+)
+from readers_fixtures import fringe_phase
+
+
+def _err(a: np.ndarray, b: np.ndarray) -> float:
+    ok = np.isfinite(a) & np.isfinite(b)
+    return float(np.abs(np.angle(np.exp(1j * (a[ok] - b[ok])))).mean())
+
+
+@pytest.mark.parametrize("style", ["grey", "cyclic", "rainbow"])
+def test_each_style_is_detected_and_read_back(style):
+    ph = fringe_phase((64, 64), 3)
+    amp = amplitude_texture(64, 64, seed=1)
+    wedge = nodata_wedge(64, 64, np.random.default_rng(0))
+    img = render_styled(ph, style, amplitude=amp, wedge=wedge)
+    assert detect_palette(img) == style
+    back = recover_phase(img, "auto")
+    # the wedge is no data in every style (black is a phase in grey, but not a 5x5 black block)
+    assert np.isnan(back[wedge]).mean() > 0.9
+    assert np.isfinite(back[~wedge]).mean() > 0.97
+    assert _err(back, np.where(wedge, np.nan, ph)) < 0.05
+
+
+def test_grey_black_pixels_are_phase_not_nodata():
+    ph = np.full((16, 16), -np.pi + 0.001, np.float32)
+    ph[::2] = 0.5  # stripes: isolated rows of black
+    img = render_phase(ph, "grey")
+    assert (img[1::2] == 0).all()
+    back = recover_phase(img, "grey")
+    assert np.isfinite(back).all()
+
+
+def test_palette_invariance_of_the_encoder_input():
+    """The same interferogram in grey, cyclic and shaded hue-cycle renderings gives the encoder
+    (almost) the same input: its fringe-rate layer sees phase, not palette."""
+    from insarexplore.data.accessor import phase_channels
+    from insarexplore.models.encoders import PhasorGradient
+
+    ph = fringe_phase((64, 64), 5)
+    amp = amplitude_texture(64, 64, seed=2)
+    layer = PhasorGradient()
+    outs = []
+    for style in ("grey", "cyclic", "rainbow"):
+        back = recover_phase(render_styled(ph, style, amplitude=amp), "auto")
+        x = torch.from_numpy(phase_channels(back[None], None))
+        outs.append(layer(x))
+    for other in outs[1:]:
+        assert torch.nn.functional.cosine_similarity(outs[0].flatten(), other.flatten(), 0) > 0.97
+
+
+def test_rgba_transparent_is_nodata_and_big_scenes_fit(tmp_path):
+    ph = fringe_phase((40, 40), 1)
+    wedge = nodata_wedge(40, 40, np.random.default_rng(1))
+    rgba = render_styled(ph, "cyclic", wedge=wedge, size=(60, 80), rgba=True)
+    assert rgba.shape == (60, 80, 4) and (rgba[..., 3] == 0).any()
+    Image.fromarray(rgba).save(tmp_path / "scene_20200101_20200113.png")
+    Image.fromarray(render_styled(ph, "grey")).save(tmp_path / "grey_20200101_20200125.png")
+    ds = read_image_folder(tmp_path, size=40)
+    assert ds.insar.kind == "phase" and ds["phase"].shape == (2, 40, 40)
+    table = ds.insar.sample_table()
+    assert sorted(table["rendering"]) == ["cyclic", "grey"]
+    scene = ds["phase"].sel(sample="scene_20200101_20200113.png").values
+    assert np.isnan(scene).any() and np.isfinite(scene).mean() > 0.5
+
+
+def test_write_styled_folder_mixes_styles_per_site(tmp_path):
+    from insarexplore.data.synthetic import generate
+
+    ds = generate(12, size=32, seed=0, progress=False)
+    sites = ["A"] * 6 + ["B"] * 6
+    looks = {"A": [0, 1, 0], "B": [0, 0, 1]}
+    paths = write_styled_folder(ds, tmp_path, styles=looks, site=sites, labels=sites,
+                                rgba_p=0.0, wedge_p=0.0, tif_names=1)  # fmt: skip
+    assert paths[0].name.endswith(".geo.diff_pha.tif") and len(paths) == 12
+    read = read_image_folder(tmp_path)
+    style = read.insar.sample_table()["rendering"]
+    assert set(style[read["label"].values == "A"]) == {"cyclic"}
+    assert set(style[read["label"].values == "B"]) == {"rainbow"}
