@@ -147,8 +147,13 @@ def test_concurrent_ingests_keep_every_sample(tmp_path):
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     code = "from insarexplore import cli; import sys; sys.exit(cli.main(sys.argv[1:]))"
     procs = [
-        subprocess.Popen([sys.executable, "-c", code, "ingest", str(ws), str(f)], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        subprocess.Popen(
+            [sys.executable, "-c", code, "ingest", str(ws), str(f)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
         for f in folders
     ]
     outs = [p.communicate(timeout=300) for p in procs]
@@ -175,7 +180,11 @@ def test_a_phase_only_store_takes_renderings_as_phase(tmp_path, capsys):
 
 def test_cli_ingest_help_explains_the_defaults():
     text = textwrap.dedent(
-        subprocess.run([sys.executable, "-m", "insarexplore", "ingest", "--help"],
-                       capture_output=True, text=True, timeout=120).stdout  # fmt: skip
+        subprocess.run(
+            [sys.executable, "-m", "insarexplore", "ingest", "--help"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout  # fmt: skip
     )
     assert "what most files" in text and "store's size" in text

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from readers_fixtures import fringe_phase
 
 from insarexplore.data.io.images import read_image_folder
 from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
@@ -15,7 +16,6 @@ from insarexplore.data.synthetic.styles import (
     render_styled,
     write_styled_folder,
 )
-from readers_fixtures import fringe_phase
 
 
 def _err(a: np.ndarray, b: np.ndarray) -> float:

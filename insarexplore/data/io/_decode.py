@@ -11,7 +11,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IMAGE_SUFFIXES", "FITS", "fit_phase", "load_image", "load_many", "probe_size", "probe_many"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "FITS",
+    "fit_phase",
+    "load_image",
+    "load_many",
+    "probe_size",
+    "probe_many",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: How images of another size reach the common size: "auto" centre-crops when the image is at
