@@ -224,8 +224,8 @@ def _decode_all(
 
     from tqdm.auto import tqdm
 
+    from insarexplore.data.io._batch import default_workers
     from insarexplore.data.io._decode import load_image
-    from insarexplore.data.io.images import default_workers
 
     with ThreadPoolExecutor(default_workers(workers)) as pool:
         results = pool.map(load_image, paths, [size] * len(paths), [fit] * len(paths))
@@ -369,7 +369,7 @@ def read_hephaestus(
     ``annotations`` is the annotation archive/folder or a table from
     :func:`read_hephaestus_annotations`. Each annotation whose
     ``<image_root>/<frameID>/interferograms/<primary>_<secondary>/InSAR.png`` exists becomes a
-    sample (``image``, brought to ``size`` with ``fit``, see :data:`insarexplore.data.io.images.FITS`),
+    sample (``image``, brought to ``size`` with ``fit``, see :data:`insarexplore.data.io._decode.FITS`),
     with ``coherence`` = ``Coherence.png`` / 255 when ``coherence`` is true (NaN where that file is
     absent). Ids are ``hephaestus/<uniqueID>``; the group is the interferogram
     ``<frameID>/<primary>_<secondary>``; footprints are unknown (NaN). Per-sample metadata:
@@ -380,11 +380,10 @@ def read_hephaestus(
     Everything is decoded in memory; for the full set use
     :func:`insarexplore.data.io.ingest.ingest_hephaestus`.
     """
-    from insarexplore.data.io.images import FITS, _size
+    from insarexplore.data.io._batch import check_options, target_size
 
-    if fit not in FITS:
-        raise ValueError(f"fit must be one of {FITS}; got {fit!r}")
-    target = _size(size)
+    check_options(fit, None)
+    target = target_size(size)
     assert target is not None
     join = join_hephaestus(annotations, image_root, strict=strict)
     n = len(join.table)

@@ -19,20 +19,19 @@ from pathlib import Path
 import pandas as pd
 import zarr
 
-from insarexplore.data.io._common import SkipLog, nothing_read
-from insarexplore.data.io.geotiff import find_licsar_pairs, iter_licsar
-from insarexplore.data.io.images import (
-    Labels,
-    _batches,
-    _check_options,
-    _size,
+from insarexplore.data.io._batch import (
+    batches,
+    check_options,
     collect_files,
     common_size,
     default_workers,
-    list_image_files,
     submit_files,
+    target_size,
     to_dataset,
 )
+from insarexplore.data.io._common import SkipLog, nothing_read
+from insarexplore.data.io.geotiff import find_licsar_pairs, iter_licsar
+from insarexplore.data.io.images import Labels, list_image_files
 from insarexplore.data.io.store import ZarrWriter, append_dataset
 from insarexplore.data.schema import concat
 from insarexplore.errors import InSARDataError
@@ -134,9 +133,9 @@ def ingest_image_folder(
     from tqdm.auto import tqdm
 
     t0 = time.perf_counter()
-    _check_options(fit, palette)
+    check_options(fit, palette)
     store = _open_store(store_path, mode, chunk_size)
-    target = _size(size)
+    target = target_size(size)
     files = list_image_files(path, labels=labels)
     n_files, n_workers = len(files), default_workers(workers)
     skipped = SkipLog(strict=strict)
@@ -148,7 +147,7 @@ def ingest_image_folder(
             files = [f for f in files if f.path not in bad]
         store_chunk = _store_chunk(target, chunk_size, recover is not None)
         chunk_size = -(-chunk_size // store_chunk) * store_chunk  # whole store chunks per write
-        chunks = _batches(files, chunk_size)
+        chunks = batches(files, chunk_size)
         sub = max(1, min(32, chunk_size // (2 * n_workers)))
         sink = ZarrWriter(store, chunk=store_chunk) if mode != "a" else contextlib.nullcontext()
         bar = tqdm(total=n_files, desc="ingest", unit="img", disable=not progress)
@@ -294,9 +293,9 @@ def ingest_hephaestus(
     from insarexplore.data.io.hephaestus import hephaestus_dataset, join_hephaestus
 
     t0 = time.perf_counter()
-    _check_options(fit, None)
+    check_options(fit, None)
     store = _open_store(store_path, mode, chunk_size)
-    target = _size(size)
+    target = target_size(size)
     assert target is not None
     join = join_hephaestus(annotations, image_root, strict=strict)
     n = len(join.table)
