@@ -6,6 +6,8 @@
 * ``VICRegLoss``: variance-invariance-covariance regularisation (no negatives at all).
 
 Each is tested against a naive loop-based implementation in ``tests/ssl/test_losses.py``.
+Losses run in float32 with autocast turned off inside them: under bf16 autocast the logits and
+covariances would otherwise come from bf16 matrix products (``.float()`` alone does not stop it).
 """
 
 from __future__ import annotations
@@ -15,6 +17,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from insarexplore.ssl.dist import gather, gather_with_grad, get_rank
+
+
+def _fp32(x: Tensor):
+    """A context that turns autocast off on ``x``'s device (losses compute in float32)."""
+    return torch.autocast(device_type=x.device.type, enabled=False)
+
 
 __all__ = ["MoCoLoss", "NTXentLoss", "VICRegLoss"]
 
@@ -38,6 +46,10 @@ class NTXentLoss(nn.Module):
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
         if z1.shape != z2.shape or z1.ndim != 2:
             raise ValueError(f"z1 and z2 must both be (B, D), got {z1.shape} and {z2.shape}")
+        with _fp32(z1):
+            return self._loss(z1, z2)
+
+    def _loss(self, z1: Tensor, z2: Tensor) -> Tensor:
         z1 = F.normalize(z1.float(), dim=1)
         z2 = F.normalize(z2.float(), dim=1)
         b = z1.shape[0]
@@ -77,6 +89,10 @@ class MoCoLoss(nn.Module):
         self.register_buffer("ptr", torch.zeros((), dtype=torch.long))
 
     def forward(self, q: Tensor, k: Tensor) -> Tensor:
+        with _fp32(q):
+            return self._loss(q, k)
+
+    def _loss(self, q: Tensor, k: Tensor) -> Tensor:
         q = F.normalize(q.float(), dim=1)
         k = F.normalize(k.detach().float(), dim=1)
         pos = (q * k).sum(dim=1, keepdim=True)  # (B, 1)
@@ -119,6 +135,10 @@ class VICRegLoss(nn.Module):
         self.gather_distributed = gather_distributed
 
     def forward(self, z1: Tensor, z2: Tensor) -> Tensor:
+        with _fp32(z1):
+            return self._loss(z1, z2)
+
+    def _loss(self, z1: Tensor, z2: Tensor) -> Tensor:
         z1, z2 = z1.float(), z2.float()
         invariance = F.mse_loss(z1, z2)
         if self.gather_distributed:

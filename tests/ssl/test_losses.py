@@ -114,3 +114,21 @@ def test_vicreg_matches_naive():
     assert got == pytest.approx(naive_vicreg(z1, z2), rel=1e-5)
     got = float(VICRegLoss(1.0, 2.0, 3.0)(z1, z2))
     assert got == pytest.approx(naive_vicreg(z1, z2, 1.0, 2.0, 3.0), rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ntxent", "moco", "vicreg"])
+def test_loss_under_bf16_autocast_is_the_fp32_loss(name):
+    """Losses compute in float32 even inside bf16 autocast (their matmuls included)."""
+    g = torch.Generator().manual_seed(3)
+    z1, z2 = torch.randn(64, 128, generator=g), torch.randn(64, 128, generator=g)
+    if name == "ntxent":
+        loss = NTXentLoss(0.1)
+    elif name == "moco":
+        loss = MoCoLoss(128, 256, 0.1).eval()
+    else:
+        loss = VICRegLoss()
+    ref = loss(z1, z2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = loss(z1, z2)
+    assert got.dtype == torch.float32
+    assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
