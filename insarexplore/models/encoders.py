@@ -143,6 +143,19 @@ class BasicBlock(nn.Module):
         return F.relu(out + self.shortcut(x), inplace=True)
 
 
+def _stack_channels(parts: list[torch.Tensor], like: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W)`` planes -> ``(B, C, H, W)`` in the memory format of ``like``: channels_last
+    input gives channels_last output (``torch.stack`` alone returns a contiguous tensor, and
+    every convolution after it would then run in the slower layout)."""
+    if (
+        like.dim() == 4
+        and not like.is_contiguous()
+        and like.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.stack(parts, dim=-1).permute(0, 3, 1, 2)  # NHWC memory, NCHW shape
+    return torch.stack(parts, dim=1)
+
+
 class PhasorGradient(nn.Module):
     """Fixed input layer: phase ``[cos, sin, coh, valid]`` -> ``[gx_re, gx_im, gy_re, gy_im,
     coh, valid]``, the phasors of the phase differences between neighbouring pixels.
@@ -174,7 +187,7 @@ class PhasorGradient(nn.Module):
         gx_re, gx_im = diff(2)
         gy_re, gy_im = diff(1)
         rest = [x[:, 2], x[:, 3]] if self.coherence else [x[:, 3]]
-        return torch.stack([gx_re, gx_im, gy_re, gy_im, *rest], dim=1)
+        return _stack_channels([gx_re, gx_im, gy_re, gy_im, *rest], x)
 
 
 class HueGradient(nn.Module):
@@ -203,7 +216,8 @@ class HueGradient(nn.Module):
         z = torch.stack(
             [sat * torch.cos(angle), sat * torch.sin(angle), sat, torch.ones_like(sat)], 1
         )
-        return torch.cat([x, self.gradient(z)[:, :4]], dim=1)
+        g = self.gradient(z)
+        return _stack_channels([x[:, 0], x[:, 1], x[:, 2], g[:, 0], g[:, 1], g[:, 2], g[:, 3]], x)
 
 
 class ResNet(nn.Module):

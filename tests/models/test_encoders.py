@@ -220,3 +220,27 @@ def test_hue_gradient_encoder_needs_rgb_and_survives_a_round_trip(tmp_path):
         assert torch.allclose(back(x), enc(x), atol=1e-5)
     with pytest.raises(ValueError, match="phase_input='hue-gradient' needs RGB channels"):
         build_encoder("resnet-micro", 4, phase_input="hue-gradient")
+
+
+@pytest.mark.parametrize(
+    ("in_channels", "phase_input"),
+    [(4, "gradient"), (4, "gradient+coherence"), (3, "hue-gradient"), (4, "raw")],
+)
+def test_input_layers_keep_channels_last(in_channels, phase_input):
+    """channels_last input stays channels_last through the fixed input layer and the stem,
+    with the same values as the contiguous path."""
+    from insarexplore.models import build_encoder
+
+    enc = build_encoder("resnet-micro", in_channels, phase_input=phase_input).eval()
+    enc = enc.to(memory_format=torch.channels_last)
+    x = torch.rand(2, in_channels, 16, 16)
+    if in_channels == 4:
+        x[:, :2] = x[:, :2] * 2 - 1
+    xl = x.contiguous(memory_format=torch.channels_last)
+    cl = torch.channels_last
+    inp = enc.input(xl)
+    assert inp.is_contiguous(memory_format=cl)
+    assert enc.stem(inp).is_contiguous(memory_format=cl)
+    torch.testing.assert_close(inp, enc.input(x))
+    with torch.no_grad():
+        torch.testing.assert_close(enc(xl), enc(x), rtol=1e-4, atol=1e-5)
