@@ -25,8 +25,10 @@ from torch.utils.data.distributed import DistributedSampler
 from insarexplore.errors import InSARDataError
 
 __all__ = [
+    "BatchSampler",
     "BlockShuffleSampler",
     "ChannelDataset",
+    "collate_batch",
     "chunk_size_of",
     "open_source",
     "worker_context",
@@ -140,11 +142,15 @@ class ChannelDataset(Dataset):
         the work of a training step follows the view size, not the stored size."""
         from tqdm.auto import tqdm
 
-        n_chunks = -(-self.n_total // self.chunk)
         out = torch.empty((self.n_total, *self.shape), dtype=torch.float16)
-        for c in tqdm(range(n_chunks), desc="preparing views", unit="chunk", disable=not progress):
-            arr = self._read_chunk(c)
-            out[c * self.chunk : c * self.chunk + len(arr)] = torch.from_numpy(arr)
+        step = self.chunk * max(1, 256 // self.chunk)  # whole chunks, about 256 samples a read
+        bar = tqdm(total=self.n_total, desc="preparing views", unit="img", disable=not progress)
+        with bar:
+            for lo in range(0, self.n_total, step):
+                part = self.ds.isel(sample=slice(lo, min(lo + step, self.n_total)))
+                arr = self._reduce(part.insar.to_channels(self.kind))
+                out[lo : lo + len(arr)] = torch.from_numpy(arr)
+                bar.update(len(arr))
         self._cache.clear()
         self._all = out
 
@@ -176,15 +182,37 @@ class ChannelDataset(Dataset):
             x = torch.from_numpy(self._read_chunk(pos // self.chunk)[pos % self.chunk].copy())
         return (x, i) if self.return_index else x
 
+    def __getitems__(self, items: list[int]):
+        """A whole batch: ``(B, C, H, W)`` float16 (compact for the host-to-device copy; the
+        training loop converts on the device), each storage chunk read once per batch."""
+        if self.return_index:
+            return [self[i] for i in items]
+        pos = self.indices[np.asarray(items, dtype=np.int64)]
+        if self._all is not None:
+            return self._all[torch.from_numpy(pos)]
+        out = torch.empty((len(pos), *self.shape), dtype=torch.float16)
+        chunks = pos // self.chunk
+        for c in np.unique(chunks):
+            rows = np.flatnonzero(chunks == c)
+            arr = self._read_chunk(int(c))
+            out[torch.from_numpy(rows)] = torch.from_numpy(arr[pos[rows] % self.chunk]).half()
+        return out
+
 
 class BlockShuffleSampler(DistributedSampler):
-    """Chunk-local shuffling, sharded over DDP ranks, restartable mid-epoch.
+    """Chunk-local shuffling, sharded by chunk over DDP ranks, restartable mid-epoch.
 
-    Each epoch: shuffle the chunks (``block`` dataset items each), group ``window`` consecutive
-    chunks, shuffle items within each group. The list is then cut to a multiple of
-    ``world * batch_size`` so every rank takes the same number of full batches; rank ``r`` takes
-    items ``r::world`` (as ``DistributedSampler`` does). ``set_epoch(epoch, start_batch)``
-    skips the first batches of the epoch (resume).
+    Each epoch: shuffle the chunks (``block`` dataset items each) and deal them out to the
+    ranks, so that a rank reads only its own chunks (no chunk is decoded by two ranks). Each
+    rank groups ``window`` of its chunks and shuffles the items within each group. With
+    ``streams`` S > 1 (the number of DataLoader workers) a rank's chunks are dealt to S streams
+    and the batches taken from the streams in turn: the loader hands batch ``i`` to worker
+    ``i % S``, so each worker reads only the chunks of its stream and every chunk is decoded
+    once per epoch, not once per worker. When there are fewer chunks than ranks x streams, the
+    pieces dealt out are smaller than a chunk. Every rank yields ``batches_per_epoch`` full
+    batches. ``set_epoch(epoch, start_batch)`` skips the first batches of the epoch (resume).
+    Iterating yields item indices (``batch_size`` consecutive ones form a batch);
+    ``batches()`` yields the batches as lists.
     """
 
     def __init__(
@@ -198,6 +226,7 @@ class BlockShuffleSampler(DistributedSampler):
         num_replicas: int | None = None,
         rank: int | None = None,
         shuffle: bool = True,
+        streams: int = 1,
     ) -> None:
         from insarexplore.ssl.dist import get_rank, get_world_size
 
@@ -211,7 +240,12 @@ class BlockShuffleSampler(DistributedSampler):
         )
         self.batch_size, self.block, self.window = batch_size, max(1, block), max(1, window)
         n = len(dataset)  # type: ignore[arg-type]
-        self.batches_per_epoch = n // (self.num_replicas * batch_size)
+        self.streams = 1
+        for s in sorted({max(1, int(streams)), 1}, reverse=True):
+            self.streams = s
+            self._layout(n)
+            if self.batches_per_epoch >= 1:
+                break
         if self.batches_per_epoch < 1:
             raise ValueError(
                 f"batch_size {batch_size} x {self.num_replicas} process(es) is larger than the "
@@ -219,31 +253,82 @@ class BlockShuffleSampler(DistributedSampler):
             )
         self.start_batch = 0
 
+    def _layout(self, n: int) -> None:
+        """Piece size and batches per stream: every stream of every rank gets at least
+        ``floor(pieces / lanes)`` pieces, one of which may be the short last piece."""
+        lanes = self.num_replicas * self.streams
+        # whole chunks when each lane gets several (large sets); else smaller pieces, so that
+        # a small set does not lose most of a chunk per lane to the equal-length cut
+        few = 1 if lanes == 1 else 8
+        self.piece = self.block if n // self.block >= few * lanes else max(1, n // (few * lanes))
+        pieces = -(-n // self.piece)
+        short = pieces * self.piece - n
+        least = (pieces // lanes) * self.piece - short
+        self.per_stream = max(0, least) // self.batch_size
+        self.batches_per_epoch = self.per_stream * self.streams
+
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:  # type: ignore[override]
         super().set_epoch(epoch)
         self.start_batch = int(start_batch)
 
-    def _order(self) -> np.ndarray:
+    def _stream(self, rng: np.random.Generator, pieces: list[np.ndarray]) -> np.ndarray:
+        parts = [
+            rng.permutation(np.concatenate(pieces[g : g + self.window]))
+            for g in range(0, len(pieces), self.window)
+        ]
+        return np.concatenate(parts)[: self.per_stream * self.batch_size]
+
+    def _batches(self) -> np.ndarray:
+        """This rank's batches of the epoch: (batches_per_epoch, batch_size) item indices."""
         n = len(self.dataset)  # type: ignore[arg-type]
+        b, lanes = self.batch_size, self.num_replicas * self.streams
         if not self.shuffle:
-            return np.arange(n)
+            order = np.arange(n)[: self.batches_per_epoch * self.num_replicas * b]
+            per_rank = order.reshape(-1, self.num_replicas, b)[:, self.rank]
+            return per_rank
         rng = np.random.default_rng([self.seed, self.epoch])
-        blocks = [np.arange(s, min(s + self.block, n)) for s in range(0, n, self.block)]
-        order = rng.permutation(len(blocks))
-        parts = []
-        for g in range(0, len(order), self.window):
-            items = np.concatenate([blocks[b] for b in order[g : g + self.window]])
-            parts.append(rng.permutation(items))
-        return np.concatenate(parts)
+        pieces = [np.arange(s, min(s + self.piece, n)) for s in range(0, n, self.piece)]
+        order = rng.permutation(len(pieces))
+        streams = []
+        for s in range(self.streams):
+            lane = self.rank * self.streams + s
+            mine = [pieces[p] for p in order[lane::lanes]]
+            streams.append(self._stream(rng, mine).reshape(self.per_stream, b))
+        # batch i comes from stream i % S (the DataLoader worker that fetches it)
+        return np.stack(streams, axis=1).reshape(-1, b)
+
+    def batches(self) -> Iterator[list[int]]:
+        for batch in self._batches()[self.start_batch :]:
+            yield batch.tolist()
 
     def __iter__(self) -> Iterator[int]:
-        per_step = self.num_replicas * self.batch_size
-        order = self._order()[: self.batches_per_epoch * per_step]
-        order = order[self.start_batch * per_step :]
-        return iter(order[self.rank :: self.num_replicas].tolist())
+        return iter(self._batches()[self.start_batch :].reshape(-1).tolist())
 
     def __len__(self) -> int:
         return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+class BatchSampler:
+    """The batches of a :class:`BlockShuffleSampler`, for ``DataLoader(batch_sampler=...)``:
+    the dataset then fetches a whole batch at once (``ChannelDataset.__getitems__``)."""
+
+    def __init__(self, sampler: BlockShuffleSampler) -> None:
+        self.sampler = sampler
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return self.sampler.batches()
+
+    def __len__(self) -> int:
+        return self.sampler.batches_per_epoch - self.sampler.start_batch
+
+
+def collate_batch(batch: Any) -> Any:
+    """DataLoader collate: a batch fetched as one tensor passes through as it is."""
+    if isinstance(batch, torch.Tensor):
+        return batch
+    from torch.utils.data import default_collate
+
+    return default_collate(batch)
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
