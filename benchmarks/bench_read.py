@@ -7,6 +7,7 @@ post-import baseline shows that memory stays bounded as the folder grows.
 
     python benchmarks/bench_read.py            # 10,000 PNGs (128 x 128)
     python benchmarks/bench_read.py --quick    # 1,000 PNGs
+    python benchmarks/bench_read.py --licsar-memory   # only: CLI ingest of 1 vs 20 LiCSAR pairs
 """
 
 from __future__ import annotations
@@ -110,6 +111,70 @@ def _licsar_row(tmp: Path, quick: bool) -> dict:
             "unit": "s", "note": f"{ds.sizes['sample']} patches, phase + unw"}  # fmt: skip
 
 
+def _cli_child(ws: str, folder: str) -> dict:
+    """Runs in a subprocess: ``insarexplore ingest WS FOLDER`` (as a user would), peak RSS."""
+    import resource
+
+    import dask.array  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr  # noqa: F401
+
+    from insarexplore import cli
+
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.perf_counter()
+    rc = cli.main(["ingest", ws, folder, "--patch-size", "224"])
+    dt = time.perf_counter() - t0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {"rc": rc, "seconds": dt, "baseline_mib": base / 1024, "peak_mib": own / 1024}
+
+
+def _licsar_frames(root: Path, n: int, size: int) -> Path:
+    """``n`` interferograms of one LiCSAR frame, ``size`` px square, phase + unwrapped."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    rng = np.random.default_rng(1)
+    pha = rng.uniform(-np.pi, np.pi, (size, size)).astype(np.float32)
+    profile = dict(driver="GTiff", height=size, width=size, count=1, dtype="float32",
+                   crs="EPSG:4326", transform=from_origin(38.0, 14.5, 0.001, 0.001),
+                   nodata=-9999.0)  # fmt: skip
+    for i in range(n):
+        d1 = np.datetime64("2020-01-01") + np.timedelta64(12 * i, "D")
+        d2 = d1 + np.timedelta64(12, "D")
+        pair = f"{str(d1).replace('-', '')}_{str(d2).replace('-', '')}"
+        folder = root / "079D_07694_131313" / "interferograms" / pair
+        folder.mkdir(parents=True)
+        for name, arr in (("diff_pha", pha), ("unw", pha * 3)):
+            with rasterio.open(folder / f"{pair}.geo.{name}.tif", "w", **profile) as dst:
+                dst.write(arr, 1)
+    return root
+
+
+def licsar_cli_memory(tmp: Path, quick: bool) -> list[dict]:
+    """Issue 13: the command line streams LiCSAR frames: peak memory is flat from 1 to 20."""
+    size = 1000 if quick else 2000
+    counts = (1, 4) if quick else (1, 20)
+    rows, peaks = [], {}
+    for n in counts:
+        src = _licsar_frames(tmp / f"licsar-{n}", n, size)
+        cmd = [sys.executable, __file__, "--cli-child", str(tmp / f"ws-licsar-{n}"), str(src)]
+        out = subprocess.run(cmd, capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"CLI ingest of {n} pairs failed: {out.stderr[-2000:]}")
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        peaks[n] = r["peak_mib"] - r["baseline_mib"]
+        rows.append({"area": AREA, "metric": f"CLI ingest {n} LiCSAR interferogram(s), peak RSS",
+                     "value": peaks[n], "unit": "MiB",
+                     "note": f"{size}x{size} px, 224 px patches, {r['seconds']:.1f} s, "
+                             f"above {r['baseline_mib']:.0f} MiB after imports"})  # fmt: skip
+    lo, hi = counts
+    rows.append({"area": AREA, "metric": f"CLI ingest peak ratio {hi} / {lo} interferograms",
+                 "value": peaks[hi] / max(peaks[lo], 1e-9), "unit": "x",
+                 "note": "flat is about 1 (whole-archive reading grows with the count)"})  # fmt: skip
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
     n = 1_000 if quick else 10_000
     rows: list[dict] = []
@@ -140,6 +205,7 @@ def run(quick: bool = False) -> list[dict]:
         rows.append({"area": AREA, "metric": "generate PNG renderings (setup)", "value": n / gen,
                      "unit": "images/s", "note": "render_phase + PIL save"})  # fmt: skip
         rows.append(_licsar_row(tmp, quick))
+        rows += licsar_cli_memory(tmp, quick)
     archive = SHARED / "data" / "hephaestus" / "annotations.tar.gz"
     if archive.exists():
         from insarexplore.data.io.hephaestus import read_hephaestus_annotations
@@ -153,6 +219,14 @@ def run(quick: bool = False) -> list[dict]:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--cli-child":
+        print(json.dumps(_cli_child(sys.argv[2], sys.argv[3])))
+        sys.exit(0)
+    if len(sys.argv) > 1 and sys.argv[1] == "--licsar-memory":
+        with tempfile.TemporaryDirectory(prefix="bench_read_") as tmp:
+            for r in licsar_cli_memory(Path(tmp), "--quick" in sys.argv):
+                print(f"{r['metric']:<50}  {r['value']:>8.3g}  {r['unit']:<4}  {r['note']}")
+        sys.exit(0)
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         folder, store, executor, workers, chunk = sys.argv[2:7]
         print(json.dumps(_child(folder, store, executor, int(workers), int(chunk))))
