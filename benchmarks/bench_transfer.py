@@ -267,7 +267,31 @@ def _gen_id(sample: str, site_of: dict[str, str]) -> str:
     raise KeyError(sample)
 
 
-def main(argv: list[str] | None = None) -> int:
+AREA = "transfer"
+
+
+def run(quick: bool = False) -> list[dict]:
+    """Rows for ``run_all.py``: the default configuration, validation and test, with baselines."""
+    args = ["--baselines"] + (["--quick"] if quick else [])
+    out = main(args, rows=True)
+    assert isinstance(out, list)
+    return out
+
+
+def _rows(config: str, results: dict, timing: dict) -> list[dict]:
+    rows = []
+    for split, by_method in results.items():
+        for method, r in by_method.items():
+            for k in KS:
+                for proto in ("lso", "grouped"):
+                    rows.append({"area": AREA, "metric": f"{split} {method} {proto} k={k}",
+                                 "value": r[f"{proto}@{k}"], "unit": "bal. acc.",
+                                 "note": f"{config}, {timing['steps']} steps, kind "
+                                         f"{timing['kind']}"})  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="default", help="default | rgb | default+noconj")
     p.add_argument("--steps", type=int, default=1500, help="pretraining steps")
@@ -303,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}.json"
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
-    return 0
+    return _rows(args.config, results, timing) if rows else 0
 
 
 if __name__ == "__main__":
