@@ -33,8 +33,11 @@ from torch import Tensor, nn
 __all__ = [
     "PhaseAugment",
     "atmosphere",
+    "atmosphere_angle",
     "cutout",
     "decorrelation",
+    "noise_angle",
+    "offset_angle",
     "phase_conjugate",
     "phase_noise",
     "phase_offset",
@@ -71,9 +74,14 @@ def rotate_phase(x: Tensor, angle: Tensor) -> Tensor:
     return torch.stack([cos * c - sin * s, sin * c + cos * s, x[:, 2], x[:, 3]], dim=1)
 
 
+def offset_angle(x: Tensor) -> Tensor:
+    """(B,) one uniform random constant in [0, 2 pi) per sample: the angle of ``phase_offset``."""
+    return torch.rand(len(x), device=x.device) * (2 * math.pi)
+
+
 def phase_offset(x: Tensor) -> Tensor:
     """Add one uniform random constant in [0, 2 pi) to each sample's phase."""
-    return rotate_phase(x, torch.rand(len(x), device=x.device) * (2 * math.pi))
+    return rotate_phase(x, offset_angle(x))
 
 
 def phase_conjugate(x: Tensor, p: float = 0.5) -> Tensor:
@@ -99,23 +107,33 @@ def power_law_screen(b: int, h: int, w: int, beta: Tensor, device: torch.device)
     return field / field.std(dim=(1, 2), keepdim=True).clamp_min(1e-6)
 
 
-def atmosphere(x: Tensor, max_std: float = 1.0, p: float = 0.8) -> Tensor:
-    """Add a power-law atmospheric phase screen (std uniform in [0, max_std] rad) to a subset."""
+def atmosphere_angle(x: Tensor, max_std: float = 1.0, p: float = 0.8) -> Tensor:
+    """(B, H, W) radians: a power-law screen (std uniform in [0, max_std]) for a subset, else 0."""
     _check_phase(x)
     b, _, h, w = x.shape
     beta = 8 / 3 + torch.rand(b, device=x.device)  # between the 8/3 and 11/3 regimes
     std = torch.rand(b, device=x.device) * max_std * _mask(b, p, x.device)
-    screen = power_law_screen(b, h, w, beta, x.device) * std[:, None, None]
-    return rotate_phase(x, screen)
+    return power_law_screen(b, h, w, beta, x.device) * std[:, None, None]
 
 
-def phase_noise(x: Tensor, max_std: float = 0.5, p: float = 0.5) -> Tensor:
-    """Add white phase noise (std uniform in [0, max_std] rad, doubled where coherence is 0)."""
+def atmosphere(x: Tensor, max_std: float = 1.0, p: float = 0.8) -> Tensor:
+    """Add a power-law atmospheric phase screen (std uniform in [0, max_std] rad) to a subset."""
+    return rotate_phase(x, atmosphere_angle(x, max_std, p))
+
+
+def noise_angle(x: Tensor, max_std: float = 0.5, p: float = 0.5) -> Tensor:
+    """(B, H, W) radians: white noise (std uniform in [0, max_std], doubled where coherence is 0)
+    for a subset, else 0."""
     _check_phase(x)
     b = len(x)
     std = torch.rand(b, device=x.device) * max_std * _mask(b, p, x.device)
     scale = std[:, None, None] * (2.0 - x[:, 2].clamp(0, 1))
-    return rotate_phase(x, torch.randn_like(x[:, 0]) * scale)
+    return torch.randn_like(x[:, 0]) * scale
+
+
+def phase_noise(x: Tensor, max_std: float = 0.5, p: float = 0.5) -> Tensor:
+    """Add white phase noise (std uniform in [0, max_std] rad, doubled where coherence is 0)."""
+    return rotate_phase(x, noise_angle(x, max_std, p))
 
 
 def decorrelation(x: Tensor, max_threshold: float = 0.4, p: float = 0.5) -> Tensor:
@@ -264,24 +282,6 @@ def resize_batch(x: Tensor, size: int, phase: bool | None = None) -> Tensor:
     )
 
 
-def _angle_field(x: Tensor, atm_std: float, atm_p: float, noise_std: float, noise_p: float,
-                 offset: bool) -> Tensor:  # fmt: skip
-    """Sum of atmosphere screen, phase noise and constant offset, (B, H, W) radians."""
-    b, _, h, w = x.shape
-    dev = x.device
-    angle = torch.zeros(b, h, w, device=dev)
-    if atm_p > 0 and atm_std > 0:
-        beta = 8 / 3 + torch.rand(b, device=dev)
-        std = torch.rand(b, device=dev) * atm_std * _mask(b, atm_p, dev)
-        angle = angle + power_law_screen(b, h, w, beta, dev) * std[:, None, None]
-    if noise_p > 0 and noise_std > 0:
-        std = torch.rand(b, device=dev) * noise_std * _mask(b, noise_p, dev)
-        angle = angle + torch.randn(b, h, w, device=dev) * (std[:, None, None] * (2.0 - x[:, 2]))
-    if offset:
-        angle = angle + torch.rand(b, 1, 1, device=dev) * (2 * math.pi)
-    return angle
-
-
 class PhaseAugment(nn.Module):
     """The default pipeline for phase batches: ``(B, 4, H, W) -> (B, 4, size, size)``.
 
@@ -326,10 +326,15 @@ class PhaseAugment(nn.Module):
         )
         if self.decorrelation_p > 0 and self.decorrelation_threshold > 0:
             x = decorrelation(x, self.decorrelation_threshold, self.decorrelation_p)
-        # atmosphere, noise and offset add up to one angle field: one rotation of (cos, sin)
-        angle = _angle_field(
-            x, self.atmosphere_std, self.atmosphere_p, self.noise_std, self.noise_p, self.offset
-        )
+        # atmosphere, noise and offset (the angles of atmosphere(), phase_noise() and
+        # phase_offset()) add up to one angle field: one rotation of (cos, sin), not three
+        angle = torch.zeros(x.shape[0], *x.shape[2:], device=x.device)
+        if self.atmosphere_p > 0 and self.atmosphere_std > 0:
+            angle = angle + atmosphere_angle(x, self.atmosphere_std, self.atmosphere_p)
+        if self.noise_p > 0 and self.noise_std > 0:
+            angle = angle + noise_angle(x, self.noise_std, self.noise_p)
+        if self.offset:
+            angle = angle + offset_angle(x)[:, None, None]
         x = rotate_phase(x, angle)
         if self.conjugate_p > 0:
             x = phase_conjugate(x, self.conjugate_p)

@@ -85,6 +85,34 @@ def test_atmosphere_is_smooth_and_scaled():
     assert torch.allclose(out, x, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"conjugate_p": 0.5, "noise_p": 1.0, "noise_std": 1.0}, {"atmosphere_p": 0.0}],
+)
+def test_pipeline_is_the_composition_of_the_public_steps(options):
+    """PhaseAugment draws the same random numbers as the public functions applied in turn, and
+    its result is theirs (it only fuses the three phase rotations into one)."""
+    aug = A.PhaseAugment(24, **options)
+    x = phase_batch(b=8, size=32, seed=7)
+    torch.manual_seed(11)
+    got = aug(x)
+    torch.manual_seed(11)
+    y = A.random_geometry(x, 24, aug.crop_scale, aug.crop_ratio, aug.flip_p, aug.rot90, True)
+    y = A.decorrelation(y, aug.decorrelation_threshold, aug.decorrelation_p)
+    if aug.atmosphere_p > 0:
+        y = A.atmosphere(y, aug.atmosphere_std, aug.atmosphere_p)
+    y = A.phase_noise(y, aug.noise_std, aug.noise_p)
+    y = A.phase_offset(y)
+    if aug.conjugate_p > 0:
+        y = A.phase_conjugate(y, aug.conjugate_p)
+    want = A.cutout(y, aug.cutout_p)
+    check_phase(got, 24)
+    assert torch.allclose(got, want, atol=1e-5)
+    torch.manual_seed(11)
+    moved = A.random_geometry(x, 24, aug.crop_scale, aug.crop_ratio, aug.flip_p, aug.rot90, True)
+    assert not torch.allclose(got[:, :2], moved[:, :2], atol=1e-2)  # the phase steps did act
+
+
 def test_decorrelation_only_touches_low_coherence():
     torch.manual_seed(3)
     x = phase_batch()
