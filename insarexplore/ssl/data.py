@@ -259,7 +259,7 @@ class BlockShuffleSampler(DistributedSampler):
         lanes = self.num_replicas * self.streams
         # whole chunks when each lane gets several (large sets); else smaller pieces, so that
         # a small set does not lose most of a chunk per lane to the equal-length cut
-        few = 1 if lanes == 1 else 8
+        few = 1 if lanes == 1 else 4
         self.piece = self.block if n // self.block >= few * lanes else max(1, n // (few * lanes))
         pieces = -(-n // self.piece)
         short = pieces * self.piece - n

@@ -54,14 +54,55 @@ def test_sampler_covers_shards_and_resumes(store):
         )
         s.set_epoch(1)
         shards.append(list(s))
-    assert len(shards[0]) == len(shards[1]) == 20  # 40 // (2 * 4) = 5 batches of 4 each
+    assert len(shards[0]) == len(shards[1]) == 20  # small set: pieces below a chunk, none lost
     assert not set(shards[0]) & set(shards[1])
-    # global batch k of the 2-rank run = batch k of a 1-process run with batch 8
-    single = BlockShuffleSampler(
-        data, batch_size=8, block=8, window=2, seed=3, num_replicas=1, rank=0
-    )
-    single.set_epoch(1)
-    assert sorted(shards[0][:4] + shards[1][:4]) == sorted(list(single)[:8])
+
+
+def test_sampler_shards_chunks_by_rank_and_stream(store):
+    """Each rank reads only its own chunks; with streams, each DataLoader worker (batch i goes
+    to worker i % streams) reads only its stream's chunks: a chunk is decoded once."""
+    data = ChannelDataset(store)
+    per_rank = []
+    for r in range(2):
+        s = BlockShuffleSampler(data, batch_size=2, block=2, window=2, seed=1,
+                                num_replicas=2, rank=r, streams=2)  # fmt: skip
+        assert s.streams == 2 and s.piece == 2
+        s.set_epoch(4)
+        batches = list(s.batches())
+        assert len(batches) == s.batches_per_epoch == len(s) // 2 >= 4
+        assert [i for b in batches for i in b] == list(s)
+        workers = [{i // 2 for b in batches[w::2] for i in b} for w in range(2)]
+        assert not workers[0] & workers[1]
+        per_rank.append(workers[0] | workers[1])
+    assert not per_rank[0] & per_rank[1]
+    # the same order every time; another epoch deals the chunks again
+    again = BlockShuffleSampler(data, batch_size=2, block=2, window=2, seed=1,
+                                num_replicas=2, rank=0, streams=2)  # fmt: skip
+    again.set_epoch(4)
+    first = list(again)
+    again.set_epoch(5)
+    assert list(again) != first and len(list(again)) == len(first)
+    # too few samples for streams: falls back to one stream
+    small = BlockShuffleSampler(data, batch_size=16, block=8, num_replicas=1, rank=0, streams=4)
+    assert small.streams == 1 and small.batches_per_epoch == 2
+
+
+def test_getitems_fetches_a_batch_as_float16(store):
+    from insarexplore.data.io.store import open_dataset
+
+    want = torch.from_numpy(open_dataset(store).insar.to_channels())
+    for data in (ChannelDataset(store), ChannelDataset(store, max_size=16)):
+        got = data.__getitems__([3, 17, 9, 8])
+        assert got.dtype == torch.float16 and got.shape == (4, 4, 16, 16)
+        torch.testing.assert_close(got.float(), want[[3, 17, 9, 8]], atol=2e-3, rtol=1e-3)
+    assert data._all is not None
+
+
+def test_sampler_resumes_mid_epoch(store):
+    data = ChannelDataset(store)
+    one = BlockShuffleSampler(data, batch_size=4, block=8, window=2, seed=3, num_replicas=1, rank=0)
+    one.set_epoch(1)
+    order = list(one)
     one.set_epoch(1, start_batch=3)
     assert list(one) == order[12:] and len(one) == len(order) - 12
     with pytest.raises(ValueError, match="lower batch_size"):
