@@ -32,18 +32,30 @@ __all__ = [
 CHECKPOINT_FORMAT = "insarexplore-checkpoint-v1"
 
 
-def rng_state() -> dict[str, Any]:
-    """torch CPU (and CUDA) generator states."""
+def rng_state(device: torch.device | str | None = None) -> dict[str, Any]:
+    """The torch CPU generator state and, when ``device`` is a GPU that has been used, that one
+    GPU's state: each rank saves its own device's, so a run resumes on any number of GPUs."""
     state: dict[str, Any] = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    dev = torch.device(device) if device is not None else None
+    if dev is not None and dev.type == "cuda" and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state(dev)
     return state
 
 
-def set_rng_state(state: dict[str, Any]) -> None:
+def set_rng_state(state: dict[str, Any], device: torch.device | str | None = None) -> None:
+    """Restore ``rng_state``'s states; the GPU state goes to ``device`` only (older checkpoints
+    held a list of every visible GPU's: this device's entry, or the first, is used)."""
     torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    dev = torch.device(device) if device is not None else None
+    cuda = state.get("cuda")
+    if cuda is None or dev is None or dev.type != "cuda" or not torch.cuda.is_available():
+        return
+    if isinstance(cuda, list | tuple):
+        if not cuda:
+            return
+        index = dev.index if dev.index is not None else 0
+        cuda = cuda[index] if index < len(cuda) else cuda[0]
+    torch.cuda.set_rng_state(cuda, dev)
 
 
 def save_checkpoint(path: str | Path, **payload: Any) -> Path:

@@ -1,21 +1,28 @@
 """Distributed helpers that are no-ops outside ``torch.distributed``.
 
 Under ``torchrun`` the environment holds ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``;
-``init_distributed()`` starts the process group from it (NCCL on CUDA, gloo on CPU). Everything
-else here returns rank 0 / world size 1 when no process group exists, so the same training code
-runs on one process and on many.
+``init_distributed(device)`` starts the process group from it: NCCL when the training device is
+a GPU, gloo otherwise (``--device cpu`` on a machine with GPUs included); the caller sets the
+CUDA device first (``setup_device``), so that every rank binds its own GPU. Everything else here
+returns rank 0 / world size 1 when no process group exists, so the same training code runs on
+one process and on many. ``sync_batchnorm`` makes batch-norm statistics global over ranks.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.distributed as dist
+from torch import nn
 
 __all__ = [
+    "SyncBatchNorm",
     "all_reduce_mean",
+    "backend_for",
     "barrier",
+    "broadcast_object",
     "cleanup_distributed",
     "gather",
     "gather_with_grad",
@@ -25,6 +32,7 @@ __all__ = [
     "init_distributed",
     "is_distributed",
     "is_main_process",
+    "sync_batchnorm",
 ]
 
 
@@ -49,16 +57,40 @@ def is_main_process() -> bool:
     return get_rank() == 0
 
 
-def init_distributed(backend: str | None = None) -> bool:
-    """Start the process group when launched by torchrun; returns True if distributed."""
+def backend_for(device: torch.device | str | None) -> str:
+    """The process-group backend for a training device: NCCL for CUDA, gloo for the rest."""
+    dev = torch.device(device) if device is not None else None
+    if dev is None:
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    return "nccl" if dev.type == "cuda" else "gloo"
+
+
+def init_distributed(device: torch.device | str | None = None, backend: str | None = None) -> bool:
+    """Start the process group when launched by torchrun; returns True if distributed.
+
+    ``device`` is this rank's training device (set with ``torch.cuda.set_device`` before this
+    call for CUDA); it picks the backend unless ``backend`` is given.
+    """
     if dist.is_initialized():
         return is_distributed()
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or "RANK" not in os.environ:
         return False
-    if backend is None:
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-    dist.init_process_group(backend=backend)
+    backend = backend or backend_for(device)
+    kwargs: dict[str, Any] = {}
+    dev = torch.device(device) if device is not None else None
+    if backend == "nccl" and dev is not None and dev.index is not None:
+        kwargs["device_id"] = dev  # binds the communicator to this rank's GPU
+    dist.init_process_group(backend=backend, **kwargs)
     return is_distributed()
+
+
+def broadcast_object(obj: Any, src: int = 0) -> Any:
+    """``obj`` of rank ``src`` on every rank (identity outside distributed runs)."""
+    if not is_distributed():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=src)
+    return box[0]
 
 
 def cleanup_distributed() -> None:
@@ -115,3 +147,79 @@ def all_reduce_mean(x: torch.Tensor) -> torch.Tensor:
     x = x.detach().clone()
     dist.all_reduce(x)
     return x / dist.get_world_size()
+
+
+class SyncBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm whose training statistics are those of the global batch (every rank's samples),
+    on any device and backend (``torch.nn.SyncBatchNorm`` needs a GPU). Outside distributed
+    training or in eval mode it is plain batch norm. Inputs ``(N, C, ...)``."""
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and is_distributed()):
+            return super().forward(x)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [d for d in range(x.dim()) if d != 1]
+        xf = x.float()
+        count = torch.tensor([x.numel() / x.shape[1]], device=x.device, dtype=torch.float32)
+        stats = torch.cat([xf.sum(dims), (xf * xf).sum(dims), count])
+        stats = all_reduce(stats)  # differentiable sum over ranks
+        c = x.shape[1]
+        n = stats[-1]
+        mean = stats[:c] / n
+        var = (stats[c : 2 * c] / n - mean * mean).clamp_min(0)
+        if self.track_running_stats and self.running_mean is not None:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                m = (
+                    self.momentum
+                    if self.momentum is not None
+                    else 1.0 / float(self.num_batches_tracked)
+                )
+                unbiased = var * (n / (n - 1).clamp_min(1))
+                self.running_mean.mul_(1 - m).add_(mean.detach(), alpha=m)
+                self.running_var.mul_(1 - m).add_(unbiased.detach(), alpha=m)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        y = (xf - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        if self.affine:
+            y = y * self.weight.view(shape) + self.bias.view(shape)
+        return y.to(x.dtype)
+
+
+def sync_batchnorm(module: nn.Module, device: torch.device | str) -> nn.Module:
+    """``module`` with every batch norm made global over ranks: ``torch.nn.SyncBatchNorm`` on
+    CUDA, :class:`SyncBatchNorm` elsewhere (gloo on CPU). Identity outside distributed runs.
+
+    SimCLR-type methods otherwise normalise with statistics of one rank's two views, the known
+    shortcut by which views recognise each other without learning features."""
+    if not is_distributed():
+        return module
+    if torch.device(device).type == "cuda":
+        return nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    return _convert(module)
+
+
+def _convert(module: nn.Module) -> nn.Module:
+    out = module
+    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(
+        module, SyncBatchNorm | nn.SyncBatchNorm
+    ):
+        out = SyncBatchNorm(
+            module.num_features, module.eps, module.momentum, module.affine,
+            module.track_running_stats,
+        )  # fmt: skip
+        if module.affine:
+            with torch.no_grad():
+                out.weight = module.weight
+                out.bias = module.bias
+        out.running_mean = module.running_mean
+        out.running_var = module.running_var
+        out.num_batches_tracked = module.num_batches_tracked
+        out.train(module.training)
+    for name, child in module.named_children():
+        out.add_module(name, _convert(child))
+    return out

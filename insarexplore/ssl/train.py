@@ -1,11 +1,13 @@
-"""The pretraining loop: one readable function, ``pretrain(source, config) -> model version``.
+"""The pretraining loop: ``train(data, config, run_dir) -> run_dir``, free of workspaces.
 
-Runs on any workspace or store (phase or rendered RGB, unlabelled), on CPU, MPS or CUDA, on one
-process or many (``torchrun --nproc_per_node=N``: DDP, sharded sampler, SimCLR negatives
-gathered over ranks). The budget is epochs, steps or wall-clock minutes; for minutes the number
-of steps is estimated from the measured step time and the cosine schedule is fitted to it.
-A run saves ``checkpoint.pt`` every ``checkpoint_every`` steps (and when interrupted), so
-re-running the same call continues where it stopped.
+Runs on any store or in-memory Dataset (phase or rendered RGB, unlabelled), on CPU, MPS or
+CUDA, on one process or many (``torchrun --nproc_per_node=N``: DDP with global batch norm,
+chunks sharded over ranks, SimCLR negatives gathered over ranks). The budget is epochs, steps
+or wall-clock minutes; for minutes the number of steps is estimated from the measured step time
+(GPU work included) and the cosine schedule is fitted to it. A run saves ``checkpoint.pt``
+every ``checkpoint_every`` steps (and when interrupted), so re-running the same call continues
+where it stopped. Choosing a workspace's model folder and making the result its current model
+is ``insarexplore.pretraining.pretrain_workspace``; ``pretrain(source, config)`` takes either.
 """
 
 from __future__ import annotations
@@ -28,19 +30,34 @@ from insarexplore.ssl import dist
 from insarexplore.ssl.augment import PhaseAugment
 from insarexplore.ssl.augment_rgb import RGBAugment
 from insarexplore.ssl.checkpoint import (
-    find_resumable,
     load_checkpoint,
     rng_state,
     save_checkpoint,
     set_rng_state,
 )
-from insarexplore.ssl.data import BlockShuffleSampler, ChannelDataset, worker_context
+from insarexplore.ssl.data import (
+    BatchSampler,
+    BlockShuffleSampler,
+    ChannelDataset,
+    collate_batch,
+    worker_context,
+)
 from insarexplore.ssl.methods import build_method
 from insarexplore.ssl.metrics import MetricsLog, write_meta
 from insarexplore.ssl.monitor import Monitor
-from insarexplore.ssl.schedule import Plan, cosine_lr, refit
+from insarexplore.ssl.schedule import Plan, StepClock, cosine_lr, refit
 
-__all__ = ["PretrainConfig", "cosine_lr", "pretrain", "resolve_device"]
+__all__ = [
+    "PretrainConfig",
+    "cosine_lr",
+    "data_source",
+    "prepare_model",
+    "pretrain",
+    "resolve_device",
+    "run_key",
+    "setup_device",
+    "train",
+]
 
 _RUNTIME_FIELDS = {
     "device", "num_workers", "progress", "resume", "checkpoint_every", "log_every",
@@ -110,17 +127,50 @@ def view_source_size(view: int, stored: int) -> int:
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``device`` if given, else CUDA (this process's local rank), else MPS, else CPU."""
+    """``device`` if given, else CUDA, else MPS, else CPU. A CUDA device without an index is
+    this process's local rank (``LOCAL_RANK``, set by torchrun before any process group
+    exists; 0 otherwise): one GPU per process."""
     if device is not None:
         dev = torch.device(device)
-        if dev.type == "cuda" and dev.index is None and dist.is_distributed():
-            dev = torch.device("cuda", dist.get_local_rank())  # one GPU per torchrun process
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", dist.get_local_rank())
         return dev
     if torch.cuda.is_available():
         return torch.device("cuda", dist.get_local_rank())
     if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def setup_device(device: str | torch.device | None = None) -> torch.device:
+    """This process's training device, bound before the process group starts (under NCCL a
+    rank that has not set its device binds GPU 0), then the process group (torchrun only;
+    NCCL for CUDA, gloo for ``--device cpu`` even where GPUs exist)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and dev.index is not None:
+        torch.cuda.set_device(dev)
+    dist.init_distributed(dev)
+    return dev
+
+
+def data_source(source: Any) -> Any:
+    """The data of ``source``: a workspace's store (by its ``data_path``), else ``source``."""
+    data_src = source.data_path if hasattr(source, "data_path") else source
+    if isinstance(data_src, str | Path) and (Path(data_src) / "workspace.json").exists():
+        data_src = Path(data_src) / "data.zarr"
+    return data_src
+
+
+def _probe(data_src: Any, cfg: PretrainConfig) -> tuple[str, int, int]:
+    """(kind, channels, stored size) of the data, from its first chunk."""
+    probe = ChannelDataset(data_src, kind=cfg.kind)
+    return probe.kind, probe.shape[0], min(probe.shape[-2:])
+
+
+def run_key(data_src: Any, cfg: PretrainConfig) -> str:
+    """The resume key of ``cfg`` on this data (call after ``setup_device``: it counts ranks)."""
+    kind, in_ch, _ = _probe(data_src, cfg)
+    return cfg.resume_key(kind, in_ch)
 
 
 def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -134,38 +184,6 @@ def _param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]
     ]
 
 
-def _open_run(
-    source: Any, out_dir: Any, cfg: PretrainConfig, key: str
-) -> tuple[Any, str, Path, bool]:
-    """(workspace or None, version, run folder, resuming?) chosen on rank 0, shared with all."""
-    from insarexplore.workspace import Workspace
-
-    ws = None
-    if isinstance(source, Workspace):
-        ws = source
-    elif isinstance(source, str | Path) and (Path(source) / "workspace.json").exists():
-        ws = Workspace.open(source)
-    choice = [None, None, False]
-    if dist.is_main_process():
-        if out_dir is not None:
-            run = Path(out_dir)
-            resuming = cfg.resume and (run / "checkpoint.pt").exists()
-            run.mkdir(parents=True, exist_ok=True)
-            choice = [run.name, str(run), resuming]
-        elif ws is not None:
-            run = find_resumable(ws.models_dir, key) if cfg.resume else None
-            if run is None:
-                version, run = ws.new_model_dir(f"{cfg.method}-{cfg.arch}")
-                choice = [version, str(run), False]
-            else:
-                choice = [run.name, str(run), True]
-        else:
-            raise ValueError("pretrain: give out_dir when the source is not a workspace")
-    if dist.is_distributed():
-        torch.distributed.broadcast_object_list(choice, src=0)
-    return ws, choice[0], Path(choice[1]), bool(choice[2])
-
-
 def _budget(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, float | None]:
     """(planned steps, seconds or None)."""
     if cfg.epochs is not None:
@@ -176,43 +194,70 @@ def _budget(cfg: PretrainConfig, steps_per_epoch: int) -> tuple[int, float | Non
     return 10**9, minutes * 60.0  # refitted once the step time is known
 
 
-def pretrain(
-    source: Any,
-    config: PretrainConfig | None = None,
-    *,
-    out_dir: str | Path | None = None,
-    on_step: Any = None,
-) -> str:
-    """Pretrain an encoder on ``source`` (Workspace, workspace/store path, or xarray Dataset).
+def prepare_model(
+    model: nn.Module, cfg: PretrainConfig, device: torch.device
+) -> tuple[nn.Module, nn.Module]:
+    """``(model, train_model)`` for the loop: batch norm global over ranks under DDP, the
+    encoder compiled with ``cfg.compile`` (the encoder only: its state-dict keys stay the same,
+    and DDP's gradient hooks stay outside the compiled graph), DDP around the whole method
+    (``broadcast_buffers=False`` for MoCo: its queue and key encoder are updated identically
+    on every rank and need no copy from rank 0 before each forward)."""
+    model = model.to(device)
+    if dist.is_distributed() and cfg.norm == "batch":
+        model = dist.sync_batchnorm(model, device)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        model.encoder.compile()
+    train_model: nn.Module = model
+    if dist.is_distributed():
+        train_model = nn.parallel.DistributedDataParallel(
+            model,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            broadcast_buffers=cfg.method != "moco",
+        )
+    return model, train_model
 
-    With a workspace the model lands in ``ws.new_model_dir(...)`` and becomes the current
-    model; the model version is returned. Otherwise ``out_dir`` is the model folder and its
-    path is returned. ``on_step(info: dict)`` is called after every step (progress hooks).
-    An interrupted run (Ctrl-C, or killed) resumes when called again with the same config.
+
+def train(
+    data_src: Any,
+    config: PretrainConfig | None,
+    run_dir: str | Path,
+    *,
+    version: str | None = None,
+    meta_extra: dict[str, Any] | None = None,
+    on_step: Any = None,
+) -> Path:
+    """Pretrain an encoder on ``data_src`` (a store path or xarray Dataset) into ``run_dir``.
+
+    ``run_dir`` gets ``encoder.pt``, ``checkpoint.pt``, ``metrics.csv`` and ``meta.json``
+    (with ``version``, default the folder name, and ``meta_extra``). With ``config.resume`` a
+    checkpoint in ``run_dir`` is continued. ``on_step(info: dict)`` is called after every step
+    (progress hooks; on CUDA ``info["loss"]`` is refreshed every few steps, not every step,
+    to keep the host from waiting for the GPU). Returns ``run_dir``.
     """
     cfg = config or PretrainConfig()
-    dist.init_distributed()
+    device = setup_device(cfg.device)
     rank, world = dist.get_rank(), dist.get_world_size()
-    device = resolve_device(cfg.device)
     cuda = device.type == "cuda"
-    if cuda and device.index is not None:
-        torch.cuda.set_device(device)
-    data_src = source.data_path if hasattr(source, "data_path") else source
-    if isinstance(data_src, str | Path) and (Path(data_src) / "workspace.json").exists():
-        data_src = Path(data_src) / "data.zarr"
-    probe = ChannelDataset(data_src, kind=cfg.kind)
-    kind, in_ch, stored = probe.kind, probe.shape[0], min(probe.shape[-2:])
+    main = rank == 0
+    kind, in_ch, stored = _probe(data_src, cfg)
     # views: image_size if given, else the data's size capped at the size the arch is built for
     size = cfg.image_size or min(stored, PRESETS.get(cfg.arch, {}).get("image_size", 4096))
     # views are cut from the data brought down to a third more than the view (random crops of
     # 35-100 % of the area then resample by about 0.6-1.3x): a step's cost follows the view
-    del probe
     data = ChannelDataset(
         data_src, kind=cfg.kind, max_size=view_source_size(size, stored),
-        progress=cfg.progress and dist.is_main_process(),
+        progress=cfg.progress and main,
     )  # fmt: skip
     key = cfg.resume_key(kind, in_ch)
-    ws, version, run, resuming = _open_run(source, out_dir, cfg, key)
+    run = Path(run_dir)
+    resuming = False
+    if main:
+        run.mkdir(parents=True, exist_ok=True)
+        resuming = cfg.resume and (run / "checkpoint.pt").exists()
+    resuming = bool(dist.broadcast_object(resuming))
+    version = version or run.name
 
     torch.manual_seed(cfg.seed)  # same initial weights on every rank
     enc_kw = {"image_size": size, **cfg.encoder_kwargs}  # recorded: embeddings resize to it
@@ -226,44 +271,48 @@ def pretrain(
     method_kw["head_norm"] = "batch" if cfg.norm == "batch" else "layer"
     if cfg.method in ("simclr", "moco"):
         method_kw["temperature"] = cfg.temperature
-    model = build_method(cfg.method, encoder, **method_kw).to(device)
-    if cuda and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_method(cfg.method, encoder, **method_kw)
     lr = cfg.lr if cfg.lr is not None else 1e-3 * cfg.batch_size * world / 128
-    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
-    sampler = BlockShuffleSampler(data, batch_size=cfg.batch_size, block=data.chunk, seed=cfg.seed)
+    workers = cfg.num_workers if cfg.num_workers is not None else (4 if cuda else 0)
+    # each loader worker reads its own stream of chunks (a chunk decoded once per epoch); a
+    # preloaded set is in memory already
+    streams = workers if workers > 0 and data._all is None else 1
+    sampler = BlockShuffleSampler(
+        data, batch_size=cfg.batch_size, block=data.chunk, seed=cfg.seed, streams=streams
+    )
     spe = sampler.batches_per_epoch
     total, seconds = _budget(cfg, spe)
     plan = Plan(total, cfg.warmup_frac, cfg.min_lr_frac)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
     step, elapsed_before = 0, 0.0
-    torch.manual_seed(cfg.seed + 1000 * rank)  # augmentations differ per rank
+    ckpt = None
     if resuming:
         ckpt = load_checkpoint(
             run / "checkpoint.pt", encoder_config=encoder.config, method=cfg.method
         )
         model.load_state_dict(ckpt["model"])
+    model, train_model = prepare_model(model, cfg, device)
+    encoder = model.encoder
+    optimizer = torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, plan.factor)
+    torch.manual_seed(cfg.seed + 1000 * rank)  # augmentations differ per rank
+    if ckpt is not None:
         optimizer.load_state_dict(ckpt["optimizer"])
         plan.total = int(ckpt["total_steps"])
         scheduler.load_state_dict(ckpt["scheduler"])
         step, elapsed_before = int(ckpt["step"]), float(ckpt["elapsed_s"])
-        set_rng_state(ckpt["rng"][rank] if rank < len(ckpt["rng"]) else ckpt["rng"][0])
+        states = ckpt["rng"]
+        if rank < len(states):
+            set_rng_state(states[rank], device)
+        else:  # more ranks than the run had: fresh, distinct streams for the new ones
+            torch.manual_seed(cfg.seed + 1000 * rank + step)
         seconds = ckpt.get("seconds_budget")
-    train_model: nn.Module = model
-    if dist.is_distributed():
-        train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if cuda else None
-        )
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    workers = cfg.num_workers if cfg.num_workers is not None else (4 if cuda else 0)
+        del ckpt
     loader = DataLoader(
         data,
-        batch_size=cfg.batch_size,
-        sampler=sampler,
+        batch_sampler=BatchSampler(sampler),
+        collate_fn=collate_batch,
         num_workers=workers,
         pin_memory=cuda,
-        drop_last=True,
         persistent_workers=workers > 0,
         multiprocessing_context=worker_context() if workers > 0 else None,
         generator=torch.Generator().manual_seed(cfg.seed),
@@ -275,7 +324,6 @@ def pretrain(
         # unknown (grey pools and colour sets often disagree), so views may be conjugated
         aug_kw.setdefault("conjugate_p", 0.5)
     augment = aug_cls(size, **aug_kw)
-    main = rank == 0
     monitor = None
     if main and cfg.monitor_every > 0:
         monitor = Monitor.from_dataset(data.ds, kind, cfg.monitor_samples, cfg.seed)
@@ -284,14 +332,14 @@ def pretrain(
         "version": version, "status": "running", "resume_key": key, "kind": kind,
         "in_channels": in_ch, "image_size": size, "config": dataclasses.asdict(cfg),
         "encoder_config": encoder.config, "n_samples": len(data), "world_size": world,
-        "data_fingerprint": ws.data_fingerprint() if ws is not None else None,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "data_fingerprint": None, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        **(meta_extra or {}),
     }  # fmt: skip
     if main:
         write_meta(run, meta)
 
     def checkpoint() -> None:
-        states = [rng_state()]
+        states = [rng_state(device)]  # this rank's CPU generator and its own GPU's
         if dist.is_distributed():
             gathered: list[Any] = [None] * world
             torch.distributed.all_gather_object(gathered, states[0])
@@ -300,7 +348,7 @@ def pretrain(
             save_checkpoint(
                 run / "checkpoint.pt", model=model.state_dict(), optimizer=optimizer.state_dict(),
                 scheduler=scheduler.state_dict(), step=step, total_steps=plan.total,
-                elapsed_s=elapsed_before + time.perf_counter() - t0, seconds_budget=seconds,
+                elapsed_s=elapsed_before + clock.sync() - t0, seconds_budget=seconds,
                 rng=states, method=cfg.method, encoder_config=encoder.config,
             )  # fmt: skip
 
@@ -313,16 +361,18 @@ def pretrain(
         if cuda and cfg.amp
         else contextlib.nullcontext()
     )
-    t0 = time.perf_counter()
-    t_calib, steps_at_calib = None, step
-    stop, loss_value, rate = False, float("nan"), 0.0
+    # time and the budget refit (an all-reduce under DDP) every few steps on GPUs and under
+    # DDP, where reading the clock means waiting for the device; every step on one CPU process
+    clock = StepClock(device, cfg.batch_size * world, 10 if cuda or dist.is_distributed() else 1)
+    t0 = clock.start(step)
+    t_calib, calib_step = None, step
+    stop, loss_value, step_loss = False, float("nan"), float("nan")
     model.train()
     try:
         while step < plan.total and not stop:
             sampler.set_epoch(step // spe, step % spe)
-            t_last = time.perf_counter()
             for x in loader:
-                x = x.to(device, non_blocking=True)
+                x = x.to(device, non_blocking=True).float()  # float16 over the bus
                 v1, v2 = augment(x), augment(x)
                 if cuda and cfg.channels_last:
                     v1 = v1.contiguous(memory_format=torch.channels_last)
@@ -336,44 +386,35 @@ def pretrain(
                 optimizer.step()
                 scheduler.step()
                 step += 1
-                now = time.perf_counter()
-                inst = cfg.batch_size * world / max(now - t_last, 1e-9)
-                rate = 0.9 * rate + 0.1 * inst if rate else inst  # smoothed images/s
-                t_last = now
-                if step - steps_at_calib == 2:
-                    t_calib = now  # the first steps pay warm-up costs: time from here
-                if seconds is not None and t_calib is not None and step > steps_at_calib + 2:
-                    stop = refit(
-                        plan,
-                        seconds,
-                        elapsed_before + now - t0,
-                        step,
-                        (now - t_calib) / max(1, step - steps_at_calib - 2),
-                    )
-                    bar.total = plan.total
-                if step % cfg.log_every == 0 or step == plan.total or stop:
+                logging = step % cfg.log_every == 0 or step == plan.total
+                now = clock.tick(step, force=logging)
+                if now is not None:
+                    step_loss = float(loss.detach())
+                    if t_calib is None and step - calib_step >= 2:
+                        t_calib, calib_step = now, step  # first steps pay warm-up: from here
+                    elif t_calib is not None and seconds is not None and step > calib_step:
+                        stop = refit(plan, seconds, elapsed_before + now - t0, step,
+                                     (now - t_calib) / (step - calib_step), device)  # fmt: skip
+                        bar.total = plan.total
+                if logging or stop:
                     loss_value = float(dist.all_reduce_mean(loss.detach().float()))
                     row = {"step": step, "epoch": step / spe, "loss": loss_value,
-                           "lr": scheduler.get_last_lr()[0], "img_per_s": rate,
-                           "elapsed_s": elapsed_before + now - t0}  # fmt: skip
+                           "lr": scheduler.get_last_lr()[0], "img_per_s": clock.rate,
+                           "elapsed_s": elapsed_before + (now or clock.sync()) - t0}  # fmt: skip
                     if monitor is not None and (
                         step % cfg.monitor_every == 0 or step == plan.total
                     ):
                         row.update(monitor.evaluate(model.encoder, device))
                     log.write(row)
-                    bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{rate:.0f}")
+                    bar.set_postfix(loss=f"{loss_value:.3f}", img_s=f"{clock.rate:.0f}")
                 bar.update(1)
                 if step % cfg.checkpoint_every == 0 and step < plan.total:
                     checkpoint()
                 if on_step is not None:
                     on_step(
-                        {
-                            "step": step,
-                            "total": plan.total,
-                            "loss": float(loss.detach()),
-                            "img_per_s": rate,
-                        }
-                    )
+                        {"step": step, "total": plan.total, "loss": step_loss,
+                         "img_per_s": clock.rate}
+                    )  # fmt: skip
                 if step >= plan.total or stop:
                     break
     except KeyboardInterrupt:
@@ -395,11 +436,43 @@ def pretrain(
                 }
             )
         save_encoder(run / "encoder.pt", model.encoder)
-        meta.update(status="done", steps=step, elapsed_s=elapsed_before + time.perf_counter() - t0,
+        meta.update(status="done", steps=step, elapsed_s=elapsed_before + clock.sync() - t0,
                     final_loss=loss_value, final_metrics=log.last)  # fmt: skip
         write_meta(run, meta)
-        if ws is not None:
-            ws.set_current_model(version)
     log.close()
     dist.barrier()
-    return version if ws is not None else str(run)
+    return run
+
+
+def _is_workspace(source: Any) -> bool:
+    if hasattr(source, "models_dir") and hasattr(source, "set_current_model"):
+        return True
+    return isinstance(source, str | Path) and (Path(source) / "workspace.json").exists()
+
+
+def pretrain(
+    source: Any,
+    config: PretrainConfig | None = None,
+    *,
+    out_dir: str | Path | None = None,
+    on_step: Any = None,
+) -> str:
+    """Pretrain an encoder on ``source`` (Workspace, workspace/store path, or xarray Dataset).
+
+    With ``out_dir`` the model folder is ``out_dir`` and its path is returned. Without it the
+    source must be a workspace: the run is
+    ``insarexplore.pretraining.pretrain_workspace(source, config)`` (the model lands in a new
+    model folder, or the unfinished one of the same config, and becomes the current model; the
+    version is returned). ``on_step(info: dict)`` is called after every step (progress hooks).
+    An interrupted run (Ctrl-C, or killed) resumes when called again with the same config.
+    """
+    if out_dir is None:
+        if not _is_workspace(source):
+            raise ValueError("pretrain: give out_dir when the source is not a workspace")
+        from insarexplore.pretraining import pretrain_workspace  # the workspace layer
+
+        return pretrain_workspace(source, config, on_step=on_step)
+    cfg = config or PretrainConfig()
+    fingerprint = getattr(source, "data_fingerprint", None)
+    extra = {"data_fingerprint": fingerprint()} if callable(fingerprint) else None
+    return str(train(data_source(source), cfg, out_dir, meta_extra=extra, on_step=on_step))
