@@ -131,7 +131,12 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     skipped = report.skipped
     say(
         f"added {report.added:,} samples to {ws.path} (now {report.total:,})"
-        + (f"; skipped {len(skipped)} file(s), first: {skipped[0]}" if skipped else "")
+        + (
+            f"; skipped {len(skipped)} file(s), first: {skipped[0]['file']}: "
+            f"{skipped[0]['problem']}"
+            if skipped
+            else ""
+        )
     )
     return 0
 

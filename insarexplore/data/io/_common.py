@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -84,9 +85,11 @@ class SkipLog:
 
     def fail(self, file: str | Path, problem: str) -> None:
         """Record (or, when strict, raise) that ``file`` was not loaded because of ``problem``."""
+        # names that are not valid UTF-8 (surrogate escapes) are shown escaped, never dropped
+        name = os.fsencode(str(file)).decode("utf-8", "backslashreplace")
         if self.strict:
-            raise InSARDataError(f"{file}: {problem}")
-        self.entries.append({"file": str(file), "problem": problem})
+            raise InSARDataError(f"{name}: {problem}")
+        self.entries.append({"file": name, "problem": problem})
 
     def to_json(self) -> str:
         return json.dumps(self.entries)

@@ -28,6 +28,13 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
 #: "error" treats a different size as a bad file.
 FITS = ("auto", "crop", "resize", "error")
 _TIFF = (".tif", ".tiff")
+#: Renderings larger than this many pixels are refused as bad files (a 20,000 x 20,000 PNG would
+#: decode to 1.2 GB; public renderings are at most a few thousand pixels a side).
+MAX_PIXELS = 64_000_000
+
+
+def _too_large(w: int, h: int) -> str:
+    return f"image too large ({w}x{h} px, more than {MAX_PIXELS:,} pixels)"
 
 
 def _describe_raster(path: str) -> str:
@@ -55,12 +62,16 @@ def probe_size(path: str) -> tuple[tuple[int, int] | None, str]:
             w, h = img.size
     except FileNotFoundError:
         return None, "file not found"
+    except Image.DecompressionBombError as err:
+        return None, f"image too large ({err})"
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
         if Path(path).suffix.lower() in _TIFF:
             return None, _describe_raster(path)
         return None, f"not a readable image ({type(err).__name__}: {err})"
     if h < 1 or w < 1:
         return None, f"empty image ({h}x{w})"
+    if w * h > MAX_PIXELS:
+        return None, _too_large(w, h)
     return (h, w), ""
 
 
@@ -145,10 +156,14 @@ def load_image(
     suffix = Path(path).suffix.lower()
     try:
         with Image.open(path) as img:
+            if img.size[0] * img.size[1] > MAX_PIXELS:  # header only: never decoded
+                return None, (img.size[1], img.size[0]), _too_large(*img.size)
             img.load()  # forces a full decode: truncated files fail here, not later
             arr, problem = _to_rgb(img, suffix)
     except FileNotFoundError:
         return None, (0, 0), "file not found"
+    except Image.DecompressionBombError as err:
+        return None, (0, 0), f"image too large ({err})"
     except UnidentifiedImageError as err:
         if suffix in _TIFF:
             return None, (0, 0), _describe_raster(path)

@@ -13,7 +13,6 @@ deterministic ``label`` string: the distinct labels in the fixed order of ``LABE
 from __future__ import annotations
 
 import bz2
-import gzip
 import io
 import json
 import lzma
@@ -22,6 +21,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -65,15 +65,29 @@ def _join(values: list[str], order: tuple[str, ...] = ()) -> str:
     return "+".join(known + sorted(distinct.difference(order)))
 
 
-def _decompress(raw: bytes) -> bytes:
-    """Undo gzip/bzip2/xz compression by magic number (plain tar passes through)."""
+_UNPACKED_IN_MEMORY = 256 << 20  # a small archive unpacking to more than this is streamed
+_MAX_MEMBER_BYTES = 16 << 20  # one annotation file; larger members are skipped unread
+
+
+def _decompress(raw: bytes, limit: int = _UNPACKED_IN_MEMORY) -> bytes | None:
+    """Undo gzip/bzip2/xz compression by magic number (plain tar passes through); None when the
+    result would exceed ``limit`` bytes (a decompression bomb, or just a big archive)."""
     if raw[:2] == b"\x1f\x8b":
-        return gzip.decompress(raw)
-    if raw[:3] == b"BZh":
-        return bz2.decompress(raw)
-    if raw[:6] == b"\xfd7zXZ\x00":
-        return lzma.decompress(raw)
-    return raw
+        d: Any = zlib.decompressobj(wbits=31)
+    elif raw[:3] == b"BZh":
+        d = bz2.BZ2Decompressor()
+    elif raw[:6] == b"\xfd7zXZ\x00":
+        d = lzma.LZMADecompressor()
+    else:
+        return raw
+    out = d.decompress(raw, limit + 1)
+    if len(out) > limit or getattr(d, "unconsumed_tail", b""):
+        return None  # more than the limit: stream it instead
+    if d.unused_data:
+        return None  # several compressed members: the streaming reader handles them
+    if not d.eof:
+        raise EOFError("compressed data ended before the end-of-stream marker")
+    return out
 
 
 def _iter_json(path: Path, skipped: SkipLog) -> Iterator[tuple[str, bytes]]:
@@ -92,13 +106,20 @@ def _iter_json(path: Path, skipped: SkipLog) -> Iterator[tuple[str, bytes]]:
     try:
         # Small archives are decompressed into memory in one go (much faster than tarfile's
         # small reads); large ones are streamed ("r|*": sequential, no seeks). Never extracted.
+        unpacked = None
         if path.stat().st_size < _IN_MEMORY_BYTES:
-            source = {"fileobj": io.BytesIO(_decompress(path.read_bytes())), "mode": "r:"}
+            unpacked = _decompress(path.read_bytes())
+        if unpacked is not None:
+            source: dict[str, Any] = {"fileobj": io.BytesIO(unpacked), "mode": "r:"}
         else:
             source = {"name": path, "mode": "r|*"}
         with tarfile.open(**source) as tf:
             for member in tf:
                 if not (member.isfile() and member.name.endswith(".json")):
+                    continue
+                if member.size > _MAX_MEMBER_BYTES:
+                    skipped.fail(f"{path}:{member.name}", f"annotation file of {member.size:,} "
+                                 f"bytes (more than {_MAX_MEMBER_BYTES:,}): not read")  # fmt: skip
                     continue
                 fh = tf.extractfile(member)
                 if fh is not None:

@@ -115,13 +115,24 @@ def _class_folders(rel: list[Path], labels: Labels) -> bool:
     )
 
 
-def list_image_files(path: str | Path, *, labels: Labels = "auto") -> list[ImageFile]:
+def _utf8(p: Path) -> bool:
+    try:
+        str(p).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def list_image_files(
+    path: str | Path, *, labels: Labels = "auto", skipped: SkipLog | None = None
+) -> list[ImageFile]:
     """Every image file under ``path`` (sorted, hidden files ignored) with its parsed metadata.
 
     ``labels``: ``"auto"`` takes labels from sub-folder names when every image sits in one of at
     least two sub-folders of ``path`` whose names are not frame ids or date pairs; ``True``
     always uses the top-level sub-folder; a mapping renames folders (``{"1": "deformation"}``);
-    ``False``/``None`` gives no labels.
+    ``False``/``None`` gives no labels. Files whose names are not valid UTF-8 (sample ids must
+    be text) go to ``skipped`` when given, else they are ignored.
     """
     root = check_path(path, "image folder")
     if root.is_file():
@@ -134,6 +145,12 @@ def list_image_files(path: str | Path, *, labels: Labels = "auto") -> list[Image
             and p.is_file()
             and not any(part.startswith(".") for part in p.relative_to(root).parts)
         )
+    bad_names = [p for p in files if not _utf8(p)]
+    if bad_names:
+        for p in bad_names:
+            if skipped is not None:
+                skipped.fail(p, "file name is not valid UTF-8 (rename it to read it)")
+        files = [p for p in files if _utf8(p)]
     if not files:
         raise InSARDataError(f"no image files ({', '.join(IMAGE_SUFFIXES)}) found in {root}")
     rel = [p.relative_to(root) for p in files]
@@ -188,9 +205,9 @@ def read_image_folder(
     """
     check_options(fit, palette)
     target = target_size(size)
-    files = list_image_files(path, labels=labels)
-    total = len(files)
     skipped = SkipLog(strict=strict)
+    files = list_image_files(path, labels=labels, skipped=skipped)
+    total = len(files) + len(skipped.entries)
     recover = (palette or "auto") if recover_phase else None
     with ThreadPoolExecutor(default_workers(workers)) as pool:
         if target is None:

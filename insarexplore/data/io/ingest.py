@@ -136,9 +136,9 @@ def ingest_image_folder(
     check_options(fit, palette)
     store = _open_store(store_path, mode, chunk_size)
     target = target_size(size)
-    files = list_image_files(path, labels=labels)
-    n_files, n_workers = len(files), default_workers(workers)
     skipped = SkipLog(strict=strict)
+    files = list_image_files(path, labels=labels, skipped=skipped)
+    n_files, n_workers = len(files) + len(skipped.entries), default_workers(workers)
     recover = (palette or "auto") if recover_phase else None
     written = 0
     with _executor(executor, n_workers) as pool:
