@@ -14,6 +14,7 @@ suggest, info), ``serve`` (serve, demo); ``_common`` holds the shared argument h
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from collections.abc import Sequence
@@ -34,6 +35,8 @@ __all__ = ["build_parser", "main"]
 
 # bad input the user can fix: one line on stderr, exit status 2
 _HANDLED = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, PermissionError)
+_SYSTEM_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.ENOENT,
+                  errno.EIO, errno.ENOTDIR, errno.EISDIR, errno.EMFILE, errno.ENAMETOOLONG}  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,4 +86,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         say(f"{PROG} {args.command}: error: {exc}")
+        return EXIT_USAGE
+    except OSError as exc:
+        # the machine, not the code: a read-only or full disk, a quota, a missing mount
+        if debug or exc.errno not in _SYSTEM_ERRNOS:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        say(f"{PROG} {args.command}: error: {where}{exc.strerror or exc}")
+        return EXIT_USAGE
+    except MemoryError:
+        if debug:
+            raise
+        say(f"{PROG} {args.command}: error: not enough memory (try smaller --size or batches)")
         return EXIT_USAGE

@@ -168,11 +168,11 @@ def add_ingest(sub: Any) -> None:
     p.add_argument("--strict", action="store_true", help="fail on the first bad file")
     p.add_argument("--workers", type=positive_int, default=None, help="reader threads")
     g = p.add_argument_group("LiCSAR GeoTIFF frames")
-    g.add_argument("--patch-size", type=positive_int, default=None, help="cut frames into N px")
+    g.add_argument("--patch-size", type=image_size, default=None, help="cut frames into N px")
     g.add_argument("--stride", type=positive_int, default=None, help="patch step (default N)")
     g.add_argument("--min-valid", type=fraction, default=0.0, help="drop emptier patches")
     g = p.add_argument_group("image folders and Hephaestus")
-    g.add_argument("--size", type=positive_int, default=None, help="common image size in px")
+    g.add_argument("--size", type=image_size, default=None, help="common image size in px")
     g.add_argument(
         "--fit",
         choices=["auto", "crop", "resize", "error"],

@@ -90,3 +90,20 @@ def test_a_truncated_archive_is_one_clear_error(tmp_path):
     (tmp_path / "cut.tar.gz").write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InSARDataError, match="cut.tar.gz"):
         read_hephaestus_annotations(tmp_path / "cut.tar.gz")
+
+
+@pytest.mark.parametrize("code", ["ENOSPC", "EROFS"])
+def test_a_full_or_read_only_disk_is_one_line(tmp_path, monkeypatch, capsys, code):
+    import errno
+
+    import insarexplore.intake as intake
+
+    _good(tmp_path / "src")
+
+    def full(*args, **kwargs):
+        raise OSError(getattr(errno, code), os.strerror(getattr(errno, code)), str(tmp_path / "ws"))
+
+    monkeypatch.setattr(intake, "add_to_workspace", full)
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(tmp_path / "src")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and os.strerror(getattr(errno, code)) in err[0] and "ws" in err[0]
