@@ -10,6 +10,7 @@ from insarexplore.cli._common import (
     add_command,
     add_device,
     fraction,
+    image_size,
     positive_float,
     positive_int,
     say,
@@ -89,7 +90,6 @@ def add_synth(sub: Any) -> None:
     )
     p.add_argument("workspace", help="workspace folder (created if missing)")
     p.add_argument("-n", type=positive_int, default=3000, help="number of samples")
-    from insarexplore.cli._common import image_size  # bounded: 100000 px would need TBs
 
     p.add_argument("--size", type=image_size, default=64, help="pixels per side")
     p.add_argument("--classes", type=_classes, default=_CLASSES, help="comma-separated subset")
