@@ -129,6 +129,7 @@ def add_to_workspace(
     stride: int | None = None,
     min_valid: float = 0.0,
     images: str | Path | None = None,
+    id_prefix: str = "",
     strict: bool = False,
     workers: int | None = None,
     progress: bool = True,
@@ -137,6 +138,8 @@ def add_to_workspace(
 
     ``recover_phase`` None means: yes for a new store (renderings become wrapped phase, each
     read in its own palette style), and whatever the store holds for an existing one.
+    ``id_prefix`` starts the sample ids of an image folder (for two folders whose relative
+    paths coincide).
     """
     from insarexplore.data.io.ingest import ingest_hephaestus, ingest_image_folder, ingest_licsar
 
@@ -151,6 +154,8 @@ def add_to_workspace(
         raise FileNotFoundError(f"{path}: no such file or folder")
     if format != "licsar" and (patch_size or stride):
         raise ValueError(f"--patch-size/--stride apply to LiCSAR frames, not to {format}")
+    if id_prefix and format != "images":
+        raise ValueError(f"--id-prefix applies to image folders, not to {format}")
     if format == "hephaestus" and images is None:
         raise ValueError("--images: Hephaestus ingest needs the folder holding <frame>/... images")
     store = _store_shape(ws)
@@ -188,6 +193,7 @@ def add_to_workspace(
                 strict=strict,
                 palette=palette,
                 recover_phase=True if recover_phase is None else recover_phase,
+                id_prefix=id_prefix,
                 workers=workers,
                 progress=progress,
             )

@@ -188,3 +188,16 @@ def test_cli_ingest_help_explains_the_defaults():
         ).stdout  # fmt: skip
     )
     assert "what most files" in text and "store's size" in text
+
+
+def test_two_folders_with_the_same_names_need_an_id_prefix(tmp_path, capsys):
+    ds = generate(4, size=24, seed=0, progress=False, id_prefix="same")
+    for k in ("a", "b"):
+        write_styled_folder(ds, tmp_path / k, styles=("grey",), seed=0, wedge_p=0)
+    ws = str(tmp_path / "ws")
+    assert cli.main(["ingest", ws, str(tmp_path / "a")]) == 0
+    assert cli.main(["ingest", ws, str(tmp_path / "b")]) == 2
+    assert "--id-prefix" in capsys.readouterr().err
+    assert cli.main(["ingest", ws, str(tmp_path / "b"), "--id-prefix", "b/"]) == 0
+    ids = Workspace.open(ws).open_data()["sample"].values
+    assert len(ids) == 8 and sum(str(i).startswith("b/") for i in ids) == 4

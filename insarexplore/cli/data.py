@@ -123,6 +123,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         stride=args.stride,
         min_valid=args.min_valid,
         images=args.images,
+        id_prefix=args.id_prefix,
         strict=args.strict,
         workers=args.workers,
     )
@@ -206,3 +207,8 @@ def add_ingest(sub: Any) -> None:
         help="palette of the renderings (default auto: detected per image)",
     )
     g.add_argument("--images", default=None, help="Hephaestus image root")
+    g.add_argument(
+        "--id-prefix",
+        default="",
+        help="start every sample id with this (two folders with the same file names)",
+    )

@@ -124,7 +124,11 @@ def _utf8(p: Path) -> bool:
 
 
 def list_image_files(
-    path: str | Path, *, labels: Labels = "auto", skipped: SkipLog | None = None
+    path: str | Path,
+    *,
+    labels: Labels = "auto",
+    skipped: SkipLog | None = None,
+    id_prefix: str = "",
 ) -> list[ImageFile]:
     """Every image file under ``path`` (sorted, hidden files ignored) with its parsed metadata.
 
@@ -132,7 +136,8 @@ def list_image_files(
     least two sub-folders of ``path`` whose names are not frame ids or date pairs; ``True``
     always uses the top-level sub-folder; a mapping renames folders (``{"1": "deformation"}``);
     ``False``/``None`` gives no labels. Files whose names are not valid UTF-8 (sample ids must
-    be text) go to ``skipped`` when given, else they are ignored.
+    be text) go to ``skipped`` when given, else they are ignored. ``id_prefix`` starts every
+    sample id and group (two folders with the same relative paths can then share a store).
     """
     root = check_path(path, "image folder")
     if root.is_file():
@@ -163,8 +168,8 @@ def list_image_files(
             folder = parts.pop(0)
             label = labels.get(folder, folder) if isinstance(labels, Mapping) else folder
         meta = parse_image_name(r.stem)
-        sample = r.as_posix()
-        group = "/".join([*parts, str(meta["key"])]) if meta["dated"] else sample
+        sample = id_prefix + r.as_posix()
+        group = id_prefix + "/".join([*parts, str(meta["key"])]) if meta["dated"] else sample
         out.append(
             ImageFile(
                 path=str(p),
@@ -188,6 +193,7 @@ def read_image_folder(
     strict: bool = False,
     palette: str | None = None,
     recover_phase: bool = True,
+    id_prefix: str = "",
     fit: str = "auto",
     workers: int | None = None,
 ) -> xr.Dataset:
@@ -206,7 +212,7 @@ def read_image_folder(
     check_options(fit, palette)
     target = target_size(size)
     skipped = SkipLog(strict=strict)
-    files = list_image_files(path, labels=labels, skipped=skipped)
+    files = list_image_files(path, labels=labels, skipped=skipped, id_prefix=id_prefix)
     total = len(files) + len(skipped.entries)
     recover = (palette or "auto") if recover_phase else None
     with ThreadPoolExecutor(default_workers(workers)) as pool:

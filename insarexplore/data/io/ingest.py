@@ -117,6 +117,7 @@ def ingest_image_folder(
     strict: bool = False,
     palette: str | None = None,
     recover_phase: bool = True,
+    id_prefix: str = "",
     progress: bool = True,
 ) -> IngestReport:
     """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
@@ -137,7 +138,7 @@ def ingest_image_folder(
     store = _open_store(store_path, mode, chunk_size)
     target = target_size(size)
     skipped = SkipLog(strict=strict)
-    files = list_image_files(path, labels=labels, skipped=skipped)
+    files = list_image_files(path, labels=labels, skipped=skipped, id_prefix=id_prefix)
     n_files, n_workers = len(files) + len(skipped.entries), default_workers(workers)
     recover = (palette or "auto") if recover_phase else None
     written = 0

@@ -288,7 +288,10 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
         problems.append(f"variables unknown to the store: {sorted(unknown)}")
     dup = np.intersect1d(existing["sample"].values.astype(str), ds["sample"].values.astype(str))
     if dup.size:
-        problems.append(f"{dup.size} sample id(s) already in the store: {', '.join(dup[:10])}")
+        problems.append(
+            f"{dup.size} sample id(s) already in the store: {', '.join(dup[:10])} (the same "
+            "files again? a folder whose file names repeat another's: ingest --id-prefix)"
+        )
     if problems:
         raise InSARDataError(f"cannot append to {path}: " + "; ".join(problems))
     n = ds.sizes["sample"]
