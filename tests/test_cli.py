@@ -382,22 +382,11 @@ def test_pretrain_ctrl_c_then_resume(tmp_path):
     assert Workspace.open(ws).current_model == runs[0].name
 
 
-def test_suggest_offers_every_strategy():
-    from insarexplore.cli.explore import STRATEGIES as CLI_STRATEGIES
-    from insarexplore.explore.active import STRATEGIES
+def test_names_module_holds_the_encoders_input_names():
+    """The CLI's choices come from insarexplore.names; models/encoders.py has its own copy."""
+    from insarexplore.cli import model as cli_model
+    from insarexplore.models import encoders
+    from insarexplore.names import PHASE_INPUTS, RGB_INPUTS
 
-    assert CLI_STRATEGIES == STRATEGIES
-
-
-def test_pretrain_offers_every_phase_input():
-    from insarexplore.cli.model import PHASE_INPUTS as CLI_PHASE_INPUTS
-    from insarexplore.models.encoders import PHASE_INPUTS
-
-    assert CLI_PHASE_INPUTS == PHASE_INPUTS
-
-
-def test_pretrain_offers_every_rgb_input():
-    from insarexplore.cli.model import RGB_INPUTS as CLI_RGB_INPUTS
-    from insarexplore.models.encoders import RGB_INPUTS
-
-    assert CLI_RGB_INPUTS == RGB_INPUTS
+    assert cli_model.PHASE_INPUTS is PHASE_INPUTS and cli_model.RGB_INPUTS is RGB_INPUTS
+    assert (PHASE_INPUTS, RGB_INPUTS) == (encoders.PHASE_INPUTS, encoders.RGB_INPUTS)

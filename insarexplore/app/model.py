@@ -14,21 +14,12 @@ import panel as pn
 import param
 
 from insarexplore.app.state import ExplorerState
+from insarexplore.names import STRATEGY_LABELS
 
 __all__ = ["ModelView", "KeyListener", "METHODS", "STRATEGIES"]
 
 METHODS = {"Linear probe": "linear", "Prototypes": "prototype", "kNN": "knn"}
-STRATEGIES = {
-    "Margin, every class": "margin_balanced",
-    "Entropy": "entropy",
-    "Margin": "margin",
-    "Least confidence": "least_confidence",
-    "Margin + diversity": "margin_diverse",
-    "Diversity": "diversity",
-    "Typical (first labels)": "typical",
-    "Geographic diversity": "geo_diversity",
-    "Most anomalous": "anomaly",
-}
+STRATEGIES = {label: name for name, label in STRATEGY_LABELS.items()}
 
 
 class KeyListener(pn.custom.ReactiveHTML):

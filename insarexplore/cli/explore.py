@@ -16,6 +16,7 @@ from insarexplore.cli._common import (
     positive_int,
     say,
 )
+from insarexplore.names import FEWSHOT_METHODS, STRATEGIES
 
 _LABEL_FORMATS = ("csv", "geojson", "hephaestus")
 LABEL_LOCK_TIMEOUT = 60.0  # seconds a label writer waits for another one's lock
@@ -178,7 +179,7 @@ def add_labels(sub: Any) -> None:
 
 
 def _cmd_suggest(args: argparse.Namespace) -> int:
-    from insarexplore.explore.active import suggest_workspace
+    from insarexplore.explore.workspace_suggest import suggest_workspace
 
     ws = open_workspace(args.workspace)
     picks = suggest_workspace(
@@ -211,19 +212,6 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     return 0
 
 
-# the names of insarexplore.explore.active.STRATEGIES (kept here so --help imports no numpy)
-STRATEGIES = (
-    "entropy",
-    "margin",
-    "least_confidence",
-    "diversity",
-    "typical",
-    "geo_diversity",
-    "margin_diverse",
-    "margin_balanced",
-)
-
-
 def add_suggest(sub: Any) -> None:
     p = add_command(
         sub,
@@ -237,6 +225,7 @@ def add_suggest(sub: Any) -> None:
   insarexplore suggest ws/ --strategy typical          # first labels: centres of clusters
   insarexplore suggest ws/ --strategy margin_diverse   # uncertain, but not near-duplicates
   insarexplore suggest ws/ --strategy margin_balanced  # uncertain, one per predicted class
+  insarexplore suggest ws/ --strategy anomaly          # most anomalous first
 """,
         description=(
             "Rank unlabelled samples by how much labelling them should help. Uncertainty\n"
@@ -246,7 +235,8 @@ def add_suggest(sub: Any) -> None:
             "(typical: the centres of unlabelled clusters, best for the first labels);\n"
             "geo_diversity avoids overlapping footprints; margin_diverse spreads uncertain\n"
             "picks over the embedding space, margin_balanced over the predicted classes (the\n"
-            "default, and the best after a first round of typical on the synthetic benchmark)."
+            "default, and the best after a first round of typical on the synthetic benchmark);\n"
+            "anomaly takes the most anomalous samples."
         ),
     )
     p.add_argument("workspace", help="workspace folder")
@@ -257,9 +247,7 @@ def add_suggest(sub: Any) -> None:
         default="margin_balanced",
         help="default margin_balanced (start with typical when nothing is labelled yet)",
     )
-    p.add_argument(
-        "--method", choices=["linear", "prototype", "knn"], default="linear", help="classifier"
-    )
+    p.add_argument("--method", choices=FEWSHOT_METHODS, default="linear", help="classifier")
     p.add_argument("--model", default=None, help="model version (default: current)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default=None, help="also write a CSV")

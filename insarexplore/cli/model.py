@@ -14,6 +14,7 @@ from insarexplore.cli._common import (
     positive_int,
     say,
 )
+from insarexplore.names import PHASE_INPUTS, RGB_INPUTS
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
@@ -43,11 +44,6 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
     version = pretrain(ws, config)
     say(f"model {version} is now the workspace's current model; next: insarexplore embed {ws.path}")
     return 0
-
-
-# insarexplore.models.encoders.PHASE_INPUTS / RGB_INPUTS (kept here so --help imports no torch)
-PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
-RGB_INPUTS = ("raw", "hue-gradient")
 
 
 def add_pretrain(sub: Any) -> None:

@@ -35,7 +35,7 @@ _LAZY = {
     # active learning, anomalies, splits
     "Suggestion": "insarexplore.explore.active",
     "suggest": "insarexplore.explore.active",
-    "suggest_workspace": "insarexplore.explore.active",
+    "suggest_workspace": "insarexplore.explore.workspace_suggest",
     "k_center_greedy": "insarexplore.explore.active",
     "knn_scores": "insarexplore.explore.anomaly",
     "isolation_forest_scores": "insarexplore.explore.anomaly",

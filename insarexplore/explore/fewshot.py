@@ -29,6 +29,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from insarexplore.names import FEWSHOT_METHODS
+
 __all__ = [
     "FewShotClassifier",
     "fit_temperature",
@@ -38,7 +40,7 @@ __all__ = [
     "load_predictions",
 ]
 
-METHODS = ("linear", "prototype", "knn")
+METHODS = FEWSHOT_METHODS
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 C_FALLBACK = 0.1
 _C_SELECT_MAX = 3000  # labelled rows used to choose C (a stratified subsample beyond that)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from insarexplore.explore.active import STRATEGIES, k_center_greedy, suggest, uncertainty
+from insarexplore.explore.active import REGISTRY, STRATEGIES, suggest
+from insarexplore.explore.selection import k_center_greedy, uncertainty
 
 
 def test_uncertainty_orders():
@@ -78,6 +79,38 @@ def test_geo_diversity_avoids_overlapping_footprints():
         suggest(3, "geo_diversity", proba=p)
 
 
+def test_one_registry_for_every_strategy():
+    from insarexplore import names
+    from insarexplore.app.model import STRATEGIES as DASHBOARD
+
+    assert STRATEGIES == names.STRATEGIES and set(REGISTRY) == set(STRATEGIES)
+    assert list(DASHBOARD.values()) == list(STRATEGIES)
+    rng = np.random.default_rng(4)
+    n = 60
+    x, y = rng.uniform(0, 10, n), rng.uniform(0, 10, n)
+    inputs = {
+        "proba": rng.dirichlet(np.ones(3), size=n),
+        "embeddings": rng.normal(size=(n, 4)).astype(np.float32),
+        "footprints": np.c_[x, y, x + 0.1, y + 0.1],
+        "anomaly": rng.random(n),
+    }
+    for name, strategy in REGISTRY.items():  # each runs on the inputs it declares
+        out = suggest(5, name, labelled=[0, 1], **{k: inputs[k] for k in strategy.uses})
+        assert len(out) == 5 and not {0, 1} & {s.index for s in out}, name
+        assert all(s.reason for s in out), name
+
+
+def test_anomaly_takes_the_highest_scores_of_unlabelled():
+    scores = np.array([0.9, np.nan, 0.5, 0.7, 0.1])
+    out = suggest(3, "anomaly", anomaly=scores, labelled=[0], ids=list("abcde"))
+    assert [s.sample for s in out] == ["d", "c", "e"]
+    assert out[0].reason == "anomaly score 0.7 (rank 1 of unlabelled)"
+    with pytest.raises(ValueError, match="no anomaly scores"):
+        suggest(3, "anomaly", anomaly=np.array([np.nan, 1.0]), labelled=[1])
+    with pytest.raises(ValueError, match="needs anomaly"):
+        suggest(3, "anomaly", embeddings=np.zeros((4, 2)))
+
+
 def test_bad_arguments():
     p = np.full((10, 2), 0.5)
     with pytest.raises(ValueError, match="strategy"):
@@ -110,8 +143,8 @@ def test_diversity_scales_to_a_million():
 
 
 def test_suggest_on_a_workspace(workspace):
-    from insarexplore.explore.active import suggest_workspace
     from insarexplore.explore.labels import LabelStore
+    from insarexplore.explore.workspace_suggest import suggest_workspace
 
     ws, X, y = workspace
     ids = ws.load_embeddings()[0].astype(str)
@@ -130,6 +163,16 @@ def test_suggest_on_a_workspace(workspace):
         # class c was never labelled: the model is unsure there, so suggestions go there
         out = suggest_workspace(ws, 10, "entropy", store=store)
         assert np.mean([y[list(ids).index(s.sample)] == 2 for s in out]) >= 0.5
+        # anomaly: the highest cached anomaly scores among the unlabelled samples
+        from insarexplore.explore.anomaly import anomaly_scores
+
+        scores = anomaly_scores(ws)["anomaly"]
+        out = suggest_workspace(ws, 4, "anomaly", store=store)
+        want = scores.drop(list(labelled)).sort_values(ascending=False, kind="stable")
+        assert [s.sample for s in out] == list(want.index[:4])
+        assert "anomaly score" in out[0].reason
+        with pytest.raises(ValueError, match="strategy"):
+            suggest_workspace(ws, 4, "oracle", store=store)
 
 
 def test_typical_picks_centres_of_unlabelled_clusters():
