@@ -191,8 +191,9 @@ def _selections(X, y, pool_idx, n_classes, seed, schedules=SCHEDULES):
         for k in BUDGETS:
             while len(chosen) < k * n_classes:
                 strategy = strategy_of(r)
-                if strategy == "typical":
-                    picks = suggest(n_classes, "typical", embeddings=Xp, labelled=chosen, seed=seed)
+                if strategy == "typical":  # the labels left in this budget, not the class count
+                    left = k * n_classes - len(chosen)
+                    picks = suggest(left, "typical", embeddings=Xp, labelled=chosen, seed=seed)
                     chosen += [p.index for p in picks]
                 else:
                     chosen += _uncertainty_round(

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "CLUSTERS_PER_PICK",
     "balanced_uncertain",
     "diverse_uncertain",
     "k_center_greedy",
@@ -24,6 +25,9 @@ __all__ = [
     "typical_samples",
     "uncertainty",
 ]
+
+#: ``typical`` on a cold start: k-means clusters per requested sample (see :func:`typical_samples`).
+CLUSTERS_PER_PICK = 2
 
 
 def uncertainty(proba: np.ndarray, strategy: str = "entropy") -> np.ndarray:
@@ -137,11 +141,15 @@ def typical_samples(
     """``n`` unlabelled rows, the most typical of each of the largest label-free k-means clusters.
 
     Returns the rows and the size of the cluster each one represents. k-means runs on at most
-    ``max_candidates`` rows (seeded subsample) with ``n`` + (labelled rows in it) clusters, at most
-    ``max_clusters`` (beyond that many labels, typicality has done its job and the rest is filled
-    by k-center greedy); a row's typicality is the inverse of its mean distance to its 20 nearest
-    neighbours in its cluster (measured on at most ``max_cluster`` members), which prefers the
-    dense core of a cluster over a point that is merely near the centroid of a spread-out one.
+    ``max_candidates`` rows (seeded subsample) with ``k = max(CLUSTERS_PER_PICK * n, n + L)``
+    clusters, ``L`` the labelled rows among them, and at most ``max_clusters`` (beyond that many
+    labels, typicality has done its job and the rest is filled by k-center greedy). The rule uses
+    no labels: on a cold start (``L = 0``) there are twice as many clusters as picks, so asking
+    for as many samples as there are classes does not make one cluster per class; once the labels
+    outnumber the picks it is TypiClust's ``n + L``. A row's typicality is the inverse of its mean
+    distance to its 20 nearest neighbours in its cluster (measured on at most ``max_cluster``
+    members), which prefers the dense core of a cluster over a point that is merely near the
+    centroid of a spread-out one.
     """
     from sklearn.cluster import MiniBatchKMeans
 
@@ -157,7 +165,8 @@ def typical_samples(
     n = min(int(n), int((~mask[rows]).sum()))
     if n <= 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    k = min(len(rows), n + int(mask[rows].sum()), max(int(max_clusters), n))
+    wanted = max(CLUSTERS_PER_PICK * n, n + int(mask[rows].sum()))
+    k = min(len(rows), wanted, max(int(max_clusters), n))
     km = MiniBatchKMeans(k, random_state=seed, n_init=3, batch_size=4096).fit(X[rows])
     assign = km.labels_
     covered = np.zeros(k, dtype=bool)

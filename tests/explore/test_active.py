@@ -177,24 +177,52 @@ def test_suggest_on_a_workspace(workspace):
 
 def test_typical_picks_centres_of_unlabelled_clusters():
     rng = np.random.default_rng(0)
-    centres = np.array([[0, 0], [50, 0], [0, 50], [50, 50]], np.float32)
-    sizes = [300, 200, 100, 50]
+    # 3 picks with 1 label: max(2 * 3, 3 + 1) = 6 clusters, one per blob
+    centres = np.array([[0, 0], [50, 0], [0, 50], [50, 50], [100, 0], [0, 100]], np.float32)
+    sizes = [300, 250, 200, 150, 100, 50]
     X = np.concatenate(
         [c + rng.normal(size=(s, 2)).astype(np.float32) for c, s in zip(centres, sizes)]
     )
-    out = suggest(3, "typical", embeddings=X, labelled=[0])  # cluster 0 already labelled
+    out = suggest(3, "typical", embeddings=X, labelled=[0])  # blob 0 already labelled
     got = np.round(X[[s.index for s in out]] / 50).astype(int).tolist()
     assert got == [[1, 0], [0, 1], [1, 1]]  # largest unlabelled clusters first
-    assert [s.score for s in out] == sorted((s.score for s in out), reverse=True)
+    assert [s.score for s in out] == sizes[1:4]
     for s in out:  # near the centre of its cluster
         assert (
             np.linalg.norm(X[s.index] - centres[np.argmin(((centres - X[s.index]) ** 2).sum(1))])
             < 1.0
         )
     assert "typical" in out[0].reason
+    cold = suggest(3, "typical", embeddings=X)  # no labels: the three largest blobs
+    assert np.round(X[[s.index for s in cold]] / 50).astype(int).tolist() == [
+        [0, 0],
+        [1, 0],
+        [0, 1],
+    ]
     with_outlier = np.concatenate([X, np.array([[500.0, 500.0]], np.float32)])
     out = suggest(2, "typical", embeddings=with_outlier)
     assert len(X) not in {s.index for s in out}  # an outlier is not typical
+
+
+def test_typical_chooses_the_number_of_clusters_without_labels(monkeypatch):
+    """Cold start: twice as many clusters as picks, so n = number of classes is no oracle."""
+    import sklearn.cluster
+
+    from insarexplore.explore.selection import CLUSTERS_PER_PICK
+
+    made = []
+
+    class Spy(sklearn.cluster.MiniBatchKMeans):
+        def fit(self, X, *a, **kw):
+            made.append(self.n_clusters)
+            return super().fit(X, *a, **kw)
+
+    monkeypatch.setattr(sklearn.cluster, "MiniBatchKMeans", Spy)
+    X = np.random.default_rng(1).normal(size=(600, 4)).astype(np.float32)
+    suggest(6, "typical", embeddings=X)
+    suggest(6, "typical", embeddings=X, labelled=np.arange(3))
+    suggest(6, "typical", embeddings=X, labelled=np.arange(20))
+    assert CLUSTERS_PER_PICK == 2 and made == [12, 12, 26]  # max(2n, n + labelled)
 
 
 def test_margin_diverse_spreads_a_batch_over_uncertain_groups():
