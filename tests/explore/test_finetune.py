@@ -58,12 +58,29 @@ def test_finetune_learns_and_keeps_original():
     assert emb.shape == (len(x), enc.out_dim)
 
 
-def test_default_augmentation_runs():
-    x, y = _images(4)
-    model, res = finetune_encoder(
-        build_encoder("resnet-tiny", 4), x, y, epochs=1, batch_size=8, progress=False
-    )
-    assert res.epochs_run == 1
+def test_default_augmentation_is_applied_to_every_training_batch(monkeypatch):
+    from insarexplore.ssl.augment import PhaseAugment
+
+    seen = []
+    forward = PhaseAugment.forward
+
+    def spy(self, xb):
+        out = forward(self, xb)
+        seen.append((len(xb), self.crop_scale, self.cutout_p, torch.equal(out, xb)))
+        return out
+
+    monkeypatch.setattr(PhaseAugment, "forward", spy)
+    x, y = _images(4)  # 8 samples: 6 to train on, 2 held out
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-tiny", 4)
+    model, res = finetune_encoder(enc, x, y, epochs=1, batch_size=4, progress=False)
+    assert res.epochs_run == 1 and (res.n_train, res.n_val) == (6, 2)
+    assert [n for n, *_ in seen] == [4, 2]  # each training batch, never the validation set
+    assert all(tuple(o) == ((0.6, 1.0), 0.25, False) for _, *o in seen)  # the milder crops
+    plain, _ = finetune_encoder(enc, x, y, epochs=1, batch_size=4, augment=None, progress=False)
+    assert len(seen) == 2  # augment=None: no augmentation
+    assert any(not torch.equal(a, b) for a, b in zip(model.state_dict().values(),
+                                                     plain.state_dict().values()))  # fmt: skip
 
 
 def test_clear_errors():
