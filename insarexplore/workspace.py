@@ -33,7 +33,7 @@ import numpy as np
 from insarexplore import _atomic
 from insarexplore.errors import InSARDataError, WorkspaceError
 
-__all__ = ["Workspace", "open_workspace"]
+__all__ = ["Workspace"]
 
 _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
@@ -621,8 +621,3 @@ class Workspace:
         out["artifacts"] = arts
         out["labels_db"] = self.labels_path.exists()
         return out
-
-
-def open_workspace(path: str | os.PathLike, *, create: bool = False) -> Workspace:
-    """Open (or, with ``create``, create) the workspace at ``path``."""
-    return Workspace.create(path) if create else Workspace.open(path)

@@ -11,7 +11,6 @@ still mixing the data; it shards across DDP ranks and can start mid-epoch for re
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -329,8 +328,3 @@ def collate_batch(batch: Any) -> Any:
     from torch.utils.data import default_collate
 
     return default_collate(batch)
-
-
-def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
-    """Full batches per epoch (what the sampler yields)."""
-    return max(0, math.floor(n / (batch_size * world)))
