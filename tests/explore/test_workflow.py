@@ -66,11 +66,12 @@ def test_explore_label_finetune_suggest_export(tmp_path):
     for c, label in chosen:  # a lasso over (part of) each cluster: at most 40 samples
         store.assign(clusters.index[clusters.cluster == c][:40], label)
 
-    def macro_f1(preds):
-        return f1_score([truth[s] for s in preds.ids], preds.predicted, average="macro")
+    def macro_f1(preds, held_out):  # on samples that no model was trained on
+        keep = np.isin(preds.ids, list(held_out))
+        truth_ = [truth[s] for s in preds.ids[keep]]
+        return f1_score(truth_, preds.predicted[keep], average="macro")
 
     _, before = train_fewshot(ws, "linear", store=store, progress=False)
-    f1_before = macro_f1(before)
     assert before.meta["model_version"] == version
 
     # fine-tune the encoder itself: a new model version, re-embedded
@@ -89,7 +90,9 @@ def test_explore_label_finetune_suggest_export(tmp_path):
         for p in picks:
             store.assign(p.sample, truth[p.sample])
     _, after = train_fewshot(ws, "linear", store=store, progress=False)
-    f1_after = macro_f1(after)
+    held_out = set(truth) - set(store.current())
+    assert len(held_out) >= 60
+    f1_before, f1_after = macro_f1(before, held_out), macro_f1(after, held_out)
     assert f1_after > f1_before + 0.05, (f1_before, f1_after)
 
     n = export_geojson(store, tmp_path / "labels.geojson", ws)
