@@ -4,6 +4,12 @@ Each cluster comes with its size and a representative sample, its medoid (the me
 smallest total distance to the others), which a user can look at before labelling the cluster.
 HDBSCAN is quadratic-ish in memory on large inputs, so above ``max_fit`` rows it runs on a seeded
 subsample and the other rows join the cluster of their nearest fitted neighbour.
+
+Proposals are always there: without explicit settings :func:`find_clusters` tries HDBSCAN
+settings scaled to the number of rows (:func:`hdbscan_ladder`, from about 1 % of the rows down)
+and keeps the first that finds at least two clusters with at most 30 % noise. When none does,
+the rows are cut into k-means regions instead, and the result says so (``method="kmeans"``,
+shown as such in the dashboard's legend): regions of the map, not density clusters.
 """
 
 from __future__ import annotations
@@ -13,20 +19,49 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClusterResult", "find_clusters", "medoid", "cluster"]
+__all__ = ["ClusterResult", "find_clusters", "hdbscan_ladder", "medoid", "cluster"]
+
+#: Most noise (share of rows in no cluster) an automatic HDBSCAN setting may leave.
+MAX_NOISE = 0.30
+#: Bumped when automatic settings change, so cached proposals of older rules are not reused.
+_RULES = "adaptive-1"
 
 
 @dataclass
 class ClusterResult:
-    """Cluster id per row (-1: noise), and per cluster its size and medoid row."""
+    """Cluster id per row (-1: noise), and per cluster its size and medoid row.
+
+    ``method``: ``"hdbscan"`` (density clusters) or ``"kmeans"`` (regions of the fallback, when
+    no HDBSCAN setting found clusters); ``params``: the settings used.
+    """
 
     labels: np.ndarray
     sizes: dict[int, int] = field(default_factory=dict)
     representatives: dict[int, int] = field(default_factory=dict)
+    method: str = "hdbscan"
+    params: dict = field(default_factory=dict)
 
     @property
     def n_clusters(self) -> int:
         return len(self.sizes)
+
+    @property
+    def noise_fraction(self) -> float:
+        return float((self.labels < 0).mean()) if len(self.labels) else 0.0
+
+    def describe(self) -> str:
+        """One line for people: how many proposals, what kind, how much noise."""
+        if self.method == "kmeans":
+            return (
+                f"{self.n_clusters} k-means regions (HDBSCAN found no dense clusters at any "
+                f"setting tried)"
+            )
+        mcs = self.params.get("min_cluster_size")
+        setting = f", min cluster size {mcs}" if mcs else ""
+        return (
+            f"{self.n_clusters} HDBSCAN clusters{setting}, "
+            f"{100 * self.noise_fraction:.0f} % of samples in none"
+        )
 
 
 def medoid(X: np.ndarray, *, max_points: int = 2000, seed: int = 0) -> int:
@@ -43,6 +78,25 @@ def medoid(X: np.ndarray, *, max_points: int = 2000, seed: int = 0) -> int:
     return int(rows[np.argmin(np.sqrt(d2).sum(axis=1))])
 
 
+def hdbscan_ladder(n: int) -> list[tuple[int, int]]:
+    """Automatic HDBSCAN ``(min_cluster_size, min_samples)`` settings for ``n`` fitted rows.
+
+    From about 1 % of the rows (proposals worth labelling in bulk) down by halves to 5, with
+    ``min_samples`` a quarter of the cluster size (at least 3): a smaller ``min_samples`` calls
+    fewer points noise at the sparse edges of map clusters.
+    """
+    n = int(n)
+    if n < 4:
+        return [(2, 1)]
+    top = max(5, min(n // 100, 500))
+    top = min(top, max(2, n // 2))
+    sizes = [top]
+    while sizes[-1] > 5 and len(sizes) < 5:
+        sizes.append(max(5, sizes[-1] // 2))
+    sizes = [min(s, max(2, n // 2)) for s in dict.fromkeys(sizes)]
+    return [(s, max(1, min(s, max(3, s // 4)))) for s in dict.fromkeys(sizes)]
+
+
 def find_clusters(
     X: np.ndarray,
     *,
@@ -50,13 +104,16 @@ def find_clusters(
     min_samples: int | None = None,
     max_fit: int = 20_000,
     seed: int = 0,
+    fallback: bool = True,
 ) -> ClusterResult:
-    """HDBSCAN clusters of the rows of ``X`` (embeddings or 2-D map coordinates).
+    """Cluster proposals for the rows of ``X`` (embeddings or 2-D map coordinates).
 
-    ``min_cluster_size`` defaults to about 1 % of the rows (at least 5): proposals are meant to be
-    big enough to be worth labelling in bulk.
+    With ``min_cluster_size`` (and optionally ``min_samples``) given, HDBSCAN runs with exactly
+    those settings. Without, the settings of :func:`hdbscan_ladder` are tried in turn and the
+    first finding at least two clusters with at most :data:`MAX_NOISE` noise is kept (else the
+    one with the most clusters under 50 % noise); when none finds two clusters and ``fallback``
+    is true, the rows are split into k-means regions (``method="kmeans"``, no noise).
     """
-    from sklearn.cluster import HDBSCAN
     from sklearn.neighbors import NearestNeighbors
 
     X = np.asarray(X, dtype=np.float32)
@@ -65,17 +122,27 @@ def find_clusters(
     if not np.isfinite(X).all():
         raise ValueError("X: contains NaN or infinite values")
     n = len(X)
-    if min_cluster_size is None:
-        min_cluster_size = max(5, min(n, max_fit) // 100)
-    if min_cluster_size < 2:
+    if min_cluster_size is not None and min_cluster_size < 2:
         raise ValueError(f"min_cluster_size: must be at least 2, got {min_cluster_size}")
     rows = np.arange(n)
     if n > max_fit:
         rows = np.sort(np.random.default_rng(seed).choice(n, size=max_fit, replace=False))
-    model = HDBSCAN(
-        min_cluster_size=min(min_cluster_size, len(rows)), min_samples=min_samples, copy=True
-    )
-    fitted = model.fit_predict(X[rows])
+    fit = X[rows]
+    if min_cluster_size is not None or min_samples is not None:
+        mcs = min_cluster_size if min_cluster_size is not None else max(5, len(rows) // 100)
+        settings = [(min(mcs, len(rows)), min_samples)]
+        fallback = False
+    else:
+        settings = hdbscan_ladder(len(rows))
+    method, params, fitted = _best_hdbscan(fit, settings)
+    if fitted is None or (fallback and len(set(fitted[fitted >= 0].tolist())) < 2):
+        if fallback:
+            k = int(np.clip(round(np.sqrt(len(rows) / 50)), 2, 12))
+            k = min(k, len(rows))
+            fitted = _kmeans(fit, k, seed)
+            method, params = "kmeans", {"k": k}
+        else:
+            fitted = np.full(len(rows), -1, dtype=np.int64)
     labels = np.full(n, -1, dtype=np.int64)
     labels[rows] = fitted
     if len(rows) < n:
@@ -88,7 +155,48 @@ def find_clusters(
         members = np.flatnonzero(labels == c)
         sizes[int(c)] = int(members.size)
         reps[int(c)] = int(members[medoid(X[members], seed=seed)])
-    return ClusterResult(labels=labels, sizes=sizes, representatives=reps)
+    return ClusterResult(labels, sizes, reps, method=method, params=params)
+
+
+def _best_hdbscan(
+    X: np.ndarray, settings: list[tuple[int, int | None]]
+) -> tuple[str, dict, np.ndarray | None]:
+    """The first setting meeting the targets, else the one with the most clusters."""
+    from sklearn.cluster import HDBSCAN
+
+    best: tuple[int, dict, np.ndarray] | None = None
+    for mcs, ms in settings:
+        fitted = HDBSCAN(min_cluster_size=mcs, min_samples=ms, copy=True).fit_predict(X)
+        fitted = _renumber_by_size(fitted)
+        k = int(fitted.max()) + 1 if len(fitted) else 0
+        noise = float((fitted < 0).mean())
+        params = {"min_cluster_size": int(mcs), "min_samples": None if ms is None else int(ms)}
+        if len(settings) == 1 or (k >= 2 and noise <= MAX_NOISE):
+            return "hdbscan", params, fitted
+        if k >= 2 and noise <= 0.5 and (best is None or k > best[0]):
+            best = (k, params, fitted)
+    if best is not None:
+        return "hdbscan", best[1], best[2]
+    return "hdbscan", {}, None
+
+
+def _renumber_by_size(labels: np.ndarray) -> np.ndarray:
+    """Cluster ids 0, 1, ... from the largest cluster down (noise stays -1)."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    if not len(ids):
+        return labels
+    order = ids[np.lexsort((ids, -counts))]
+    lut = np.full(int(labels.max()) + 1, -1, dtype=np.int64)
+    lut[order] = np.arange(len(order))
+    return np.where(labels >= 0, lut[np.maximum(labels, 0)], -1)
+
+
+def _kmeans(X: np.ndarray, k: int, seed: int) -> np.ndarray:
+    from sklearn.cluster import KMeans
+
+    fitted = KMeans(n_clusters=k, n_init=3, random_state=seed).fit_predict(X)
+    return _renumber_by_size(fitted)
 
 
 def cluster(
@@ -103,7 +211,10 @@ def cluster(
 
     Columns: ``cluster`` (-1 for noise), ``size`` (of that cluster) and ``representative``
     (sample id of its medoid). ``space`` is ``"embedding"`` or a projection method whose cached
-    map (see :func:`insarexplore.explore.projection`) is clustered instead.
+    map (see :func:`insarexplore.explore.projection`) is clustered instead (what the dashboard
+    shows: clusters that are groups on the map the user lassos). ``frame.attrs`` holds
+    ``method`` (``hdbscan`` or ``kmeans``), ``params``, ``n_clusters``, ``noise_fraction`` and
+    ``description`` (one line for the legend).
     """
     import hashlib
     import json
@@ -120,7 +231,8 @@ def cluster(
     else:
         raise ValueError(f"space: must be 'embedding', 'umap' or 'pca', got {space!r}")
     version = model_version or ws.current_model
-    digest = hashlib.sha1(json.dumps([space, kw], sort_keys=True).encode()).hexdigest()[:10]
+    digest = hashlib.sha1(json.dumps([space, kw, _RULES], sort_keys=True).encode()).hexdigest()
+    digest = digest[:10]
     key = f"{space}-{version}-{digest}"
     source = embedding_hash(ids, X)
     result = None
@@ -137,10 +249,25 @@ def cluster(
             size[members], rep[members] = s, ids[found.representatives[c]]
         result = {"ids": ids.astype(object), "cluster": found.labels, "size": size, "rep": rep}
         meta = {"model_version": version, "space": space, "params": kw, "source_hash": source}
-        meta["n_clusters"] = found.n_clusters
+        meta.update(
+            n_clusters=found.n_clusters,
+            method=found.method,
+            settings=found.params,
+            noise_fraction=found.noise_fraction,
+            description=found.describe(),
+        )
         ws.save_artifact("clusters", key, result, meta)
     frame = pd.DataFrame(
         {"cluster": result["cluster"], "size": result["size"], "representative": result["rep"]},
         index=pd.Index(np.asarray(result["ids"]).astype(str), name="sample"),
+    )
+    labels = np.asarray(result["cluster"])
+    frame.attrs.update(
+        space=space,
+        method=meta.get("method", "hdbscan"),
+        params=meta.get("settings", {}),
+        n_clusters=int(meta.get("n_clusters", len(set(labels[labels >= 0].tolist())))),
+        noise_fraction=float((labels < 0).mean()) if len(labels) else 0.0,
+        description=meta.get("description", ""),
     )
     return frame
