@@ -54,15 +54,31 @@ class Coloring:
     values: np.ndarray | None = None  # numeric: float values (NaN missing)
     span: tuple[float, float] = (0.0, 1.0)  # numeric: value range of the ramp
 
-    def legend_items(self) -> list[tuple[str, str]]:
-        """``(colour, text)`` pairs for a legend."""
+    def legend_items(self, counts: bool = False) -> list[tuple[str, str]]:
+        """``(colour, text)`` pairs for a legend; ``counts`` appends each category's size.
+
+        Cluster ids read ``cluster 3`` and their missing value ``noise`` (samples HDBSCAN left
+        in no cluster); other fields' missing value reads ``(none)``.
+        """
         if self.kind == "categorical":
-            items = list(zip(self.color_key, self.categories))
+            cluster = self.field == "cluster"
+            names = [f"cluster {c}" if cluster else c for c in self.categories]
+            items = list(zip(self.color_key, names))
+            sizes = self.category_counts()
             if self.codes is not None and (self.codes < 0).any():
-                items.append((MISSING, "(none)"))
+                items.append((MISSING, "noise" if cluster else "(none)"))
+            if counts:
+                items = [(col, f"{text} ({n:,})") for (col, text), n in zip(items, sizes)]
             return items
         lo, hi = self.span
         return [(RAMP[0], _fmt(lo, self.field)), (RAMP[-1], _fmt(hi, self.field))]
+
+    def category_counts(self) -> list[int]:
+        """Samples per category, then the number of missing ones (categorical fields)."""
+        if self.codes is None:
+            return []
+        k = len(self.categories)
+        return np.bincount(np.where(self.codes < 0, k, self.codes), minlength=k + 1).tolist()
 
 
 def _fmt(value: float, name: str) -> str:
@@ -97,6 +113,8 @@ def coloring(
         if name == "cluster":
             as_str = as_str.where(col.to_numpy() >= 0, "")
         cats = category_order(as_str, classes if is_label else None)
+        if name == "cluster":  # 0, 1, 2, ..., 10 (ids are numbered from the largest cluster)
+            cats = sorted(cats, key=lambda v: (len(v), v))
         codes = pd.Index(cats, dtype=object).get_indexer(as_str).astype(np.int64)  # -1: none
         key = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(cats))]
         lut = np.array([*key, MISSING], dtype=object)

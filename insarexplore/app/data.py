@@ -62,7 +62,8 @@ class ExplorerData:
     ``table`` is indexed by sample id and must hold float columns ``x`` and ``y``. ``dataset`` is
     the (lazy) data-model Dataset the images are rendered from; ``None`` gives a table-only
     explorer (benchmarks, tests) that shows no images. ``embeddings`` (aligned with ``table``)
-    feed few-shot training and suggestions.
+    feed few-shot training and suggestions. ``cluster_info``: how the ``cluster`` column was
+    made (``method``, ``description``; see :func:`insarexplore.explore.cluster`).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class ExplorerData:
         model_version: str | None = None,
         thumb_size: int = 96,
         cache_size: int = 4096,
+        cluster_info: dict[str, Any] | None = None,
     ) -> None:
         for col in ("x", "y"):
             if col not in table.columns:
@@ -95,6 +97,7 @@ class ExplorerData:
         self.workspace = workspace
         self.embeddings = embeddings
         self.model_version = model_version
+        self.cluster_info = dict(cluster_info or {})
         self.thumb_size = int(thumb_size)
         self._cache: OrderedDict[tuple, bytes] = OrderedDict()
         self._cache_size = int(cache_size)
@@ -124,11 +127,14 @@ class ExplorerData:
         ds = ws.open_data(lazy=True)
         meta = ds.insar.sample_table()
         ids, vectors, version = engine.embeddings(ws, model_version)
-        xy = engine.projection(ws, ids, projection=projection, model_version=version)
+        method = engine.projection_method(ws, len(ids), projection, version)
+        xy = engine.projection(ws, ids, projection=method, model_version=version)
         table = meta.reindex(pd.Index(ids, name="sample"))
         table["x"], table["y"] = xy[:, 0], xy[:, 1]
-        for name, values in engine.extras(ws, ids, model_version=version).items():
+        columns, info = engine.extras(ws, ids, model_version=version, space=method)
+        for name, values in columns.items():
             table[name] = values
+        kwargs.setdefault("cluster_info", info)
         return cls(
             table, dataset=ds, workspace=ws, embeddings=vectors, model_version=version, **kwargs
         )

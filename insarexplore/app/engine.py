@@ -18,6 +18,7 @@ from insarexplore.explore.active import UNCERTAINTY_STRATEGIES
 __all__ = [
     "open_workspace",
     "embeddings",
+    "projection_method",
     "projection",
     "extras",
     "open_label_store",
@@ -54,20 +55,26 @@ def embeddings(ws: Any, model_version: str | None = None) -> tuple[np.ndarray, n
     return np.asarray(ids).astype(str).astype(object), np.asarray(vectors, np.float32), version
 
 
+def projection_method(ws: Any, n: int, projection: str, model_version: str | None) -> str:
+    """``umap`` or ``pca`` for ``projection`` (``auto``: a cached UMAP, else by size)."""
+    method = projection
+    if projection == "auto":
+        cached = any(
+            key.startswith(f"umap-{model_version}-") for _, key in ws.list_artifacts("projection")
+        )
+        method = "umap" if cached or n <= 100_000 else "pca"
+    if method not in ("umap", "pca"):
+        raise ValueError(f"projection must be 'auto', 'umap' or 'pca'; got {projection!r}")
+    return method
+
+
 def projection(
     ws: Any, ids: np.ndarray, *, projection: str, model_version: str | None
 ) -> np.ndarray:
     """2-D coordinates aligned with ``ids`` (fitted once, then cached by the engine)."""
     from insarexplore.explore.projection import project
 
-    method = projection
-    if projection == "auto":
-        cached = any(
-            key.startswith(f"umap-{model_version}-") for _, key in ws.list_artifacts("projection")
-        )
-        method = "umap" if cached or len(ids) <= 100_000 else "pca"
-    if method not in ("umap", "pca"):
-        raise ValueError(f"projection must be 'auto', 'umap' or 'pca'; got {projection!r}")
+    method = projection_method(ws, len(ids), projection, model_version)
     result = project(ws, method=method, model_version=model_version)
     return _aligned_xy(result, ids)
 
@@ -85,20 +92,28 @@ def _aligned_xy(result: Any, ids: np.ndarray) -> np.ndarray:
     return xy
 
 
-def extras(ws: Any, ids: np.ndarray, *, model_version: str | None) -> dict[str, np.ndarray]:
-    """Per-sample engine results for colouring: ``cluster`` and ``anomaly`` (both cached)."""
+def extras(
+    ws: Any, ids: np.ndarray, *, model_version: str | None, space: str = "embedding"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Per-sample engine results for colouring, ``cluster`` and ``anomaly`` (both cached), and
+    the summary of the cluster proposals (method, settings, count, noise, a description).
+
+    ``space``: where clusters are proposed; the dashboard passes its map's method, so clusters
+    are groups on the map the user lassos.
+    """
     from insarexplore.explore.clusters import cluster
 
     out: dict[str, np.ndarray] = {}
-    clusters = cluster(ws, model_version=model_version)
+    clusters = cluster(ws, model_version=model_version, space=space)
     out["cluster"] = _aligned(clusters, ids, "cluster", -1).astype(np.int64)
+    info = dict(getattr(clusters, "attrs", {}) or {})
     try:
         from insarexplore.explore.anomaly import anomaly_scores
     except ImportError:  # engine without anomaly scores: the field is simply not offered
-        return out
+        return out, info
     scores = anomaly_scores(ws, model_version=model_version)
     out["anomaly"] = _aligned(scores, ids, "anomaly", np.nan).astype(np.float64)
-    return out
+    return out, info
 
 
 def _aligned(result: Any, ids: np.ndarray, column: str, fill: Any) -> np.ndarray:

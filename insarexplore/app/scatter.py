@@ -90,7 +90,7 @@ class ScatterView(pn.viewable.Viewer):
 
     def _update_legend(self, *_: Any) -> None:
         c = self.current_coloring()
-        items = c.legend_items()
+        items = c.legend_items(counts=c.kind == "categorical")
         if c.kind == "numeric":
             lo, hi = items[0][1], items[-1][1]
             grad = ", ".join(_ramp_css())
@@ -108,6 +108,8 @@ class ScatterView(pn.viewable.Viewer):
             )
             more = f" ... +{len(items) - 24}" if len(items) > 24 else ""
             html = f"<div style='font-size:12px;line-height:1.8'>{swatches}{more}</div>"
+            if c.field == "cluster":
+                html = _cluster_note(self.state.data.cluster_info, c) + html
         self._legend.object = html
 
     def _info_text(self) -> str:
@@ -288,6 +290,30 @@ class ScatterView(pn.viewable.Viewer):
     def __panel__(self) -> pn.viewable.Viewable:
         header = pn.Row(self._color_select, self._info, sizing_mode="stretch_width")
         return pn.Column(header, self._legend, self._pane, sizing_mode="stretch_width")
+
+
+def _cluster_note(info: dict, c: Coloring) -> str:
+    """The line above the cluster legend: what made the proposals, or that there are none."""
+    n = len(c.categories)
+    if not n:
+        text = "No cluster proposals: every sample is noise at the settings tried"
+    elif info.get("method") == "kmeans":
+        text = (
+            f"{n} k-means regions of the map: HDBSCAN found no dense clusters, so these are "
+            "areas to look at, not groups"
+        )
+    else:
+        params = info.get("params") or {}
+        size = (
+            f", min cluster size {params['min_cluster_size']}"
+            if params.get("min_cluster_size")
+            else ""
+        )
+        space = {"umap": "UMAP map", "pca": "PCA map", "embedding": "embeddings"}.get(
+            str(info.get("space", "")), "map"
+        )
+        text = f"{n} HDBSCAN cluster proposals on the {space}{size}; lasso one to label it"
+    return f"<div style='font-size:12px;color:#444'>{_escape(text)}</div>"
 
 
 def _set_data(sel: Any, foc: Any, sel_data: dict, foc_data: dict) -> None:
