@@ -1,9 +1,13 @@
-"""The map: footprints of the selection, the focused sample's phase in place, draw-to-select.
+"""The map: every footprint, the selection on top, the focused sample's phase, draw-to-select.
 
-An ipyleaflet ``Map`` inside Panel. Footprints are GeoJSON coloured like the scatter; clicking
-one focuses that sample everywhere; a rectangle or polygon drawn on the map selects the samples
-whose footprint centre lies inside it. Footprints and the phase overlay need no tiles, so the
-map is useful offline; served, the widget's JavaScript comes from the app itself (see server.py).
+An ipyleaflet ``Map`` inside Panel, zoomed to the data's extent from the start. Before anything
+is selected it shows where the data are: every footprint (merged into one layer per colour, with
+a dot at each centre so that small footprints stay visible at a continental zoom), or above
+``max_overview`` samples their density on a grid; both coloured like the scatter. The data's
+extent box and a graticule need no tiles, so the map is readable offline. The selection's
+footprints are drawn on top; clicking one focuses that sample everywhere; a rectangle or polygon
+drawn on the map selects the samples whose footprint centre lies inside it. Served, the widget's
+JavaScript comes from the app itself (see server.py).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from insarexplore.app.livetext import LiveText
 from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
 
-__all__ = ["MapView", "BASEMAPS", "LocalLeaflet", "fit_view"]
+__all__ = ["MapView", "BASEMAPS", "LocalLeaflet", "fit_view", "graticule_step"]
 
 BASEMAPS = {
     "OpenStreetMap": (
@@ -81,6 +85,10 @@ class MapView(pn.viewable.Viewer):
     max_merged = param.Integer(
         default=2_000, doc="Above max_footprints: footprints drawn, merged by colour (a subset)."
     )
+    max_overview = param.Integer(
+        default=3_000,
+        doc="All samples drawn as footprints and dots up to this many; their density above.",
+    )
     widget_cdn = param.String(default=None, allow_None=True)
     height = param.Integer(default=440)
 
@@ -100,7 +108,13 @@ class MapView(pn.viewable.Viewer):
             basemap=self._tiles,
             layout={"height": f"{self.height}px"},
         )
+        # no layer-wide style: jupyter-leaflet lets it override each feature's own style
+        self.extent = L.GeoJSON(data=_EMPTY, name="extent")
+        self.overview = L.GeoJSON(data=_EMPTY, name="all samples", point_style=_DOT)
+        self.overview_kind = ""  # "footprints" or "density": how all samples are drawn
         self.footprints = L.GeoJSON(data=_EMPTY, name="selection", hover_style=_HOVER)
+        # the selection's centres, ringed: visible where its footprints are sub-pixel
+        self.selected_centres = L.GeoJSON(data=_EMPTY, name="selected", point_style=_SEL_DOT)
         self.shown = 0  # footprints drawn of the selection
         self.focus_outline = L.GeoJSON(
             data=_EMPTY, name="focused", style={"color": "#e6194b", "weight": 3, "fillOpacity": 0}
@@ -114,6 +128,9 @@ class MapView(pn.viewable.Viewer):
             marker={},
             circle={},
         )
+        self.map.add(self.extent)
+        self.map.add(self.overview)
+        self.map.add(self.selected_centres)
         self.map.add(self.footprints)
         self.map.add(self.focus_outline)
         self.map.add(self.draw)
@@ -132,21 +149,51 @@ class MapView(pn.viewable.Viewer):
         )
         self._note = LiveText("", margin=(28, 10, 5, 10))
         state.param.watch(self._draw_selection, ["selection", "version", "color_by"])
+        state.param.watch(self._draw_overview, ["version", "color_by"])
         state.param.watch(self._draw_focus, ["focused"])
+        self._draw_extent()
+        self._draw_overview()
         self._draw_selection()
 
     # -- view --------------------------------------------------------------------------------
-    def _initial_view(self) -> tuple[tuple[float, float], int]:
+    def data_extent(self) -> tuple[float, float, float, float] | None:
+        """``(lon_min, lat_min, lon_max, lat_max)`` of every footprint, or None."""
         t = self.state.table
-        cols = ["lon_min", "lat_min", "lon_max", "lat_max"]
-        if set(cols) <= set(t.columns):
-            box = t[cols].to_numpy(dtype=np.float64)
-            box = box[np.isfinite(box).all(axis=1)]
-            if len(box):
-                return fit_view(
-                    (box[:, 0].min(), box[:, 1].min(), box[:, 2].max(), box[:, 3].max())
-                )
-        return (20.0, 0.0), 2
+        boxes = _boxes(t, np.arange(len(t)))
+        boxes = boxes[np.isfinite(boxes).all(axis=1)]
+        if not len(boxes):
+            return None
+        return (
+            float(boxes[:, 0].min()),
+            float(boxes[:, 1].min()),
+            float(boxes[:, 2].max()),
+            float(boxes[:, 3].max()),
+        )
+
+    def _initial_view(self) -> tuple[tuple[float, float], int]:
+        box = self.data_extent()
+        return fit_view(box) if box is not None else ((20.0, 0.0), 2)
+
+    def _draw_extent(self) -> None:
+        """The data's extent as a dashed box, with a graticule inside it (no tiles needed)."""
+        box = self.data_extent()
+        self.extent.data = _extent_geojson(box) if box is not None else _EMPTY
+
+    def _draw_overview(self, *_: Any) -> None:
+        """Every sample: footprints and centre dots, or their density above max_overview."""
+        s = self.state
+        boxes = _boxes(s.table, np.arange(s.n))
+        ok = np.isfinite(boxes).all(axis=1)
+        if not ok.any():
+            self.overview.data, self.overview_kind = _EMPTY, ""
+            return
+        if ok.sum() <= self.max_overview:
+            colors = s.coloring().colors[ok]
+            self.overview.data = _overview_geojson(boxes[ok], colors)
+            self.overview_kind = "footprints"
+        else:
+            self.overview.data = _density_geojson(boxes[ok])
+            self.overview_kind = "density"
 
     @param.depends("basemap", watch=True)
     def _switch_basemap(self) -> None:
@@ -180,9 +227,12 @@ class MapView(pn.viewable.Viewer):
             geo = _features_geojson(boxes, ids, colors, labels)
         self.footprints.hover_style = {} if merged else _HOVER
         self.footprints.data = geo
+        self.selected_centres.data = _centres_geojson(boxes, colors)
         self.shown = len(pos)
         if not n_sel:
-            note = "Draw a rectangle or polygon to select by place"
+            n_all = int(np.isfinite(_boxes(s.table, np.arange(s.n))).all(axis=1).sum())
+            how = "density of " if self.overview_kind == "density" else ""
+            note = f"{how}all {n_all:,} footprints · draw a rectangle or polygon to select by place"
         elif self.shown < n_sel:
             how = ", merged by colour" if merged else ""
             note = f"{self.shown:,} of {n_sel:,} selected footprints drawn{how}"
@@ -285,6 +335,9 @@ class MapView(pn.viewable.Viewer):
 
 _EMPTY: dict = {"type": "FeatureCollection", "features": []}
 _HOVER = {"weight": 3, "fillOpacity": 0.35}
+_EXTENT_STYLE = {"color": "#5a6b7b", "weight": 1.5, "fillOpacity": 0, "opacity": 0.8}
+_DOT = {"radius": 3, "weight": 0.5, "fillOpacity": 0.8, "opacity": 0.9}
+_SEL_DOT = {"radius": 5, "weight": 1.5, "fillOpacity": 0.9, "color": "#000000"}
 _BOX_COLUMNS = ["lon_min", "lat_min", "lon_max", "lat_max"]
 
 
@@ -293,6 +346,146 @@ def _boxes(table: Any, pos: np.ndarray) -> np.ndarray:
     if not set(_BOX_COLUMNS) <= set(table.columns):
         return np.full((len(pos), 4), np.nan)
     return np.column_stack([table[c].to_numpy(np.float64)[pos] for c in _BOX_COLUMNS])
+
+
+def graticule_step(span: float) -> float:
+    """A round graticule spacing in degrees giving about 3-8 lines across ``span`` degrees."""
+    for step in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 45, 90):
+        if span / step <= 8:
+            return float(step)
+    return 90.0
+
+
+def _extent_geojson(box: tuple[float, float, float, float]) -> dict:
+    """The extent box (dashed) and graticule lines inside it, labelled by their degree."""
+    lon0, lat0, lon1, lat1 = box
+    pad = max(lon1 - lon0, lat1 - lat0, 0.01) * 0.02
+    lon0, lat0 = max(lon0 - pad, -180.0), max(lat0 - pad, -85.0)
+    lon1, lat1 = min(lon1 + pad, 180.0), min(lat1 + pad, 85.0)
+    ring = [[lon0, lat0], [lon1, lat0], [lon1, lat1], [lon0, lat1], [lon0, lat0]]
+    features = [
+        {
+            "type": "Feature",
+            "properties": {
+                "kind": "extent",
+                "style": {**_EXTENT_STYLE, "dashArray": "6 4"},
+            },
+            "geometry": {"type": "Polygon", "coordinates": [ring]},
+        }
+    ]
+    step = graticule_step(max(lon1 - lon0, lat1 - lat0))
+    line = {"color": "#8a99a8", "weight": 0.6, "opacity": 0.7, "dashArray": "2 4"}
+    for lon in np.arange(math.ceil(lon0 / step) * step, lon1, step):
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"kind": "graticule", "lon": round(float(lon), 6), "style": line},
+                "geometry": {"type": "LineString", "coordinates": [[lon, lat0], [lon, lat1]]},
+            }
+        )
+    for lat in np.arange(math.ceil(lat0 / step) * step, lat1, step):
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {"kind": "graticule", "lat": round(float(lat), 6), "style": line},
+                "geometry": {"type": "LineString", "coordinates": [[lon0, lat], [lon1, lat]]},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _overview_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
+    """Every footprint merged by colour, and one dot per footprint centre, faint."""
+    rings = footprint_rings(boxes)
+    centres = np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
+    features = []
+    for c in dict.fromkeys(colors.tolist()):
+        idx = np.flatnonzero(colors == c)
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "kind": "footprints",
+                    "count": int(len(idx)),
+                    "style": {"color": c, "weight": 0.8, "fillColor": c, "fillOpacity": 0.08},
+                },
+                "geometry": {"type": "MultiPolygon", "coordinates": [[rings[i]] for i in idx]},
+            }
+        )
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "kind": "centres",
+                    "count": int(len(idx)),
+                    "style": {"color": c, "fillColor": c},
+                },
+                "geometry": {"type": "MultiPoint", "coordinates": centres[idx].tolist()},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _centres_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
+    """One MultiPoint of footprint centres per colour (black-ringed dots of the selection)."""
+    if not len(boxes):
+        return _EMPTY
+    centres = np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
+    features = []
+    for c in dict.fromkeys(colors.tolist()):
+        idx = np.flatnonzero(colors == c)
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "kind": "selected",
+                    "count": int(len(idx)),
+                    "style": {"color": "#000000", "fillColor": c},
+                },
+                "geometry": {"type": "MultiPoint", "coordinates": centres[idx].tolist()},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def _density_geojson(boxes: np.ndarray, cells: int = 64) -> dict:
+    """Footprint centres counted on a grid over their extent: one shaded square per cell."""
+    from insarexplore.app.colors import RAMP
+
+    cx, cy = boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)
+    lon0, lon1, lat0, lat1 = cx.min(), cx.max(), cy.min(), cy.max()
+    size = max(lon1 - lon0, lat1 - lat0, 1e-3) / cells
+    i = np.minimum(((cx - lon0) / size).astype(int), cells)
+    j = np.minimum(((cy - lat0) / size).astype(int), cells)
+    keys, counts = np.unique(i * (cells + 1) + j, return_counts=True)
+    level = np.log1p(counts) / np.log1p(counts.max())
+    features = []
+    for key, n, t in zip(keys.tolist(), counts.tolist(), level.tolist()):
+        a, b = divmod(key, cells + 1)
+        x, y = lon0 + a * size, lat0 + b * size
+        col = RAMP[min(len(RAMP) - 1, int(round(t * (len(RAMP) - 1))))]
+        features.append(
+            {
+                "type": "Feature",
+                "properties": {
+                    "kind": "density",
+                    "count": int(n),
+                    "style": {
+                        "color": col,
+                        "weight": 0.5,
+                        "fillColor": col,
+                        "fillOpacity": 0.25 + 0.5 * t,
+                    },
+                },
+                "geometry": {
+                    "type": "Polygon",
+                    "coordinates": [
+                        [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+                    ],
+                },
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
 
 
 def _features_geojson(boxes: np.ndarray, ids: Any, colors: np.ndarray, labels: np.ndarray) -> dict:
