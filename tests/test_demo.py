@@ -8,7 +8,9 @@ A second run on the same folder must reuse every step.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -112,16 +114,81 @@ def test_demo_bad_arguments(tmp_path):
 
 
 def test_plan_is_sized_for_the_machine():
-    from insarexplore.demo import plan_demo
+    from insarexplore.demo import DEMO_DIFFICULTY, plan_demo
 
     cpu = plan_demo(device="cpu")
     assert (cpu.n, cpu.size, cpu.arch, cpu.projection) == (3000, 64, "resnet-micro", "umap")
-    assert 2.0 <= cpu.minutes <= 4.5  # leaves time for synthesis, embedding and UMAP in ~5 min
+    # a step budget (the same map on a busy machine), about 2-3 min on 2 idle cores, and a guard
+    assert cpu.steps == 1500 and cpu.batch_size == 128
+    assert 5 <= cpu.minutes <= 10
+    assert cpu.difficulty == DEMO_DIFFICULTY == "easy" and len(cpu.classes) == 6
     quick = plan_demo(device="cpu", quick=True)
     assert quick.n < 500 and quick.projection == "pca" and not quick.monitor
-    mine = plan_demo(device="cpu", n=100, size=48, minutes=1, projection="pca")
-    assert (mine.n, mine.size, mine.minutes, mine.projection) == (100, 48, 1.0, "pca")
+    assert quick.steps < cpu.steps
+    mine = plan_demo(device="cpu", n=100, size=48, steps=40, minutes=1, projection="pca")
+    assert (mine.n, mine.size, mine.steps, mine.minutes, mine.projection) == (
+        100,
+        48,
+        40,
+        1.0,
+        "pca",
+    )
     with pytest.raises(ValueError, match="n must be at least 16"):
         plan_demo(device="cpu", n=3)
     with pytest.raises(ValueError, match="projection"):
         plan_demo(device="cpu", projection="tsne")
+    with pytest.raises(ValueError, match="steps"):
+        plan_demo(device="cpu", steps=0)
+
+
+def test_wall_clock_guard_keeps_the_encoder_and_says_so(tmp_path, capsys):
+    from insarexplore.data.synthetic import generate_to_zarr
+    from insarexplore.demo import pretrain_guarded
+    from insarexplore.models.serialization import load_encoder
+    from insarexplore.ssl.train import PretrainConfig
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    generate_to_zarr(ws.data_path, 64, size=16, seed=0, progress=False)
+    config = PretrainConfig(
+        arch="resnet-tiny",
+        steps=10_000,
+        batch_size=16,
+        device="cpu",
+        monitor_every=0,
+        progress=False,
+        tensorboard=False,
+    )
+    done = pretrain_guarded(ws, config, minutes=1e-4)  # trips after the first step
+    assert done["cut_short"] and 1 <= done["steps"] < done["planned"] == 10_000
+    assert ws.current_model == done["version"]
+    meta = json.loads((ws.model_dir(done["version"]) / "meta.json").read_text())
+    assert meta["status"] == "done" and meta["cut_short"] is True
+    assert meta["steps"] == done["steps"] and meta["planned_steps"] == 10_000
+    model, cfg = load_encoder(ws.model_dir(done["version"]))
+    assert cfg["arch"] == "resnet-tiny"
+    err = capsys.readouterr().err
+    assert "cut short by the wall-clock guard" in err and "of 10,000 steps" in err
+
+
+def test_demo_serves_with_the_printed_token_url(tmp_path, monkeypatch):
+    """Off loopback the dashboard needs a token: the demo prints the URL that carries it."""
+    import insarexplore.app.server as server_mod
+    import insarexplore.demo as demo
+
+    sys.path.insert(0, str(Path(__file__).parent / "app"))
+    from factory import build_workspace
+
+    ws, _ = build_workspace(tmp_path / "ws", n=30)
+    monkeypatch.setattr(demo, "prepare_demo", lambda *a, **k: ws)
+    seen = {}
+
+    def fake_serve_until_stopped(server):
+        seen["url"], seen["mode"] = server.dashboard_url, server.access.mode
+        server.stop()
+        return server.dashboard_url
+
+    monkeypatch.setattr(server_mod, "serve_until_stopped", fake_serve_until_stopped)
+    demo.run_demo(tmp_path / "ws", quick=True, port=0, address="0.0.0.0", projection="pca")
+    assert seen["mode"] == "token"
+    assert re.search(r"/\?token=[A-Za-z0-9_\-.]{16,}$", seen["url"]), seen["url"]

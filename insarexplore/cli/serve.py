@@ -102,6 +102,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.directory,
         n=args.n,
         size=args.size,
+        steps=args.steps,
         minutes=args.minutes,
         device=args.device,
         projection=args.projection,
@@ -124,18 +125,21 @@ def add_demo(sub: Any) -> None:
         _cmd_demo,
         "synthesise, pretrain, embed, project, then serve the dashboard (the whole path)",
         f"""
-  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 5 minutes on 2 CPU cores
+  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 4 minutes on 2 idle CPU cores
   insarexplore demo ~/insar-demo --show    # and open a browser tab
   insarexplore demo --device cuda          # more samples, larger encoder, longer budget
   insarexplore demo --quick --port 0       # tiny smoke test on a free port
   insarexplore demo --no-serve             # build only (Binder's postBuild does this)
 """,
         description=(
-            "One command from nothing to a served dashboard: synthesise about 3,000 labelled\n"
-            "interferograms (64 px), pretrain an encoder briefly (sized to the machine: about\n"
-            "5 minutes in all on 2 CPU cores; more data, a larger model and a longer budget on\n"
-            "a GPU), embed, fit the UMAP map, then serve the dashboard and print its URL.\n"
-            "Each step is skipped when its result exists: re-running reuses what is done,\n"
+            "One command from nothing to a served dashboard: synthesise 3,000 labelled\n"
+            "interferograms (64 px; six deformation classes at the generator's easy\n"
+            "difficulty), pretrain an encoder for a fixed number of steps (1,500 on CPU: 2-3\n"
+            "minutes on 2 idle cores; more data, a larger model and more steps on a GPU), embed,\n"
+            "fit the UMAP map and its cluster proposals, then serve the dashboard and print its\n"
+            "URL. The step budget makes the result the same on a busy machine; a wall-clock\n"
+            "guard (--minutes) cuts pretraining short, and says so, when the machine is too\n"
+            "busy. Each step is skipped when its result exists: re-running reuses what is done,\n"
             "and an interrupted run resumes."
         ),
     )
@@ -144,7 +148,15 @@ def add_demo(sub: Any) -> None:
     )
     p.add_argument("-n", type=positive_int, default=None, help="samples (3000; 20000 on GPU)")
     p.add_argument("--size", type=positive_int, default=None, help="pixels per side (64)")
-    p.add_argument("--minutes", type=positive_float, default=None, help="pretraining budget")
+    p.add_argument(
+        "--steps", type=positive_int, default=None, help="pretraining steps (1500; 4000 on GPU)"
+    )
+    p.add_argument(
+        "--minutes",
+        type=positive_float,
+        default=None,
+        help="wall-clock guard on pretraining: stop (and say so) after this long (8; 10 on GPU)",
+    )
     p.add_argument("--projection", choices=["umap", "pca"], default=None, help="map (umap)")
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
     p.add_argument("--seed", type=int, default=0)
