@@ -1,0 +1,136 @@
+"""What the demo shows (issue 16): runs the demo's preparation (no serving) and measures its map.
+
+Runs :func:`insarexplore.demo.prepare_demo` (synthesis, pretraining for the demo's fixed step
+budget, embedding, the 2-D map, the cluster proposals the dashboard shows) and reports:
+
+* the kNN (k = 10, leave-one-out) accuracy of the generator's ``source_label`` on the 2-D map:
+  how well the classes separate where the user looks (targets: >= 0.75);
+* the number of cluster proposals on that map and the share of samples in none (targets: >= 4
+  clusters, <= 30 % noise), with the purity of the clusters (majority class share);
+* the pretraining steps done (and whether the wall-clock guard cut them short) and the time of
+  each stage, with the load average, since the machine's load changes the times, not the map.
+
+    python benchmarks/bench_demo.py                      # a fresh workspace under benchmarks/out
+    python benchmarks/bench_demo.py --workspace DIR      # complete or reuse a demo workspace
+    python benchmarks/bench_demo.py --quick              # the --quick demo sizes (smoke run)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+AREA = "demo"
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _row(metric: str, value: float, unit: str, note: str = "") -> dict:
+    return {"area": AREA, "metric": metric, "value": float(value), "unit": unit, "note": note}
+
+
+def knn_accuracy(xy: np.ndarray, labels: np.ndarray, k: int = 10) -> float:
+    """Leave-one-out kNN accuracy: each point's majority label among its k nearest others."""
+    from sklearn.neighbors import NearestNeighbors
+
+    labels = np.asarray(labels).astype(str)
+    classes, y = np.unique(labels, return_inverse=True)
+    nn = NearestNeighbors(n_neighbors=k + 1).fit(xy)
+    idx = nn.kneighbors(xy, return_distance=False)
+    # drop each point itself (the first neighbour, or wherever it sits among exact duplicates)
+    others = np.array([row[row != i][:k] for i, row in enumerate(idx)])
+    votes = np.zeros((len(xy), len(classes)), dtype=np.int64)
+    np.add.at(votes, (np.repeat(np.arange(len(xy)), k), y[others].ravel()), 1)
+    return float((votes.argmax(axis=1) == y).mean())
+
+
+def measure(ws, projection: str) -> dict:
+    """kNN accuracy, clusters and noise of a prepared demo workspace."""
+    from insarexplore.explore import cluster, project
+
+    ids, xy = project(ws, method=projection)
+    ids = np.asarray(ids).astype(str)
+    truth = ws.open_data()["label"].to_series()
+    truth.index = truth.index.astype(str)
+    y = truth.reindex(ids).to_numpy().astype(str)
+    frame = cluster(ws, space=projection)
+    c = frame["cluster"].reindex(ids).to_numpy()
+    members = c >= 0
+    purity = 0.0
+    if members.any():
+        agree = 0
+        for k in np.unique(c[members]):
+            _, counts = np.unique(y[c == k], return_counts=True)
+            agree += counts.max()
+        purity = agree / members.sum()
+    meta = json.loads((ws.model_dir(ws.current_model) / "meta.json").read_text())
+    return {
+        "n": len(ids),
+        "knn10": knn_accuracy(xy, y, 10),
+        "n_clusters": int(frame.attrs.get("n_clusters", len(np.unique(c[members])))),
+        "noise": float((~members).mean()),
+        "purity": float(purity),
+        "cluster_method": frame.attrs.get("method", "hdbscan"),
+        "cluster_description": frame.attrs.get("description", ""),
+        "steps": int(meta.get("steps", -1)),
+        "planned_steps": int(meta.get("planned_steps", meta.get("steps", -1))),
+        "cut_short": bool(meta.get("cut_short", False)),
+        "pretrain_s": float(meta.get("elapsed_s", float("nan"))),
+    }
+
+
+def run(quick: bool = False, workspace: str | Path | None = None, fresh: bool = False) -> list:
+    from insarexplore.demo import plan_demo, prepare_demo
+
+    plan = plan_demo(quick=quick)
+    path = Path(workspace) if workspace else OUT / f"demo-{'quick' if quick else 'default'}"
+    if fresh and path.exists():
+        shutil.rmtree(path)
+    load0 = os.getloadavg()[0]
+    t0 = time.perf_counter()
+    ws = prepare_demo(path, quick=quick, quiet=False)
+    prep_s = time.perf_counter() - t0
+    m = measure(ws, plan.projection)
+    load1 = os.getloadavg()[0]
+    steps_note = (
+        f"cut short by the {plan.minutes:g}-min guard (planned {m['planned_steps']:,})"
+        if m["cut_short"]
+        else f"the demo's budget, {plan.arch}, batch {plan.batch_size}"
+    )
+    where = f"{m['n']:,} samples, {plan.projection.upper()} map"
+    return [
+        _row("kNN (k=10) accuracy of source_label on the map", m["knn10"], "", where),
+        _row("cluster proposals on the map", m["n_clusters"], "", m["cluster_description"]),
+        _row("noise (samples in no cluster)", 100 * m["noise"], "%", m["cluster_method"]),
+        _row("cluster purity (majority class share)", 100 * m["purity"], "%", "of clustered"),
+        _row("pretraining steps done", m["steps"], "steps", steps_note),
+        _row("pretraining time", m["pretrain_s"], "s", "from the model's meta.json"),
+        _row(
+            "preparation time (this call)",
+            prep_s,
+            "s",
+            f"steps already done are reused; load {load0:.1f} before, {load1:.1f} after, "
+            f"{os.cpu_count()} cores",
+        ),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the --quick demo sizes")
+    parser.add_argument("--workspace", default=None, help="demo workspace to complete or reuse")
+    parser.add_argument("--fresh", action="store_true", help="delete the workspace first")
+    args = parser.parse_args()
+    rows = run(quick=args.quick, workspace=args.workspace, fresh=args.fresh)
+    width = max(len(r["metric"]) for r in rows)
+    for r in rows:
+        print(f"{r['metric']:<{width}}  {r['value']:>9.3f} {r['unit']:<5} {r['note']}")
+
+
+if __name__ == "__main__":
+    main()
