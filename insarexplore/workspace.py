@@ -368,12 +368,39 @@ class Workspace:
             raise WorkspaceError(f"invalid model version {version!r}")
         return self.models_dir / version
 
-    def list_models(self) -> list[str]:
+    def _model_dirs(self) -> list[Path]:
         if not self.models_dir.exists():
             return []
         return sorted(
-            p.name for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
+            p for p in self.models_dir.iterdir() if p.is_dir() and not p.name.startswith(".")
         )
+
+    def list_models(self) -> list[str]:
+        """Versions of finished models (those with saved encoder weights)."""
+        return [p.name for p in self._model_dirs() if (p / "encoder.pt").exists()]
+
+    def unfinished_runs(self) -> dict[str, str]:
+        """Model folders without weights, and why: an interrupted run that `pretrain` resumes
+        (it has a checkpoint), or a run that stopped before its first checkpoint."""
+        out = {}
+        for p in self._model_dirs():
+            if (p / "encoder.pt").exists():
+                continue
+            if (p / "checkpoint.pt").exists():
+                step = ""
+                try:
+                    rows = (p / "metrics.csv").read_text().strip().splitlines()
+                    step = f" at step {rows[-1].split(',')[0]}" if len(rows) > 1 else ""
+                except OSError:
+                    pass
+                out[p.name] = (
+                    f"interrupted{step}; `insarexplore pretrain` with the same options resumes it"
+                )
+            else:
+                out[p.name] = (
+                    "stopped before its first checkpoint (nothing to resume; safe to delete)"
+                )
+        return out
 
     def resolve_model(self, model_version: str | None = None) -> str:
         """``model_version``, or the current model; a clear error when there is none."""
@@ -419,6 +446,90 @@ class Workspace:
         )
         _replace_dir(tmp, final)
         return int(ids.size)
+
+    def append_embeddings(self, model_version: str, ids: Any, vectors: np.ndarray) -> int:
+        """Add embeddings for ``model_version`` writing only the given rows (same files as
+        :meth:`save_embeddings`): new ids are appended to ``vectors.npy`` in place (its
+        header, padded by numpy for growth, is rewritten; the rows before are not touched),
+        ids already stored get their rows overwritten in place, and the small ``ids.npy`` is
+        replaced atomically. An embedding run thus writes each vector once instead of every
+        stored vector per block. Falls back to :meth:`save_embeddings` when nothing
+        compatible is stored yet. Returns the number of stored embeddings.
+
+        A crash between the new ids and the new header leaves the rows written but not
+        counted; the next append counts them again (the ids name them)."""
+        import fcntl
+
+        ids = np.asarray(ids).astype(str)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
+            raise InSARDataError(f"embeddings: {vectors.shape} vectors for {ids.shape[0]} ids")
+        if np.unique(ids).size != ids.size:
+            raise InSARDataError("embeddings: duplicate sample ids")
+        if not self.has_embeddings(model_version):
+            return self.save_embeddings(model_version, ids, vectors)
+        folder = self._embeddings_folder(model_version)
+        lock = os.open(self.embeddings_dir / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            old_ids = np.load(folder / "ids.npy", allow_pickle=False).astype(str)
+            with (folder / "vectors.npy").open("r+b") as fh:
+                version = np.lib.format.read_magic(fh)
+                read = (
+                    np.lib.format.read_array_header_1_0
+                    if version == (1, 0)
+                    else np.lib.format.read_array_header_2_0
+                )
+                shape, fortran, dtype = read(fh)
+                data_at = fh.tell()
+                if len(shape) != 2 or fortran or dtype != np.float32:
+                    return self.save_embeddings(model_version, ids, vectors)
+                if shape[1] != vectors.shape[1]:
+                    raise InSARDataError(
+                        f"embeddings of {model_version!r} have dimension "
+                        f"{shape[1]}, new ones {vectors.shape[1]}"
+                    )
+                row = shape[1] * 4
+                size = os.fstat(fh.fileno()).st_size
+                if len(old_ids) != shape[0] and size < data_at + len(old_ids) * row:
+                    return self.save_embeddings(model_version, ids, vectors)
+                n_old = len(old_ids)  # rows of an append cut short are counted again here
+                where = {s: i for i, s in enumerate(old_ids)}
+                pos = np.fromiter((where.get(s, -1) for s in ids), np.int64, count=len(ids))
+                fresh = pos < 0
+                new_ids = np.concatenate([old_ids, ids[fresh]])
+                n_new = len(new_ids)
+                prefix = 10 if version == (1, 0) else 12  # magic, version, header length
+                text = (
+                    f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({n_new}, {shape[1]}), }}"
+                )
+                room = data_at - prefix
+                if len(text) + 1 > room:  # no room to grow the header: write it all anew
+                    return self.save_embeddings(model_version, ids, vectors)
+                for i in np.flatnonzero(~fresh):  # stored ids: their rows, in place
+                    fh.seek(data_at + int(pos[i]) * row)
+                    fh.write(vectors[i].tobytes())
+                fh.seek(data_at + n_old * row)
+                fh.write(vectors[fresh].tobytes())
+                fh.truncate()
+                fh.flush()
+                os.fsync(fh.fileno())
+                tmp = folder / f".ids.npy.tmp-{os.getpid()}"
+                with tmp.open("wb") as out:
+                    np.save(out, new_ids.astype(str), allow_pickle=False)
+                    out.flush()
+                    os.fsync(out.fileno())
+                os.replace(tmp, folder / "ids.npy")
+                fh.seek(prefix)
+                fh.write((text + " " * (room - len(text) - 1) + "\n").encode("latin1"))
+                fh.flush()
+                os.fsync(fh.fileno())
+            meta = json.loads((folder / "meta.json").read_text())
+            meta.update(n=int(n_new), created=_now(), data_fingerprint=self.data_fingerprint())
+            _write_json(folder / "meta.json", meta)
+            return int(n_new)
+        finally:
+            os.close(lock)
 
     def _embeddings_folder(self, version: str) -> Path:
         folder = self.embeddings_dir / self.model_dir(version).name
@@ -599,6 +710,7 @@ class Workspace:
         else:
             out["data"] = None
         out["models"] = self.list_models()
+        out["unfinished_runs"] = self.unfinished_runs()
         emb = {}
         for version in out["models"]:
             folder = self._embeddings_folder(version)

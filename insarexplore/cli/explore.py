@@ -269,6 +269,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     models = status.get("models") or []
     current = status.get("current_model")
     print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
+    for version, why in (status.get("unfinished_runs") or {}).items():
+        print(f"run        {version}: {why}")
     for version, emb in (status.get("embeddings") or {}).items():
         missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
         if emb.get("old_format"):

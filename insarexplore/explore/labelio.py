@@ -220,13 +220,26 @@ def import_geojson(store: LabelStore, path: str | Path, *, known_ids: Any = None
         raise InSARDataError(f"{path}: cannot read as GeoJSON ({exc})") from exc
     if not isinstance(doc, dict) or doc.get("type") != "FeatureCollection":
         raise InSARDataError(f"{path}: not a GeoJSON FeatureCollection")
+    features = doc.get("features", [])
+    if not isinstance(features, list):
+        raise InSARDataError(f"{path}: 'features' must be a list, not {type(features).__name__}")
     pairs = []
-    for i, feat in enumerate(doc.get("features", [])):
-        props = (feat or {}).get("properties") or {}
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict):
+            raise InSARDataError(f"{path}: feature {i} is a {type(feat).__name__}, not an object")
+        props = feat.get("properties") or {}
+        if not isinstance(props, dict):
+            raise InSARDataError(f"{path}: feature {i} has properties that are not an object")
         sample, label = props.get("sample", feat.get("id")), props.get("label")
         if sample is None:
             raise InSARDataError(f"{path}: feature {i} has no 'sample' property or id")
-        if label:
+        for name, value in (("sample", sample), ("label", label)):
+            if value is not None and not isinstance(value, str | int):
+                raise InSARDataError(
+                    f"{path}: feature {i} has a {name} of type {type(value).__name__} "
+                    "(a string is expected)"
+                )
+        if label not in (None, ""):
             pairs.append((str(sample), str(label)))
     return _import(store, pairs, known_ids, str(path))
 
