@@ -82,7 +82,7 @@ def test_01_quickstart(tmp_path):
         "WORKSPACE": str(tmp_path / "ws"),
         "N_SAMPLES": 96,
         "SIZE": 32,
-        "MINUTES": 0.05,
+        "STEPS": 5,
         "BATCH_SIZE": 32,
         "PROJECTION": "pca",
         "DEVICE": "cpu",
