@@ -42,6 +42,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from insarexplore.explore.protocol import (  # noqa: E402
+    SealedTest,
+    draw_per_class,
+    paired,
+    summarise,
+)
+
 OUT = Path(__file__).resolve().parent / "out" / "transfer"
 KS = (5, 10, 20)
 N_DRAWS = 10
@@ -198,14 +205,6 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
     raise ValueError(method)
 
 
-def _draw(y: np.ndarray, candidates: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    out = []
-    for c in np.unique(y[candidates]):
-        pool = candidates[y[candidates] == c]
-        out.append(rng.choice(pool, size=min(k, len(pool)), replace=False))
-    return np.concatenate(out)
-
-
 def _probe(x: np.ndarray, y: np.ndarray, train: np.ndarray, test: np.ndarray) -> float:
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import balanced_accuracy_score
@@ -231,30 +230,54 @@ def score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray) -
             rng = np.random.default_rng(1000 * k + d)
             test_groups = set(rng.choice(ug, size=len(ug) // 2, replace=False))
             is_test = np.array([g in test_groups for g in groups])
-            train = _draw(y, np.flatnonzero(~is_test), k, rng)
+            train = draw_per_class(y, np.flatnonzero(~is_test), k, rng)
             grouped.append(_probe(x, y, train, np.flatnonzero(is_test)))
             for j, s in enumerate(pos_sites):
                 held = (sites == s) | (neg & np.array([fold_of.get(g, -1) == j for g in groups]))
-                train = _draw(y, np.flatnonzero(~held), k, rng)
+                train = draw_per_class(y, np.flatnonzero(~held), k, rng)
                 lso.append(_probe(x, y, train, np.flatnonzero(held)))
-        out[f"grouped@{k}"] = float(np.mean(grouped))
-        out[f"lso@{k}"] = float(np.mean(lso))
-        out[f"lso@{k}_se"] = float(np.std(lso) / np.sqrt(len(lso)))
+        out[f"grouped@{k}"] = summarise(grouped).mean
+        out[f"lso@{k}"] = summarise(lso).mean
+        out[f"lso@{k}_se"] = summarise(lso).se
+        out[f"lso@{k}_draws"] = lso  # the same draws for every method: paired comparisons
     return out
 
 
-def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: str) -> dict:
+def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: str,
+             config: str) -> dict:  # fmt: skip
+    """Scores of each method on one labelled set. Validation labels are read directly; test
+    labels stay sealed and are handed out once per configuration and method."""
     labelled = data[split]
     site_of = json.loads((labelled / "sites.json").read_text())
     ds = ws.open_data(lazy=True)
     table = ds.insar.sample_table()
     rows = table[table["source"].astype(str).str.startswith(str(labelled))]
     ids = rows.index.to_numpy().astype(str)
-    y = rows["label"].to_numpy().astype(str)
     groups = rows["group"].to_numpy().astype(str)
     # sample ids of the folder are paths; the site is kept by the generator's id in the name
     sites = np.array([site_of[_gen_id(s, site_of)] for s in ids])
-    return {m: score(features(ws, ids, m, arch), y, groups, sites) for m in methods}
+    if split != "test":
+        y = rows["label"].to_numpy().astype(str)
+        return {m: score(features(ws, ids, m, arch), y, groups, sites) for m in methods}
+    sealed = SealedTest(np.arange(len(ids)), rows["label"].to_numpy().astype(str))
+    out = {}
+    for m in methods:
+        x = features(ws, ids, m, arch)
+        out[m] = sealed.evaluate(f"{config}/{m}", lambda yt, x=x: score(x, yt, groups, sites))
+    return out
+
+
+def comparisons(by_method: dict[str, dict]) -> dict[str, dict]:
+    """SSL against each baseline, paired over the same draws, per k (leave-site-out)."""
+    out = {}
+    for other in by_method:
+        if other == "ssl":
+            continue
+        for k in KS:
+            out[f"ssl-{other}@{k}"] = paired(
+                by_method["ssl"][f"lso@{k}_draws"], by_method[other][f"lso@{k}_draws"]
+            )
+    return out
 
 
 def _gen_id(sample: str, site_of: dict[str, str]) -> str:
@@ -302,7 +325,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--splits", default="val,test", help="which labelled sets to score")
     p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     global OUT
     if args.quick:
         args.n_pool, args.n_pos, args.n_neg, args.steps = 300, 60, 50, 20
@@ -320,10 +349,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     methods = ["ssl"] + (["hist", "random"] if args.baselines else [])
     results = {}
     for split in args.splits.split(","):
-        results[split] = evaluate(ws, data, split, methods, args.arch)
+        results[split] = evaluate(ws, data, split, methods, args.arch, args.config)
         for m, r in results[split].items():
-            cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if not k.endswith("_se"))
+            cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if "_" not in k)
             print(f"{args.config:16s} {split:4s} {m:6s} {cells}", flush=True)
+        for name, c in comparisons(results[split]).items():
+            print(f"{args.config:16s} {split:4s} paired {name}: {c['diff']:+.3f} +- {c['se']:.3f}"
+                  f" (p {c['p']:.2g})", flush=True)  # fmt: skip
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}.json"
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
