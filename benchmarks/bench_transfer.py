@@ -131,7 +131,7 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
     """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config."""
     from insarexplore.embed import embed_workspace
     from insarexplore.intake import add_to_workspace
-    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.pretraining import PretrainConfig, pretrain_workspace
     from insarexplore.workspace import Workspace
 
     ws_path = OUT / f"ws-{config}-{steps}-{arch}"
@@ -156,7 +156,7 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False,
                              monitor_every=0, tensorboard=False, augment=augment)  # fmt: skip
         t0 = time.perf_counter()
-        version = pretrain(ws, cfg)
+        version = pretrain_workspace(ws, cfg)
         t_pre = time.perf_counter() - t0
         embed_workspace(ws, version, progress=False)
         meta = json.loads((ws.model_dir(version) / "meta.json").read_text())

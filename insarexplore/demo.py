@@ -278,7 +278,7 @@ def pretrain_guarded(ws: Any, config: Any, minutes: float) -> dict[str, Any]:
     ``meta.json`` says ``cut_short``, with the steps done and planned) and a message on stderr
     says so. Returns ``{"version", "steps", "planned", "cut_short", "seconds"}``.
     """
-    from insarexplore.ssl.train import pretrain
+    from insarexplore.pretraining import pretrain_workspace
 
     t0 = time.perf_counter()
     limit = float(minutes) * 60.0
@@ -289,7 +289,7 @@ def pretrain_guarded(ws: Any, config: Any, minutes: float) -> dict[str, Any]:
             raise GuardStop(int(info["step"]), int(info["total"]), elapsed)
 
     try:
-        version = pretrain(ws, config, on_step=guard)
+        version = pretrain_workspace(ws, config, on_step=guard)
     except GuardStop as stop:
         version = _keep_cut_short(ws, t0, stop)
         rate = stop.step / max(stop.seconds, 1e-9)

@@ -15,7 +15,7 @@ from insarexplore.ssl import dist
 from insarexplore.ssl.checkpoint import find_resumable
 from insarexplore.ssl.train import PretrainConfig, data_source, run_key, setup_device, train
 
-__all__ = ["pretrain_workspace"]
+__all__ = ["PretrainConfig", "pretrain_workspace"]
 
 
 def pretrain_workspace(

@@ -18,7 +18,7 @@ from insarexplore.names import PHASE_INPUTS, RGB_INPUTS
 
 
 def _cmd_pretrain(args: argparse.Namespace) -> int:
-    from insarexplore.ssl.train import PretrainConfig, pretrain
+    from insarexplore.pretraining import PretrainConfig, pretrain_workspace
 
     ws = open_workspace(args.workspace, need_data=True)
     budget = {k: getattr(args, k) for k in ("minutes", "epochs", "steps")}
@@ -41,7 +41,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
     )
-    version = pretrain(ws, config)
+    version = pretrain_workspace(ws, config)
     say(f"model {version} is now the workspace's current model; next: insarexplore embed {ws.path}")
     return 0
 
