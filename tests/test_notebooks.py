@@ -142,7 +142,9 @@ def test_03_bring_your_own_data(tmp_path, demo_workspace):
     nb = execute("03_bring_your_own_data.ipynb", params, tmp_path)
     text = _text(nb)
     assert "2 frames -> " in text and "patches of 32 px" in text
-    assert "48 images (32 px)" in text
+    assert "added 48 images (now 48)" in text and "added 24 images (now 72)" in text
+    assert "fitting images to the store's size 35x35" in text
+    assert text.count("median circular error") == 3
     assert "embedded " in text and "patches with" in text
     if heph.exists():
         assert "19,919 annotations, 38 frames" in text
