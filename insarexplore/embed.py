@@ -3,16 +3,26 @@
 * ``Embedder``: a scikit-learn transformer. ``fit(ds)`` loads and checks the model, and
   ``transform(ds)`` returns ``(n_samples, dim)`` float32 pooled encoder features, in batches,
   without gradients, on any device, with a progress bar. Inputs are xarray Datasets of the data
-  model (lazy ones are read chunk by chunk) or ``(n, C, H, W)`` channel arrays.
+  model (lazy ones are read chunk by chunk) or ``(n, C, H, W)`` channel arrays. The next
+  batches are read on a background thread while the model runs (into pinned memory on CUDA),
+  and on CUDA the model runs in bf16 and channels_last with results copied back without a
+  wait per batch.
 * ``embed_workspace``: embeds a workspace's samples and stores them aligned by sample id; by
   default only samples without an embedding yet, so re-embedding after appending data only
-  embeds what is new.
+  embeds what is new. Each block's vectors are appended to the stored ones (written once).
 * ``embed_with_dask``: one dask task per storage chunk of a Zarr store, for archives beyond one
-  machine (run on a ``dask.distributed`` cluster).
+  machine (run on a ``dask.distributed`` cluster). Each worker uses its own GPU (worker name
+  modulo the GPU count) and holds one model per device, built once even when its threads
+  start tasks at the same time.
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import zlib
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +61,8 @@ class Embedder(TransformerMixin, BaseEstimator):
         device: str | None = None,
         progress: bool = True,
         resize: bool = True,
+        amp: bool = True,
+        prefetch: int = 2,
     ) -> None:
         self.model = model
         self.workspace = workspace
@@ -58,6 +70,8 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.device = device
         self.progress = progress
         self.resize = resize
+        self.amp = amp
+        self.prefetch = prefetch
 
     def _load(self) -> tuple[nn.Module, dict[str, Any]]:
         from insarexplore.models.serialization import load_encoder
@@ -85,6 +99,8 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.device_ = _device(self.device)
         model, config = self._load()
         self.model_ = model.to(self.device_).eval()
+        if self.device_.type == "cuda":
+            self.model_ = self.model_.to(memory_format=torch.channels_last)
         self.config_ = config
         self.n_features_out_ = int(getattr(model, "out_dim", config.get("out_dim", 0)))
         if X is not None:
@@ -120,25 +136,46 @@ class Embedder(TransformerMixin, BaseEstimator):
             raise ValueError("Embedder is not fitted yet: call fit() first")
         kind = self._kind_of(X)
         n = len(X) if kind is None else int(X.sizes["sample"])
-        out = np.empty((n, self.n_features_out_), dtype=np.float32)
+        dim = self.n_features_out_
         size = int(self.config_.get("image_size") or 0)
+        cuda = self.device_.type == "cuda"
+        # results land in (pinned) host memory by asynchronous copies: no wait per batch
+        out = torch.empty((n, dim), dtype=torch.float32, pin_memory=cuda and n * dim < 2**28)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda and self.amp)
+
+        def read(start: int, stop: int) -> torch.Tensor:
+            if kind is None:
+                xb = torch.as_tensor(X[start:stop])
+            else:
+                # read here, on this thread: a dask-backed Dataset computed with the default
+                # scheduler would queue behind the very tasks that wait for it (dask workers)
+                part = X.isel(sample=slice(start, stop)).compute(scheduler="synchronous")
+                xb = torch.from_numpy(part.insar.to_channels(kind))
+            return xb.pin_memory() if cuda else xb
+
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, desc="embed", unit="img", disable=not self.progress or n == 0)
-        with torch.no_grad():
-            for start in range(0, n, self.batch_size):
-                stop = min(n, start + self.batch_size)
-                if kind is None:
-                    xb = torch.as_tensor(X[start:stop])
-                else:
-                    xb = torch.from_numpy(X.isel(sample=slice(start, stop)).insar.to_channels(kind))
+        ranges = [(s, min(n, s + self.batch_size)) for s in range(0, n, self.batch_size)]
+        with torch.no_grad(), ThreadPoolExecutor(1, thread_name_prefix="embed-read") as pool:
+            pending = deque(pool.submit(read, *r) for r in ranges[: max(1, self.prefetch)])
+            for i, (start, stop) in enumerate(ranges):
+                xb = pending.popleft().result()
+                if i + len(pending) + 1 < len(ranges):
+                    pending.append(pool.submit(read, *ranges[i + len(pending) + 1]))
                 xb = xb.to(self.device_, torch.float32, non_blocking=True)
                 if size and self.resize:
                     xb = resize_batch(xb, size, phase=xb.shape[1] == 4)
-                out[start:stop] = self.model_(xb).float().cpu().numpy()
+                if cuda:
+                    xb = xb.contiguous(memory_format=torch.channels_last)
+                with amp:
+                    feats = self.model_(xb)
+                out[start:stop].copy_(feats.float(), non_blocking=cuda)
                 bar.update(stop - start)
+        if cuda:
+            torch.cuda.synchronize(self.device_)
         bar.close()
-        return out
+        return out.numpy()
 
 
 def embed_workspace(
@@ -154,8 +191,9 @@ def embed_workspace(
     """Embed a workspace's samples with a model (default: current) and store them by id.
 
     With ``only_missing`` only samples without an embedding for that model are embedded.
-    Results are saved every ``block`` samples, so an interrupted run keeps what it did.
-    Returns the number of samples embedded.
+    Each ``block`` of samples is appended to the stored embeddings as soon as it is done
+    (``Workspace.append_embeddings``: only its rows are written), so an interrupted run keeps
+    what it did. Returns the number of samples embedded.
     """
     from insarexplore.workspace import Workspace
 
@@ -175,31 +213,80 @@ def embed_workspace(
         vectors = np.concatenate(
             [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
         )
-        ws.save_embeddings(version, ids[part], vectors)
+        ws.append_embeddings(version, ids[part], vectors)
     return int(len(pos))
 
 
-_MODEL_CACHE: dict[str, Any] = {}
+_MODEL_CACHE: dict[tuple[str, str, int], Any] = {}
+_MODEL_LOCK = threading.Lock()
 
 
-def _embed_range(store_path: str, model_path: str, start: int, stop: int, batch_size: int):
+def _device_for(worker: Any, n_gpus: int) -> str:
+    """The device of a dask worker: its GPU (worker name modulo ``n_gpus``), else the CPU."""
+    if n_gpus < 1:
+        return "cpu"
+    if isinstance(worker, int) or str(worker).isdigit():
+        index = int(worker)
+    else:  # named workers: a stable hash of the name
+        index = zlib.crc32(str(worker).encode())
+    return f"cuda:{index % n_gpus}"
+
+
+def _worker_device() -> str:
+    """This dask worker's device. A worker that sees one GPU (dask-cuda sets
+    ``CUDA_VISIBLE_DEVICES`` per worker) uses it; with several, the worker name picks one."""
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    try:
+        from distributed import get_worker
+
+        name = get_worker().name
+    except (ImportError, ValueError):
+        name = os.getpid()
+    return _device_for(name, n)
+
+
+def _cached_embedder(model_path: str, device: str, batch_size: int) -> Embedder:
+    """One fitted Embedder per (model, device, batch size) in this process, built once even
+    when several worker threads ask at the same time."""
+    key = (model_path, device, batch_size)
+    with _MODEL_LOCK:
+        emb = _MODEL_CACHE.get(key)
+        if emb is None:
+            emb = Embedder(model_path, batch_size=batch_size, device=device, progress=False)
+            emb = _MODEL_CACHE[key] = emb.fit()
+    return emb
+
+
+def _embed_range(
+    store_path: str,
+    model_path: str,
+    start: int,
+    stop: int,
+    batch_size: int,
+    device: str | None = None,
+):
     """One dask task: embed samples [start, stop) of a store (model cached per worker)."""
     from insarexplore.data.io.store import open_dataset
 
-    if model_path not in _MODEL_CACHE:
-        _MODEL_CACHE[model_path] = Embedder(model_path, batch_size=batch_size, progress=False).fit()
+    emb = _cached_embedder(model_path, device or _worker_device(), batch_size)
     ds = open_dataset(store_path, lazy=True).isel(sample=slice(start, stop))
     ids = np.asarray(ds["sample"].values).astype(str)
-    return ids, _MODEL_CACHE[model_path].transform(ds)
+    return ids, emb.transform(ds)
 
 
 def embed_with_dask(
-    store_path: str | Path, model_path: str | Path, client: Any, *, batch_size: int = 256
+    store_path: str | Path,
+    model_path: str | Path,
+    client: Any,
+    *,
+    batch_size: int = 256,
+    device: str | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed a Zarr store on a dask.distributed ``client``: one task per storage chunk.
 
     Returns ``(ids, vectors)`` in store order. Workers read their chunk straight from the
-    store, so the store path must be reachable from every worker.
+    store, so the store path must be reachable from every worker. ``device`` None: each
+    worker picks its own (its GPU by worker name, else the CPU).
     """
     from insarexplore.data.io.store import open_dataset
     from insarexplore.ssl.data import chunk_size_of
@@ -210,7 +297,7 @@ def embed_with_dask(
     futures = [
         client.submit(
             _embed_range, str(store_path), str(model_path), s, min(n, s + chunk), batch_size,
-            pure=False,
+            device, pure=False,
         )
         for s in range(0, n, chunk)
     ]  # fmt: skip

@@ -110,3 +110,88 @@ def test_embedder_resizes_to_training_size(tmp_path):
     small = resize_batch(torch.as_tensor(ds.insar.to_channels()), 8).numpy()
     as_is = Embedder(enc, progress=False, resize=False).fit()
     np.testing.assert_allclose(out, as_is.transform(small), rtol=1e-4, atol=1e-5)
+
+
+def test_embedding_blocks_are_appended_not_rewritten(tmp_path, model_path):
+    """Later blocks and later runs write only their rows: vectors.npy is the same file
+    throughout (a rewrite of every stored vector per block replaced it each time), and the
+    stored files keep their format (plain arrays, ids as fixed-width unicode)."""
+    import os
+
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(12))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-tiny", 4))
+    ws.set_current_model(version)
+    assert embed_workspace(ws, progress=False, batch_size=4, block=4) == 12
+    path = ws.embeddings_dir / version / "vectors.npy"
+    inode = os.stat(path).st_ino
+    ws.add_data(_toy(7, seed=1))
+    assert embed_workspace(ws, progress=False, batch_size=4, block=3) == 7
+    assert os.stat(path).st_ino == inode
+    ids, vec, meta = ws.load_embeddings(version, aligned=True)
+    assert meta["n"] == 19 and vec.shape == (19, 256)
+    direct = Embedder(folder, progress=False).fit().transform(ws.open_data())
+    np.testing.assert_allclose(vec, direct, rtol=1e-4, atol=1e-5)
+    assert np.load(ws.embeddings_dir / version / "ids.npy").dtype.kind == "U"
+    # re-embedding everything overwrites rows in place; a dimension change is refused
+    assert embed_workspace(ws, only_missing=False, progress=False, block=5) == 19
+    assert os.stat(path).st_ino == inode and ws.load_embeddings(version)[1].shape == (19, 256)
+    with pytest.raises(InSARDataError, match="dimension"):
+        ws.append_embeddings(version, ["e0_000"], np.zeros((1, 8), np.float32))
+
+
+def test_dask_workers_get_their_own_gpu_and_one_model(monkeypatch, model_path):
+    import threading
+    import time
+
+    from insarexplore import embed
+
+    assert [embed._device_for(w, 2) for w in (0, 1, 2, "3")] == [
+        "cuda:0", "cuda:1", "cuda:0", "cuda:1"
+    ]  # fmt: skip
+    assert embed._device_for(0, 0) == "cpu"
+    assert embed._device_for("tcp://a:1", 4) == embed._device_for("tcp://a:1", 4)
+    fits = []
+    real_fit = Embedder.fit
+
+    def slow_fit(self, X=None, y=None):
+        fits.append(self.device)
+        time.sleep(0.2)
+        return real_fit(self, X, y)
+
+    monkeypatch.setattr(Embedder, "fit", slow_fit)
+    monkeypatch.setattr(embed, "_MODEL_CACHE", {})
+    got = []
+    threads = [
+        threading.Thread(
+            target=lambda: got.append(embed._cached_embedder(str(model_path), "cpu", 4))
+        )
+        for _ in range(6)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(fits) == 1 and len({id(e) for e in got}) == 1
+
+
+def test_transform_reads_ahead_in_order(model_path):
+    """Prefetching batches on a thread keeps every row in its place (batch sizes that do not
+    divide the set, one batch, more prefetch than batches)."""
+    ds = _toy(11)
+    ref = Embedder(model_path, batch_size=11, progress=False, prefetch=1).fit().transform(ds)
+    for bs, pre in ((3, 2), (5, 8), (1, 3)):
+        got = Embedder(model_path, batch_size=bs, progress=False, prefetch=pre).fit().transform(ds)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.gpu
+def test_cuda_embedding_matches_cpu(model_path):
+    ds = _toy(40)
+    cpu = Embedder(model_path, batch_size=16, progress=False, device="cpu").fit().transform(ds)
+    gpu = Embedder(model_path, batch_size=16, progress=False, device="cuda").fit().transform(ds)
+    cos = (cpu * gpu).sum(1) / (np.linalg.norm(cpu, axis=1) * np.linalg.norm(gpu, axis=1))
+    assert cos.min() > 0.99  # bf16 on the GPU
