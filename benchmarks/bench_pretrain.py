@@ -10,6 +10,7 @@ that data loading and augmentation cost at most 20 % of that ceiling.
     python benchmarks/bench_pretrain.py            # full
     python benchmarks/bench_pretrain.py --quick    # fewer steps
     python benchmarks/bench_pretrain.py --view-cost   # only: 224 px vs 64 px RGB store
+    python benchmarks/bench_pretrain.py --check       # gpu_check.sh's rows (CUDA, or a CPU smoke)
 """
 
 from __future__ import annotations
@@ -135,11 +136,16 @@ def _pipeline(store: Path, arch: str, batch: int, steps: int, device, workers: i
               with_start: bool = False) -> Any:  # fmt: skip
     """Images/s of the real loop (store, loader, augmentations, step), timed after warm-up;
     with ``with_start`` also the time of the first step (after one-time preparation)."""
+    import torch
+
     from insarexplore.ssl.train import PretrainConfig, pretrain
 
     times: list[float] = []
+    cuda = torch.device(device).type == "cuda"
 
     def hook(info):
+        if cuda and info["step"] in (3, steps + 3):
+            torch.cuda.synchronize()  # the timed interval ends when the GPU's work does
         times.append(time.perf_counter())
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -168,6 +174,54 @@ def _embed_rate(store: Path, device, batch: int = 256, arch: str = "resnet-tiny"
     if device.type == "cuda":
         torch.cuda.synchronize()
     return n / (time.perf_counter() - t)
+
+
+def check_rows(quick: bool = False) -> list[dict[str, Any]]:
+    """The rows of ``benchmarks/gpu_check.sh``. With CUDA: the whole loop (store -> loader ->
+    augment -> step) against the ceiling of the same model's forward+backward on tensors
+    already on the device, resnet18 at 128 and 224 px (bf16, channels_last), target >= 0.8x;
+    embedding images/s. Without CUDA those rows say they are skipped, and a small CPU run of
+    the same code (resnet-micro, 48 px) stands in."""
+    import torch
+
+    rows: list[dict[str, Any]] = []
+    cpu = torch.device("cpu")
+    with tempfile.TemporaryDirectory() as tmp:
+        store = _store(Path(tmp), 160, 48)
+        rate = _pipeline(store, "resnet-micro", 32, 3, cpu, 0)
+        ceil = _ceiling("resnet-micro", 48, 32, 3, cpu)
+        rows.append({"area": AREA, "metric": "loop/ceiling cpu resnet-micro 48px (smoke)",
+                     "value": rate / ceil, "unit": "x",
+                     "note": f"loop {rate:.0f} img/s, ceiling {ceil:.0f} img/s, batch 32"})  # fmt: skip
+        rows.append({"area": AREA, "metric": "embed img/s cpu resnet-micro (smoke)",
+                     "value": _embed_rate(store, cpu, 64, "resnet-micro"), "unit": "img/s",
+                     "note": "160 x 48 px"})  # fmt: skip
+        if not torch.cuda.is_available():
+            for size in (128, 224):
+                rows.append({"area": AREA, "metric": f"loop/ceiling cuda resnet18 {size}px",
+                             "value": float("nan"), "unit": "x",
+                             "note": "skipped: CUDA not available"})  # fmt: skip
+            rows.append({"area": AREA, "metric": "embed img/s cuda", "value": float("nan"),
+                         "unit": "img/s", "note": "skipped: CUDA not available"})  # fmt: skip
+            return rows
+        gpu = torch.device("cuda")
+        name = torch.cuda.get_device_name()
+        steps = 10 if quick else 30
+        for size in (128, 224):
+            gstore = _store(Path(tmp), 2048, size)
+            ceil = _ceiling("resnet18", size, 256, steps, gpu)
+            rate = _pipeline(gstore, "resnet18", 256, steps, gpu, 6)
+            ratio = rate / ceil
+            rows.append({"area": AREA, "metric": f"loop/ceiling cuda resnet18 {size}px",
+                         "value": ratio, "unit": "x",
+                         "note": f"{name}: loop {rate:.0f} img/s, ceiling {ceil:.0f} img/s "
+                                 f"(bf16, channels_last, batch 256); target >= 0.8: "
+                                 f"{'met' if ratio >= 0.8 else 'NOT met'}"})  # fmt: skip
+        estore = _store(Path(tmp), 4096, 128)
+        rows.append({"area": AREA, "metric": "embed img/s cuda resnet18 128px",
+                     "value": _embed_rate(estore, gpu, 512, "resnet18"), "unit": "img/s",
+                     "note": f"{name}, 4096 x 128 px from Zarr, resized to 224 px, batch 512"})  # fmt: skip
+    return rows
 
 
 def run(quick: bool = False) -> list[dict[str, Any]]:
@@ -215,8 +269,14 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--view-cost", action="store_true", help="only the 224/64 px RGB ratio")
+    parser.add_argument("--check", action="store_true", help="only gpu_check.sh's rows")
     args = parser.parse_args()
     print(f"{'metric':45s} {'value':>10s} unit   note")
-    rows = view_cost(args.quick) if args.view_cost else run(args.quick) + view_cost(args.quick)
+    if args.check:
+        rows = check_rows(args.quick)
+    elif args.view_cost:
+        rows = view_cost(args.quick)
+    else:
+        rows = run(args.quick) + view_cost(args.quick)
     for r in rows:
         print(f"{r['metric']:45s} {r['value']:10.1f} {r['unit']:6s} {r['note']}")

@@ -192,9 +192,31 @@ def run(quick: bool = False) -> list[dict]:
     return rows
 
 
+def check_rows(quick: bool = False) -> list[dict]:
+    """The rows of ``benchmarks/gpu_check.sh``: generation rate on CUDA at 128 and 224 px
+    (skipped, saying so, without CUDA), and a small CPU rate that exercises the same code."""
+    import torch
+
+    rows: list[dict] = []
+    r = _best(64, 64, 1, 1)
+    rows.append({"area": AREA, "metric": "generate 64px cpu (smoke)", "value": round(r["wall"], 1),
+                 "unit": "ifg/s", "note": "64 samples, 1 thread"})  # fmt: skip
+    if not torch.cuda.is_available():
+        rows.append({"area": AREA, "metric": "generate cuda", "value": float("nan"), "unit": "",
+                     "note": "skipped: CUDA not available"})  # fmt: skip
+        return rows
+    name = torch.cuda.get_device_name()
+    for size, n in ((128, 2048 if quick else 8192), (224, 1024 if quick else 4096)):
+        _generate(64, size, 1, "cuda")  # warm kernels
+        r = _best(n, size, 1, 2, "cuda")
+        rows.append({"area": AREA, "metric": f"generate {size}px cuda", "value": round(r["wall"], 1),
+                     "unit": "ifg/s", "note": f"{name}, end to end, {n} samples, best of 2"})  # fmt: skip
+    return rows
+
+
 if __name__ == "__main__":
     quick = "--quick" in sys.argv
-    result = run(quick=quick)
+    result = check_rows(quick=quick) if "--check" in sys.argv else run(quick=quick)
     width = max(len(r["metric"]) for r in result)
     for r in result:
         print(f"{r['metric']:<{width}}  {r['value']:>10} {r['unit']:<6} {r['note']}")
