@@ -45,7 +45,7 @@ def _remove(p: Path) -> None:
         p.unlink()
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
     """Whether another process with this id runs (this process counts as not running)."""
     if pid == os.getpid():
         return False
@@ -90,7 +90,7 @@ def _leftovers(final: Path) -> dict[str, list[Path]]:
         pid = int(m["pid"])
         if m["kind"] == "tmp" and pid == os.getpid():
             continue  # may be this process's write in progress
-        if not _running(pid):
+        if not running(pid):
             found[m["kind"]].append(p)
     return found
 

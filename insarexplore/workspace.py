@@ -39,16 +39,6 @@ _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -295,7 +285,7 @@ class Workspace:
         """
         for old in self.path.glob(".staging-*.zarr"):
             pid = old.name.split("-")[-1].split(".")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and not _atomic.running(int(pid)):
                 shutil.rmtree(old, ignore_errors=True)
         return self.path / f".staging-{what}-{os.getpid()}.zarr"
 

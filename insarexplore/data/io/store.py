@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+from insarexplore._atomic import running
 from insarexplore.data import schema
 from insarexplore.errors import InSARDataError
 
@@ -138,16 +139,6 @@ def _pending(path: Path) -> Path:
     return path.with_name(f".{path.name}.append-pending.json")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _repair(path: Path) -> None:
     """Roll back an append that was interrupted, so the store is as it was before it.
 
@@ -168,7 +159,7 @@ def _repair(path: Path) -> None:
             target, pid = int(info["n"]), int(info.get("pid", 0))
         except (OSError, ValueError, KeyError, TypeError):
             target, pid = None, 0
-        if pid and pid != os.getpid() and _alive(pid):
+        if pid and pid != os.getpid() and running(pid):
             return  # another process is appending right now: not ours to roll back
     group = zarr.open_group(str(path), mode="r")
     lengths = {}
