@@ -260,15 +260,20 @@ def render_block(
                    nodata_fraction=cfg.nodata_fraction, max_tries=cfg.max_tries)  # fmt: skip
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(rng.integers(0, 2**62)))
+    # on the CPU micro-batches sized for the cache; on a GPU the whole block at once (a
+    # cache-sized batch leaves a GPU launch-bound), the same for every block of a config
+    host = dev.type == "cpu"
     micro = max(_MIN_MICROBATCH, _PIXELS_PER_MICROBATCH // (cfg.size * cfg.size))
+    if not host:
+        micro = max(micro, cfg.block_size)
     shape = (count, cfg.size, cfg.size)
     r = dict(out) if out is not None else {}
     for k in _PIXEL_KEYS:
         if k not in r:
             r[k] = empty_pixels(shape)
     # on the CPU torch writes straight into the output arrays; elsewhere results are copied
-    host = dev.type == "cpu"
     pix = {k: torch.from_numpy(r[k]) for k in _PIXEL_KEYS}
+    on_device: dict[str, list[Any]] = {}  # per-sample statistics, brought back in one copy
     stats: dict[str, np.ndarray] = {}
     with torch.no_grad():
         disp = _render_deformation(p, np.arange(count), cfg, dev,
@@ -284,7 +289,14 @@ def render_block(
                     if not host:
                         pix[k][lo:hi].copy_(v)
                     continue
-                stats.setdefault(k, np.empty(count, dtype=np.float64))[lo:hi] = v.cpu().numpy()
+                if host:
+                    stats.setdefault(k, np.empty(count, dtype=np.float64))[lo:hi] = v.numpy()
+                else:
+                    on_device.setdefault(k, []).append(v.double())
+        if on_device:
+            keys = list(on_device)
+            both = torch.stack([torch.cat(on_device[k]) for k in keys]).cpu().numpy()
+            stats.update({k: both[i] for i, k in enumerate(keys)})
     r.update(stats)
     half_m = 0.5 * cfg.size * cfg.pixel_spacing_m
     dlat = half_m / 111_320.0
