@@ -7,8 +7,9 @@ subsample and the other rows join the cluster of their nearest fitted neighbour.
 
 Proposals are always there: without explicit settings :func:`find_clusters` tries HDBSCAN
 settings scaled to the number of rows (:func:`hdbscan_ladder`, from about 1 % of the rows down)
-and keeps the first that finds at least two clusters with at most 30 % noise. When none does,
-the rows are cut into k-means regions instead, and the result says so (``method="kmeans"``,
+(excess of mass, then leaf selection) and keeps the first that finds 4 to 30 clusters with at
+most 30 % noise (else the one nearest that). When none finds two clusters, the rows are cut into
+k-means regions instead, and the result says so (``method="kmeans"``,
 shown as such in the dashboard's legend): regions of the map, not density clusters.
 """
 
@@ -23,8 +24,10 @@ __all__ = ["ClusterResult", "find_clusters", "hdbscan_ladder", "medoid", "cluste
 
 #: Most noise (share of rows in no cluster) an automatic HDBSCAN setting may leave.
 MAX_NOISE = 0.30
+#: Clusters an automatic setting should find to be kept at once (else the next one is tried).
+MIN_USEFUL, MAX_USEFUL = 4, 30
 #: Bumped when automatic settings change, so cached proposals of older rules are not reused.
-_RULES = "adaptive-1"
+_RULES = "adaptive-3"
 
 
 @dataclass
@@ -58,6 +61,8 @@ class ClusterResult:
             )
         mcs = self.params.get("min_cluster_size")
         setting = f", min cluster size {mcs}" if mcs else ""
+        if self.params.get("selection") == "leaf":
+            setting += " (leaf)"
         return (
             f"{self.n_clusters} HDBSCAN clusters{setting}, "
             f"{100 * self.noise_fraction:.0f} % of samples in none"
@@ -78,23 +83,31 @@ def medoid(X: np.ndarray, *, max_points: int = 2000, seed: int = 0) -> int:
     return int(rows[np.argmin(np.sqrt(d2).sum(axis=1))])
 
 
-def hdbscan_ladder(n: int) -> list[tuple[int, int]]:
-    """Automatic HDBSCAN ``(min_cluster_size, min_samples)`` settings for ``n`` fitted rows.
+def hdbscan_ladder(n: int) -> list[tuple[int, int, str]]:
+    """Automatic HDBSCAN ``(min_cluster_size, min_samples, selection)`` settings for ``n`` rows.
 
-    From about 1 % of the rows (proposals worth labelling in bulk) down by halves to 5, with
-    ``min_samples`` a quarter of the cluster size (at least 3): a smaller ``min_samples`` calls
-    fewer points noise at the sparse edges of map clusters.
+    Tried in this order: the excess-of-mass selection at about 1 % and 2 % of the rows
+    (proposals worth labelling in bulk), then the leaf selection at 4 %, 2 % and 1 % (it splits
+    a map whose points form two or three large islands into the groups inside them), then both
+    at 0.5 %. Sizes are at least 5; ``min_samples`` is a quarter of the size for excess of
+    mass and 3 for leaves (fewer points called noise at the sparse edges of map clusters).
     """
     n = int(n)
     if n < 4:
-        return [(2, 1)]
-    top = max(5, min(n // 100, 500))
-    top = min(top, max(2, n // 2))
-    sizes = [top]
-    while sizes[-1] > 5 and len(sizes) < 5:
-        sizes.append(max(5, sizes[-1] // 2))
-    sizes = [min(s, max(2, n // 2)) for s in dict.fromkeys(sizes)]
-    return [(s, max(1, min(s, max(3, s // 4)))) for s in dict.fromkeys(sizes)]
+        return [(2, 1, "eom")]
+
+    def size(fraction: float) -> int:
+        return int(min(max(5, round(n * fraction)), 500, max(2, n // 2)))
+
+    order = [(0.01, "eom"), (0.02, "eom"), (0.04, "leaf"), (0.02, "leaf"), (0.01, "leaf")]
+    order += [(0.005, "eom"), (0.005, "leaf")]
+    out: list[tuple[int, int, str]] = []
+    for fraction, method in order:
+        mcs = size(fraction)
+        ms = max(1, min(mcs, max(3, mcs // 4) if method == "eom" else 3))
+        if (mcs, ms, method) not in out:
+            out.append((mcs, ms, method))
+    return out
 
 
 def find_clusters(
@@ -110,8 +123,9 @@ def find_clusters(
 
     With ``min_cluster_size`` (and optionally ``min_samples``) given, HDBSCAN runs with exactly
     those settings. Without, the settings of :func:`hdbscan_ladder` are tried in turn and the
-    first finding at least two clusters with at most :data:`MAX_NOISE` noise is kept (else the
-    one with the most clusters under 50 % noise); when none finds two clusters and ``fallback``
+    first finding :data:`MIN_USEFUL` to :data:`MAX_USEFUL` clusters with at most
+    :data:`MAX_NOISE` noise is kept (else the one nearest that range within that noise, else
+    under 50 % noise); when none finds two clusters and ``fallback``
     is true, the rows are split into k-means regions (``method="kmeans"``, no noise).
     """
     from sklearn.neighbors import NearestNeighbors
@@ -130,7 +144,7 @@ def find_clusters(
     fit = X[rows]
     if min_cluster_size is not None or min_samples is not None:
         mcs = min_cluster_size if min_cluster_size is not None else max(5, len(rows) // 100)
-        settings = [(min(mcs, len(rows)), min_samples)]
+        settings = [(min(mcs, len(rows)), min_samples, "eom")]
         fallback = False
     else:
         settings = hdbscan_ladder(len(rows))
@@ -158,25 +172,37 @@ def find_clusters(
     return ClusterResult(labels, sizes, reps, method=method, params=params)
 
 
-def _best_hdbscan(
-    X: np.ndarray, settings: list[tuple[int, int | None]]
-) -> tuple[str, dict, np.ndarray | None]:
-    """The first setting meeting the targets, else the one with the most clusters."""
+def _best_hdbscan(X: np.ndarray, settings: list[tuple]) -> tuple[str, dict, np.ndarray | None]:
+    """The first setting giving :data:`MIN_USEFUL` to :data:`MAX_USEFUL` clusters with at most
+    :data:`MAX_NOISE` noise; else, within that noise (then under 50 %), the one whose number
+    of clusters is nearest that range."""
     from sklearn.cluster import HDBSCAN
 
-    best: tuple[int, dict, np.ndarray] | None = None
-    for mcs, ms in settings:
-        fitted = HDBSCAN(min_cluster_size=mcs, min_samples=ms, copy=True).fit_predict(X)
+    best: dict[float, tuple[float, dict, np.ndarray]] = {}
+    for mcs, ms, *rest in settings:
+        method = rest[0] if rest else "eom"
+        fitted = HDBSCAN(
+            min_cluster_size=mcs, min_samples=ms, cluster_selection_method=method, copy=True
+        ).fit_predict(X)
         fitted = _renumber_by_size(fitted)
         k = int(fitted.max()) + 1 if len(fitted) else 0
         noise = float((fitted < 0).mean())
-        params = {"min_cluster_size": int(mcs), "min_samples": None if ms is None else int(ms)}
-        if len(settings) == 1 or (k >= 2 and noise <= MAX_NOISE):
+        params = {
+            "min_cluster_size": int(mcs),
+            "min_samples": None if ms is None else int(ms),
+            "selection": method,
+        }
+        if len(settings) == 1 or (MIN_USEFUL <= k <= MAX_USEFUL and noise <= MAX_NOISE):
             return "hdbscan", params, fitted
-        if k >= 2 and noise <= 0.5 and (best is None or k > best[0]):
-            best = (k, params, fitted)
-    if best is not None:
-        return "hdbscan", best[1], best[2]
+        if k < 2:
+            continue
+        miss = float(MIN_USEFUL - k if k < MIN_USEFUL else k - MAX_USEFUL)
+        for limit in (MAX_NOISE, 0.5):
+            if noise <= limit and (limit not in best or miss < best[limit][0]):
+                best[limit] = (miss, params, fitted)
+    for limit in (MAX_NOISE, 0.5):
+        if limit in best:
+            return "hdbscan", best[limit][1], best[limit][2]
     return "hdbscan", {}, None
 
 

@@ -17,12 +17,12 @@ def _blobs(n_per: int, centres, std: float, seed: int = 0) -> np.ndarray:
 
 
 def test_ladder_scales_with_the_sample_count():
-    assert hdbscan_ladder(3000)[0] == (30, 7)
-    assert hdbscan_ladder(20_000)[0][0] == 200
+    assert hdbscan_ladder(3000)[:3] == [(30, 7, "eom"), (60, 15, "eom"), (120, 3, "leaf")]
+    assert hdbscan_ladder(20_000)[0] == (200, 50, "eom")
     for n in (10, 90, 3000, 20_000, 1_000_000):
-        sizes = [s for s, _ in hdbscan_ladder(n)]
-        assert sizes == sorted(sizes, reverse=True) and sizes[-1] >= 2
-        assert all(1 <= ms <= s for s, ms in hdbscan_ladder(n))
+        ladder = hdbscan_ladder(n)
+        assert len(set(ladder)) == len(ladder) and {m for _, _, m in ladder} == {"eom", "leaf"}
+        assert all(2 <= s <= 500 and 1 <= ms <= s for s, ms, _ in ladder)
 
 
 def test_map_clusters_found_with_little_noise_and_numbered_by_size():
@@ -36,13 +36,16 @@ def test_map_clusters_found_with_little_noise_and_numbered_by_size():
     assert "6 HDBSCAN clusters" in res.describe()
 
 
-def test_weak_structure_steps_down_the_ladder():
-    # one broad Gaussian of 3,000 points: 1 % (30) gives a single cluster, smaller sizes split it
-    X = np.random.default_rng(0).normal(size=(3000, 2))
+def test_two_islands_are_split_into_their_groups():
+    # a map of two islands of four groups each (UMAP maps often look like this): excess of mass
+    # at 1 % stops at the two islands; the ladder goes on to the leaf selection
+    centres = [(0, 0), (1.2, 0), (0, 1.2), (1.2, 1.2), (10, 0), (11.2, 0), (10, 1.2), (11.2, 1.2)]
+    X = _blobs(375, centres, 0.35)
+    first = find_clusters(X, min_cluster_size=30, min_samples=7)
+    assert first.n_clusters == 2
     res = find_clusters(X)
-    assert res.method == "hdbscan" and res.n_clusters >= 2
-    assert res.noise_fraction <= MAX_NOISE
-    assert res.params["min_cluster_size"] < hdbscan_ladder(len(X))[0][0]
+    assert res.method == "hdbscan" and res.n_clusters == 8 and res.noise_fraction <= MAX_NOISE
+    assert res.params["selection"] == "leaf" and "(leaf)" in res.describe()
 
 
 def test_no_density_structure_falls_back_to_labelled_regions():
