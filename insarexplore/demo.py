@@ -12,12 +12,12 @@ reasonable time; the demo then says so, keeps the encoder as trained so far and 
 ``cut_short`` in the model's ``meta.json``.
 
 The demo's data (:data:`DEMO_CLASSES`, :data:`DEMO_DIFFICULTY`): physics-based synthetic
-Sentinel-1 interferograms of six classes (Mogi point sources, sills, dykes, earthquakes,
-subsidence bowls and nuisance-only scenes, in equal numbers) at the generator's ``easy``
-difficulty: the deformation is at least four times the atmospheric noise and makes at least two
-fringes, near the scene centre, so the classes separate on the map at that step budget. Real
-archives are harder; the ``medium`` and ``hard`` levels (``insarexplore synth``) are closer to
-them.
+Sentinel-1 interferograms of four classes in equal numbers (Mogi point sources, dykes,
+subsidence bowls and nuisance-only scenes) at the generator's ``easy`` difficulty: the
+deformation is at least four times the atmospheric noise and makes at least two fringes, near
+the scene centre, so the classes separate on the map at that step budget. Sills and earthquakes
+(the generator's other classes) and the ``medium``/``hard`` levels (``insarexplore synth``) are
+closer to real archives and need longer pretraining.
 """
 
 from __future__ import annotations
@@ -37,8 +37,9 @@ __all__ = [
     "run_demo",
 ]
 
-#: Classes of the demo's data, in equal numbers.
-DEMO_CLASSES = ("mogi", "sill", "dyke", "earthquake", "subsidence", "none")
+#: Classes of the demo's data, in equal numbers (sills and earthquakes, the generator's other two
+#: classes, look too much like Mogi sources and dykes to separate at the demo's budget).
+DEMO_CLASSES = ("mogi", "dyke", "subsidence", "none")
 #: Generator difficulty of the demo's data (signal >= 4x the atmospheric noise, >= 2 fringes).
 DEMO_DIFFICULTY = "easy"
 

@@ -121,7 +121,7 @@ def test_plan_is_sized_for_the_machine():
     # a step budget (the same map on a busy machine), about 2-3 min on 2 idle cores, and a guard
     assert cpu.steps == 1500 and cpu.batch_size == 128
     assert 5 <= cpu.minutes <= 10
-    assert cpu.difficulty == DEMO_DIFFICULTY == "easy" and len(cpu.classes) == 6
+    assert cpu.difficulty == DEMO_DIFFICULTY == "easy" and len(cpu.classes) == 4
     quick = plan_demo(device="cpu", quick=True)
     assert quick.n < 500 and quick.projection == "pca" and not quick.monitor
     assert quick.steps < cpu.steps

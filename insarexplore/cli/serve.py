@@ -133,7 +133,7 @@ def add_demo(sub: Any) -> None:
 """,
         description=(
             "One command from nothing to a served dashboard: synthesise 3,000 labelled\n"
-            "interferograms (64 px; six deformation classes at the generator's easy\n"
+            "interferograms (64 px; four classes: Mogi, dyke, subsidence, none, at the easy\n"
             "difficulty), pretrain an encoder for a fixed number of steps (1,500 on CPU: 2-3\n"
             "minutes on 2 idle cores; more data, a larger model and more steps on a GPU), embed,\n"
             "fit the UMAP map and its cluster proposals, then serve the dashboard and print its\n"
