@@ -63,13 +63,23 @@ class SealedTest:
             raise SealedLabelsError("test labels are sealed: score a configuration with .score()")
         raise AttributeError(name)
 
-    def score(
-        self, name: str, predict: Callable[[np.ndarray], np.ndarray], metric: Callable
-    ) -> Any:
+    def _once(self, name: str) -> None:
         if name in self.ledger:
             raise SealedLabelsError(f"configuration {name!r} was already scored on the test set")
         self.ledger.append(name)
+
+    def score(
+        self, name: str, predict: Callable[[np.ndarray], np.ndarray], metric: Callable
+    ) -> Any:
+        """``metric(y_true, predict(indices))`` for configuration ``name`` (once)."""
+        self._once(name)
         return metric(self.__raw, np.asarray(predict(self.indices)))
+
+    def evaluate(self, name: str, protocol: Callable[[np.ndarray], Any]) -> Any:
+        """``protocol(labels)`` for configuration ``name`` (once): for few-label protocols that
+        draw their training labels from the test set itself (other sites, other draws)."""
+        self._once(name)
+        return protocol(self.__raw.copy())
 
 
 def group_split(groups: Sequence[Any], fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -32,6 +32,9 @@ def test_test_labels_are_sealed_and_scored_once_per_configuration():
     assert acc == 1.0 and test.ledger == ["ssl"]
     with pytest.raises(SealedLabelsError, match="already scored"):
         test.score("ssl", lambda idx: y[idx], lambda t, p: 0.0)
+    assert test.evaluate("hist", lambda labels: list(labels)) == list(y)
+    with pytest.raises(SealedLabelsError, match="already scored"):
+        test.evaluate("hist", len)
 
 
 def test_a_selection_step_that_reads_test_labels_fails():
