@@ -196,10 +196,10 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
         from insarexplore.models.encoders import build_encoder
 
         kind = sub.insar.kind
+        torch.manual_seed(0)  # the same random weights in every run
         layer = "gradient" if kind == "phase" else "hue-gradient"  # pretraining's defaults
         enc = build_encoder(arch, 4 if kind == "phase" else 3, channel_kind=kind, image_size=48,
                             phase_input=layer)  # fmt: skip
-        torch.manual_seed(0)
         emb = Embedder(enc, progress=False)
         return emb.fit(sub.isel(sample=slice(0, 1))).transform(sub)[back]
     raise ValueError(method)
