@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from insarexplore.models.colour import hue
+from insarexplore.names import PHASE_INPUTS, RGB_INPUTS  # one list: names.py
 
 __all__ = [
     "PRESETS",
@@ -104,8 +105,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 _CHANNEL_KINDS = {4: "phase", 3: "rgb"}
-PHASE_INPUTS = ("raw", "gradient", "gradient+coherence")
-RGB_INPUTS = ("raw", "hue-gradient")
 
 
 def channel_kind_for(in_channels: int) -> str:
