@@ -198,14 +198,14 @@ def add_to_workspace(
                 progress=progress,
             )
         elif format == "licsar":
-            # about 64 MiB of patches (phase, coherence, displacement) per write: memory stays
+            # about 16 MiB of patches (phase, coherence, displacement) per write: memory stays
             # near one frame plus one write, whatever the number of interferograms
             per_sample = 12 * (patch_size or 1024) ** 2
             report = ingest_licsar(
                 path,
                 staging,
                 mode="w",
-                chunk_size=max(4, (64 << 20) // per_sample),
+                chunk_size=max(4, (16 << 20) // per_sample),
                 patch_size=patch_size,
                 stride=stride,
                 min_valid=min_valid,

@@ -372,6 +372,24 @@ def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> None:
     marker.unlink()
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by a write back to the system (glibc keeps it in its arenas, so a long
+    stream's resident size would creep up write after write); a no-op elsewhere."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
 class ZarrWriter:
     """Stream chunks of samples into a new Zarr store with bounded memory.
 
@@ -425,6 +443,7 @@ class ZarrWriter:
         else:
             self._append(ds)
         self.n += ds.sizes["sample"]
+        _release_freed_memory()
 
     def _open(self) -> None:
         """Keep handles on the per-sample arrays and the encodings xarray gave them."""
