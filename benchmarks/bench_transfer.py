@@ -152,7 +152,9 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         ws = Workspace.create(ws_path)
         shutil.copytree(ingested / "data.zarr", ws.data_path)
         t_ingest = float((ingested / "ingest_s").read_text())
-        augment = {"conjugate_p": 0.0} if "noconj" in config else {}
+        options = config.split("+")[1:]  # "+conj": conjugated views; "+noconj": none (default)
+        augment = {"conjugate_p": 0.5} if "conj" in options else {}
+        augment = {"conjugate_p": 0.0} if "noconj" in options else augment
         cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False,
                              monitor_every=0, tensorboard=False, augment=augment)  # fmt: skip
         t0 = time.perf_counter()
@@ -316,7 +318,8 @@ def _rows(config: str, results: dict, timing: dict) -> list[dict]:
 
 def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", default="default", help="default | rgb | default+noconj")
+    p.add_argument("--config", default="default",
+                   help="default | rgb | default+conj (conjugated views) | default+noconj")  # fmt: skip
     p.add_argument("--steps", type=int, default=1500, help="pretraining steps")
     p.add_argument("--arch", default="resnet-micro")
     p.add_argument("--n-pool", type=int, default=3000)
