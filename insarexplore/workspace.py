@@ -39,6 +39,17 @@ _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
 
 
+def _checked_embeddings(ids: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Ids as text and vectors as contiguous float32, one row per distinct id, or an error."""
+    ids = np.asarray(ids).astype(str)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
+        raise InSARDataError(f"embeddings: {vectors.shape} vectors for {ids.shape[0]} ids")
+    if np.unique(ids).size != ids.size:
+        raise InSARDataError("embeddings: duplicate sample ids")
+    return ids, vectors
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -402,12 +413,7 @@ class Workspace:
     # -- embeddings -------------------------------------------------------------------------
     def save_embeddings(self, model_version: str, ids: Any, vectors: np.ndarray) -> int:
         """Store embeddings for ``model_version``, merged with those already stored by id."""
-        ids = np.asarray(ids).astype(str)
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
-            raise InSARDataError(f"embeddings: {vectors.shape} vectors for {ids.shape[0]} ids")
-        if np.unique(ids).size != ids.size:
-            raise InSARDataError("embeddings: duplicate sample ids")
+        ids, vectors = _checked_embeddings(ids, vectors)
         final = self.embeddings_dir / self.model_dir(model_version).name
         if self.has_embeddings(model_version):  # else none yet, or an unsafe old format
             old_ids, old_vec, _ = self.load_embeddings(model_version)
@@ -450,12 +456,7 @@ class Workspace:
         counted; the next append counts them again (the ids name them)."""
         import fcntl
 
-        ids = np.asarray(ids).astype(str)
-        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
-            raise InSARDataError(f"embeddings: {vectors.shape} vectors for {ids.shape[0]} ids")
-        if np.unique(ids).size != ids.size:
-            raise InSARDataError("embeddings: duplicate sample ids")
+        ids, vectors = _checked_embeddings(ids, vectors)
         if not self.has_embeddings(model_version):
             return self.save_embeddings(model_version, ids, vectors)
         folder = self._embeddings_folder(model_version)
