@@ -146,9 +146,14 @@ class ScatterView(pn.viewable.Viewer):
             cmap, clim = [*c.color_key, MISSING], (-0.5, len(c.categories) + 0.5)
         else:
             cmap, clim = RAMP, c.span
+        formatters: dict[str, Any] = {}
         if self.thumb_url is not None:
+            from bokeh.models import CustomJSHover
+
+            # ids are paths ("deformation/x.png"): the URL needs them percent-encoded
+            formatters["@sample"] = CustomJSHover(code="return encodeURIComponent(value)")
             tooltip: Any = (
-                f"<div><img src='{self.thumb_url}/@sample.png' width='96' height='96' "
+                f"<div><img src='{self.thumb_url}/@sample{{custom}}.png' width='96' height='96' "
                 "style='image-rendering:pixelated'><div>@sample</div></div>"
             )
         else:
@@ -160,7 +165,7 @@ class ScatterView(pn.viewable.Viewer):
             "wheel_zoom",
             "pan",
             "reset",
-            HoverTool(tooltips=tooltip),
+            HoverTool(tooltips=tooltip, formatters=formatters),
         ]
         return hv.Points(self._frame(), ["x", "y"], ["c", "sample"]).opts(
             color="c",
