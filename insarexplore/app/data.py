@@ -17,8 +17,9 @@ import pandas as pd
 
 from insarexplore.app.render import render_sample
 
-__all__ = ["ExplorerData", "field_kinds", "footprint_rings", "CATEGORICAL_MAX"]
+__all__ = ["ExplorerData", "field_kinds", "CATEGORICAL_MAX", "MAP_DECIMALS"]
 
+MAP_DECIMALS = 5  # footprint corners drawn on the map are rounded to ~1 m
 CATEGORICAL_MAX = 64  # string fields with more distinct values than this are not colourable
 _SKIP_FIELDS = {"x", "y", "source", "group", "lon_min", "lat_min", "lon_max", "lat_max"}
 
@@ -46,14 +47,6 @@ def field_kinds(table: pd.DataFrame) -> dict[str, str]:
             if col.nunique(dropna=True) <= CATEGORICAL_MAX:
                 kinds[name] = "categorical"
     return kinds
-
-
-def footprint_rings(boxes: np.ndarray) -> list:
-    """Closed GeoJSON rings ``[[lon, lat] x 5]`` of ``(n, 4)`` lon/lat boxes, as nested lists."""
-    boxes = np.round(np.asarray(boxes, dtype=np.float64).reshape(-1, 4), 5)  # ~1 m
-    x0, y0, x1, y1 = boxes.T
-    corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
-    return np.stack([np.column_stack(c) for c in corners], axis=1).tolist()
 
 
 class ExplorerData:
@@ -224,27 +217,16 @@ class ExplorerData:
         return self.png(sample, "phase", size=self.thumb_size)
 
     def footprints_geojson(self, ids: list[str], properties: dict[str, Any] | None = None) -> dict:
-        """GeoJSON FeatureCollection of footprint polygons (samples without one are skipped)."""
+        """GeoJSON FeatureCollection of footprint polygons for the map (samples without one are
+        skipped; corners rounded to :data:`MAP_DECIMALS`); ``properties``: extra ones by id."""
+        from insarexplore.data.accessor import footprint_features
+
         cols = ["lon_min", "lat_min", "lon_max", "lat_max"]
         if not ids or not set(cols) <= set(self.table.columns):
             return {"type": "FeatureCollection", "features": []}
         boxes = self.table.loc[ids, cols].to_numpy(dtype=np.float64)
-        ok = np.isfinite(boxes).all(axis=1)
-        ids = [sid for sid, keep in zip(ids, ok) if keep]
-        features = []
-        for sid, ring in zip(ids, footprint_rings(boxes[ok])):
-            props = {"sample": sid}
-            if properties and sid in properties:
-                props.update(properties[sid])
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": sid,
-                    "properties": props,
-                    "geometry": {"type": "Polygon", "coordinates": [ring]},
-                }
-            )
-        return {"type": "FeatureCollection", "features": features}
+        props = [(properties or {}).get(sid, {}) for sid in ids]
+        return footprint_features(ids, boxes, props, decimals=MAP_DECIMALS)
 
     @property
     def labels_path(self) -> Path | None:

@@ -168,32 +168,17 @@ def history(store: Any, sample: str) -> list[dict[str, Any]]:
 
 
 def export(store: Any, fmt: str, data: Any) -> bytes:
-    """Current labels as CSV (sample, label, footprint, dates) or GeoJSON footprints."""
-    import json
+    """Current labels as CSV (sample, label, footprint, dates) or GeoJSON footprints: the bytes
+    ``insarexplore labels export`` writes (:mod:`insarexplore.explore.labelio`)."""
+    from insarexplore.explore import labelio
 
-    labels = pd.Series(store.current(), dtype=object, name="label")
-    labels = labels[labels.index.isin(data.table.index)]
+    # the data's own sample table (all of the workspace's samples), as the CLI reads it;
+    # a table-only explorer has just its table
+    table = data.dataset if data.dataset is not None else data.table
     if fmt == "csv":
-        cols = [
-            c
-            for c in (
-                "lon_min",
-                "lat_min",
-                "lon_max",
-                "lat_max",
-                "primary_date",
-                "secondary_date",
-                "frame",
-            )
-            if c in data.table.columns
-        ]
-        frame = data.table.loc[labels.index, cols].copy()
-        frame.insert(0, "label", labels.to_numpy())
-        frame.index.name = "sample"
-        return frame.to_csv().encode("utf-8")
+        return labelio.labels_csv(store, table).encode("utf-8")
     if fmt == "geojson":
-        props = {sid: {"label": lab} for sid, lab in labels.items()}
-        return json.dumps(data.footprints_geojson(list(labels.index), props)).encode("utf-8")
+        return labelio.labels_geojson(store, table).encode("utf-8")
     raise ValueError(f"fmt must be 'csv' or 'geojson'; got {fmt!r}")
 
 

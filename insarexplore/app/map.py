@@ -19,10 +19,11 @@ import numpy as np
 import panel as pn
 import param
 
-from insarexplore.app.data import footprint_rings
+from insarexplore.app.data import MAP_DECIMALS
 from insarexplore.app.livetext import LiveText
 from insarexplore.app.render import png_data_url
 from insarexplore.app.state import ExplorerState
+from insarexplore.data.accessor import footprint_features, footprint_rings
 
 __all__ = ["MapView", "BASEMAPS", "LocalLeaflet", "fit_view", "graticule_step"]
 
@@ -396,7 +397,7 @@ def _extent_geojson(box: tuple[float, float, float, float]) -> dict:
 
 def _overview_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     """Every footprint merged by colour, and one dot per footprint centre, faint."""
-    rings = footprint_rings(boxes)
+    rings = footprint_rings(boxes, MAP_DECIMALS)
     centres = np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
     features = []
     for c in dict.fromkeys(colors.tolist()):
@@ -490,25 +491,19 @@ def _density_geojson(boxes: np.ndarray, cells: int = 64) -> dict:
 
 def _features_geojson(boxes: np.ndarray, ids: Any, colors: np.ndarray, labels: np.ndarray) -> dict:
     """One clickable feature per footprint, coloured like the scatter."""
-    features = [
+    props = [
         {
-            "type": "Feature",
-            "id": sid,
-            "properties": {
-                "sample": sid,
-                "label": str(label),
-                "style": {"color": c, "weight": 1.5, "fillColor": c, "fillOpacity": 0.2},
-            },
-            "geometry": {"type": "Polygon", "coordinates": [ring]},
+            "label": str(label),
+            "style": {"color": c, "weight": 1.5, "fillColor": c, "fillOpacity": 0.2},
         }
-        for sid, ring, c, label in zip(ids, footprint_rings(boxes), colors, labels)
+        for c, label in zip(colors, labels)
     ]
-    return {"type": "FeatureCollection", "features": features}
+    return footprint_features(ids, boxes, props, decimals=MAP_DECIMALS)
 
 
 def _merged_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     """One MultiPolygon per colour: thousands of footprints as a handful of map layers."""
-    rings = footprint_rings(boxes)
+    rings = footprint_rings(boxes, MAP_DECIMALS)
     features = []
     for c in dict.fromkeys(colors.tolist()):
         idx = np.flatnonzero(colors == c)

@@ -12,7 +12,15 @@ import xarray as xr
 from insarexplore.data import schema
 from insarexplore.errors import InSARDataError
 
-__all__ = ["InSARAccessor", "phase_channels", "rgb_channels", "CHANNEL_NAMES"]
+__all__ = [
+    "InSARAccessor",
+    "phase_channels",
+    "rgb_channels",
+    "footprint_rings",
+    "footprint_features",
+    "table_footprints",
+    "CHANNEL_NAMES",
+]
 
 CHANNEL_NAMES = {"phase": ("cos", "sin", "coherence", "valid"), "rgb": ("r", "g", "b")}
 
@@ -180,28 +188,7 @@ class InSARAccessor:
         if samples is not None:
             table = table.loc[[str(s) for s in np.atleast_1d(samples)]]
         keep = ["label", "frame", "primary_date", "secondary_date", *(properties or [])]
-        features = []
-        fp = table[list(schema.FOOTPRINT_COORDS)].to_numpy(dtype=float)
-        ok = np.isfinite(fp).all(axis=1)
-        for sid, row, good in zip(table.index, table.itertuples(index=False), ok):
-            if not good:
-                continue
-            r = row._asdict()
-            x0, y0, x1, y1 = (r[k] for k in schema.FOOTPRINT_COORDS)
-            ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
-            props = {"sample": str(sid)}
-            for k in keep:
-                if k in r:
-                    props[k] = _jsonable(r[k])
-            features.append(
-                {
-                    "type": "Feature",
-                    "id": str(sid),
-                    "geometry": {"type": "Polygon", "coordinates": [ring]},
-                    "properties": props,
-                }
-            )
-        return {"type": "FeatureCollection", "features": features}
+        return table_footprints(table, keep)
 
     # -- pictures ---------------------------------------------------------------------------
     def thumbnail(
@@ -274,3 +261,82 @@ def _jsonable(value: Any) -> Any:
         return None
     json.dumps(value, default=str)
     return value
+
+
+# -- footprints as GeoJSON -------------------------------------------------------------------
+# The one place footprints become GeoJSON: the accessor, the label exports (CSV/GeoJSON files,
+# the dashboard's downloads) and the dashboard's map all build their polygons here.
+def footprint_rings(boxes: Any, decimals: int | None = None) -> list:
+    """Closed counter-clockwise GeoJSON rings ``[[lon, lat] x 5]`` of ``(n, 4)`` boxes
+    ``(lon_min, lat_min, lon_max, lat_max)``, as nested lists of floats.
+
+    ``decimals`` rounds the corners (the map draws with 5, about 1 m); None keeps them exact.
+    """
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if decimals is not None:
+        boxes = np.round(boxes, decimals)
+    x0, y0, x1, y1 = boxes.T
+    corners = ((x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0, y0))
+    return np.stack([np.column_stack(c) for c in corners], axis=1).tolist()
+
+
+def footprint_features(
+    ids: Any,
+    boxes: Any,
+    properties: Any = None,
+    *,
+    unknown: str = "skip",
+    decimals: int | None = None,
+) -> dict[str, Any]:
+    """An RFC 7946 FeatureCollection: one Polygon feature per sample (EPSG:4326, [lon, lat]).
+
+    ``boxes`` is ``(n, 4)`` ``(lon_min, lat_min, lon_max, lat_max)`` aligned with ``ids``;
+    ``properties`` (optional) one dict per sample, added after ``sample`` (the id). A box with
+    a NaN is an unknown footprint: left out (``unknown="skip"``) or kept with a null geometry
+    (``unknown="null"``).
+    """
+    if unknown not in ("skip", "null"):
+        raise ValueError(f"unknown must be 'skip' or 'null'; got {unknown!r}")
+    ids = [str(s) for s in ids]
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if len(boxes) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(boxes)} footprints")
+    props = list(properties) if properties is not None else [{}] * len(ids)
+    if len(props) != len(ids):
+        raise ValueError(f"{len(ids)} ids but {len(props)} property sets")
+    ok = np.isfinite(boxes).all(axis=1)
+    rings = iter(footprint_rings(boxes[ok], decimals))
+    features = []
+    for sid, good, extra in zip(ids, ok.tolist(), props):
+        if not good and unknown == "skip":
+            continue
+        geometry = {"type": "Polygon", "coordinates": [next(rings)]} if good else None
+        features.append(
+            {
+                "type": "Feature",
+                "id": sid,
+                "geometry": geometry,
+                "properties": {"sample": sid, **(extra or {})},
+            }
+        )
+    return {"type": "FeatureCollection", "features": features}
+
+
+def table_footprints(
+    table: Any,
+    columns: Any = (),
+    *,
+    unknown: str = "skip",
+    decimals: int | None = None,
+) -> dict[str, Any]:
+    """:func:`footprint_features` of a per-sample table (indexed by sample id, with the
+    footprint columns); ``columns`` present in it become properties (dates as ``YYYY-MM-DD``,
+    NaN/NaT as null)."""
+    missing = [c for c in schema.FOOTPRINT_COORDS if c not in table.columns]
+    if missing:
+        raise InSARDataError(f"table: no footprint column(s) {missing}")
+    cols = [c for c in dict.fromkeys(columns) if c in table.columns]
+    values = [[_jsonable(v) for v in table[c].tolist()] for c in cols]
+    props = [dict(zip(cols, row)) for row in zip(*values)] if cols else None
+    boxes = table[list(schema.FOOTPRINT_COORDS)].to_numpy(dtype=float)
+    return footprint_features(table.index, boxes, props, unknown=unknown, decimals=decimals)

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from insarexplore.data.accessor import table_footprints
+from insarexplore.data.schema import FOOTPRINT_COORDS as _FOOTPRINT
 from insarexplore.errors import InSARDataError
 from insarexplore.explore.labels import LabelStore, UnknownSampleError
 
@@ -33,15 +35,15 @@ __all__ = [
     "neutralise_cell",
     "restore_cell",
     "sample_table",
+    "labels_csv",
     "export_csv",
     "import_csv",
+    "labels_geojson",
     "export_geojson",
     "import_geojson",
     "export_hephaestus",
     "import_hephaestus",
 ]
-
-_FOOTPRINT = ("lon_min", "lat_min", "lon_max", "lat_max")
 
 
 def sample_table(data: Any):  # -> pandas.DataFrame
@@ -88,7 +90,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
     os.replace(tmp, path)
 
 
@@ -124,17 +126,14 @@ def _iso(value: Any) -> str | None:
 
 
 # -- CSV -------------------------------------------------------------------------------------
-def export_csv(
-    store: LabelStore, path: str | Path, table: Any = None, *, overwrite: bool = False
-) -> int:
-    """Write ``sample,label`` rows (plus footprint, dates and frame when ``table`` is given).
+def labels_csv(store: LabelStore, table: Any = None) -> str:
+    """The CSV text of :func:`export_csv` (the dashboard's download is this text, too)."""
+    return _csv_frame(store, table).to_csv(lineterminator="\n")
 
-    Text cells that would run as spreadsheet formulas are neutralised (see the module notes).
-    """
+
+def _csv_frame(store: LabelStore, table: Any):  # -> pandas.DataFrame
     import pandas as pd
 
-    path = Path(path)
-    _check_target(path, overwrite)
     labels = pd.Series(store.current(), name="label", dtype=object).sort_index()
     frame = labels.to_frame()
     frame.index.name = "sample"
@@ -146,7 +145,20 @@ def export_csv(
     for col in frame.columns:
         if frame[col].dtype == object:
             frame[col] = [neutralise_cell(v) if isinstance(v, str) else v for v in frame[col]]
-    _write_atomic(path, frame.to_csv())
+    return frame
+
+
+def export_csv(
+    store: LabelStore, path: str | Path, table: Any = None, *, overwrite: bool = False
+) -> int:
+    """Write ``sample,label`` rows (plus footprint, dates and frame when ``table`` is given).
+
+    Text cells that would run as spreadsheet formulas are neutralised (see the module notes).
+    """
+    path = Path(path)
+    _check_target(path, overwrite)
+    frame = _csv_frame(store, table)
+    _write_atomic(path, frame.to_csv(lineterminator="\n"))
     return len(frame)
 
 
@@ -171,6 +183,24 @@ def import_csv(store: LabelStore, path: str | Path, *, known_ids: Any = None) ->
 
 
 # -- GeoJSON ---------------------------------------------------------------------------------
+def labels_geojson(store: LabelStore, table: Any, *, include_unlabelled: bool = False) -> str:
+    """The GeoJSON text of :func:`export_geojson` (the dashboard's download is this text, too)."""
+    return json.dumps(_geojson_doc(store, table, include_unlabelled), allow_nan=False)
+
+
+def _geojson_doc(store: LabelStore, table: Any, include_unlabelled: bool) -> dict[str, Any]:
+    meta = sample_table(table)
+    labels = store.current()
+    ids = meta.index.astype(str)
+    chosen = ids if include_unlabelled else [s for s in ids if s in labels]
+    sub = meta.loc[chosen].copy()
+    sub.index = sub.index.astype(str)
+    sub["label"] = [labels.get(s, "") for s in sub.index]
+    return table_footprints(
+        sub, ("label", "frame", "primary_date", "secondary_date"), unknown="null"
+    )
+
+
 def export_geojson(
     store: LabelStore,
     path: str | Path,
@@ -180,35 +210,11 @@ def export_geojson(
     overwrite: bool = False,
 ) -> int:
     """Footprint polygons with their labels as an RFC 7946 FeatureCollection; returns features."""
-    _check_target(Path(path), overwrite)
-    meta = sample_table(table)
-    labels = store.current()
-    ids = meta.index.astype(str)
-    chosen = ids if include_unlabelled else [s for s in ids if s in labels]
-    missing = [c for c in _FOOTPRINT if c not in meta]
-    if missing:
-        raise InSARDataError(f"table: no footprint column(s) {missing}")
-    sub = meta.loc[chosen]
-    boxes = sub[list(_FOOTPRINT)].to_numpy(dtype=float)
-    features = []
-    for sid, box, (_, row) in zip(sub.index, boxes, sub.iterrows()):
-        geometry = None
-        if np.isfinite(box).all():
-            x0, y0, x1, y1 = (float(v) for v in box)
-            geometry = {
-                "type": "Polygon",
-                "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]],
-            }
-        props = {"sample": str(sid), "label": labels.get(str(sid), "")}
-        for col in ("frame", "primary_date", "secondary_date"):
-            if col in row:
-                props[col] = _iso(row[col])
-        features.append(
-            {"type": "Feature", "id": str(sid), "geometry": geometry, "properties": props}
-        )
-    doc = {"type": "FeatureCollection", "features": features}
-    _write_atomic(Path(path), json.dumps(doc, allow_nan=False))
-    return len(features)
+    path = Path(path)
+    _check_target(path, overwrite)
+    doc = _geojson_doc(store, table, include_unlabelled)
+    _write_atomic(path, json.dumps(doc, allow_nan=False))
+    return len(doc["features"])
 
 
 def import_geojson(store: LabelStore, path: str | Path, *, known_ids: Any = None) -> int:

@@ -99,6 +99,22 @@ def test_geojson_is_valid_for_qgis(tmp_path, ds):
     assert b.current() == a.current()
 
 
+def test_geojson_export_and_accessor_share_one_footprint_writer(tmp_path, ds):
+    a, _ = _stores(tmp_path)
+    a.assign(["s0", "s2", "s5"], "mogi")
+    export_geojson(a, tmp_path / "l.geojson", ds, include_unlabelled=True)
+    exported = {f["id"]: f for f in json.loads((tmp_path / "l.geojson").read_text())["features"]}
+    accessor = {f["id"]: f for f in ds.insar.footprints_geojson()["features"]}
+    assert sorted(exported) == [f"s{i}" for i in range(6)]
+    assert sorted(accessor) == [f"s{i}" for i in range(5)]  # the accessor skips unknown ones
+    for sid, feat in accessor.items():
+        assert exported[sid]["geometry"] == feat["geometry"]
+        assert exported[sid]["properties"]["secondary_date"] == feat["properties"]["secondary_date"]
+    assert exported["s2"]["properties"]["label"] == "mogi"
+    assert exported["s1"]["properties"]["label"] == ""
+    assert exported["s5"]["geometry"] is None
+
+
 def test_hephaestus_round_trip_and_matching(tmp_path, ds):
     a, b = _stores(tmp_path)
     a.assign(["s0"], "Deformation")
