@@ -134,6 +134,80 @@ def bench_umap(n: int) -> list[dict]:
     ]
 
 
+# -- projection in a new process ---------------------------------------------------------------
+_PROJECTION_CHILD = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+from sklearn.datasets import make_blobs
+X, _ = make_blobs(n_samples=int(sys.argv[2]), n_features=128, centers=20, random_state=0)
+X = X.astype(np.float32)
+t1 = time.perf_counter()
+if sys.argv[1] == "old":  # the projection as it was: plain import, seeded, one thread
+    import umap
+    xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0, n_jobs=1).fit(X).embedding_
+else:
+    from insarexplore.explore.projection import Projector
+    xy = Projector("umap").fit_transform(X)
+t2 = time.perf_counter()
+np.save(sys.argv[3], np.asarray(xy, np.float32))
+print(json.dumps({"data_s": t1 - t0, "project_s": t2 - t1}))
+"""
+
+
+def projection_speed(n: int = 10_000) -> list[dict]:
+    """UMAP of ``n`` x 128 clustered Gaussian blobs (20 centres), each fit in a fresh Python
+    process: the projection as it was (plain ``import umap``, seeded, single-threaded: numba
+    compiles again in every process) against the default ``Projector("umap")`` with numba's
+    disk cache, once with an empty cache folder (a machine's first projection, fills it) and
+    once more in a new process (every later one). Times run from the import of umap to the
+    coordinates (the blobs' generation is excluded); the maps are compared for identity."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    with tempfile.TemporaryDirectory() as tmp:
+        base = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+        cached = {**base, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
+        times, maps = {}, {}
+        for name, kind, env in (
+            ("old", "old", base),
+            ("new_empty_cache", "new", cached),
+            ("new", "new", cached),
+        ):
+            out = Path(tmp) / f"{name}.npy"
+            done = subprocess.run(
+                [sys.executable, "-c", _PROJECTION_CHILD, kind, str(n), str(out)],
+                env=env,
+                cwd=HERE.parent,
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            times[name] = json.loads(done.stdout.strip().splitlines()[-1])["project_s"]
+            maps[name] = np.load(out)
+    same = bool(np.array_equal(maps["old"], maps["new"]))
+    note = f"{n:,} x 128, new process, n_neighbors=15, seeded (1 thread)"
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return [
+        _row(f"projection_old_{n // 1000}k_new_process", times["old"], "s", note),
+        _row(
+            f"projection_new_{n // 1000}k_empty_cache",
+            times["new_empty_cache"],
+            "s",
+            "first projection on the machine (fills the numba cache)",
+        ),
+        _row(f"projection_new_{n // 1000}k_new_process", times["new"], "s", "numba cache filled"),
+        _row(
+            "projection_speedup_old_over_new",
+            times["old"] / times["new"],
+            "x",
+            f"maps identical: {same}; 1-min load average after: {load:.2f}",
+        ),
+    ]
+
+
 # -- label efficiency -----------------------------------------------------------------------
 def _pretrained(n_pool: int, n_test: int, minutes: float, steps: int | None):
     """Embeddings of the quality benchmark's pool and test set (issue 4) by its pretrained
@@ -335,8 +409,12 @@ def main() -> None:
     parser.add_argument("--only", choices=("suggest", "labels", "umap", "efficiency"))
     parser.add_argument("--steps", type=int, default=None,
                         help="label efficiency: pretraining steps instead of minutes")  # fmt: skip
+    parser.add_argument("--projection", action="store_true",
+                        help="only the projection in new processes: old seeded run vs default")  # fmt: skip
     args = parser.parse_args()
-    if args.only == "suggest":
+    if args.projection:
+        rows = projection_speed(10_000)
+    elif args.only == "suggest":
         rows = bench_suggest(1_000_000)
     elif args.only == "labels":
         rows = bench_label_store(100_000 if args.quick else 1_000_000)

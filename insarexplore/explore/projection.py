@@ -1,7 +1,7 @@
 """2-D maps of the embeddings (UMAP or PCA), fitted once and cached in the workspace.
 
-UMAP costs tens of seconds per 100,000 points (plus ~36 s of numba compilation on the first fit
-in a process), so a dashboard must never refit on start: :func:`project` stores the coordinates
+UMAP costs tens of seconds per 100,000 points (plus ~36 s of numba compilation on a machine's
+first fit, cached on disk after it: see below), so a dashboard must never refit on start: :func:`project` stores the coordinates
 under ``artifacts/projection/<key>``, keyed by method, parameters and model version, and checks
 the vectors it was fitted on by hash. Samples embedded later are placed into the stored map
 instead of refitting, which also keeps the map stable.
@@ -13,21 +13,129 @@ map places each new sample at the weighted mean of the positions of its ``n_neig
 nearest fitted samples (in the embedding space, with the map's metric) - the initial
 placement of UMAP's own ``transform``, without its few epochs of refinement. ``--refit``
 (``refit=True``) fits the map again on every sample.
+
+Compilation is cached on disk. umap-learn declares few of its numba functions ``cache=True``
+(pynndescent most of its), so every new process used to compile the layout and the nearest
+neighbour descent again (~36 s on 2 cores, the larger part of a 10,000-sample projection).
+:func:`import_umap` points numba at a user cache folder (:func:`numba_cache_dir`:
+``$NUMBA_CACHE_DIR`` when set, else ``$XDG_CACHE_HOME/insarexplore/numba`` or
+``~/.cache/insarexplore/numba``) and switches on caching for the jitted functions of umap and
+pynndescent before their first call; a later process loads the machine code instead of
+compiling it. Signatures that take a function (pynndescent passes its distance function to the
+nearest neighbour descent) are keyed on that function's identity, new in every process, so they
+are neither cached nor looked up and still compile in each process (a few seconds). The fit
+itself is unchanged: a seeded map is the same, bit for bit, with or without the cache.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
+import sys
+import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-__all__ = ["Projector", "project", "embedding_hash", "place_by_neighbours"]
+__all__ = [
+    "Projector",
+    "project",
+    "embedding_hash",
+    "place_by_neighbours",
+    "numba_cache_dir",
+    "import_umap",
+]
 
 METHODS = ("umap", "pca")
+_JIT_PACKAGES = ("umap", "pynndescent")
+
+
+def numba_cache_dir() -> Path:
+    """Folder of numba's on-disk cache for UMAP: ``$NUMBA_CACHE_DIR`` when set, else
+    ``insarexplore/numba`` under ``$XDG_CACHE_HOME`` (default ``~/.cache``)."""
+    given = os.environ.get("NUMBA_CACHE_DIR")
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base).expanduser() / "insarexplore" / "numba"
+
+
+def _holds_a_function(t: Any) -> bool:
+    from numba.core import types
+
+    if isinstance(t, (types.Dispatcher, types.FunctionType)):
+        return True
+    return isinstance(t, types.BaseTuple) and any(_holds_a_function(e) for e in t.types)
+
+
+_CACHE_CLASS: type | None = None
+
+
+def _cache_class() -> type:
+    """numba's per-function disk cache, skipping signatures that take a function (pynndescent
+    passes its distance function in). Such a signature is keyed on the identity of the function
+    passed, new in every process: it would add an entry on every run and never load one."""
+    global _CACHE_CLASS
+    if _CACHE_CLASS is None:
+        from numba.core.caching import FunctionCache
+
+        class StaticArgumentCache(FunctionCache):
+            def load_overload(self, sig: Any, target_context: Any) -> Any:
+                if any(_holds_a_function(t) for t in getattr(sig, "args", sig)):
+                    return None
+                return super().load_overload(sig, target_context)
+
+            def save_overload(self, sig: Any, data: Any) -> None:
+                if not any(_holds_a_function(t) for t in getattr(sig, "args", sig)):
+                    super().save_overload(sig, data)
+
+        _CACHE_CLASS = StaticArgumentCache
+    return _CACHE_CLASS
+
+
+def _enable_jit_caching() -> list[str]:
+    """Give every jitted function of umap and pynndescent (imported modules) the disk cache of
+    :func:`_cache_class` in numba's current cache folder; the names of the functions."""
+    from numba.core.registry import CPUDispatcher
+
+    cls = _cache_class()
+    switched = []
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".")[0] not in _JIT_PACKAGES:
+            continue
+        for attr, obj in list(vars(module).items()):
+            if isinstance(obj, CPUDispatcher) and not isinstance(obj._cache, cls):
+                obj._cache = cls(obj.py_func)
+                switched.append(f"{name}.{attr}")
+    return switched
+
+
+def import_umap() -> Any:
+    """``umap``, with numba's machine code cached in :func:`numba_cache_dir` (created) across
+    processes. The folder is set before umap (and pynndescent) are imported, as numba picks a
+    function's cache location when the function is declared."""
+    folder = numba_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # no writable cache: compile in this process, as before
+        msg = f"numba cache folder {folder} not usable ({exc}); UMAP compiles anew"
+        warnings.warn(msg, stacklevel=2)
+        import umap
+
+        return umap
+    os.environ["NUMBA_CACHE_DIR"] = str(folder)  # numba re-reads its config on each compile
+    if "numba" in sys.modules:
+        from numba.core import config
+
+        config.CACHE_DIR = str(folder)
+    import umap
+
+    _enable_jit_caching()
+    return umap
 
 
 class Projector(TransformerMixin, BaseEstimator):
@@ -76,7 +184,7 @@ class Projector(TransformerMixin, BaseEstimator):
             self.reducer_ = PCA(self.n_components, random_state=self.random_state)
             self.reducer_.fit(X[fit_rows])
             return self.reducer_.transform(X).astype(np.float32)
-        import umap  # heavy (numba): imported only when UMAP is asked for
+        umap = import_umap()  # heavy (numba): imported only when UMAP is asked for
 
         self.reducer_ = umap.UMAP(
             n_components=self.n_components,
