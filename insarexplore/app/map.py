@@ -395,10 +395,15 @@ def _extent_geojson(box: tuple[float, float, float, float]) -> dict:
     return {"type": "FeatureCollection", "features": features}
 
 
+def _centres(boxes: np.ndarray) -> np.ndarray:
+    """(lon, lat) of each footprint's centre, rounded as the map's rings are."""
+    return np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
+
+
 def _overview_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     """Every footprint merged by colour, and one dot per footprint centre, faint."""
     rings = footprint_rings(boxes, MAP_DECIMALS)
-    centres = np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
+    centres = _centres(boxes)
     features = []
     for c in dict.fromkeys(colors.tolist()):
         idx = np.flatnonzero(colors == c)
@@ -431,7 +436,7 @@ def _centres_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     """One MultiPoint of footprint centres per colour (black-ringed dots of the selection)."""
     if not len(boxes):
         return _EMPTY
-    centres = np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
+    centres = _centres(boxes)
     features = []
     for c in dict.fromkeys(colors.tolist()):
         idx = np.flatnonzero(colors == c)

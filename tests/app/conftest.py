@@ -56,3 +56,18 @@ def classes():
     from factory import CLASSES
 
     return np.array(CLASSES)[np.arange(90) % len(CLASSES)]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium driven by Playwright, one per test module (skipped when missing)."""
+    from insarexplore.app._browser import CHROMIUM, launch
+
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()

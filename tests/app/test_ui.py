@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from insarexplore.app._browser import CHROMIUM, drag, free_port, launch, wait_port, watch_errors
+from insarexplore.app._browser import drag, free_port, wait_port, watch_errors
 
 pytestmark = pytest.mark.ui
 
@@ -33,18 +33,6 @@ def served(workspace_copy):
     wait_port(port)
     yield f"http://127.0.0.1:{port}/", workspace_copy
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 def _open(browser, url: str):

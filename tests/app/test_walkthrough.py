@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from insarexplore.app._browser import CHROMIUM, drag, free_port, launch, wait_port, watch_errors
+from insarexplore.app._browser import drag, free_port, wait_port, watch_errors
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -47,18 +47,6 @@ def served(demo_dir, tmp_path):
     wait_port(port)
     yield f"http://127.0.0.1:{port}/", ws
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
 
 
 def _shot(page, tmp_path: Path, name: str) -> None:
