@@ -13,6 +13,7 @@ prints them).
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -225,9 +226,7 @@ def add_to_workspace(
                 progress=progress,
             )
         total = ws.add_store(staging, drop=drop)
-    finally:
-        import shutil
-
+    finally:  # a failed ingest leaves no staging store behind
         shutil.rmtree(staging, ignore_errors=True)
     return IntakeReport(
         format=format, added=report.n_written, total=total, skipped=report.skipped, notes=notes

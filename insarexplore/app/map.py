@@ -400,6 +400,15 @@ def _centres(boxes: np.ndarray) -> np.ndarray:
     return np.round(np.column_stack([boxes[:, [0, 2]].mean(1), boxes[:, [1, 3]].mean(1)]), 5)
 
 
+def _points_feature(points: np.ndarray, kind: str, style: dict) -> dict:
+    """One MultiPoint feature of footprint centres, with its kind, count and style."""
+    return {
+        "type": "Feature",
+        "properties": {"kind": kind, "count": int(len(points)), "style": style},
+        "geometry": {"type": "MultiPoint", "coordinates": points.tolist()},
+    }
+
+
 def _overview_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     """Every footprint merged by colour, and one dot per footprint centre, faint."""
     rings = footprint_rings(boxes, MAP_DECIMALS)
@@ -418,17 +427,7 @@ def _overview_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
                 "geometry": {"type": "MultiPolygon", "coordinates": [[rings[i]] for i in idx]},
             }
         )
-        features.append(
-            {
-                "type": "Feature",
-                "properties": {
-                    "kind": "centres",
-                    "count": int(len(idx)),
-                    "style": {"color": c, "fillColor": c},
-                },
-                "geometry": {"type": "MultiPoint", "coordinates": centres[idx].tolist()},
-            }
-        )
+        features.append(_points_feature(centres[idx], "centres", {"color": c, "fillColor": c}))
     return {"type": "FeatureCollection", "features": features}
 
 
@@ -437,20 +436,10 @@ def _centres_geojson(boxes: np.ndarray, colors: np.ndarray) -> dict:
     if not len(boxes):
         return _EMPTY
     centres = _centres(boxes)
-    features = []
-    for c in dict.fromkeys(colors.tolist()):
-        idx = np.flatnonzero(colors == c)
-        features.append(
-            {
-                "type": "Feature",
-                "properties": {
-                    "kind": "selected",
-                    "count": int(len(idx)),
-                    "style": {"color": "#000000", "fillColor": c},
-                },
-                "geometry": {"type": "MultiPoint", "coordinates": centres[idx].tolist()},
-            }
-        )
+    features = [
+        _points_feature(centres[colors == c], "selected", {"color": "#000000", "fillColor": c})
+        for c in dict.fromkeys(colors.tolist())
+    ]
     return {"type": "FeatureCollection", "features": features}
 
 

@@ -70,6 +70,14 @@ def nearest_sq_dist(C: np.ndarray, L: np.ndarray, chunk: int = 16384) -> np.ndar
     return np.maximum(out, 0.0)
 
 
+def _embeddings(X: Any) -> np.ndarray:
+    """``X`` as a 2-D float32 array, or a clear error."""
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"embeddings: expected a 2-D array, got shape {X.shape}")
+    return X.astype(np.float32, copy=False)
+
+
 def k_center_greedy(
     X: np.ndarray,
     n: int,
@@ -80,10 +88,7 @@ def k_center_greedy(
     seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """``n`` row indices picked by k-center greedy, and each pick's distance when picked."""
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"embeddings: expected a 2-D array, got shape {X.shape}")
-    X = X.astype(np.float32, copy=False)
+    X = _embeddings(X)
     rng = np.random.default_rng(seed)
     mask = row_mask(labelled, len(X))
     pool = np.flatnonzero(~mask)
@@ -153,10 +158,7 @@ def typical_samples(
     """
     from sklearn.cluster import MiniBatchKMeans
 
-    X = np.asarray(X)
-    if X.ndim != 2:
-        raise ValueError(f"embeddings: expected a 2-D array, got shape {X.shape}")
-    X = X.astype(np.float32, copy=False)
+    X = _embeddings(X)
     rng = np.random.default_rng(seed)
     mask = row_mask(labelled, len(X))
     rows = np.arange(len(X))
