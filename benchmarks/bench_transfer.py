@@ -155,8 +155,11 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         options = config.split("+")[1:]  # "+conj": conjugated views; "+noconj": none (default)
         augment = {"conjugate_p": 0.5} if "conj" in options else {}
         augment = {"conjugate_p": 0.0} if "noconj" in options else augment
-        cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False,
-                             monitor_every=0, tensorboard=False, augment=augment)  # fmt: skip
+        # "+physics=0": no labelled physics bank; "+physics=1": its loss weight; any field=value
+        fields = {k: v for k, v in (o.split("=", 1) for o in options if "=" in o)}
+        overrides = {k: type(getattr(PretrainConfig, k))(v) for k, v in fields.items()}
+        cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False, monitor_every=0,
+                             tensorboard=False, augment=augment, **overrides)  # fmt: skip
         t0 = time.perf_counter()
         version = pretrain_workspace(ws, cfg)
         t_pre = time.perf_counter() - t0
@@ -319,7 +322,8 @@ def _rows(config: str, results: dict, timing: dict) -> list[dict]:
 def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="default",
-                   help="default | rgb | default+conj (conjugated views) | default+noconj")  # fmt: skip
+                   help="default | rgb | default+conj (conjugated views) | default+noconj | "
+                        "default+FIELD=VALUE (a PretrainConfig field, e.g. +physics=0)")  # fmt: skip
     p.add_argument("--steps", type=int, default=1500, help="pretraining steps")
     p.add_argument("--arch", default="resnet-micro")
     p.add_argument("--n-pool", type=int, default=3000)

@@ -9,6 +9,7 @@ from insarexplore.cli._common import (
     add_command,
     add_device,
     image_size,
+    non_negative_float,
     open_workspace,
     positive_float,
     positive_int,
@@ -37,6 +38,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         kind=args.kind,
         resume=not args.fresh,
         monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
+        physics=args.physics,
         **({"phase_input": args.phase_input} if args.phase_input else {}),
         **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
@@ -98,6 +100,14 @@ def add_pretrain(sub: Any) -> None:
         default=None,
         help="RGB renderings, ResNets: the bands plus hue fringe-rate phasors (invariant to a "
         "shift along a cyclic palette; the default), or the bands alone",
+    )
+    p.add_argument(
+        "--physics",
+        type=non_negative_float,
+        default=0.5,
+        help="weight of the loss on labelled physics-made interferograms (deformation sources "
+        "or none, made at the views' size and kind) beside the self-supervised one; 0 turns "
+        "it off (default 0.5)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")

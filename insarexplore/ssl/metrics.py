@@ -21,7 +21,8 @@ def write_meta(run: Path, meta: dict[str, Any]) -> None:
 class MetricsLog:
     """metrics.csv (appended across resumes) and TensorBoard scalars when installed."""
 
-    FIELDS = ("step", "epoch", "loss", "lr", "img_per_s", "elapsed_s", "knn_acc", "probe_acc")
+    FIELDS = ("step", "epoch", "loss", "lr", "img_per_s", "elapsed_s", "knn_acc", "probe_acc",
+              "physics_loss", "physics_acc")  # fmt: skip
 
     def __init__(self, run: Path, *, enabled: bool, tensorboard: bool) -> None:
         self.enabled, self.path, self.last = enabled, run / "metrics.csv", {}

@@ -45,6 +45,7 @@ from insarexplore.ssl.data import (
 from insarexplore.ssl.methods import build_method
 from insarexplore.ssl.metrics import MetricsLog, write_meta
 from insarexplore.ssl.monitor import Monitor
+from insarexplore.ssl.physics import WithPhysics, make_physics_bank, physics_row
 from insarexplore.ssl.schedule import Plan, StepClock, cosine_lr, refit
 
 __all__ = [
@@ -95,6 +96,12 @@ class PretrainConfig:
     phase_input: str = "gradient"
     rgb_input: str = "hue-gradient"
     encoder_kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # labelled physics-made interferograms beside the contrastive loss (see ssl.physics):
+    # weight of their classification loss (0: self-supervised only), bank size, bank batch
+    # (None: half the batch)
+    physics: float = 0.5
+    physics_n: int = 4096
+    physics_batch: int | None = None
     image_size: int | None = None
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str | None = None
@@ -283,6 +290,14 @@ def train(
     spe = sampler.batches_per_epoch
     total, seconds = _budget(cfg, spe)
     plan = Plan(total, cfg.warmup_frac, cfg.min_lr_frac)
+    bank, bank_batch = None, cfg.physics_batch or max(1, cfg.batch_size // 2)
+    if cfg.physics > 0:  # a short fixed budget needs no more bank images than it can draw
+        n_bank = cfg.physics_n if seconds is not None else min(cfg.physics_n, total * bank_batch)
+        bank = make_physics_bank(
+            max(256, n_bank), view_source_size(size, stored), kind=kind, stored_size=stored,
+            coherence="coherence" in data.ds, seed=cfg.seed + 7919, progress=cfg.progress and main,
+        )  # fmt: skip
+        model = WithPhysics(model, len(bank.classes), cfg.physics)
     step, elapsed_before = 0, 0.0
     ckpt = None
     if resuming:
@@ -370,12 +385,14 @@ def train(
             sampler.set_epoch(step // spe, step % spe)
             for x in loader:
                 x = x.to(device, non_blocking=True).float()  # float16 over the bus
-                v1, v2 = augment(x), augment(x)
+                views = [augment(x), augment(x)]
+                if bank is not None:
+                    xs, ys = bank.sample(bank_batch, device)
+                    views.append(augment(xs))
                 if cuda and cfg.channels_last:
-                    v1 = v1.contiguous(memory_format=torch.channels_last)
-                    v2 = v2.contiguous(memory_format=torch.channels_last)
+                    views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 with amp:
-                    loss = train_model(v1, v2)
+                    loss = train_model(*views, *([ys] if bank is not None else []))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:
@@ -397,7 +414,8 @@ def train(
                     loss_value = float(dist.all_reduce_mean(loss.detach().float()))
                     row = {"step": step, "epoch": step / spe, "loss": loss_value,
                            "lr": scheduler.get_last_lr()[0], "img_per_s": clock.rate,
-                           "elapsed_s": elapsed_before + (now or clock.sync()) - t0}  # fmt: skip
+                           "elapsed_s": elapsed_before + (now or clock.sync()) - t0,
+                           **physics_row(model)}  # fmt: skip
                     if monitor is not None and (
                         step % cfg.monitor_every == 0 or step == plan.total
                     ):

@@ -1,0 +1,102 @@
+"""The labelled physics bank beside the contrastive loss: shapes, channels, loss, the loop."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from insarexplore.data.synthetic.parameters import CLASSES
+from insarexplore.models import build_encoder
+from insarexplore.ssl.methods import build_method
+from insarexplore.ssl.physics import WithPhysics, make_physics_bank
+from insarexplore.ssl.train import PretrainConfig, pretrain
+
+TINY = dict(batch_size=8, log_every=1, monitor_every=0, progress=False, tensorboard=False)
+
+
+def test_phase_bank_is_shaped_like_renderings_read_back():
+    bank = make_physics_bank(64, 32, kind="phase", coherence=False, stored_size=128, seed=3)
+    x, y = bank.x.float(), bank.y
+    assert x.shape == (64, 4, 32, 32) and bank.x.dtype == torch.float16
+    valid = x[:, 3]
+    assert torch.equal(x[:, 2], valid)  # no coherence in renderings: the mask stands in
+    mag = x[:, 0] ** 2 + x[:, 1] ** 2
+    assert torch.allclose(mag[valid > 0], torch.ones(()), atol=2e-3)
+    assert (mag[valid == 0] == 0).all()
+    assert (valid.mean((1, 2)) < 0.97).sum() >= 5  # swath-edge wedges cut some images
+    assert bank.classes == tuple(CLASSES) and set(y.tolist()) == set(range(len(CLASSES)))
+    again = make_physics_bank(64, 32, kind="phase", coherence=False, stored_size=128, seed=3)
+    assert torch.equal(again.x, bank.x) and torch.equal(again.y, bank.y)
+
+
+def test_phase_bank_keeps_coherence_when_the_data_have_it():
+    bank = make_physics_bank(16, 24, kind="phase", coherence=True, stored_size=24, seed=0)
+    coh, valid = bank.x[:, 2].float(), bank.x[:, 3].float()
+    assert not torch.equal(coh, valid) and (coh <= valid + 1e-3).all()
+
+
+def test_rgb_bank_renders_grey_and_colour_styles():
+    bank = make_physics_bank(48, 32, kind="rgb", coherence=False, stored_size=64, seed=1)
+    x = bank.x.float()
+    assert x.shape == (48, 3, 32, 32) and x.min() >= 0 and x.max() <= 1
+    grey = (x.amax(1) - x.amin(1)).flatten(1).amax(1) < 0.02
+    assert 0 < int(grey.sum()) < 48  # some grey renderings, some colour ones
+
+
+def test_bad_kind_is_refused():
+    with pytest.raises(ValueError, match="kind"):
+        make_physics_bank(8, 16, kind="sar", coherence=False, stored_size=16)
+
+
+def test_with_physics_adds_a_classification_loss_that_trains_the_encoder():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
+    model = WithPhysics(build_method("simclr", enc), len(CLASSES), weight=0.5)
+    assert model.encoder is enc
+    bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
+    v = torch.randn(8, 4, 32, 32)
+    xs, ys = bank.sample(8, torch.device("cpu"))
+    ssl_only = model(v, v)
+    assert model.last_physics is None
+    total = model(v, v, xs, ys)
+    ce, acc = model.last_physics
+    assert float(total) == pytest.approx(float(ssl_only) + 0.5 * float(ce), rel=0.05)
+    assert 0 <= float(acc) <= 1
+    total.backward()
+    assert model.classifier.weight.grad is not None
+    grads = [p.grad for p in enc.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def _rows(run) -> list[dict[str, str]]:
+    with (run / "metrics.csv").open() as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
+    ds = make_toy(24)
+    pretrain(ds, PretrainConfig(steps=3, **TINY), out_dir=tmp_path / "on")
+    rows = _rows(tmp_path / "on")
+    assert all(r["physics_loss"] and float(r["physics_loss"]) > 0 for r in rows)
+    meta = json.loads((tmp_path / "on" / "meta.json").read_text())
+    assert meta["config"]["physics"] == 0.5
+    pretrain(ds, PretrainConfig(steps=3, physics=0, **TINY), out_dir=tmp_path / "off")
+    assert not any(r["physics_loss"] for r in _rows(tmp_path / "off"))
+    on = PretrainConfig(**TINY).resume_key("phase", 4)
+    assert PretrainConfig(physics=0, **TINY).resume_key("phase", 4) != on  # runs differ
+
+
+def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
+    ds = make_toy(24)
+    for name, w in (("a", 0.5), ("b", 0.0)):
+        pretrain(ds, PretrainConfig(steps=2, physics=w, **TINY), out_dir=tmp_path / name)
+    a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)
+    b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)
+    sa, sb = a["state_dict"], b["state_dict"]
+    assert sa.keys() == sb.keys()  # the saved encoder is the same model either way
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+    assert np.isfinite([float(r["loss"]) for r in _rows(tmp_path / "a")]).all()
