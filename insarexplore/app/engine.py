@@ -1,7 +1,8 @@
 """The dashboard's only door to the engine (``insarexplore.explore``) and the workspace.
 
 The views never call the engine directly; the state calls these small functions, so the engine's
-API is adapted in one place and the state stays about what the user sees.
+API is adapted in one place and the state stays about what the user sees. The label store
+opened here is used as it is (``state.store``), with no wrappers.
 """
 
 from __future__ import annotations
@@ -22,14 +23,6 @@ __all__ = [
     "projection",
     "extras",
     "open_label_store",
-    "current_labels",
-    "classes",
-    "add_class",
-    "assign",
-    "remove",
-    "undo",
-    "redo",
-    "history",
     "export",
     "check_trainable",
     "train_predict",
@@ -133,38 +126,6 @@ def open_label_store(path: str | Path, author: str, session: str, known_ids: Any
     from insarexplore.explore.labels import LabelStore
 
     return LabelStore(path, author=author, session=session, known_ids=known_ids)
-
-
-def current_labels(store: Any) -> dict[str, str]:
-    return store.current()
-
-
-def classes(store: Any) -> list[str]:
-    return store.classes()
-
-
-def add_class(store: Any, name: str) -> None:
-    store.add_class(name)
-
-
-def assign(store: Any, ids: list[str], label: str) -> None:
-    store.assign(ids, label)
-
-
-def remove(store: Any, ids: list[str]) -> None:
-    store.remove(ids)
-
-
-def undo(store: Any) -> bool:
-    return store.undo() is not None
-
-
-def redo(store: Any) -> bool:
-    return store.redo() is not None
-
-
-def history(store: Any, sample: str) -> list[dict[str, Any]]:
-    return store.history(sample)
 
 
 def export(store: Any, fmt: str, data: Any) -> bytes:

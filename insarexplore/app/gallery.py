@@ -17,7 +17,6 @@ import pandas as pd
 import panel as pn
 import param
 
-from insarexplore.app import engine
 from insarexplore.app.cards import CardGrid
 from insarexplore.app.livetext import LiveText
 from insarexplore.app.render import png_data_url
@@ -199,7 +198,7 @@ class DetailView(pn.viewable.Viewer):
         for layer, pane in self.images.items():
             pane.object = s.data.png(sid, layer, size=self.size)
         self._meta.object = _meta_html(sid, s.table.loc[sid])
-        events = engine.history(s.store, sid) if s.store is not None else []
+        events = s.store.history(sid) if s.store is not None else []
         self._history.object = _history_html(events)
 
     def __panel__(self) -> pn.viewable.Viewable:

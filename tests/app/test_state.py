@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from insarexplore.app.data import ExplorerData, field_kinds
-from insarexplore.app.state import ExplorerState, _inside
+from insarexplore.app.selection import _inside
+from insarexplore.app.state import ExplorerState
 
 
 def _truth(ids) -> np.ndarray:
