@@ -8,9 +8,9 @@ RGB renderings in the grey, cyclic and hue-cycle styles of public sets), with sw
 no-data wedges; ``WithPhysics`` adds a classification loss on augmented bank views (which
 source, or none) to the self-supervised loss, so the encoder's features must tell deformation
 from the nuisances that look like it while the contrastive loss keeps them faithful to the
-real data. The bank's pixel spacing follows the stored images (100 m pixels, as LiCSAR's,
-brought down to the view source size), so sources, atmosphere and decorrelation have the
-ground scales of what a real view covers; the generator sets the number of fringes.
+real data. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
+to the views' source size by the same phasor-aware resampling as the stored data, so noise
+and fringes look as they do in the real views.
 """
 
 from __future__ import annotations
@@ -44,6 +44,10 @@ class PhysicsBank:
     def sample(self, b: int, device: torch.device) -> tuple[Tensor, Tensor]:
         idx = torch.randint(len(self.y), (b,))
         return self.x[idx].to(device).float(), self.y[idx].to(device)
+
+
+_MAX_GEN = 256  # largest side the bank is generated at (larger stores: coarser pixels)
+_BLOCK = 256  # bank images made and brought down at a time (bounded memory)
 
 
 def _wedges(phase: np.ndarray, rng: np.random.Generator) -> None:
@@ -80,30 +84,41 @@ def make_physics_bank(
 ) -> PhysicsBank:
     """A bank of ``n`` labelled synthetic interferograms shaped like the training views.
 
-    ``size``: side of the bank images (the size views are cut from); ``stored_size``: side of
-    the stored images, so that a bank image covers the ground a stored one does. ``kind``
-    "phase" gives ``[cos, sin, coherence, valid]`` (coherence only when the data have it, the
-    validity mask otherwise, as renderings read back to phase), "rgb" gives renderings.
+    The images are made at the stored size (at most 256 px; 100 m pixels, coarser for larger
+    stores so that they cover the same ground), cut by wedges, then brought down to ``size``
+    (the side views are cut from) the way the stored data are. ``kind`` "phase" gives
+    ``[cos, sin, coherence, valid]`` (coherence only when the data have it, the validity mask
+    otherwise, as renderings read back to phase), "rgb" gives renderings.
     """
-    from insarexplore.data.accessor import phase_channels
-    from insarexplore.data.synthetic import generate
-    from insarexplore.data.synthetic.parameters import CLASSES
+    from tqdm.auto import tqdm
 
-    spacing = _SPACING_M * max(stored_size, size) / size
-    ds = generate(n, size=size, pixel_spacing_m=spacing, seed=seed, progress=progress)
-    rng = np.random.default_rng(seed)
-    phase = ds["phase"].values.astype(np.float32)
-    _wedges(phase, rng)
-    if kind == "phase":
-        coh = ds["coherence"].values if coherence else None
-        x = phase_channels(phase, coh)
-    elif kind == "rgb":
-        x = _renderings(phase, rng)
-    else:
+    from insarexplore.data.accessor import phase_channels
+    from insarexplore.data.synthetic.config import SyntheticConfig
+    from insarexplore.data.synthetic.generator import iter_blocks
+    from insarexplore.data.synthetic.parameters import CLASSES
+    from insarexplore.ssl.augment import resize_batch
+
+    if kind not in ("phase", "rgb"):
         raise ValueError(f"kind must be 'phase' or 'rgb'; got {kind!r}")
-    labels = ds["label"].values.astype(str)
-    y = np.array([CLASSES.index(c) for c in labels], dtype=np.int64)
-    return PhysicsBank(torch.from_numpy(x).half(), torch.from_numpy(y), tuple(CLASSES))
+    gen = min(max(stored_size, size), _MAX_GEN)
+    spacing = _SPACING_M * max(stored_size, size) / gen
+    cfg = SyntheticConfig(size=gen, pixel_spacing_m=spacing, block_size=_BLOCK)
+    rng = np.random.default_rng(seed)
+    xs, ys = [], []
+    with tqdm(total=n, desc="physics bank", unit="img", disable=not progress) as bar:
+        for part in iter_blocks(n, seed=seed, config=cfg):
+            phase = part["phase"].values.astype(np.float32)
+            _wedges(phase, rng)
+            if kind == "phase":
+                coh = part["coherence"].values if coherence else None
+                x = torch.from_numpy(phase_channels(phase, coh))
+            else:
+                x = torch.from_numpy(_renderings(phase, rng))
+            xs.append(resize_batch(x, size, phase=kind == "phase").half())
+            ys += [CLASSES.index(c) for c in part["label"].values.astype(str)]
+            bar.update(len(phase))
+    y = torch.tensor(ys, dtype=torch.int64)
+    return PhysicsBank(torch.cat(xs), y, tuple(CLASSES))
 
 
 class WithPhysics(nn.Module):

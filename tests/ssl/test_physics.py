@@ -23,7 +23,8 @@ def test_phase_bank_is_shaped_like_renderings_read_back():
     x, y = bank.x.float(), bank.y
     assert x.shape == (64, 4, 32, 32) and bank.x.dtype == torch.float16
     valid = x[:, 3]
-    assert torch.equal(x[:, 2], valid)  # no coherence in renderings: the mask stands in
+    # no coherence in renderings: the validity mask (resampled) stands in
+    assert (x[:, 2] <= valid + 1e-3).all() and float(x[:, 2][valid > 0].mean()) > 0.95
     mag = x[:, 0] ** 2 + x[:, 1] ** 2
     assert torch.allclose(mag[valid > 0], torch.ones(()), atol=2e-3)
     assert (mag[valid == 0] == 0).all()
@@ -36,7 +37,7 @@ def test_phase_bank_is_shaped_like_renderings_read_back():
 def test_phase_bank_keeps_coherence_when_the_data_have_it():
     bank = make_physics_bank(16, 24, kind="phase", coherence=True, stored_size=24, seed=0)
     coh, valid = bank.x[:, 2].float(), bank.x[:, 3].float()
-    assert not torch.equal(coh, valid) and (coh <= valid + 1e-3).all()
+    assert (coh <= valid + 1e-3).all() and float(coh[valid > 0].mean()) < 0.9
 
 
 def test_rgb_bank_renders_grey_and_colour_styles():
