@@ -10,9 +10,10 @@
       artifacts/<kind>/<key>/ arrays.npz + meta.json (projections, clusters, predictions, ...)
       labels.sqlite           the append-only label event log
 
-Every embedding and artefact records the data fingerprint (a hash of the sample ids) and the
-model version it was made from, so :meth:`Workspace.is_stale` detects results that no longer
-match the data or the current model instead of showing them as current.
+Every embedding and artefact records the data fingerprint (a hash of the sample ids and of the
+store's revision, which every write of pixels renews) and the model version it was made from,
+so :meth:`Workspace.is_stale` detects results that no longer match the data or the current
+model instead of showing them as current.
 """
 
 from __future__ import annotations
@@ -304,12 +305,13 @@ class Workspace:
         """Move a complete staging store into the workspace: it becomes ``data.zarr`` when
         there is none, else its samples (without the variables in ``drop``) are appended, all
         or nothing. The staging store is removed either way. Returns the new sample count."""
-        from insarexplore.data.io.store import append_dataset, open_dataset
+        from insarexplore.data.io.store import append_dataset, open_dataset, stamp_revision
 
         staging = Path(staging)
         try:
             with self.data_lock():
                 if not self.has_data():
+                    stamp_revision(staging)  # new pixels, however the store was made
                     os.replace(staging, self.data_path)
                 else:
                     src = open_dataset(staging, lazy=True).drop_vars(list(drop), errors="ignore")
@@ -328,20 +330,40 @@ class Workspace:
         return store_sample_ids(self.data_path)
 
     def data_fingerprint(self) -> str:
-        """A short hash of the sample ids: changes whenever samples are added or replaced."""
+        """A short hash of what the data store holds ("empty" without data).
+
+        It hashes the sample ids (their number and order) and the store's revision: a random
+        token that every write of pixels through :mod:`insarexplore.data.io.store` (creating
+        the store, replacing it, appending to it, :meth:`add_data`, :meth:`add_store`) records
+        anew, in the same atomic step as the pixels. So the fingerprint changes whenever
+        samples are added, and also when the pixels are written again under the same ids (a
+        store generated again, e.g. on another device, or replaced), while every read of an
+        unchanged store, in any process, gives the same value (nothing random is drawn on
+        reading). Stores written before revisions were recorded have none; their fingerprint
+        is the hash of the ids alone, as it always was, so what was made from them stays
+        current.
+        """
+        from insarexplore.data.io.store import store_revision
+
         if not self.has_data():
             return "empty"
-        marker = self.data_path / "sample" / "zarr.json"
         stamp = tuple(
-            (p.stat().st_mtime_ns, p.stat().st_size)
-            for p in [marker, *sorted((self.data_path / "sample").rglob("*"))]
+            (p.stat().st_ino, p.stat().st_mtime_ns, p.stat().st_size)
+            for p in [
+                self.data_path / "zarr.json",  # the group's attributes: the revision
+                self.data_path / "sample" / "zarr.json",
+                *sorted((self.data_path / "sample").rglob("*")),
+            ]
             if p.is_file()
         )
         if self._fp_cache and self._fp_cache[0] == stamp:
             return self._fp_cache[1]
         ids = self.sample_ids()
+        revision = store_revision(self.data_path)
         h = hashlib.sha1(str(len(ids)).encode())
         h.update("\x1f".join(map(str, ids)).encode())
+        if revision is not None:
+            h.update(f"\x1erevision={revision}".encode())
         fp = h.hexdigest()[:16]
         self._fp_cache = (stamp, fp)
         return fp

@@ -4,12 +4,19 @@ Writes are atomic: data goes to a temporary sibling first and replaces the targe
 complete, so a crash or Ctrl-C never leaves a half-written store where a good one was.
 Appends add samples to an existing Zarr store without rewriting it; an append interrupted
 half-way is rolled back the next time the store is opened or appended to.
+
+Every write of pixels (a new store, a replacement, an append) records a fresh random token in
+the store's ``revision`` attribute, in the same atomic step as the data, so a store whose
+pixels were written again under the same sample ids can be told from the one it replaced
+(:meth:`insarexplore.workspace.Workspace.data_fingerprint`). Stores written before revisions
+were recorded have none.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import warnings
 from pathlib import Path
@@ -22,7 +29,16 @@ from insarexplore._atomic import running
 from insarexplore.data import schema
 from insarexplore.errors import InSARDataError
 
-__all__ = ["save_dataset", "open_dataset", "append_dataset", "ZarrWriter", "store_sample_ids"]
+__all__ = [
+    "save_dataset",
+    "open_dataset",
+    "append_dataset",
+    "ZarrWriter",
+    "store_sample_ids",
+    "store_revision",
+    "stamp_revision",
+    "REVISION_ATTR",
+]
 
 log = logging.getLogger(__name__)
 _ZARR_SUFFIXES = (".zarr",)
@@ -30,6 +46,13 @@ _NC_SUFFIXES = (".nc", ".nc4", ".netcdf")
 # per-sample (1-D) chunk of streamed stores: every append rewrites the last, partly filled chunk
 # (decoding and re-encoding its strings), so streams use shorter chunks than one-shot saves
 _STREAM_PER_SAMPLE_CHUNK = 8192
+# store attribute: a random token, new with every write of pixels (see the module doc)
+REVISION_ATTR = "revision"
+
+
+def new_revision() -> str:
+    """A fresh revision token (random: two writes never share one)."""
+    return secrets.token_hex(16)
 
 
 def _format(path: Path) -> str:
@@ -89,6 +112,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     _remove(tmp)
     ds = _prepare(ds)
+    ds.attrs[REVISION_ATTR] = new_revision()  # new pixels, whatever revision ``ds`` came with
     try:
         if fmt == "zarr":
             with warnings.catch_warnings():
@@ -142,21 +166,23 @@ def _pending(path: Path) -> Path:
 def _repair(path: Path) -> None:
     """Roll back an append that was interrupted, so the store is as it was before it.
 
-    An append first records the store's length in a marker beside the store; if that marker is
-    still there, every sample-dim array is cut back to the recorded length (pixel chunks written
-    after it are dropped with it), then the marker goes. Without a marker, arrays of unequal
-    length (an interrupted stream) are trimmed to the shortest.
+    An append first records the store's length and attributes (its revision among them) in a
+    marker beside the store; if that marker is still there, every sample-dim array is cut back
+    to the recorded length (pixel chunks written after it are dropped with it) and the
+    attributes are put back, then the marker goes. Without a marker, arrays of unequal length
+    (an interrupted stream) are trimmed to the shortest.
     """
     import json
 
     import zarr
 
     marker = _pending(path)
-    target = None
+    target, attrs = None, None
     if marker.exists():
         try:
             info = json.loads(marker.read_text())
             target, pid = int(info["n"]), int(info.get("pid", 0))
+            attrs = info.get("attrs")  # absent in markers of older versions
         except (OSError, ValueError, KeyError, TypeError):
             target, pid = None, 0
         if pid and pid != os.getpid() and running(pid):
@@ -170,21 +196,21 @@ def _repair(path: Path) -> None:
     n = min(lengths.values()) if lengths else 0
     if target is not None:
         n = min(n, target)
-    if all(v == n for v in lengths.values()):
-        if marker.exists():
-            marker.unlink()
-        return
-    log.warning(
-        "%s: an interrupted append left arrays of lengths %s; rolling back to %d samples",
-        path,
-        sorted(set(lengths.values())),
-        n,
-    )
-    group = zarr.open_group(str(path), mode="r+")
-    for name, length in lengths.items():
-        if length != n:
-            arr = group[name]
-            arr.resize((n, *arr.shape[1:]))
+    if any(v != n for v in lengths.values()):
+        log.warning(
+            "%s: an interrupted append left arrays of lengths %s; rolling back to %d samples",
+            path,
+            sorted(set(lengths.values())),
+            n,
+        )
+        group = zarr.open_group(str(path), mode="r+")
+        for name, length in lengths.items():
+            if length != n:
+                arr = group[name]
+                arr.resize((n, *arr.shape[1:]))
+    if isinstance(attrs, dict) and dict(group.attrs) != attrs:
+        # the append's pieces and its new revision rewrote them: back to the store's own
+        zarr.open_group(str(path), mode="r+").attrs.put(attrs)
     if marker.exists():
         marker.unlink()
 
@@ -232,6 +258,27 @@ def store_sample_ids(path: str | os.PathLike) -> np.ndarray:
     _repair(path)
     group = zarr.open_group(str(path), mode="r")
     return np.asarray(group["sample"][:]).astype(object)
+
+
+def store_revision(path: str | os.PathLike) -> str | None:
+    """The revision token of a Zarr store (see the module doc), read without touching any
+    array; None for a store written before revisions were recorded."""
+    import zarr
+
+    path = Path(path)
+    _repair(path)
+    value = zarr.open_group(str(path), mode="r").attrs.get(REVISION_ATTR)
+    return str(value) if value else None
+
+
+def stamp_revision(path: str | os.PathLike) -> str:
+    """Give the Zarr store at ``path`` a fresh revision (for a complete store about to become
+    a workspace's data); returns it."""
+    import zarr
+
+    revision = new_revision()
+    zarr.open_group(str(path), mode="r+").attrs[REVISION_ATTR] = revision
+    return revision
 
 
 def _fill_for(var: xr.DataArray, n: int) -> np.ndarray:
@@ -299,7 +346,7 @@ def append_dataset(ds: xr.Dataset, path: str | os.PathLike) -> int:
     n0 = int(existing.sizes["sample"])
     attrs = dict(existing.attrs)
     existing.close()
-    _append_pieces(ds, path, n0)
+    attrs[REVISION_ATTR] = _append_pieces(ds, path, n0)
     if extra:
         _add_per_sample(path, extra, n0, attrs)
     return n0 + n
@@ -337,39 +384,53 @@ def _piece_len(ds: xr.Dataset, budget: int = 256 << 20) -> int:
 
 
 def append_hook(stage: str, done: int) -> None:
-    """Called between the pieces of an append (``stage`` "piece", ``done`` samples written so
-    far); tests replace it to simulate a crash at a chosen point."""
+    """Called between the steps of an append (``stage`` "piece" after each piece, "revision"
+    after the new revision, ``done`` samples written so far); tests replace it to simulate a
+    crash at a chosen point."""
 
 
-def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> None:
-    """Append ``ds`` in memory-sized pieces, all or nothing.
+def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> str:
+    """Append ``ds`` in memory-sized pieces, all or nothing; returns the store's new revision.
 
-    The store's length goes into a marker first; if the process dies part-way, the next open
-    rolls every array back to it (:func:`_repair`), so no sample id is ever left pointing at
-    unwritten pixels. Pieces are loaded into memory before writing, so the source's own (dask)
-    chunking never has to line up with the store's.
+    The store's length and attributes go into a marker first; if the process dies part-way,
+    the next open rolls every array back to that length and puts the attributes back
+    (:func:`_repair`), so no sample id is ever left pointing at unwritten pixels. The new
+    revision is written after the last piece, and the append counts as done once the marker
+    is gone: a crash leaves the store as it was (old samples, old revision) or as it will be.
+    Pieces are loaded into memory before writing, so the source's own (dask) chunking never
+    has to line up with the store's.
     """
     import json
 
+    import zarr
+
     marker = _pending(path)
+    before = dict(zarr.open_group(str(path), mode="r").attrs)
     tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"n": n0, "pid": os.getpid()}))
+    tmp.write_text(json.dumps({"n": n0, "pid": os.getpid(), "attrs": before}))
     os.replace(tmp, marker)
     n = ds.sizes["sample"]
     step = _piece_len(ds)
+    revision = new_revision()
     try:
         for lo in range(0, n, step):
             piece = _prepare(ds.isel(sample=slice(lo, min(n, lo + step))).load())
             for var in piece.variables.values():
                 var.encoding = {}
+            piece.attrs.pop(REVISION_ATTR, None)  # to_zarr rewrites the group's attributes
+            if before.get(REVISION_ATTR):
+                piece.attrs[REVISION_ATTR] = before[REVISION_ATTR]
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 piece.to_zarr(path, append_dim="sample", consolidated=False)
             append_hook("piece", lo + piece.sizes["sample"])
+        zarr.open_group(str(path), mode="r+").attrs[REVISION_ATTR] = revision
+        append_hook("revision", n)
     except BaseException:
         _repair(path)
         raise
     marker.unlink()
+    return revision
 
 
 def _release_freed_memory() -> None:
@@ -397,7 +458,8 @@ class ZarrWriter:
     ...     for part in chunks:
     ...         w.write(part)
 
-    Data goes to a temporary store that replaces ``path`` only when the block exits cleanly.
+    Data goes to a temporary store that replaces ``path`` only when the block exits cleanly;
+    the first write gives it a fresh revision (see the module doc).
     The first write lays out the store through xarray; later writes append to the open arrays
     directly, all at once, with the encodings the first one chose: through xarray each append
     re-read the store's metadata and extended ~45 per-sample arrays one after another (0.6 s a
@@ -426,6 +488,7 @@ class ZarrWriter:
         ds = _prepare(ds)
         if self.n == 0:
             schema.validate(ds, where=str(self.path), check_values=False)
+            ds.attrs[REVISION_ATTR] = new_revision()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=UserWarning)
                 ds.to_zarr(

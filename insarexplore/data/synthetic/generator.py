@@ -4,7 +4,8 @@
 ``displacement`` (line-of-sight deformation alone, metres, positive towards the satellite, the
 ground truth), ``label`` and per-sample source parameters. Samples are made in fixed blocks of
 :attr:`SyntheticConfig.block_size`, each with its own random stream derived from the seed, so a
-seed and a count fully determine the set (on a given device type) however it is chunked.
+seed and a count fully determine the set (on a given device type, which the set records in
+``attrs["generator_device"]``) however it is chunked.
 
 Pipeline per block: draw parameters and accept sources on a coarse grid (cheap, numpy); then in
 cache-sized micro-batches on the torch device: sources on the output grid (Okada on a sub-grid
@@ -94,7 +95,7 @@ def iter_blocks(
     """
     for part in _iter_raw(n, seed=seed, config=config, device=device, progress=progress,
                           workers=workers):  # fmt: skip
-        yield to_dataset([part], config, int(seed))
+        yield to_dataset([part], config, int(seed), device=_device(device).type)
 
 
 def _iter_raw(
@@ -199,7 +200,7 @@ def generate(
     pixels = {k: empty_pixels(shape) for k in _PIXEL_KEYS}
     parts = list(_iter_raw(n, seed=seed, config=cfg, device=device, progress=show,
                            workers=workers, dest=lambda lo, k: _rows(pixels, lo, k)))  # fmt: skip
-    return to_dataset(parts, cfg, int(seed), pixels=pixels)
+    return to_dataset(parts, cfg, int(seed), pixels=pixels, device=_device(device).type)
 
 
 _CHUNK_BUDGET = 256 << 20  # bytes of pixels in one chunk of generate_to_zarr
@@ -264,6 +265,7 @@ def generate_to_zarr(
 
     meta: list[dict[str, np.ndarray]] = []
     held = 0
+    kind = _device(device).type  # recorded in the store's attrs (generator_device)
     with ZarrWriter(path, chunk=chunk_size) as writer:
         blocks = _iter_raw(n, seed=seed, config=cfg, device=device, progress=progress,
                            workers=workers, dest=dest)  # fmt: skip
@@ -277,9 +279,11 @@ def generate_to_zarr(
                              if k not in _PIXEL_KEYS})  # fmt: skip
                 held, done = held + take, done + take
                 if held == chunk_size:
-                    writer.write(to_dataset(meta, cfg, int(seed), pixels=chunk))
+                    writer.write(to_dataset(meta, cfg, int(seed), pixels=chunk, device=kind))
                     meta, held = [], 0
             spare.append(lent.popleft())
         if held:
-            writer.write(to_dataset(meta, cfg, int(seed), pixels=_rows(chunk, 0, held)))
+            writer.write(
+                to_dataset(meta, cfg, int(seed), pixels=_rows(chunk, 0, held), device=kind)
+            )
     return path

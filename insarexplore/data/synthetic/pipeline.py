@@ -335,11 +335,14 @@ def render_block(
 
 def to_dataset(
     parts: list[dict[str, np.ndarray]], cfg: SyntheticConfig, seed: int,
-    pixels: dict[str, np.ndarray] | None = None,
+    pixels: dict[str, np.ndarray] | None = None, device: str = "cpu",
 ) -> Any:  # fmt: skip
     """One data-model Dataset from raw blocks (a single concatenation of plain arrays).
 
     ``pixels`` gives the already assembled pixel variables of all parts (no copy).
+    ``device`` is the torch device type that rendered the pixels ("cpu", "cuda", ...),
+    recorded as ``attrs["generator_device"]``: the same seed gives other pixels on another
+    device type.
     """
     from insarexplore.data.schema import new_dataset
 
@@ -347,10 +350,12 @@ def to_dataset(
     cat = {k: (parts[0][k] if len(parts) == 1 else np.concatenate([q[k] for q in parts]))
            for k in keys}  # fmt: skip
     cat.update(pixels or {})
-    return new_dataset(
+    ds = new_dataset(
         **{k: cat[k] for k in _PIXEL_KEYS + _COORD_KEYS},
         source=f"synthetic:seed={seed}",
         extra={k: cat[k] for k in METADATA_VARS},
         wavelength_m=cfg.wavelength_m,
         pixel_spacing_m=cfg.pixel_spacing_m,
     )
+    ds.attrs["generator_device"] = str(device)
+    return ds
