@@ -104,10 +104,10 @@ def add_pretrain(sub: Any) -> None:
     p.add_argument(
         "--physics",
         type=non_negative_float,
-        default=0.5,
+        default=2.0,
         help="weight of the loss on labelled physics-made interferograms (deformation sources "
         "or none, made at the views' size and kind) beside the self-supervised one; 0 turns "
-        "it off (default 0.5)",
+        "it off (default 2)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")

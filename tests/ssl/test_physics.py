@@ -84,7 +84,7 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
     rows = _rows(tmp_path / "on")
     assert all(r["physics_loss"] and float(r["physics_loss"]) > 0 for r in rows)
     meta = json.loads((tmp_path / "on" / "meta.json").read_text())
-    assert meta["config"]["physics"] == 0.5
+    assert meta["config"]["physics"] == 2.0
     pretrain(ds, PretrainConfig(steps=3, physics=0, **TINY), out_dir=tmp_path / "off")
     assert not any(r["physics_loss"] for r in _rows(tmp_path / "off"))
     on = PretrainConfig(**TINY).resume_key("phase", 4)
@@ -93,7 +93,7 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
 
 def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
     ds = make_toy(24)
-    for name, w in (("a", 0.5), ("b", 0.0)):
+    for name, w in (("a", 2.0), ("b", 0.0)):
         pretrain(ds, PretrainConfig(steps=2, physics=w, **TINY), out_dir=tmp_path / name)
     a = torch.load(tmp_path / "a" / "encoder.pt", weights_only=True)
     b = torch.load(tmp_path / "b" / "encoder.pt", weights_only=True)
