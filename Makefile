@@ -12,7 +12,7 @@ TORCH_INDEX ?=
 DEMO_DIR ?= demo-workspace
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint browser bench clean
+.PHONY: install demo test lint browser bench pictures clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ lint: install
 
 bench: install
 	$(BIN)/python benchmarks/run_all.py
+
+# The README's pictures (docs/screenshot.png, docs/step-*.png) from the demo, in chromium.
+pictures: install browser
+	$(BIN)/python scripts/readme_pictures.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

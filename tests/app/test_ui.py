@@ -6,9 +6,7 @@ process. Bokeh renders inside shadow DOM, so elements are found with Playwright 
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sqlite3
 import time
 from pathlib import Path
@@ -19,7 +17,6 @@ from insarexplore.app._browser import drag, free_port, wait_port, watch_errors
 
 pytestmark = pytest.mark.ui
 
-ROOT = Path(__file__).resolve().parents[2]
 CARD = re.compile(r"^s\d{4}$")  # gallery card buttons are named by sample id
 
 
@@ -106,12 +103,10 @@ def test_select_label_train_and_map_click(browser, served, tmp_path):
     page.get_by_text(re.compile(r"focused s\d{4}")).first.wait_for(timeout=30_000)
     page.get_by_text("wrapped phase").first.wait_for(timeout=30_000)
     page.wait_for_timeout(1500)
-    # saved beside the test; INSAREXPLORE_UPDATE_SCREENSHOT=1 refreshes the README's picture
+    # the whole page renders (the README's picture is made by scripts/readme_pictures.py)
     shot = tmp_path / "screenshot.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 50_000
-    if os.environ.get("INSAREXPLORE_UPDATE_SCREENSHOT") == "1":
-        shutil.copyfile(shot, ROOT / "docs" / "screenshot.png")
     assert not errors, errors
     page.close()
 
