@@ -328,7 +328,7 @@ def _keep_cut_short(ws: Any, t0: float, stop: GuardStop) -> str:
         load_state_checked,
         save_encoder,
     )
-    from insarexplore.ssl.checkpoint import load_checkpoint
+    from insarexplore.ssl.checkpoint import encoder_state, load_checkpoint
     from insarexplore.ssl.metrics import write_meta
 
     runs = []
@@ -343,8 +343,7 @@ def _keep_cut_short(ws: Any, t0: float, stop: GuardStop) -> str:
     _, run, meta = max(runs, key=lambda r: r[0])
     blob = load_checkpoint(run / "checkpoint.pt")
     encoder = build_from_config(blob["encoder_config"])
-    prefix = "encoder."
-    state = {k[len(prefix) :]: v for k, v in blob["model"].items() if k.startswith(prefix)}
+    state = encoder_state(blob["model"])
     load_state_checked(encoder, state, where=str(run / "checkpoint.pt"))
     save_encoder(run / "encoder.pt", encoder, blob["encoder_config"])
     meta.update(

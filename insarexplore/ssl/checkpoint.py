@@ -22,6 +22,7 @@ from insarexplore.models.serialization import (
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "encoder_state",
     "find_resumable",
     "load_checkpoint",
     "rng_state",
@@ -112,3 +113,13 @@ def find_resumable(models_dir: Path, resume_key: str) -> Path | None:
         ):
             found.append((meta.get("created", ""), run))
     return max(found)[1] if found else None
+
+
+def encoder_state(model_state: dict[str, Any]) -> dict[str, Any]:
+    """The encoder's weights in a checkpoint's ``model`` state: the method's ``encoder.*``
+    keys, under ``method.`` when the physics bank wrapped the method (``ssl.physics``)."""
+    for prefix in ("method.encoder.", "encoder."):
+        state = {k[len(prefix) :]: v for k, v in model_state.items() if k.startswith(prefix)}
+        if state:
+            return state
+    return {}
