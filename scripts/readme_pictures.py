@@ -281,18 +281,13 @@ def card_box(page: Any, title: str, below: str | None = None, right_of: str | No
 
 
 def labels_in(ws: Path) -> dict[str, str]:
-    """Current labels in the workspace's label store (``sample -> class``), read from its log."""
-    import sqlite3
+    """Current labels in the workspace's label store (``sample -> class``), read only."""
+    from insarexplore.explore.labels import LabelStore
 
-    with sqlite3.connect(ws / "labels.sqlite") as con:
-        rows = con.execute("SELECT sample, label, action FROM events ORDER BY rowid").fetchall()
-    current: dict[str, str] = {}
-    for sample, label, action in rows:
-        if action == "remove":
-            current.pop(sample, None)
-        else:
-            current[sample] = label
-    return current
+    if not (ws / "labels.sqlite").exists():
+        return {}
+    with LabelStore(ws / "labels.sqlite", readonly=True) as store:
+        return store.current()
 
 
 def lasso_cluster(page: Any, data: Any, cluster: int, pad_px: float) -> np.ndarray:

@@ -13,12 +13,18 @@ import os
 import re
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
 
-from insarexplore.app._browser import drag, free_port, wait_port, watch_errors
+from insarexplore.app._browser import (
+    drag,
+    free_port,
+    label_selection,
+    open_dashboard,
+    wait_port,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.ui, pytest.mark.slow]
 
@@ -57,15 +63,6 @@ def _shot(page, tmp_path: Path, name: str) -> None:
         shutil.copyfile(path, Path(out) / f"walkthrough-{name}.png")
 
 
-def _wait_until(check, timeout: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.3)
-    return bool(check())
-
-
 def _labels(ws: Path) -> dict[str, str]:
     with sqlite3.connect(ws / "labels.sqlite") as con:
         rows = con.execute("SELECT sample, label, action FROM events ORDER BY rowid").fetchall()
@@ -78,25 +75,13 @@ def _labels(ws: Path) -> dict[str, str]:
     return current
 
 
-def _label(page, name: str) -> None:
-    page.get_by_placeholder("e.g. deformation").fill(name)
-    page.get_by_role("button", name="Add class").click()
-    page.wait_for_timeout(700)
-    page.get_by_role("button", name="Label selection").click()
-
-
 def test_first_five_minutes_on_the_demo(browser, served, tmp_path):
     url, ws = served
-    page = browser.new_page(viewport={"width": 1500, "height": 1150})
-    page.set_default_timeout(60_000)
-    errors = watch_errors(page)
-    page.goto(url)
-    page.locator("canvas").first.wait_for(state="visible", timeout=90_000)
-    page.locator(".leaflet-container").first.wait_for(state="visible", timeout=90_000)
+    page, errors = open_dashboard(browser, url)
 
     # open: the map shows every footprint (and its centre dot) before anything is selected
     page.get_by_text("all 240 footprints", exact=False).first.wait_for(timeout=30_000)
-    assert _wait_until(lambda: page.locator(PATHS).count() >= 240), page.locator(PATHS).count()
+    assert wait_until(lambda: page.locator(PATHS).count() >= 240), page.locator(PATHS).count()
     assert page.get_by_text("0 selected", exact=False).count() >= 1
     _shot(page, tmp_path, "1-open")
 
@@ -120,16 +105,16 @@ def test_first_five_minutes_on_the_demo(browser, served, tmp_path):
     cards = page.get_by_role("button", name=CARD)
     cards.first.wait_for(timeout=30_000)
     assert cards.count() >= 1
-    assert _wait_until(lambda: page.locator(PATHS).count() > before)
+    assert wait_until(lambda: page.locator(PATHS).count() > before)
     _shot(page, tmp_path, "3-selected")
 
     # label: two classes, one on each side of the map, written to the label store at once
-    _label(page, "left-side")
-    assert _wait_until(lambda: set(_labels(ws).values()) == {"left-side"})
+    label_selection(page, "left-side")
+    assert wait_until(lambda: set(_labels(ws).values()) == {"left-side"})
     drag(page, 0.55, 0.0, 1.0, 1.0)
     page.wait_for_timeout(1500)
-    _label(page, "right-side")
-    assert _wait_until(lambda: set(_labels(ws).values()) == {"left-side", "right-side"})
+    label_selection(page, "right-side")
+    assert wait_until(lambda: set(_labels(ws).values()) == {"left-side", "right-side"})
 
     # train: predictions for every sample, shown in the detail view and the cards
     page.get_by_role("button", name="Train few-shot").click()
@@ -142,7 +127,7 @@ def test_first_five_minutes_on_the_demo(browser, served, tmp_path):
     page.get_by_text(re.compile(r"\d+ suggestions \(")).first.wait_for(timeout=60_000)
     page.get_by_text("unlabelled").first.wait_for(timeout=30_000)
     shown = page.get_by_text(re.compile(r"pred (left|right)-side \d\.\d\d"))
-    assert _wait_until(lambda: shown.count() >= 1)
+    assert wait_until(lambda: shown.count() >= 1)
     assert 1 <= page.get_by_role("button", name=CARD).count() <= 12
     _shot(page, tmp_path, "5-suggested")
     assert not errors, errors
