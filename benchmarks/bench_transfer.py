@@ -16,7 +16,8 @@ labels per class, balanced accuracy, two protocols:
 
 * grouped: labelled interferograms split by group, half train pool / half test;
 * leave-site-out: each deformation site in turn is the test site; its positives and one fold of
-  the negatives (by group) are the test set, the rest the train pool.
+  the negatives (by group) are the test set, the rest the train pool; ``lso@all`` trains on the
+  whole train pool (the features' ceiling with every label).
 
 Protocol (fixed before running): two labelled sets with their own generator seeds and their own
 sites, ``validation`` and ``test``. Every choice (configuration) is compared on validation; the
@@ -245,6 +246,12 @@ def score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray) -
         out[f"lso@{k}"] = summarise(lso).mean
         out[f"lso@{k}_se"] = summarise(lso).se
         out[f"lso@{k}_draws"] = lso  # the same draws for every method: paired comparisons
+    # the features' own ceiling: every label outside the held-out site (and negative fold)
+    full = []
+    for j, s in enumerate(pos_sites):
+        held = (sites == s) | (neg & np.array([fold_of.get(g, -1) == j for g in groups]))
+        full.append(_probe(x, y, np.flatnonzero(~held), np.flatnonzero(held)))
+    out["lso@all"] = summarise(full).mean
     return out
 
 
