@@ -2,10 +2,10 @@
 
 Real archives are almost unlabelled, but the physics of deformation is known: the synthetic
 generator (Mogi, Okada sills, dykes, faults, subsidence, or nothing, under atmosphere, noise and
-decorrelation) makes labelled interferograms at no cost. ``PhysicsBank`` makes a set of them
-once, at the size and in the channels of the training views of the real data (phase phasors, or
-RGB renderings in the grey, cyclic and hue-cycle styles of public sets), with swath-edge
-no-data wedges; ``WithPhysics`` adds a classification loss on augmented bank views (which
+decorrelation) makes labelled interferograms at no cost. ``make_physics_bank`` makes a set of
+them once (a ``PhysicsBank``), at the size and in the channels of the training views of the
+real data (phase phasors, or RGB renderings in the grey, cyclic and hue-cycle styles of public
+sets), with swath-edge no-data wedges; ``WithPhysics`` adds a classification loss on augmented bank views (which
 source, or none) to the self-supervised loss, so the encoder's features must tell deformation
 from the nuisances that look like it while the contrastive loss keeps them faithful to the
 real data. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 __all__ = ["PhysicsBank", "WithPhysics", "make_physics_bank"]
 
-_SPACING_M = 100.0  # ground size of a stored pixel assumed for the bank's fringe density
+_SPACING_M = 100.0  # ground size assumed for a stored pixel (LiCSAR's posting)
 _WEDGE_P = 0.3  # share of bank images with a black no-data wedge, as renderings of swaths
 
 
