@@ -1,38 +1,66 @@
-"""Representation quality on the synthetic benchmark (issue 4): few labels, macro-F1.
+"""Representation quality on the synthetic benchmark under the evaluation protocol (issue 15).
 
-Six classes (mogi, sill, dyke, earthquake, subsidence, none), ``n_pool`` unlabelled 64 px
-samples for pretraining and a held-out test set generated with another seed. For each seed, 10
-labels per class are drawn from the pool and four representations are compared on the test set:
+Six classes (mogi, sill, dyke, earthquake, subsidence, none), 64 px. The protocol
+(``insarexplore.explore.protocol``), fixed before running:
 
-* ``ssl``: the pretrained encoder (default config, time budget ``minutes``) + linear probe
-  (the product's ``FewShotClassifier("linear")``: C chosen by cross-validation on the labels);
-* ``random-init``: the same encoder, untrained + linear probe;
-* ``pca``: PCA (64 components, fitted on the pool) of the raw input channels + linear probe;
-* ``supervised``: the same CNN trained from scratch on the 60 labels (with the same
-  augmentations), its own linear head.
+* data: ``n_pool`` samples from generator seed 1, split by frame (``explore.splits``) into a
+  train pool (80 %: pretraining, without labels, and the source of every few-label draw) and a
+  validation set (20 %); a test set of ``n_test`` samples from generator seed 2. The test labels
+  are sealed: each reported configuration is scored on them once.
+* draws: ``--seeds`` (default 20) draws of ``--labels`` (default 10) labels per class from the
+  train pool; every representation is scored on the same draws, so differences are paired.
+* representations, each with the product's linear probe (``FewShotClassifier("linear")``, C
+  chosen by cross-validation on the drawn labels themselves):
+  ``ssl`` (the encoder pretrained on the pool; its options are this script's options),
+  ``random-init`` (the same encoder untrained), ``pca`` (64 components of the raw channels,
+  fitted on the pool); ``ssl-knn``: the SSL features with the product's kNN probe;
+  ``supervised``: a CNN trained from scratch on the drawn labels with the same augmentations,
+  at its own best: the preset (``--sup-presets``) with the best mean validation score over the
+  first 5 draws is the one reported.
+* every choice (the supervised preset here; the SSL configuration across runs of this script) is
+  made on validation (``--splits val``); ``--splits val,test`` also scores the test set, once per
+  configuration, with paired t-tests of ``ssl`` against each baseline over the draws.
 
-All run once on phase channels and once on RGB renderings of the same samples, rendered in a
-mix of the two public palette styles (cyclic; hue cycle shaded by coherence), as labelled public
-sets are. Pretraining uses no labels.
+The physics bank (``PretrainConfig.physics``) is off here by default: its labelled interferograms
+come from the same generator and the same six classes as this benchmark's test set, so with it
+the ``ssl`` row would not be label-free (``--physics 2`` measures it anyway).
 
-    python benchmarks/bench_quality.py            # 5,000 samples, 15 min pretraining per kind
-    python benchmarks/bench_quality.py --quick    # 600 samples, 1 min per kind (smoke run)
+    python benchmarks/bench_quality.py --steps 2000                       # validation only
+    python benchmarks/bench_quality.py --steps 2000 --splits val,test     # and the test set
+    python benchmarks/bench_quality.py --steps 2000 --method vicreg       # an ablation row
+    python benchmarks/bench_quality.py --quick                           # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from insarexplore.explore.protocol import (  # noqa: E402
+    DEFAULT_SEEDS,
+    SealedTest,
+    draw_per_class,
+    paired,
+    summarise,
+)
+
 AREA = "quality"
 OUT = Path(__file__).resolve().parent / "out"
-METHODS = ("ssl", "random-init", "pca", "supervised")
+PROBED = ("ssl", "ssl-knn", "random-init", "pca")
+BASELINES = ("random-init", "pca", "supervised", "ssl-knn")
+SELECT_DRAWS = 5  # draws used to choose the supervised preset on validation
 
 
+# -- data ------------------------------------------------------------------------------------
 def make_data(n: int, seed: int, difficulty: str = "medium"):
     """Synthetic phase samples (cached under benchmarks/out as Zarr) with labels."""
     from insarexplore.data.io.store import open_dataset, save_dataset
@@ -43,6 +71,16 @@ def make_data(n: int, seed: int, difficulty: str = "medium"):
         OUT.mkdir(parents=True, exist_ok=True)
         save_dataset(generate(n, size=64, seed=seed, difficulty=difficulty), path)
     return open_dataset(path, lazy=False)
+
+
+def protocol_data(n_pool: int, n_test: int):
+    """(pool, validation, test) Datasets: pool and validation from generator seed 1 split by
+    frame (no frame on both sides), test from seed 2."""
+    from insarexplore.explore.splits import group_train_test_split
+
+    full = make_data(n_pool, seed=1)
+    train, val = group_train_test_split(full, test_size=0.2, by=("group", "frame"), seed=0)
+    return full.isel(sample=train), full.isel(sample=val), make_data(n_test, seed=2)
 
 
 def render_mixed(ds, seed: int = 0):
@@ -64,44 +102,89 @@ def render_mixed(ds, seed: int = 0):
     return new_dataset(image=images, sample=ds["sample"].values, label=ds["label"].values)
 
 
-def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return np.concatenate(
-        [
-            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-            for c in np.unique(labels)
-        ]
-    )
+# -- representations ---------------------------------------------------------------------------
+def pretrain_config(options: dict[str, Any] | None = None, **budget):
+    """The default ``PretrainConfig`` with the benchmark's overrides (``options``: field ->
+    value, e.g. ``{"method": "vicreg"}``) and budget (``steps`` or ``minutes``)."""
+    from insarexplore.ssl.train import PretrainConfig
+
+    options = dict(options or {})
+    options.setdefault("physics", 0.0)
+    fields = {f.name for f in dataclasses.fields(PretrainConfig)}
+    unknown = set(options) - fields
+    if unknown:
+        raise ValueError(f"unknown PretrainConfig fields: {sorted(unknown)}")
+    return PretrainConfig(monitor_every=0, tensorboard=False, **options, **budget)
 
 
-def probe_f1(train_x, train_y, test_x, test_y) -> float:
-    """Macro-F1 of the product's linear probe (standardised features, logistic regression with
-    C chosen by cross-validated log-loss on the few labels themselves)."""
-    from sklearn.metrics import f1_score
+def ssl_run(pool, kind: str, *, minutes: float | None = 15.0, steps: int | None = None,
+            options: dict[str, Any] | None = None, log=print) -> Path:  # fmt: skip
+    """The encoder pretrained on ``pool`` (no labels) with ``options``, cached under ``OUT`` by
+    its config: a finished run is reused (the label-efficiency benchmark shares it), an
+    interrupted one resumes. Budget: ``steps`` if given, else ``minutes`` of wall clock."""
+    from insarexplore.ssl.train import pretrain
 
+    budget = {"steps": steps} if steps else {"minutes": minutes}
+    cfg = pretrain_config(options, **budget)
+    key = cfg.resume_key(kind, 4 if kind == "phase" else 3)
+    run = OUT / f"ssl-{kind}-{pool.sizes['sample']}-{key}"
+    meta = run / "meta.json"
+    if meta.exists() and json.loads(meta.read_text()).get("status") == "done":
+        log(f"[{kind}] reusing the pretrained encoder in {run}")
+        return run
+    what = f"{steps} steps" if steps else f"{minutes:g} min"
+    log(f"[{kind}] pretraining {cfg.arch}/{cfg.method} on {pool.sizes['sample']} samples ({what})")
+    pretrain(pool, cfg, out_dir=run)
+    return run
+
+
+def features(pool, val, test, kind: str, run: Path) -> dict[str, tuple[np.ndarray, ...]]:
+    """(pool, val, test) features per representation: ``ssl``, ``random-init``, ``pca``."""
+    import torch
+    from sklearn.decomposition import PCA
+
+    from insarexplore.embed import Embedder
+    from insarexplore.models.serialization import build_from_config
+
+    xs = [d.insar.to_channels(kind) for d in (pool, val, test)]
+    meta = json.loads((run / "meta.json").read_text())
+    ssl = Embedder(run, progress=False).fit()
+    torch.manual_seed(0)
+    rand = Embedder(build_from_config(meta["encoder_config"]), progress=False).fit()
+    flat = [x.reshape(len(x), -1) for x in xs]
+    pca = PCA(64, random_state=0).fit(flat[0])
+    return {
+        "ssl": tuple(ssl.transform(x) for x in xs),
+        "random-init": tuple(rand.transform(x) for x in xs),
+        "pca": tuple(pca.transform(f) for f in flat),
+    }
+
+
+def probe_predict(method: str, x_train, y_train, *xs) -> list[np.ndarray]:
+    """The product's few-shot classifier (``"linear"`` or ``"knn"``) fitted on the drawn labels,
+    predictions for each of ``xs``."""
     from insarexplore.explore.fewshot import FewShotClassifier
 
-    clf = FewShotClassifier("linear", calibrate=False).fit(train_x, train_y)
-    return float(f1_score(test_y, clf.predict(test_x), average="macro"))
+    clf = FewShotClassifier(method, calibrate=False).fit(x_train, y_train)
+    return [clf.predict(x) for x in xs]
 
 
-def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps: int,
-                  encoder_config: dict | None = None) -> float:  # fmt: skip
-    """The same encoder (``encoder_config``: the SSL encoder's, default resnet-micro) + linear
-    head trained from scratch on the few labels (augmented)."""
+def supervised_predict(x_train, y_train, xs, kind: str, preset: str, seed: int,
+                       steps: int) -> list[np.ndarray]:  # fmt: skip
+    """A ``preset`` CNN (with the SSL run's input layer for this kind) + linear head trained
+    from scratch on the drawn labels, augmented as in pretraining; predictions for each of
+    ``xs``."""
     import torch
-    from sklearn.metrics import f1_score
     from torch import nn
 
     from insarexplore.models import build_encoder
-    from insarexplore.models.serialization import build_from_config
     from insarexplore.ssl import PhaseAugment, RGBAugment
+    from insarexplore.ssl.train import PretrainConfig
 
     torch.manual_seed(seed)
-    if encoder_config is None:
-        enc = build_encoder("resnet-micro", x_train.shape[1])
-    else:
-        enc = build_from_config(encoder_config)
+    d = PretrainConfig()
+    enc = build_encoder(preset, x_train.shape[1],
+                        phase_input=d.phase_input if kind == "phase" else d.rgb_input)  # fmt: skip
     classes, y = np.unique(y_train, return_inverse=True)
     model = nn.Sequential(enc, nn.Linear(enc.out_dim, len(classes)))
     aug = (PhaseAugment if kind == "phase" else RGBAugment)(x_train.shape[-1])
@@ -117,141 +200,237 @@ def supervised_f1(x_train, y_train, x_test, y_test, kind: str, seed: int, steps:
         opt.step()
         sched.step()
     model.eval()
+    out = []
     with torch.no_grad():
-        pred = torch.cat(
-            [
-                model(torch.as_tensor(x_test[i : i + 256])).argmax(1)
-                for i in range(0, len(x_test), 256)
-            ]
-        )
-    return float(f1_score(y_test, classes[pred.numpy()], average="macro"))
+        for x in xs:
+            pred = [model(torch.as_tensor(x[i : i + 256])).argmax(1) for i in range(0, len(x), 256)]
+            out.append(classes[torch.cat(pred).numpy()])
+    return out
 
 
-def ssl_run(pool, kind: str, *, minutes: float | None = 15.0, steps: int | None = None,
-            log=print) -> Path:  # fmt: skip
-    """The default encoder pretrained on ``pool`` (no labels), cached under ``OUT`` by its
-    config: a finished run is reused (the label-efficiency benchmark shares it), an interrupted
-    one resumes. Budget: ``steps`` if given, else ``minutes`` of wall clock."""
-    from insarexplore.ssl.train import PretrainConfig, pretrain
+# -- the protocol ------------------------------------------------------------------------------
+def _f1(y_true, y_pred) -> float:
+    from sklearn.metrics import f1_score
 
-    cfg = PretrainConfig(minutes=None if steps else minutes, steps=steps, monitor_every=0,
-                         tensorboard=False)  # fmt: skip
-    key = cfg.resume_key(kind, 4 if kind == "phase" else 3)
-    run = OUT / f"ssl-{kind}-{pool.sizes['sample']}-{key}"
-    meta = run / "meta.json"
-    if meta.exists() and json.loads(meta.read_text()).get("status") == "done":
-        log(f"[{kind}] reusing the pretrained encoder in {run}")
-        return run
-    budget = f"{steps} steps" if steps else f"{minutes:g} min"
-    log(f"[{kind}] pretraining the default encoder on {pool.sizes['sample']} samples ({budget})")
-    pretrain(pool, cfg, out_dir=run)
-    return run
+    return float(f1_score(y_true, y_pred, average="macro"))
 
 
-def evaluate_kind(pool, test, kind: str, *, minutes: float | None, seeds: list[int], sup_steps: int,
-                  per_class: int = 10, steps: int | None = None,
-                  log=print) -> tuple[list[dict[str, Any]], dict[str, Any]]:  # fmt: skip
-    from sklearn.decomposition import PCA
-
-    from insarexplore.embed import Embedder
-    from insarexplore.models.serialization import build_from_config
-
-    info: dict[str, Any] = {}
-    run = ssl_run(pool, kind, minutes=minutes, steps=steps, log=log)
-    meta = json.loads((run / "meta.json").read_text())
-    info["pretrain_s"], info["pretrain_steps"] = meta["elapsed_s"], meta["steps"]
-    encoder_config = meta["encoder_config"]
-    log(f"[{kind}] pretrained {meta['steps']} steps in {info['pretrain_s']:.0f} s")
-    ssl = Embedder(run, progress=False).fit()
-    pool_y = np.asarray(pool["label"].values).astype(str)
-    test_y = np.asarray(test["label"].values).astype(str)
-    x_pool = pool.insar.to_channels(kind)
-    x_test = test.insar.to_channels(kind)
-    feats = {"ssl": (ssl.transform(x_pool), ssl.transform(x_test))}
-    import torch
-
-    torch.manual_seed(0)
-    rand = Embedder(build_from_config(encoder_config), progress=False).fit()
-    feats["random-init"] = (rand.transform(x_pool), rand.transform(x_test))
-    pca = PCA(64, random_state=0).fit(x_pool.reshape(len(x_pool), -1))
-    feats["pca"] = (
-        pca.transform(x_pool.reshape(len(x_pool), -1)),
-        pca.transform(x_test.reshape(len(x_test), -1)),
+def evaluate_kind(pool, val, test, kind: str, run: Path, *, seeds: int, per_class: int,
+                  sup_presets: tuple[str, ...], sup_steps: int, score_test: bool,
+                  log=print) -> dict[str, Any]:  # fmt: skip
+    """Validation scores of every representation over the same draws; the supervised preset
+    chosen on validation; with ``score_test``, test scores through a :class:`SealedTest`
+    (once per representation). Returns ``{"val": {name: [f1 per draw]}, "test": ...,
+    "chosen": preset, "paired": ...}``."""
+    feats = features(pool, val, test, kind, run)
+    feats["ssl-knn"] = feats["ssl"]
+    xs = [d.insar.to_channels(kind) for d in (pool, val, test)]
+    y_pool = np.asarray(pool["label"].values).astype(str)
+    y_val = np.asarray(val["label"].values).astype(str)
+    sealed = SealedTest(
+        np.arange(test.sizes["sample"]), np.asarray(test["label"].values).astype(str)
     )
-    scores: dict[str, list[float]] = {m: [] for m in METHODS}
-    for seed in seeds:
-        idx = few_labels(pool_y, per_class, seed)
-        for m in ("ssl", "random-init", "pca"):
-            scores[m].append(probe_f1(feats[m][0][idx], pool_y[idx], feats[m][1], test_y))
-        scores["supervised"].append(
-            supervised_f1(
-                x_pool[idx], pool_y[idx], x_test, test_y, kind, seed, sup_steps, encoder_config
-            )  # fmt: skip
-        )
-        log(f"[{kind}] seed {seed}: " + ", ".join(f"{m} {scores[m][-1]:.3f}" for m in METHODS))
-    rows = []
-    for m in METHODS:
-        v = np.array(scores[m]) * 100
-        rows.append({"area": AREA, "metric": f"{kind} macro-F1 {m}", "value": float(v.mean()),
-                     "unit": "%", "note": f"std {v.std(ddof=1) if len(v) > 1 else 0:.1f} over {len(v)} label draws, "
-                     f"{per_class} labels/class, test n={len(test_y)}"})  # fmt: skip
-    margin = min(np.mean(scores["ssl"]) - np.mean(scores[m]) for m in METHODS[1:]) * 100
-    rows.append({"area": AREA, "metric": f"{kind} ssl margin over best baseline", "value": float(margin),
-                 "unit": "points", "note": f"pretraining {info['pretrain_steps']} steps, {info['pretrain_s'] / 60:.1f} min"})  # fmt: skip
-    return rows, info
+    draws = [draw_per_class(y_pool, np.arange(len(y_pool)), per_class, np.random.default_rng(s))
+             for s in range(seeds)]  # fmt: skip
+
+    val_scores: dict[str, list[float]] = {}
+    test_preds: dict[str, list[np.ndarray]] = {}
+    for name in PROBED:
+        f_pool, f_val, f_test = feats[name]
+        method = "knn" if name == "ssl-knn" else "linear"
+        for idx in draws:
+            pv, pt = probe_predict(method, f_pool[idx], y_pool[idx], f_val, f_test)
+            val_scores.setdefault(name, []).append(_f1(y_val, pv))
+            test_preds.setdefault(name, []).append(pt)
+        log(f"[{kind}] {name:12s} val {summarise(val_scores[name])}")
+
+    # the supervised baseline at its own best: the preset chosen on validation (first draws)
+    def trained(preset: str, s: int) -> tuple[np.ndarray, np.ndarray]:
+        # (val, test) predictions; they do not depend on the SSL configuration, so they are
+        # cached (under OUT/supervised) and shared by every configuration's run
+        key = f"{kind}-{preset}-{len(y_pool)}-{len(y_val)}-{len(xs[2])}-{per_class}-{sup_steps}-{s}"
+        path = OUT / "supervised" / f"{key}.json"
+        if path.exists():
+            v, t = json.loads(path.read_text())
+            return np.asarray(v), np.asarray(t)
+        idx = draws[s]
+        v, t = supervised_predict(xs[0][idx], y_pool[idx], xs[1:], kind, preset, s, sup_steps)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([v.tolist(), t.tolist()]))
+        return v, t
+
+    sup: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for preset in sup_presets:
+        sup[preset] = [trained(preset, s) for s in range(min(SELECT_DRAWS, seeds))]
+        log(f"[{kind}] supervised {preset}: val {summarise([_f1(y_val, p[0]) for p in sup[preset]])}"
+            f" over the first {len(sup[preset])} draws")  # fmt: skip
+    chosen = max(sup_presets, key=lambda p: np.mean([_f1(y_val, v) for v, _ in sup[p]]))
+    runs = sup[chosen]
+    runs += [trained(chosen, s) for s in range(len(runs), seeds)]
+    val_scores["supervised"] = [_f1(y_val, v) for v, _ in runs]
+    test_preds["supervised"] = [t for _, t in runs]
+    log(f"[{kind}] supervised ({chosen}) val {summarise(val_scores['supervised'])}")
+
+    result: dict[str, Any] = {"val": val_scores, "chosen": chosen, "draws": seeds}
+    result["val_paired"] = {b: paired(val_scores["ssl"], val_scores[b]) for b in BASELINES}
+    if score_test:
+        result["test"] = {
+            name: sealed.evaluate(f"{kind}/{name}", lambda y, p=preds: [_f1(y, q) for q in p])
+            for name, preds in test_preds.items()
+        }
+        result["test_paired"] = {
+            b: paired(result["test"]["ssl"], result["test"][b]) for b in BASELINES
+        }
+        result["ledger"] = list(sealed.ledger)
+    return result
+
+
+def _ledger(config: str, kinds: tuple[str, ...]) -> None:
+    """Append the configurations scored on the test set to ``OUT/quality-test-ledger.json``, and
+    say when one was scored before (a rerun reproduces a figure; it must not become a choice)."""
+    path = OUT / "quality-test-ledger.json"
+    seen = json.loads(path.read_text()) if path.exists() else []
+    for kind in kinds:
+        entry = f"{config}/{kind}"
+        if entry in seen:
+            print(f"note: {entry} was scored on the test set before; this reproduces it")
+        else:
+            seen.append(entry)
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(seen, indent=1))
+
+
+def config_name(options: dict[str, Any], steps: int | None, minutes: float | None) -> str:
+    parts = [f"{k}={v}" for k, v in sorted(options.items())]
+    return "+".join(["default", *parts]) + (f"@{steps}steps" if steps else f"@{minutes:g}min")
 
 
 def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = None,
-        minutes: float | None = None, seeds: int | None = None, kinds: tuple[str, ...] = ("phase", "rgb"),
-        sup_steps: int | None = None, steps: int | None = None,
+        minutes: float | None = None, steps: int | None = None, seeds: int | None = None,
+        per_class: int = 10, kinds: tuple[str, ...] = ("phase", "rgb"),
+        options: dict[str, Any] | None = None, sup_presets: tuple[str, ...] = ("resnet-micro", "resnet-tiny"),
+        sup_steps: int | None = None, splits: tuple[str, ...] = ("val",),
         log=print) -> list[dict[str, Any]]:  # fmt: skip
-    """The quality table; ``quick`` shrinks every size for a smoke run. ``steps`` replaces the
-    wall-clock budget by a step count (for loaded machines: the same training whatever the load)."""
-    import torch
-
+    """The quality table as rows for ``run_all``; ``quick`` shrinks every size for a smoke run."""
+    options = dict(options or {})
     n_pool = n_pool or (600 if quick else 5000)
     n_test = n_test or (300 if quick else 1200)
-    minutes = minutes if minutes is not None else (1.0 if quick else 15.0)
-    n_seeds = seeds or (2 if quick else 5)
-    sup_steps = sup_steps or (60 if quick else 300)
-    gen_s = (n_pool + n_test) * 0.02
-    est = gen_s + len(kinds) * (minutes * 60 + n_seeds * (sup_steps * 0.25 + 5) + 30)
-    budget = f"{steps} steps" if steps else f"{minutes:g} min"
-    log(f"quality benchmark: {n_pool} pool + {n_test} test samples, {budget} of pretraining per "
-        f"kind, {n_seeds} seeds; estimated total {est / 60:.0f} min on 2 CPU cores "
-        f"(data generation is cached in {OUT})")  # fmt: skip
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    pool = make_data(n_pool, seed=1)
-    test = make_data(n_test, seed=2)
+    if steps is None and minutes is None:
+        steps = 20 if quick else 2000
+    seeds = seeds or (3 if quick else DEFAULT_SEEDS)
+    sup_steps = sup_steps or (30 if quick else 300)
+    if quick:
+        sup_presets = sup_presets[:1]
+    score_test = "test" in splits
+    config = config_name(options, steps, minutes)
+    log(f"quality benchmark {config}: {n_pool} samples (pool + validation) and {n_test} test, "
+        f"{seeds} draws of {per_class} labels per class, kinds {', '.join(kinds)}, "
+        f"scoring {' and '.join(splits)}")  # fmt: skip
+    pool, val, test = protocol_data(n_pool, n_test)
     rows: list[dict[str, Any]] = []
+    results = {}
     for kind in kinds:
-        p, t = (pool, test) if kind == "phase" else (render_mixed(pool, 1), render_mixed(test, 2))
-        r, _ = evaluate_kind(p, t, kind, minutes=minutes, seeds=list(range(n_seeds)),
-                             sup_steps=sup_steps, steps=steps, log=log)  # fmt: skip
-        rows += r
+        if kind == "rgb":
+            p, v, t = render_mixed(pool, 1), render_mixed(val, 3), render_mixed(test, 2)
+        else:
+            p, v, t = pool, val, test
+        t0 = time.perf_counter()
+        run_dir = ssl_run(p, kind, minutes=minutes, steps=steps, options=options, log=log)
+        meta = json.loads((run_dir / "meta.json").read_text())
+        res = evaluate_kind(p, v, t, kind, run_dir, seeds=seeds, per_class=per_class,
+                            sup_presets=sup_presets, sup_steps=sup_steps, score_test=score_test,
+                            log=log)  # fmt: skip
+        res.update(pretrain_steps=meta["steps"], pretrain_s=meta["elapsed_s"],
+                   wall_s=time.perf_counter() - t0, n_pool=p.sizes["sample"],
+                   n_val=v.sizes["sample"], n_test=t.sizes["sample"])  # fmt: skip
+        results[kind] = res
+        rows += _rows(config, kind, res, per_class)
+    if score_test and not quick:
+        _ledger(config, kinds)
+    OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / f"quality-{config.replace('/', '_')}-{n_pool}-{'_'.join(splits)}.json"
+    out.write_text(json.dumps(results, indent=1, default=float))
+    log(f"results: {out}")
+    return rows
+
+
+def _rows(config: str, kind: str, res: dict[str, Any], per_class: int) -> list[dict[str, Any]]:
+    rows = []
+    note = (f"{config}; {res['draws']} draws of {per_class}/class; pool {res['n_pool']}, "
+            f"val {res['n_val']}, test {res['n_test']}")  # fmt: skip
+    for split in ("val", "test"):
+        if split not in res:
+            continue
+        for name, v in res[split].items():
+            s = summarise(np.asarray(v) * 100)
+            extra = f" ({res['chosen']})" if name == "supervised" else ""
+            rows.append({"area": AREA, "metric": f"{kind} {split} macro-F1 {name}{extra}",
+                         "value": s.mean, "unit": "%", "note": f"se {s.se:.1f}, sd {s.std:.1f}; {note}"})  # fmt: skip
+        for b, c in res[f"{split}_paired"].items():
+            rows.append({"area": AREA, "metric": f"{kind} {split} ssl minus {b}",
+                         "value": c["diff"] * 100, "unit": "points",
+                         "note": f"paired se {c['se'] * 100:.1f}, p {c['p']:.2g}"})  # fmt: skip
     return rows
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    lines = [f"{'metric':48s} {'value':>8s} unit    note"]
-    lines += [f"{r['metric']:48s} {r['value']:8.2f} {r['unit']:7s} {r['note']}" for r in rows]
+    lines = [f"{'metric':44s} {'value':>8s} unit    note"]
+    lines += [f"{r['metric']:44s} {r['value']:8.2f} {r['unit']:7s} {r['note']}" for r in rows]
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
-    parser.add_argument("--n-pool", type=int, default=None)
-    parser.add_argument("--minutes", type=float, default=None)
-    parser.add_argument(
-        "--steps",
-        type=int,
-        default=None,
-        help="pretraining steps instead of --minutes (same run whatever the load)",
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    for field, value in (("arch", args.arch), ("method", args.method), ("image_size", args.image_size),
+                         ("batch_size", args.batch_size), ("physics", args.physics)):  # fmt: skip
+        if value is not None:
+            opts[field] = value
+    if args.input is not None:
+        opts["phase_input" if args.kinds == "phase" else "rgb_input"] = args.input
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="small sizes (smoke run)")
+    p.add_argument("--n-pool", type=int, default=None, help="pool + validation samples (5000)")
+    p.add_argument("--n-test", type=int, default=None, help="test samples (1200)")
+    p.add_argument("--steps", type=int, default=None, help="pretraining steps (2000)")
+    p.add_argument(
+        "--minutes", type=float, default=None, help="pretraining minutes instead of steps"
     )
-    parser.add_argument("--seeds", type=int, default=None)
-    parser.add_argument("--kinds", default="phase,rgb")
-    parser.add_argument("--sup-steps", type=int, default=None, help="supervised baseline steps")
-    a = parser.parse_args()
-    print(_table(run(a.quick, n_pool=a.n_pool, minutes=a.minutes, seeds=a.seeds,
-                     kinds=tuple(a.kinds.split(",")), sup_steps=a.sup_steps, steps=a.steps)))  # fmt: skip
+    p.add_argument("--seeds", type=int, default=None, help=f"label draws ({DEFAULT_SEEDS})")
+    p.add_argument("--labels", type=int, default=10, help="labels per class per draw (10)")
+    p.add_argument("--kinds", default="phase,rgb", help="phase, rgb or both (phase,rgb)")
+    p.add_argument("--splits", default="val", help="val, or val,test to score the test set too")
+    p.add_argument("--arch", default=None, help="encoder preset (resnet-micro)")
+    p.add_argument(
+        "--method", default=None, choices=("simclr", "moco", "vicreg"), help="SSL method"
+    )
+    p.add_argument("--image-size", type=int, default=None, help="view size (the preset's, 48)")
+    p.add_argument(
+        "--input", default=None, help="input layer: raw, gradient (phase) / hue-gradient (rgb)"
+    )
+    p.add_argument("--batch-size", type=int, default=None, help="pretraining batch (128)")
+    p.add_argument("--physics", type=float, default=None, help="physics-bank weight (0 here)")
+    p.add_argument("--sup-presets", default="resnet-micro,resnet-tiny",
+                   help="supervised baseline presets, the best on validation is reported")  # fmt: skip
+    p.add_argument("--sup-steps", type=int, default=None, help="supervised training steps (300)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads")
+    a = p.parse_args(argv)
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    splits = tuple(a.splits.split(","))
+    if not set(splits) <= {"val", "test"} or "val" not in splits:
+        p.error(f"--splits: expected val or val,test, got {a.splits!r}")
+    rows = run(a.quick, n_pool=a.n_pool, n_test=a.n_test, minutes=a.minutes, steps=a.steps,
+               seeds=a.seeds, per_class=a.labels, kinds=tuple(a.kinds.split(",")), options=_options(a),
+               sup_presets=tuple(a.sup_presets.split(",")), sup_steps=a.sup_steps, splits=splits)  # fmt: skip
+    print(_table(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
