@@ -3,10 +3,13 @@
 ``ChannelDataset`` is a torch ``Dataset`` over a lazily opened store (or an in-memory Dataset):
 it reads whole storage chunks, converts them with ``ds.insar.to_channels()``, brings them down
 to ``max_size`` (training views are small: a step should cost what its view costs, not what the
-stored 224 px image costs) and keeps a few in a small per-worker LRU cache. When the whole set
-at ``max_size`` fits in ``preload_bytes`` it is decoded once and kept in memory (float16). ``BlockShuffleSampler`` (a ``DistributedSampler``) shuffles
-the order of chunks and the samples within a window of chunks, which keeps reads local while
-still mixing the data; it shards across DDP ranks and can start mid-epoch for resuming.
+stored 224 px image costs) and keeps a few in a small per-worker LRU cache. When the set at
+``max_size`` fits in ``preload_bytes`` it is decoded once and kept in memory (float16); under
+DDP each rank keeps only its own share (``ChannelDataset.preload(items)``).
+``BlockShuffleSampler`` (a ``DistributedSampler``) shuffles the order of chunks and the samples
+within a window of chunks, which keeps reads local while still mixing the data; it gives each
+DDP rank a share of the chunks that is fixed for the whole run (``rank_shares``) and can start
+mid-epoch for resuming.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ __all__ = [
     "collate_batch",
     "chunk_size_of",
     "open_source",
+    "rank_shares",
     "worker_context",
 ]
 
@@ -83,7 +87,10 @@ class ChannelDataset(Dataset):
 
     ``source`` is a store path (opened lazily, once per worker process) or an xarray Dataset.
     ``indices`` restricts to a subset (positions in the store). ``kind`` defaults to the
-    data's own kind. ``cache_chunks`` storage chunks stay decoded per worker.
+    data's own kind. ``cache_chunks`` storage chunks stay decoded per worker. With ``max_size``
+    and ``preload`` every stored sample is decoded once and kept in memory when they fit in
+    ``preload_bytes``; ``preload=False`` leaves it to a later :meth:`preload` of the items a
+    process will draw (a DDP rank's share). Items that are not preloaded are read by chunk.
     """
 
     def __init__(
@@ -96,6 +103,7 @@ class ChannelDataset(Dataset):
         return_index: bool = False,
         max_size: int | None = None,
         preload_bytes: int = 2 << 30,
+        preload: bool = True,
         progress: bool = False,
     ) -> None:
         self._path = None if not isinstance(source, str | Path) else Path(source)
@@ -112,13 +120,13 @@ class ChannelDataset(Dataset):
         self.cache_chunks = max(1, cache_chunks)
         self.return_index = return_index
         self.max_size = max_size
+        self.preload_bytes = preload_bytes
         self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._all: torch.Tensor | None = None  # every sample at max_size (float16), if preloaded
+        self._all: torch.Tensor | None = None  # preloaded samples at max_size (float16)
+        self._row: np.ndarray | None = None  # store position -> row of _all (-1: not preloaded)
         self.shape = tuple(self._read_chunk(int(self.indices[0]) // self.chunk).shape[1:])
-        if max_size is not None:
-            per_sample = int(np.prod(self.shape)) * 2
-            if self.n_total * per_sample <= preload_bytes:
-                self._preload(progress)
+        if preload and self.fits(self.n_total):
+            self.preload(progress=progress)
 
     @property
     def ds(self):
@@ -136,22 +144,49 @@ class ChannelDataset(Dataset):
     def __len__(self) -> int:
         return len(self.indices)
 
-    def _preload(self, progress: bool) -> None:
-        """Decode every chunk once and keep the whole set at ``max_size`` in memory, so that
-        the work of a training step follows the view size, not the stored size."""
+    def fits(self, n: int) -> bool:
+        """Whether ``n`` samples at ``max_size`` (float16) fit in ``preload_bytes``."""
+        return self.max_size is not None and n * int(np.prod(self.shape)) * 2 <= self.preload_bytes
+
+    def preload(self, items: np.ndarray | None = None, progress: bool = False) -> None:
+        """Decode the chunks that hold ``items`` (dataset items; None: every stored sample)
+        once and keep those samples at ``max_size`` in memory, so that the work of a training
+        step follows the view size, not the stored size. Reads take whole chunks, about 256
+        samples at a time; a DDP rank passes its sampler's share and decodes only its chunks.
+        """
         from tqdm.auto import tqdm
 
-        out = torch.empty((self.n_total, *self.shape), dtype=torch.float16)
-        step = self.chunk * max(1, 256 // self.chunk)  # whole chunks, about 256 samples a read
-        bar = tqdm(total=self.n_total, desc="preparing views", unit="img", disable=not progress)
+        if items is None:
+            pos = np.arange(self.n_total)
+        else:
+            pos = np.unique(self.indices[np.asarray(items, dtype=np.int64)])
+        out = torch.empty((len(pos), *self.shape), dtype=torch.float16)
+        row = np.full(self.n_total, -1, dtype=np.int64)
+        row[pos] = np.arange(len(pos))
+        per_read = max(1, 256 // self.chunk)  # chunks per read
+        chunks = np.unique(pos // self.chunk)
+        # reads of up to per_read consecutive chunks
+        cuts = np.flatnonzero(np.diff(chunks) != 1) + 1
+        reads = [
+            run[i : i + per_read]
+            for run in np.split(chunks, cuts)
+            for i in range(0, len(run), per_read)
+        ]
+        bar = tqdm(total=len(pos), desc="preparing views", unit="img", disable=not progress)
         with bar:
-            for lo in range(0, self.n_total, step):
-                part = self.ds.isel(sample=slice(lo, min(lo + step, self.n_total)))
+            for read in reads:
+                lo = int(read[0]) * self.chunk
+                hi = min((int(read[-1]) + 1) * self.chunk, self.n_total)
+                part = self.ds.isel(sample=slice(lo, hi))
                 arr = self._reduce(part.insar.to_channels(self.kind))
-                out[lo : lo + len(arr)] = torch.from_numpy(arr)
-                bar.update(len(arr))
+                mine = pos[(pos >= lo) & (pos < hi)]
+                if len(mine) == hi - lo:
+                    out[row[lo] : row[lo] + len(arr)] = torch.from_numpy(arr)
+                else:
+                    out[torch.from_numpy(row[mine])] = torch.from_numpy(arr[mine - lo]).half()
+                bar.update(len(mine))
         self._cache.clear()
-        self._all = out
+        self._all, self._row = out, row
 
     def _reduce(self, arr: np.ndarray) -> np.ndarray:
         """A chunk of channels brought down to ``max_size`` (phasor-aware for phase)."""
@@ -175,8 +210,9 @@ class ChannelDataset(Dataset):
 
     def __getitem__(self, i: int):
         pos = int(self.indices[i])
-        if self._all is not None:
-            x = self._all[pos].float()
+        r = -1 if self._row is None else int(self._row[pos])
+        if r >= 0:
+            x = self._all[r].float()  # type: ignore[index]
         else:
             x = torch.from_numpy(self._read_chunk(pos // self.chunk)[pos % self.chunk].copy())
         return (x, i) if self.return_index else x
@@ -187,31 +223,58 @@ class ChannelDataset(Dataset):
         if self.return_index:
             return [self[i] for i in items]
         pos = self.indices[np.asarray(items, dtype=np.int64)]
-        if self._all is not None:
-            return self._all[torch.from_numpy(pos)]
         out = torch.empty((len(pos), *self.shape), dtype=torch.float16)
-        chunks = pos // self.chunk
+        todo = np.arange(len(pos))
+        if self._all is not None and self._row is not None:
+            rows = self._row[pos]
+            have = rows >= 0
+            if have.all():
+                return self._all[torch.from_numpy(rows)]
+            out[torch.from_numpy(np.flatnonzero(have))] = self._all[torch.from_numpy(rows[have])]
+            todo = np.flatnonzero(~have)
+        chunks = pos[todo] // self.chunk
         for c in np.unique(chunks):
-            rows = np.flatnonzero(chunks == c)
+            rows = todo[chunks == c]
             arr = self._read_chunk(int(c))
             out[torch.from_numpy(rows)] = torch.from_numpy(arr[pos[rows] % self.chunk]).half()
         return out
 
 
+def rank_shares(n: int, block: int, world: int) -> list[np.ndarray]:
+    """The items each of ``world`` DDP ranks draws from, the same in every epoch (sorted).
+
+    Pieces of ``block`` items (smaller when the set has fewer than 4 blocks per rank) are dealt
+    out to the ranks in turn, so that each rank reads, and keeps in memory, only its own chunks
+    and its share spans the whole store. One rank: every item.
+    """
+    if world <= 1:
+        return [np.arange(n)]
+    block = max(1, block)
+    unit = block if n // block >= 4 * world else max(1, n // (4 * world))
+    starts = np.arange(0, n, unit)
+    shares = []
+    for r in range(world):
+        mine = [np.arange(s, min(s + unit, n)) for s in starts[r::world]]
+        shares.append(np.concatenate(mine) if mine else np.empty(0, dtype=np.int64))
+    return shares
+
+
 class BlockShuffleSampler(DistributedSampler):
     """Chunk-local shuffling, sharded by chunk over DDP ranks, restartable mid-epoch.
 
-    Each epoch: shuffle the chunks (``block`` dataset items each) and deal them out to the
-    ranks, so that a rank reads only its own chunks (no chunk is decoded by two ranks). Each
-    rank groups ``window`` of its chunks and shuffles the items within each group. With
-    ``streams`` S > 1 (the number of DataLoader workers) a rank's chunks are dealt to S streams
-    and the batches taken from the streams in turn: the loader hands batch ``i`` to worker
-    ``i % S``, so each worker reads only the chunks of its stream and every chunk is decoded
-    once per epoch, not once per worker. When there are fewer chunks than ranks x streams, the
-    pieces dealt out are smaller than a chunk. Every rank yields ``batches_per_epoch`` full
-    batches. ``set_epoch(epoch, start_batch)`` skips the first batches of the epoch (resume).
-    Iterating yields item indices (``batch_size`` consecutive ones form a batch);
-    ``batches()`` yields the batches as lists.
+    Each rank draws from its own share of the chunks (``block`` dataset items each), fixed for
+    the run (:func:`rank_shares`): no chunk is decoded by two ranks, and a preloaded rank keeps
+    only its share in memory; over the ranks every item is seen once per epoch. Each epoch a
+    rank shuffles the order of its chunks, groups ``window`` of them and shuffles the items
+    within each group. With ``streams`` S > 1 (the number of DataLoader workers) a rank's
+    chunks are dealt to S streams and the batches taken from the streams in turn: the loader
+    hands batch ``i`` to worker ``i % S``, so each worker reads only the chunks of its stream
+    and every chunk is decoded once per epoch, not once per worker. When there are fewer chunks
+    than ranks x streams, the pieces dealt out are smaller than a chunk. Every rank yields
+    ``batches_per_epoch`` full batches. ``set_epoch(epoch, start_batch)`` skips the first
+    batches of the epoch (resume). Iterating yields item indices (``batch_size`` consecutive
+    ones form a batch); ``batches()`` yields the batches as lists; ``share`` holds the items
+    this rank draws from.
     """
 
     def __init__(
@@ -239,10 +302,13 @@ class BlockShuffleSampler(DistributedSampler):
         )
         self.batch_size, self.block, self.window = batch_size, max(1, block), max(1, window)
         n = len(dataset)  # type: ignore[arg-type]
+        shares = rank_shares(n, self.block, self.num_replicas)
+        self.share = shares[self.rank]
+        sizes = [len(s) for s in shares]
         self.streams = 1
         for s in sorted({max(1, int(streams)), 1}, reverse=True):
             self.streams = s
-            self._layout(n)
+            self._layout(sizes)
             if self.batches_per_epoch >= 1:
                 break
         if self.batches_per_epoch < 1:
@@ -252,18 +318,24 @@ class BlockShuffleSampler(DistributedSampler):
             )
         self.start_batch = 0
 
-    def _layout(self, n: int) -> None:
-        """Piece size and batches per stream: every stream of every rank gets at least
-        ``floor(pieces / lanes)`` pieces, one of which may be the short last piece."""
-        lanes = self.num_replicas * self.streams
+    def _layout(self, sizes: list[int]) -> None:
+        """Piece size of this rank's share and batches per stream (``sizes``: every rank's
+        share): every stream of every rank gets at least ``floor(pieces / streams)`` pieces of
+        its share, one of which may be the short last piece; all ranks yield as many batches."""
+        lanes = self.streams
         # whole chunks when each lane gets several (large sets); else smaller pieces, so that
         # a small set does not lose most of a chunk per lane to the equal-length cut
         few = 1 if lanes == 1 else 4
-        self.piece = self.block if n // self.block >= few * lanes else max(1, n // (few * lanes))
-        pieces = -(-n // self.piece)
-        short = pieces * self.piece - n
-        least = (pieces // lanes) * self.piece - short
-        self.per_stream = max(0, least) // self.batch_size
+
+        def cut(m: int) -> tuple[int, int]:  # (piece size, items of the poorest stream)
+            piece = self.block if m // self.block >= few * lanes else max(1, m // (few * lanes))
+            pieces = -(-m // piece)
+            short = pieces * piece - m
+            return piece, (pieces // lanes) * piece - short
+
+        cuts = [cut(m) for m in sizes]
+        self.piece = cuts[self.rank][0]
+        self.per_stream = max(0, min(least for _, least in cuts)) // self.batch_size
         self.batches_per_epoch = self.per_stream * self.streams
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:  # type: ignore[override]
@@ -279,19 +351,17 @@ class BlockShuffleSampler(DistributedSampler):
 
     def _batches(self) -> np.ndarray:
         """This rank's batches of the epoch: (batches_per_epoch, batch_size) item indices."""
-        n = len(self.dataset)  # type: ignore[arg-type]
-        b, lanes = self.batch_size, self.num_replicas * self.streams
+        b, lanes, share = self.batch_size, self.streams, self.share
         if not self.shuffle:
-            order = np.arange(n)[: self.batches_per_epoch * self.num_replicas * b]
-            per_rank = order.reshape(-1, self.num_replicas, b)[:, self.rank]
-            return per_rank
-        rng = np.random.default_rng([self.seed, self.epoch])
-        pieces = [np.arange(s, min(s + self.piece, n)) for s in range(0, n, self.piece)]
+            return share[: self.batches_per_epoch * b].reshape(-1, b)
+        # one process keeps its historical stream; ranks shuffle independently of each other
+        key = [self.seed, self.epoch] + ([self.rank] if self.num_replicas > 1 else [])
+        rng = np.random.default_rng(key)
+        pieces = [share[s : s + self.piece] for s in range(0, len(share), self.piece)]
         order = rng.permutation(len(pieces))
         streams = []
-        for s in range(self.streams):
-            lane = self.rank * self.streams + s
-            mine = [pieces[p] for p in order[lane::lanes]]
+        for s in range(lanes):
+            mine = [pieces[p] for p in order[s::lanes]]
             streams.append(self._stream(rng, mine).reshape(self.per_stream, b))
         # batch i comes from stream i % S (the DataLoader worker that fetches it)
         return np.stack(streams, axis=1).reshape(-1, b)

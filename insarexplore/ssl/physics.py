@@ -10,7 +10,8 @@ source, or none) to the self-supervised loss, so the encoder's features must tel
 from the nuisances that look like it while the contrastive loss keeps them faithful to the
 real data. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
 to the views' source size by the same phasor-aware resampling as the stored data, so noise
-and fringes look as they do in the real views.
+and fringes look as they do in the real views. Under DDP each rank makes and keeps only its
+own slice of the bank (the same images the whole bank holds at those rows) and draws from it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["PhysicsBank", "WithPhysics", "make_physics_bank"]
+__all__ = ["PhysicsBank", "WithPhysics", "bank_slice", "make_physics_bank"]
 
 _SPACING_M = 100.0  # ground size assumed for a stored pixel (LiCSAR's posting)
 _WEDGE_P = 0.3  # share of bank images with a black no-data wedge, as renderings of swaths
@@ -32,11 +33,17 @@ class PhysicsBank:
     """``n`` labelled interferograms as ``(n, C, size, size)`` float16 and class indices.
 
     ``sample(b)`` draws a batch ``(x, y)`` with torch's global generator (so runs resume
-    exactly from a checkpoint's random state).
+    exactly from a checkpoint's random state). A rank's slice of a bank of ``total`` images
+    holds rows ``start ... start + n`` of it.
     """
 
-    def __init__(self, x: Tensor, y: Tensor, classes: tuple[str, ...]) -> None:
+    def __init__(
+        self, x: Tensor, y: Tensor, classes: tuple[str, ...], *, start: int = 0,
+        total: int | None = None,
+    ) -> None:  # fmt: skip
         self.x, self.y, self.classes = x, y, classes
+        self.start = int(start)
+        self.total = len(y) if total is None else int(total)
 
     def __len__(self) -> int:
         return len(self.y)
@@ -50,26 +57,94 @@ _MAX_GEN = 256  # largest side the bank is generated at (larger stores: coarser 
 _BLOCK = 256  # bank images made and brought down at a time (bounded memory)
 
 
-def _wedges(phase: np.ndarray, rng: np.random.Generator) -> None:
+def _wedges(n: int, h: int, w: int, rng: np.random.Generator) -> list[tuple[int, np.ndarray]]:
+    """The black no-data wedges of a block of ``n`` images: ``(image, mask)`` pairs.
+
+    The draws do not depend on ``h`` and ``w``: a block that is not kept passes 1 x 1 and
+    moves ``rng`` on as the whole block would.
+    """
     from insarexplore.data.synthetic.styles import nodata_wedge
 
-    n, h, w = phase.shape
-    for i in np.flatnonzero(rng.random(n) < _WEDGE_P):
-        phase[i][nodata_wedge(h, w, rng)] = np.nan
+    return [(int(i), nodata_wedge(h, w, rng)) for i in np.flatnonzero(rng.random(n) < _WEDGE_P)]
 
 
-def _renderings(phase: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """RGB channels of each phase field in a random style (grey, cyclic, shaded hue cycle)."""
+def _styles(n: int, rng: np.random.Generator) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The rendering draws of a block of ``n`` images: 8 amplitude-texture seeds, and per image
+    (style, texture) indices."""
+    from insarexplore.data.synthetic.styles import STYLES
+
+    seeds = rng.integers(1 << 30, size=8)
+    return seeds, [(int(rng.integers(len(STYLES))), int(rng.integers(8))) for _ in range(n)]
+
+
+def _renderings(phase: np.ndarray, seeds: np.ndarray, picks: list[tuple[int, int]]) -> np.ndarray:
+    """RGB channels of each phase field in its drawn style (grey, cyclic, shaded hue cycle)."""
     from insarexplore.data.accessor import rgb_channels
     from insarexplore.data.synthetic.styles import STYLES, amplitude_texture, render_styled
 
     n, h, w = phase.shape
-    textures = [amplitude_texture(h, w, seed=int(s)) for s in rng.integers(1 << 30, size=8)]
+    textures = [amplitude_texture(h, w, seed=int(s)) for s in seeds]
     images = np.empty((n, h, w, 3), dtype=np.uint8)
-    for i in range(n):
-        style = STYLES[rng.integers(len(STYLES))]
-        images[i] = render_styled(phase[i], style, amplitude=textures[rng.integers(8)])
+    for i, (style, texture) in enumerate(picks):
+        images[i] = render_styled(phase[i], STYLES[style], amplitude=textures[texture])
     return rgb_channels(images)
+
+
+def _owned_blocks(n: int, seed: int, cfg: Any, lo: int, hi: int, world: int = 1) -> Any:
+    """``(block, Dataset)`` for the generator's blocks that hold bank rows ``lo ... hi``, in
+    order, the same as ``iter_blocks(n)`` yields them (the whole bank: ``iter_blocks`` itself).
+
+    A slice renders its blocks in threads (the usable cores over the ``world`` ranks that
+    share them), at most twice as many blocks in flight as threads."""
+    from insarexplore.data.synthetic.generator import iter_blocks
+
+    bs = cfg.block_size
+    if lo == 0 and hi == n:
+        yield from enumerate(iter_blocks(n, seed=seed, config=cfg))
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    from insarexplore.data.synthetic.pipeline import render_block, to_dataset
+
+    cpu = torch.device("cpu")
+
+    def make(b: int) -> Any:
+        return to_dataset([render_block(cfg, seed, b, min(bs, n - b * bs), cpu)], cfg, seed)
+
+    blocks = range(lo // bs, -(-hi // bs))
+    threads = max(1, min(len(blocks), _cores() // max(1, world)))
+    before = torch.get_num_threads()
+    if threads > 1:
+        torch.set_num_threads(1)  # the pixel work comes in pieces too small for intra-op threads
+    try:
+        with ThreadPoolExecutor(threads, thread_name_prefix="physics-bank") as pool:
+            running: deque = deque()
+            for b in blocks:
+                running.append((b, pool.submit(make, b)))
+                if len(running) >= 2 * threads:
+                    done, fut = running.popleft()
+                    yield done, fut.result()
+            while running:
+                done, fut = running.popleft()
+                yield done, fut.result()
+    finally:
+        torch.set_num_threads(before)
+
+
+def _cores() -> int:
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def bank_slice(n: int, rank: int, world: int) -> tuple[int, int]:
+    """Rows ``(lo, hi)`` of a bank of ``n`` images that rank ``rank`` of ``world`` makes and
+    draws from: contiguous slices as equal as can be, together the whole bank."""
+    return rank * n // world, (rank + 1) * n // world
 
 
 def make_physics_bank(
@@ -81,6 +156,8 @@ def make_physics_bank(
     stored_size: int,
     seed: int = 0,
     progress: bool = False,
+    rank: int = 0,
+    world: int = 1,
 ) -> PhysicsBank:
     """A bank of ``n`` labelled synthetic interferograms shaped like the training views.
 
@@ -89,36 +166,60 @@ def make_physics_bank(
     (the side views are cut from) the way the stored data are. ``kind`` "phase" gives
     ``[cos, sin, coherence, valid]`` (coherence only when the data have it, the validity mask
     otherwise, as renderings read back to phase), "rgb" gives renderings.
+
+    With ``world`` > 1 only rank ``rank``'s slice of the bank is made (``bank_slice``): the
+    generator's blocks that hold it (each block is seeded by its index), the random draws of
+    wedges and styles of the blocks before it replayed without pixels, so the slice holds the
+    same images as the whole bank at those rows.
     """
     from tqdm.auto import tqdm
 
     from insarexplore.data.accessor import phase_channels
     from insarexplore.data.synthetic.config import SyntheticConfig
-    from insarexplore.data.synthetic.generator import iter_blocks
     from insarexplore.data.synthetic.parameters import CLASSES
     from insarexplore.ssl.augment import resize_batch
 
     if kind not in ("phase", "rgb"):
         raise ValueError(f"kind must be 'phase' or 'rgb'; got {kind!r}")
+    if not 0 <= rank < world:
+        raise ValueError(f"rank must be in 0 ... world - 1; got {rank} of {world}")
     gen = min(max(stored_size, size), _MAX_GEN)
     spacing = _SPACING_M * max(stored_size, size) / gen
     cfg = SyntheticConfig(size=gen, pixel_spacing_m=spacing, block_size=_BLOCK)
-    rng = np.random.default_rng(seed)
+    lo, hi = bank_slice(n, rank, world)
+    if hi <= lo:
+        raise ValueError(f"a bank of {n} images has no slice for rank {rank} of {world}")
+    rng = np.random.default_rng(seed)  # wedges and styles, drawn block after block
+
+    def draws(count: int, h: int, w: int) -> tuple[Any, Any]:
+        wedges = _wedges(count, h, w, rng)
+        return wedges, (_styles(count, rng) if kind == "rgb" else None)
+
     xs, ys = [], []
-    with tqdm(total=n, desc="physics bank", unit="img", disable=not progress) as bar:
-        for part in iter_blocks(n, seed=seed, config=cfg):
+    done = 0  # blocks whose draws are made
+    with tqdm(total=hi - lo, desc="physics bank", unit="img", disable=not progress) as bar:
+        for b, part in _owned_blocks(n, seed, cfg, lo, hi, world):
+            for _ in range(done, b):  # blocks before the slice: their draws only
+                draws(min(_BLOCK, n - done * _BLOCK), 1, 1)
+                done += 1
             phase = part["phase"].values.astype(np.float32)
-            _wedges(phase, rng)
+            wedges, styles = draws(*phase.shape)
+            done += 1
+            for i, mask in wedges:
+                phase[i][mask] = np.nan
+            start = b * _BLOCK  # the rows of this block in the slice
+            a, z = max(lo, start) - start, min(hi, start + len(phase)) - start
             if kind == "phase":
-                coh = part["coherence"].values if coherence else None
-                x = torch.from_numpy(phase_channels(phase, coh))
+                coh = part["coherence"].values[a:z] if coherence else None
+                x = torch.from_numpy(phase_channels(phase[a:z], coh))
             else:
-                x = torch.from_numpy(_renderings(phase, rng))
+                seeds, picks = styles
+                x = torch.from_numpy(_renderings(phase[a:z], seeds, picks[a:z]))
             xs.append(resize_batch(x, size, phase=kind == "phase").half())
-            ys += [CLASSES.index(c) for c in part["label"].values.astype(str)]
-            bar.update(len(phase))
+            ys += [CLASSES.index(c) for c in part["label"].values[a:z].astype(str)]
+            bar.update(z - a)
     y = torch.tensor(ys, dtype=torch.int64)
-    return PhysicsBank(torch.cat(xs), y, tuple(CLASSES))
+    return PhysicsBank(torch.cat(xs), y, tuple(CLASSES), start=lo, total=n)
 
 
 class WithPhysics(nn.Module):
@@ -153,8 +254,15 @@ class WithPhysics(nn.Module):
 
 
 def physics_row(model: Any) -> dict[str, float]:
-    """The bank's loss and accuracy of the last step, for the metrics log (empty without)."""
+    """The bank's loss and accuracy of the last step, for the metrics log (empty without):
+    under DDP the mean over ranks (each draws from its own slice of the bank), as the loss is.
+    Every rank calls it at the same steps."""
+    from insarexplore.ssl import dist
+
     last = getattr(model, "last_physics", None)
     if last is None:
         return {}
+    if dist.is_distributed():
+        loss, acc = dist.all_reduce_mean(torch.stack([last[0].float(), last[1].float()]))
+        return {"physics_loss": float(loss), "physics_acc": float(acc)}
     return {"physics_loss": float(last[0]), "physics_acc": float(last[1])}

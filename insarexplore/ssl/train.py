@@ -40,6 +40,7 @@ from insarexplore.ssl.data import (
     BlockShuffleSampler,
     ChannelDataset,
     collate_batch,
+    rank_shares,
     worker_context,
 )
 from insarexplore.ssl.methods import build_method
@@ -254,8 +255,7 @@ def train(
     # views are cut from the data brought down to a third more than the view (random crops of
     # 35-100 % of the area then resample by about 0.6-1.3x): a step's cost follows the view
     data = ChannelDataset(
-        data_src, kind=cfg.kind, max_size=view_source_size(size, stored),
-        progress=cfg.progress and main,
+        data_src, kind=cfg.kind, max_size=view_source_size(size, stored), preload=False
     )  # fmt: skip
     key = cfg.resume_key(kind, in_ch)
     run = Path(run_dir)
@@ -281,21 +281,27 @@ def train(
     model = build_method(cfg.method, encoder, **method_kw)
     lr = cfg.lr if cfg.lr is not None else 1e-3 * cfg.batch_size * world / 128
     workers = cfg.num_workers if cfg.num_workers is not None else (4 if cuda else 0)
-    # each loader worker reads its own stream of chunks (a chunk decoded once per epoch); a
-    # preloaded set is in memory already
-    streams = workers if workers > 0 and data._all is None else 1
+    # each rank keeps in memory only the samples its sampler draws (its share of the chunks),
+    # when the largest share fits (the same choice on every rank); each loader worker reads its
+    # own stream of chunks (a chunk decoded once per epoch); a preloaded set is in memory already
+    preload = data.fits(max(len(s) for s in rank_shares(len(data), data.chunk, world)))
+    streams = workers if workers > 0 and not preload else 1
     sampler = BlockShuffleSampler(
         data, batch_size=cfg.batch_size, block=data.chunk, seed=cfg.seed, streams=streams
     )
+    if preload:
+        data.preload(sampler.share, progress=cfg.progress and main)
     spe = sampler.batches_per_epoch
     total, seconds = _budget(cfg, spe)
     plan = Plan(total, cfg.warmup_frac, cfg.min_lr_frac)
     bank, bank_batch = None, cfg.physics_batch or max(1, cfg.batch_size // 2)
     if cfg.physics > 0:  # a short fixed budget needs no more bank images than it can draw
-        n_bank = cfg.physics_n if seconds is not None else min(cfg.physics_n, total * bank_batch)
+        draws = total * bank_batch * world  # every rank draws from its own slice of the bank
+        n_bank = cfg.physics_n if seconds is not None else min(cfg.physics_n, draws)
         bank = make_physics_bank(
             max(256, n_bank), view_source_size(size, stored), kind=kind, stored_size=stored,
             coherence="coherence" in data.ds, seed=cfg.seed + 7919, progress=cfg.progress and main,
+            rank=rank, world=world,
         )  # fmt: skip
         model = WithPhysics(model, len(bank.classes), cfg.physics)
     step, elapsed_before = 0, 0.0
