@@ -130,38 +130,70 @@ from sklearn.datasets import make_blobs
 X, _ = make_blobs(n_samples=int(sys.argv[2]), n_features=128, centers=20, random_state=0)
 X = X.astype(np.float32)
 t1 = time.perf_counter()
+knn = "umap"
 if sys.argv[1] == "old":  # the projection as it was: plain import, seeded, one thread
     import umap
     xy = umap.UMAP(n_neighbors=15, min_dist=0.1, random_state=0, n_jobs=1).fit(X).embedding_
 else:
-    from insarexplore.explore.projection import Projector
-    xy = Projector("umap").fit_transform(X)
+    from insarexplore.explore import projection
+    if sys.argv[1] == "descent":  # the previous default: umap's own search, numba cache on
+        projection.EXACT_KNN_MAX_ROWS = 0
+    proj = projection.Projector("umap")
+    xy = proj.fit_transform(X)
+    knn = proj.knn_
 t2 = time.perf_counter()
 np.save(sys.argv[3], np.asarray(xy, np.float32))
-print(json.dumps({"data_s": t1 - t0, "project_s": t2 - t1}))
+print(json.dumps({"data_s": t1 - t0, "project_s": t2 - t1, "knn": knn}))
 """
 
 
 def projection_speed(n: int = 10_000) -> list[dict]:
     """UMAP of ``n`` x 128 clustered Gaussian blobs (20 centres), each fit in a fresh Python
-    process: the projection as it was (plain ``import umap``, seeded, single-threaded: numba
-    compiles again in every process) against the default ``Projector("umap")`` with numba's
-    disk cache, once with an empty cache folder (a machine's first projection, fills it) and
-    once more in a new process (every later one). Times run from the import of umap to the
-    coordinates (the blobs' generation is excluded); the maps are compared for identity."""
+    process: the projection as it was (plain ``import umap``, seeded, single-threaded, umap's
+    NN-descent: numba compiles everything again in every process) against the default
+    ``Projector("umap")`` (exact neighbours by brute force up to ``EXACT_KNN_MAX_ROWS`` rows,
+    numba's disk cache), once with an empty cache folder (a machine's first projection, fills
+    it) and once more in a new process (every later one); and the previous default (disk
+    cache, umap's NN-descent, compiled in every process), timed in a second process after one
+    that fills its cache. Times run from the import of umap to the coordinates (the blobs'
+    generation is excluded). Maps are compared by kNN preservation (the fraction of each
+    point's 15 nearest neighbours in the input found among its 15 nearest on the map; also
+    for 150), the default's two maps (empty and filled cache) for identity, and the previous
+    default's map with the old one."""
     import json
     import os
     import subprocess
     import sys
 
+    from sklearn.datasets import make_blobs
+
+    def knn_preservation(X: np.ndarray, xy: np.ndarray, k: int) -> float:
+        """Mean fraction of each point's ``k`` nearest neighbours in ``X`` (exact, itself left
+        out) that are among its ``k`` nearest on the map ``xy``: fidelity without labels."""
+        from sklearn.neighbors import NearestNeighbors
+
+        def neighbours(A: np.ndarray) -> np.ndarray:
+            nn = NearestNeighbors(
+                n_neighbors=k + 1, algorithm="brute" if A.shape[1] > 3 else "auto"
+            )
+            return nn.fit(A).kneighbors(A, return_distance=False)[:, 1:]
+
+        a, b = neighbours(np.asarray(X, np.float64)), neighbours(np.asarray(xy, np.float64))
+        hits = [(a[s : s + 500, :, None] == b[s : s + 500, None, :]).any(axis=2).sum()
+                for s in range(0, len(a), 500)]  # fmt: skip
+        return float(sum(hits) / a.size)
+
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
     with tempfile.TemporaryDirectory() as tmp:
         base = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
         cached = {**base, "NUMBA_CACHE_DIR": str(Path(tmp) / "numba")}
-        times, maps = {}, {}
+        times, maps, knn = {}, {}, {}
         for name, kind, env in (
             ("old", "old", base),
             ("new_empty_cache", "new", cached),
             ("new", "new", cached),
+            ("descent_fill", "descent", cached),
+            ("descent", "descent", cached),
         ):
             out = Path(tmp) / f"{name}.npy"
             done = subprocess.run(
@@ -172,25 +204,62 @@ def projection_speed(n: int = 10_000) -> list[dict]:
                 text=True,
                 check=True,
             )
-            times[name] = json.loads(done.stdout.strip().splitlines()[-1])["project_s"]
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            times[name], knn[name] = report["project_s"], report["knn"]
             maps[name] = np.load(out)
-    same = bool(np.array_equal(maps["old"], maps["new"]))
-    note = f"{n:,} x 128, new process, n_neighbors=15, seeded (1 thread)"
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
+    X, _ = make_blobs(n_samples=n, n_features=128, centers=20, random_state=0)
+    X = X.astype(np.float32)
+    kept = {
+        (name, k): knn_preservation(X, maps[name], k)
+        for name in ("old", "new", "descent")
+        for k in (15, 150)
+    }
+    same = bool(np.array_equal(maps["new_empty_cache"], maps["new"]))
+    same_fallback = bool(np.array_equal(maps["old"], maps["descent"]))
+    threads = os.environ.get("OMP_NUM_THREADS", "unset")
+    note = f"{n:,} x 128, new process, n_neighbors=15, seeded; OMP_NUM_THREADS={threads}"
+    tag = f"{n // 1000}k"
     return [
-        _row(f"projection_old_{n // 1000}k_new_process", times["old"], "s", note),
+        _row(f"projection_old_{tag}_new_process", times["old"], "s", f"plain umap; {note}"),
         _row(
-            f"projection_new_{n // 1000}k_empty_cache",
+            f"projection_new_{tag}_empty_cache",
             times["new_empty_cache"],
             "s",
-            "first projection on the machine (fills the numba cache)",
+            f"first projection on the machine (fills the numba cache); knn={knn['new']}",
         ),
-        _row(f"projection_new_{n // 1000}k_new_process", times["new"], "s", "numba cache filled"),
+        _row(f"projection_new_{tag}_new_process", times["new"], "s", "numba cache filled"),
+        _row(
+            f"projection_umap_search_{tag}_new_process",
+            times["descent"],
+            "s",
+            "previous default: numba cache filled, umap's NN-descent compiled in the process",
+        ),
         _row(
             "projection_speedup_old_over_new",
             times["old"] / times["new"],
             "x",
-            f"maps identical: {same}; 1-min load average after: {load:.2f}",
+            f"new map identical in two new processes: {same}; umap's search map identical "
+            f"to the old one: {same_fallback}",
+        ),
+        *(
+            _row(
+                f"projection_knn_preservation_{label}_{tag}",
+                kept[(name, 15)],
+                "",
+                f"of the 15 nearest in the input, among the 15 nearest on the map (150: "
+                f"{kept[(name, 150)]:.4f}; chance within a blob of {n // 20:,}: "
+                f"{15 / (n // 20 - 1):.3f})",
+            )
+            for label, name in (("old", "old"), ("new", "new"), ("umap_search", "descent"))
+        ),
+        _row(
+            "projection_load_average",
+            load[0],
+            "",
+            "1/5/15-min before: {:.2f} {:.2f} {:.2f}; after: {:.2f} {:.2f} {:.2f}".format(
+                *load_before, *load
+            ),
         ),
     ]
 
