@@ -14,6 +14,7 @@ budget, embedding, the 2-D map, the cluster proposals the dashboard shows) and r
     python benchmarks/bench_demo.py --workspace DIR      # complete or reuse a demo workspace
     python benchmarks/bench_demo.py --quick              # the --quick demo sizes (smoke run)
     python benchmarks/bench_demo.py --minutes 60         # a busy machine: let the steps finish
+    python benchmarks/bench_demo.py --steps 900          # another step budget for the demo
 
 The map depends on the step budget, not on the machine's load; on a loaded machine the demo's
 wall-clock guard (8 minutes on CPU) would cut pretraining short, so ``--minutes`` relaxes it to
@@ -94,16 +95,17 @@ def run(
     workspace: str | Path | None = None,
     fresh: bool = False,
     minutes: float | None = None,
+    steps: int | None = None,
 ) -> list:
     from insarexplore.demo import plan_demo, prepare_demo
 
-    plan = plan_demo(quick=quick, minutes=minutes)
+    plan = plan_demo(quick=quick, minutes=minutes, steps=steps)
     path = Path(workspace) if workspace else OUT / f"demo-{'quick' if quick else 'default'}"
     if fresh and path.exists():
         shutil.rmtree(path)
     load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
-    ws = prepare_demo(path, quick=quick, minutes=plan.minutes, quiet=False)
+    ws = prepare_demo(path, quick=quick, minutes=plan.minutes, steps=plan.steps, quiet=False)
     prep_s = time.perf_counter() - t0
     m = measure(ws, plan.projection)
     load1 = os.getloadavg()[0]
@@ -136,8 +138,15 @@ def main() -> None:
     parser.add_argument("--workspace", default=None, help="demo workspace to complete or reuse")
     parser.add_argument("--fresh", action="store_true", help="delete the workspace first")
     parser.add_argument("--minutes", type=float, default=None, help="pretraining guard (min)")
+    parser.add_argument("--steps", type=int, default=None, help="pretraining steps (the demo's)")
     args = parser.parse_args()
-    rows = run(quick=args.quick, workspace=args.workspace, fresh=args.fresh, minutes=args.minutes)
+    rows = run(
+        quick=args.quick,
+        workspace=args.workspace,
+        fresh=args.fresh,
+        minutes=args.minutes,
+        steps=args.steps,
+    )
     width = max(len(r["metric"]) for r in rows)
     for r in rows:
         print(f"{r['metric']:<{width}}  {r['value']:>9.3f} {r['unit']:<5} {r['note']}")
