@@ -11,7 +11,7 @@ Selections:
 * ``random``: the budget drawn uniformly from the pool;
 * ``active``: the product's cold start ``typical`` (the most typical sample of each of the
   largest label-free k-means clusters; the number of clusters is chosen without labels and the
-  class count is never given) for the first 6 labels, then rounds of a fixed ``ROUND`` labels by
+  class count is never given) for the first ``ROUND`` labels, then rounds of ``ROUND`` labels by
   ``margin_balanced``;
 * ``active-margin``: the same cold start, then rounds of plain ``margin``.
 
@@ -19,8 +19,9 @@ Each label set is scored with the product's linear probe (``FewShotClassifier("l
 validation for every seed and budget; the schedule the product recommends is the better one on
 validation. The test set is sealed and scored once per selection. Paired t-tests against random
 per budget. ``C_FALLBACK`` (the probe's C when a class has fewer than two labels, so nothing can
-be held out to choose it) is chosen here on validation, over ``C_GRID``, on the random label sets
-of the two smallest budgets. Fine-tuning (``finetune_encoder``) of random and active sets at 5
+be held out to choose it) is checked here on validation: every C of ``C_GRID`` on the label sets
+(random and active, every budget) where the fallback applies; the product's value should be the
+best one. Fine-tuning (``finetune_encoder``) of random and active sets at 5
 and 20 labels per class, 5 seeds, on validation and test.
 
     python benchmarks/bench_efficiency.py --steps 2000                # validation only
@@ -91,24 +92,28 @@ def _round(Xp, yp, chosen: list[int], batch: int, seed: int, strategy: str) -> l
     return [p.index for p in picks]
 
 
-def selections(X, y, pool_rows, seed: int) -> dict[str, dict[int, np.ndarray]]:
-    """Label sets (rows of X) per total budget: ``random`` and one per schedule. Only pool
-    labels of samples already chosen are read (as a person labelling them would give them)."""
+def selections(
+    X, y, pool_rows, seed: int, totals: list[int] | None = None
+) -> dict[str, dict[int, np.ndarray]]:
+    """Label sets (rows of X) per total budget (``totals``, default :func:`budgets`): ``random``
+    and one per schedule. Only pool labels of samples already chosen are read (as a person
+    labelling them would give them)."""
     from insarexplore.explore.active import suggest
 
+    totals = totals or budgets()
     order = np.random.default_rng(seed).permutation(pool_rows)
-    sets = {"random": {b: order[:b] for b in budgets()}}
+    sets = {"random": {b: order[:b] for b in totals}}
     Xp, yp = X[pool_rows], y[pool_rows]
     for name, strategy in SCHEDULES.items():
         chosen: list[int] = []  # positions in the pool
         out, r = {}, 0
-        for b in budgets():
+        for b in totals:
             while len(chosen) < b:
                 if not chosen:  # cold start: typical samples of label-free clusters
-                    picks = suggest(budgets()[0], "typical", embeddings=Xp, labelled=[], seed=seed)
+                    picks = suggest(ROUND, "typical", embeddings=Xp, labelled=[], seed=seed)
                     chosen += [p.index for p in picks]
                 else:
-                    chosen += _round(Xp, yp, chosen, ROUND, seed + r, strategy)
+                    chosen += _round(Xp, yp, chosen, ROUND, 1000 * seed + r, strategy)
                 r += 1
             out[b] = pool_rows[np.array(chosen[:b])]
         sets[name] = out
@@ -154,7 +159,11 @@ def bench(n_pool: int, n_test: int, steps: int, *, seeds: int = SEEDS, ft_seeds:
     sealed = SealedTest(np.arange(len(test_rows)), y[test_rows])
     y = y.copy()
     y[test_rows] = ""  # from here on, the test labels exist only inside ``sealed``
-    sets = [selections(X, y, pool_rows, s) for s in range(seeds)]
+    from tqdm.auto import tqdm
+
+    sets = [
+        selections(X, y, pool_rows, s) for s in tqdm(range(seeds), desc="selections", unit="seed")
+    ]
     names = ["random", *SCHEDULES]
     val = {n: [[_f1(y_val, _probe(X, y, s[n][b], val_rows)) for b in budgets()] for s in sets]
            for n in names}  # fmt: skip
@@ -166,19 +175,28 @@ def bench(n_pool: int, n_test: int, steps: int, *, seeds: int = SEEDS, ft_seeds:
     res["recommended"] = max(SCHEDULES, key=lambda n: np.mean(val[n]))
     log(f"schedule chosen on validation: {res['recommended']}")
 
-    # C_FALLBACK on validation: the two smallest budgets of random sets, C fixed
-    small = budgets()[:2]
+    # C_FALLBACK on validation: the label sets where it applies (a class with < 2 labels)
+    from insarexplore.explore.fewshot import C_FALLBACK
+
+    fallback_sets = [
+        s[n][b]
+        for s in sets
+        for n in names
+        for b in budgets()
+        if len(np.unique(y[s[n][b]])) >= 2
+        and np.unique(y[s[n][b]], return_counts=True)[1].min() < 2
+    ]
+    res["c_fallback_sets"] = len(fallback_sets)
     res["c_fallback_val"] = {
-        str(C): float(
-            np.mean(
-                [_f1(y_val, _probe(X, y, s["random"][b], val_rows, C)) for s in sets for b in small]
-            )
-        )  # fmt: skip
+        str(C): float(np.mean([_f1(y_val, _probe(X, y, t, val_rows, C)) for t in fallback_sets]))
         for C in C_GRID
     }
+    res["c_fallback_best"] = float(max(C_GRID, key=lambda C: res["c_fallback_val"][str(C)]))
+    res["c_fallback_product"] = float(C_FALLBACK)
     log(
-        "C_FALLBACK on validation: "
+        f"C_FALLBACK on validation ({len(fallback_sets)} label sets): "
         + ", ".join(f"{c} {v:.3f}" for c, v in res["c_fallback_val"].items())
+        + f"; best {res['c_fallback_best']:g}, product {C_FALLBACK:g}"
     )
 
     # fine-tuning: random and the recommended schedule, fixed seeds and budgets

@@ -5,8 +5,12 @@ Six classes (mogi, sill, dyke, earthquake, subsidence, none), 64 px. The protoco
 
 * data: ``n_pool`` samples from generator seed 1, split by frame (``explore.splits``) into a
   train pool (80 %: pretraining, without labels, and the source of every few-label draw) and a
-  validation set (20 %); a test set of ``n_test`` samples from generator seed 2. The test labels
-  are sealed: each reported configuration is scored on them once.
+  validation set (20 %, frames the pool does not have); a test set of ``n_test`` samples from
+  generator seed 3 (seed 2 was the test set of this benchmark before it had a validation set,
+  when earlier defaults were set on it, so it is not used). The generator draws frames from a
+  fixed list of places, so most test frames also occur in the pool: validation measures new
+  frames, test new interferograms. The test labels are sealed: each reported configuration is
+  scored on them once.
 * draws: ``--seeds`` (default 20) draws of ``--labels`` (default 10) labels per class from the
   train pool; every representation is scored on the same draws, so differences are paired.
 * representations, each with the product's linear probe (``FewShotClassifier("linear")``, C
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import sys
 import time
@@ -55,9 +60,11 @@ from insarexplore.explore.protocol import (  # noqa: E402
 
 AREA = "quality"
 OUT = Path(__file__).resolve().parent / "out"
+POOL_SEED, TEST_SEED = 1, 3
 PROBED = ("ssl", "ssl-knn", "random-init", "pca")
 BASELINES = ("random-init", "pca", "supervised", "ssl-knn")
 SELECT_DRAWS = 5  # draws used to choose the supervised preset on validation
+SUPERVISED_VERSION = 1  # bump when supervised_predict's training changes (cache key)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -74,13 +81,13 @@ def make_data(n: int, seed: int, difficulty: str = "medium"):
 
 
 def protocol_data(n_pool: int, n_test: int):
-    """(pool, validation, test) Datasets: pool and validation from generator seed 1 split by
-    frame (no frame on both sides), test from seed 2."""
+    """(pool, validation, test) Datasets: pool and validation from generator seed ``POOL_SEED``
+    split by frame (no frame on both sides), test from ``TEST_SEED``."""
     from insarexplore.explore.splits import group_train_test_split
 
-    full = make_data(n_pool, seed=1)
+    full = make_data(n_pool, seed=POOL_SEED)
     train, val = group_train_test_split(full, test_size=0.2, by=("group", "frame"), seed=0)
-    return full.isel(sample=train), full.isel(sample=val), make_data(n_test, seed=2)
+    return full.isel(sample=train), full.isel(sample=val), make_data(n_test, seed=TEST_SEED)
 
 
 def render_mixed(ds, seed: int = 0):
@@ -169,9 +176,17 @@ def probe_predict(method: str, x_train, y_train, *xs) -> list[np.ndarray]:
     return [clf.predict(x) for x in xs]
 
 
+def _input_layer(kind: str) -> str:
+    """The default pretraining input layer for ``kind`` (the supervised CNN uses it too)."""
+    from insarexplore.ssl.train import PretrainConfig
+
+    d = PretrainConfig()
+    return d.phase_input if kind == "phase" else d.rgb_input
+
+
 def supervised_predict(x_train, y_train, xs, kind: str, preset: str, seed: int,
                        steps: int) -> list[np.ndarray]:  # fmt: skip
-    """A ``preset`` CNN (with the SSL run's input layer for this kind) + linear head trained
+    """A ``preset`` CNN (with the default input layer for this kind) + linear head trained
     from scratch on the drawn labels, augmented as in pretraining; predictions for each of
     ``xs``."""
     import torch
@@ -179,12 +194,9 @@ def supervised_predict(x_train, y_train, xs, kind: str, preset: str, seed: int,
 
     from insarexplore.models import build_encoder
     from insarexplore.ssl import PhaseAugment, RGBAugment
-    from insarexplore.ssl.train import PretrainConfig
 
     torch.manual_seed(seed)
-    d = PretrainConfig()
-    enc = build_encoder(preset, x_train.shape[1],
-                        phase_input=d.phase_input if kind == "phase" else d.rgb_input)  # fmt: skip
+    enc = build_encoder(preset, x_train.shape[1], phase_input=_input_layer(kind))
     classes, y = np.unique(y_train, return_inverse=True)
     model = nn.Sequential(enc, nn.Linear(enc.out_dim, len(classes)))
     aug = (PhaseAugment if kind == "phase" else RGBAugment)(x_train.shape[-1])
@@ -248,8 +260,7 @@ def evaluate_kind(pool, val, test, kind: str, run: Path, *, seeds: int, per_clas
     def trained(preset: str, s: int) -> tuple[np.ndarray, np.ndarray]:
         # (val, test) predictions; they do not depend on the SSL configuration, so they are
         # cached (under OUT/supervised) and shared by every configuration's run
-        key = f"{kind}-{preset}-{len(y_pool)}-{len(y_val)}-{len(xs[2])}-{per_class}-{sup_steps}-{s}"
-        path = OUT / "supervised" / f"{key}.json"
+        path = OUT / "supervised" / f"{kind}-{preset}-{s}-{_key(kind, preset, s)}.json"
         if path.exists():
             v, t = json.loads(path.read_text())
             return np.asarray(v), np.asarray(t)
@@ -258,6 +269,14 @@ def evaluate_kind(pool, val, test, kind: str, run: Path, *, seeds: int, per_clas
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps([v.tolist(), t.tolist()]))
         return v, t
+
+    def _key(kind: str, preset: str, s: int) -> str:
+        # everything the predictions depend on: the samples (ids of the draw, validation and
+        # test), the model and its training; not the SSL configuration
+        ids = [np.asarray(d["sample"].values).astype(str) for d in (pool, val, test)]
+        parts = [kind, preset, sup_steps, SUPERVISED_VERSION, _input_layer(kind), ids[0][draws[s]].tolist(),
+                 ids[1].tolist(), ids[2].tolist()]  # fmt: skip
+        return hashlib.sha1(json.dumps(parts).encode()).hexdigest()[:16]
 
     sup: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     for preset in sup_presets:
@@ -271,7 +290,10 @@ def evaluate_kind(pool, val, test, kind: str, run: Path, *, seeds: int, per_clas
     test_preds["supervised"] = [t for _, t in runs]
     log(f"[{kind}] supervised ({chosen}) val {summarise(val_scores['supervised'])}")
 
-    result: dict[str, Any] = {"val": val_scores, "chosen": chosen, "draws": seeds}
+    draw_ids = np.asarray(pool["sample"].values).astype(str)[np.concatenate(draws)].tolist()
+    result: dict[str, Any] = {"val": val_scores, "chosen": chosen, "draws": seeds,
+                              "per_class": per_class,
+                              "draws_hash": hashlib.sha1(json.dumps(draw_ids).encode()).hexdigest()}  # fmt: skip
     result["val_paired"] = {b: paired(val_scores["ssl"], val_scores[b]) for b in BASELINES}
     if score_test:
         result["test"] = {
@@ -348,7 +370,8 @@ def run(quick: bool = False, *, n_pool: int | None = None, n_test: int | None = 
     if score_test and not quick:
         _ledger(config, kinds)
     OUT.mkdir(parents=True, exist_ok=True)
-    out = OUT / f"quality-{config.replace('/', '_')}-{n_pool}-{'_'.join(splits)}.json"
+    name = f"{config}-{n_pool}-{'_'.join(kinds)}-{seeds}x{per_class}-{'_'.join(splits)}"
+    out = OUT / f"quality-{name.replace('/', '_')}.json"
     out.write_text(json.dumps(results, indent=1, default=float))
     log(f"results: {out}")
     return rows
@@ -386,6 +409,8 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
         if value is not None:
             opts[field] = value
     if args.input is not None:
+        if args.kinds not in ("phase", "rgb"):
+            raise SystemExit("error: --input needs --kinds phase or --kinds rgb (one input layer)")
         opts["phase_input" if args.kinds == "phase" else "rgb_input"] = args.input
     return opts
 
@@ -422,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(a.threads)
+    if not set(a.kinds.split(",")) <= {"phase", "rgb"}:
+        p.error(f"--kinds: expected phase, rgb or phase,rgb, got {a.kinds!r}")
     splits = tuple(a.splits.split(","))
     if not set(splits) <= {"val", "test"} or "val" not in splits:
         p.error(f"--splits: expected val or val,test, got {a.splits!r}")
