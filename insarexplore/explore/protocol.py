@@ -2,8 +2,8 @@
 
 * Splits are made by group (:mod:`insarexplore.explore.splits`): crops of one interferogram, or
   one site, never sit on both sides. A train pool and a validation set come from one source;
-  the test set comes from another (another generator seed, other sites), so nothing chosen on
-  validation can have seen it.
+  the test set comes from another (another generator seed; in the transfer proxy, other sites
+  too), so nothing chosen on validation can have seen it.
 * Every choice (probe regularisation, schedule, epochs, the configuration itself) is made on
   validation. Test labels are sealed in :class:`SealedTest`: they can be used to score a
   named configuration once, and reading them any other way raises :class:`SealedLabelsError`,
