@@ -232,10 +232,11 @@ def add_suggest(sub: Any) -> None:
             "strategies (entropy, margin, least_confidence, margin_diverse, margin_balanced)\n"
             "fit a few-shot classifier on the current labels (at least 2 classes) when its\n"
             "stored predictions are out of date; diversity and typical need no labels\n"
-            "(typical: the centres of unlabelled clusters, best for the first labels);\n"
+            "(typical: the centres of unlabelled clusters, for the first labels);\n"
             "geo_diversity avoids overlapping footprints; margin_diverse spreads uncertain\n"
             "picks over the embedding space, margin_balanced over the predicted classes (the\n"
-            "default, and the best after a first round of typical on the synthetic benchmark);\n"
+            "default; on the synthetic benchmark no schedule beats random labels yet, see\n"
+            "benchmarks/RESULTS.md);\n"
             "anomaly takes the most anomalous samples."
         ),
     )

@@ -12,10 +12,9 @@ The linear probe's regularisation ``C`` defaults to ``"auto"``: chosen from ``C_
 held-out log-loss of the same cross-validation after temperature scaling (so from the labels
 alone, never from the data being predicted). Without the temperature, log-loss on a few held-out
 labels favours over-regularised models, whose near-uniform probabilities are never badly wrong,
-and picks a C 3-10 times too small at 5 labels per class. With 10 labels per class on the
-synthetic benchmark the chosen C is 0.03-0.1 (scikit-learn's default is 1.0), worth 2 points of
-macro-F1. Without two labels in every class there is nothing to hold out and ``C_FALLBACK`` is
-used.
+and picks a C 3-10 times too small at 5 labels per class. Without two labels in every class
+there is nothing to hold out and ``C_FALLBACK`` is used (``benchmarks/bench_efficiency.py``
+checks it on validation).
 """
 
 from __future__ import annotations
