@@ -18,7 +18,21 @@ from sklearn.metrics import f1_score
 pytestmark = pytest.mark.slow
 
 
-def test_explore_label_finetune_suggest_export(tmp_path):
+@pytest.fixture
+def one_thread():
+    """The path's numbers (a 40-step encoder, its map and clusters) depend on how many threads
+    torch and BLAS use; pin them so the test sees the same workspace on every machine."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+def test_explore_label_finetune_suggest_export(tmp_path, one_thread):
     import torch
 
     from insarexplore.data.synthetic import generate
