@@ -92,53 +92,17 @@ def _renderings(phase: np.ndarray, seeds: np.ndarray, picks: list[tuple[int, int
 
 def _owned_blocks(n: int, seed: int, cfg: Any, lo: int, hi: int, world: int = 1) -> Any:
     """``(block, Dataset)`` for the generator's blocks that hold bank rows ``lo ... hi``, in
-    order, the same as ``iter_blocks(n)`` yields them (the whole bank: ``iter_blocks`` itself).
-
-    A slice renders its blocks in threads (the usable cores over the ``world`` ranks that
-    share them), at most twice as many blocks in flight as threads."""
-    from insarexplore.data.synthetic.generator import iter_blocks
+    order, the same as ``iter_blocks(n)`` yields them; a slice is made in the usable cores over
+    the ``world`` ranks that share them."""
+    from insarexplore.data.synthetic.generator import _workers, iter_blocks
 
     bs = cfg.block_size
     if lo == 0 and hi == n:
         yield from enumerate(iter_blocks(n, seed=seed, config=cfg))
         return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    from insarexplore.data.synthetic.pipeline import render_block, to_dataset
-
-    cpu = torch.device("cpu")
-
-    def make(b: int) -> Any:
-        return to_dataset([render_block(cfg, seed, b, min(bs, n - b * bs), cpu)], cfg, seed)
-
     blocks = range(lo // bs, -(-hi // bs))
-    threads = max(1, min(len(blocks), _cores() // max(1, world)))
-    before = torch.get_num_threads()
-    if threads > 1:
-        torch.set_num_threads(1)  # the pixel work comes in pieces too small for intra-op threads
-    try:
-        with ThreadPoolExecutor(threads, thread_name_prefix="physics-bank") as pool:
-            running: deque = deque()
-            for b in blocks:
-                running.append((b, pool.submit(make, b)))
-                if len(running) >= 2 * threads:
-                    done, fut = running.popleft()
-                    yield done, fut.result()
-            while running:
-                done, fut = running.popleft()
-                yield done, fut.result()
-    finally:
-        torch.set_num_threads(before)
-
-
-def _cores() -> int:
-    import os
-
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
+    workers = max(1, _workers(None) // max(1, world))
+    yield from zip(blocks, iter_blocks(n, seed=seed, config=cfg, blocks=blocks, workers=workers))
 
 
 def bank_slice(n: int, rank: int, world: int) -> tuple[int, int]:

@@ -86,15 +86,17 @@ def iter_blocks(
     device: Any = None,
     progress: bool = False,
     workers: int | None = None,
+    blocks: Sequence[int] | None = None,
 ) -> Iterator[Any]:
     """Yield the set of ``n`` samples block by block as Datasets (bounded memory).
 
     ``workers`` > 1 makes blocks in that many threads (CPU; None: one per usable core); blocks
     come back in order and at most ``2 * workers`` are in flight, so the result and the memory
-    bound are unchanged.
+    bound are unchanged. ``blocks`` (indices, in order) yields only those blocks of the set,
+    each the same as in the whole set (a block is seeded by its index).
     """
     for part in _iter_raw(n, seed=seed, config=config, device=device, progress=progress,
-                          workers=workers):  # fmt: skip
+                          workers=workers, only=blocks):  # fmt: skip
         yield to_dataset([part], config, int(seed), device=_device(device).type)
 
 
@@ -107,6 +109,7 @@ def _iter_raw(
     progress: bool,
     workers: int | None,
     dest: Callable[[int, int], dict[str, np.ndarray]] | None = None,
+    only: Sequence[int] | None = None,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Blocks as plain arrays, in order, optionally from worker threads.
 
@@ -120,12 +123,13 @@ def _iter_raw(
     workers = _workers(workers)
     dev = _device(device)
     bs = config.block_size
-    blocks = [(b, min(bs, n - b * bs)) for b in range(math.ceil(n / bs))]
+    indices = range(math.ceil(n / bs)) if only is None else [int(b) for b in only]
+    blocks = [(b, min(bs, n - b * bs)) for b in indices]
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=n, desc="synthesising", unit="ifg")
+        bar = tqdm(total=sum(c for _, c in blocks), desc="synthesising", unit="ifg")
     threads = _single_thread(dev)
     try:
         if workers == 1 or len(blocks) < 2 or dev.type != "cpu":
