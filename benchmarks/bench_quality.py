@@ -145,15 +145,15 @@ def ssl_run(pool, kind: str, *, minutes: float | None = 15.0, steps: int | None 
     return run
 
 
-def features(pool, val, test, kind: str, run: Path) -> dict[str, tuple[np.ndarray, ...]]:
-    """(pool, val, test) features per representation: ``ssl``, ``random-init``, ``pca``."""
+def features(xs: list[np.ndarray], run: Path) -> dict[str, tuple[np.ndarray, ...]]:
+    """Features of the (pool, val, test) channels ``xs`` per representation: ``ssl``,
+    ``random-init``, ``pca``."""
     import torch
     from sklearn.decomposition import PCA
 
     from insarexplore.embed import Embedder
     from insarexplore.models.serialization import build_from_config
 
-    xs = [d.insar.to_channels(kind) for d in (pool, val, test)]
     meta = json.loads((run / "meta.json").read_text())
     ssl = Embedder(run, progress=False).fit()
     torch.manual_seed(0)
@@ -234,9 +234,9 @@ def evaluate_kind(pool, val, test, kind: str, run: Path, *, seeds: int, per_clas
     chosen on validation; with ``score_test``, test scores through a :class:`SealedTest`
     (once per representation). Returns ``{"val": {name: [f1 per draw]}, "test": ...,
     "chosen": preset, "paired": ...}``."""
-    feats = features(pool, val, test, kind, run)
-    feats["ssl-knn"] = feats["ssl"]
     xs = [d.insar.to_channels(kind) for d in (pool, val, test)]
+    feats = features(xs, run)
+    feats["ssl-knn"] = feats["ssl"]
     y_pool = np.asarray(pool["label"].values).astype(str)
     y_val = np.asarray(val["label"].values).astype(str)
     sealed = SealedTest(
