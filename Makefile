@@ -10,6 +10,7 @@ BIN := $(VENV)/bin
 TORCH_VERSION ?= 2.13.0
 TORCH_INDEX ?=
 DEMO_DIR ?= demo-workspace
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: install demo test lint browser bench pictures clean
@@ -39,7 +40,7 @@ browser:
 	fi
 
 demo: install
-	$(BIN)/insarexplore demo $(DEMO_DIR)
+	$(BIN)/insarexplore demo $(DEMO_DIR) $(DEMO_ARGS)
 
 test: install browser
 	$(BIN)/ruff check insarexplore tests benchmarks

@@ -6,7 +6,7 @@ interrupted run picks up where it stopped (the generator writes its store atomic
 resumes from its checkpoint, embeddings are saved block by block, the map is cached).
 
 The result does not depend on how busy the machine is: pretraining runs a fixed number of steps
-chosen for the demo (1,500 on CPU: about 2-3 minutes on two idle cores), not a time budget. A
+chosen for the demo (1,200 on CPU: about 4 minutes on two idle cores), not a time budget. A
 wall-clock guard (``minutes``, 8 on CPU) stops a run on a machine too busy to finish in
 reasonable time; the demo then says so, keeps the encoder as trained so far and records
 ``cut_short`` in the model's ``meta.json``.
@@ -79,8 +79,8 @@ def plan_demo(
 ) -> DemoPlan:
     """Sizes for this machine; explicit arguments always win over the automatic choice.
 
-    CPU: 3,000 x 64 px, ``resnet-micro`` (pretrained at 48 px), 1,500 SimCLR steps of batch 128
-    (about 2-3 minutes on two idle cores; guard 8 minutes). CUDA: 20,000 x 64 px,
+    CPU: 3,000 x 64 px, ``resnet-micro`` (pretrained at 48 px), 1,200 SimCLR steps of batch 128
+    (about 4 minutes on two idle cores; guard 8 minutes). CUDA: 20,000 x 64 px,
     ``resnet-small``, batch 256, 4,000 steps (guard 10 minutes). ``quick``: 240 x 32 px, 60 steps
     and a PCA map (no numba compilation), for tests.
     """
@@ -114,7 +114,7 @@ def plan_demo(
         auto = {
             "n": 3_000,
             "size": 64,
-            "steps": 1_500,
+            "steps": 1_200,
             "minutes": 8.0,
             "arch": "resnet-micro",
             "batch": 128,

@@ -125,7 +125,7 @@ def add_demo(sub: Any) -> None:
         _cmd_demo,
         "synthesise, pretrain, embed, project, then serve the dashboard (the whole path)",
         f"""
-  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 4 minutes on 2 idle CPU cores
+  insarexplore demo                        # ./{DEFAULT_DEMO_DIR}, about 5 minutes on 2 idle CPU cores
   insarexplore demo ~/insar-demo --show    # and open a browser tab
   insarexplore demo --device cuda          # more samples, larger encoder, longer budget
   insarexplore demo --quick --port 0       # tiny smoke test on a free port
@@ -134,8 +134,8 @@ def add_demo(sub: Any) -> None:
         description=(
             "One command from nothing to a served dashboard: synthesise 3,000 labelled\n"
             "interferograms (64 px; four classes: Mogi, dyke, subsidence, none, at the easy\n"
-            "difficulty), pretrain an encoder for a fixed number of steps (1,500 on CPU: 2-3\n"
-            "minutes on 2 idle cores; more data, a larger model and more steps on a GPU), embed,\n"
+            "difficulty), pretrain an encoder for a fixed number of steps (1,200 on CPU: about\n"
+            "4 minutes on 2 idle cores; more data, a larger model and more steps on a GPU), embed,\n"
             "fit the UMAP map and its cluster proposals, then serve the dashboard and print its\n"
             "URL. The step budget makes the result the same on a busy machine; a wall-clock\n"
             "guard (--minutes) cuts pretraining short, and says so, when the machine is too\n"
@@ -149,7 +149,7 @@ def add_demo(sub: Any) -> None:
     p.add_argument("-n", type=positive_int, default=None, help="samples (3000; 20000 on GPU)")
     p.add_argument("--size", type=positive_int, default=None, help="pixels per side (64)")
     p.add_argument(
-        "--steps", type=positive_int, default=None, help="pretraining steps (1500; 4000 on GPU)"
+        "--steps", type=positive_int, default=None, help="pretraining steps (1200; 4000 on GPU)"
     )
     p.add_argument(
         "--minutes",
