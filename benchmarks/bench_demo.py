@@ -33,6 +33,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -120,14 +121,8 @@ def run(
         if m["cut_short"]
         else f"the demo's budget, {plan.arch}, batch {plan.batch_size}"
     )
-    where = f"{m['n']:,} samples, {plan.projection.upper()} map"
     return [
-        _row("kNN (k=10) accuracy of source_label on the map", m["knn10"], "", where),
-        _row("cluster proposals on the map", m["n_clusters"], "", m["cluster_description"]),
-        _row("noise (samples in no cluster)", 100 * m["noise"], "%", m["cluster_method"]),
-        _row("cluster purity (majority class share)", 100 * m["purity"], "%", "of clustered"),
-        _row("pretraining steps done", m["steps"], "steps", steps_note),
-        _row("pretraining time", m["pretrain_s"], "s", "from the model's meta.json"),
+        *_map_rows(m, plan.projection, steps_note),
         _row(
             "preparation time (this call)",
             prep_s,
@@ -135,6 +130,19 @@ def run(
             f"steps already done are reused; load {load0:.1f} before, {load1:.1f} after, "
             f"{os.cpu_count()} cores",
         ),
+    ]
+
+
+def _map_rows(m: dict, projection: str, steps_note: str) -> list:
+    """The rows of what the map shows and how long pretraining took (see :func:`measure`)."""
+    where = f"{m['n']:,} samples, {projection.upper()} map"
+    return [
+        _row("kNN (k=10) accuracy of source_label on the map", m["knn10"], "", where),
+        _row("cluster proposals on the map", m["n_clusters"], "", m["cluster_description"]),
+        _row("noise (samples in no cluster)", 100 * m["noise"], "%", m["cluster_method"]),
+        _row("cluster purity (majority class share)", 100 * m["purity"], "%", "of clustered"),
+        _row("pretraining steps done", m["steps"], "steps", steps_note),
+        _row("pretraining time", m["pretrain_s"], "s", "from the model's meta.json"),
     ]
 
 
@@ -154,7 +162,12 @@ def _served(url: str, deadline: float) -> bool:
     return False
 
 
-def run_make(workspace: str | Path | None = None, cold: bool = False, timeout_min: float = 30):
+def run_make(
+    workspace: str | Path | None = None,
+    cold: bool = False,
+    fresh: bool = False,
+    timeout_min: float = 30,
+):
     """``make demo`` in a fresh workspace, timed from its start to an answering dashboard."""
     import signal
     import subprocess
@@ -167,7 +180,13 @@ def run_make(workspace: str | Path | None = None, cold: bool = False, timeout_mi
     root = Path(__file__).resolve().parents[1]
     path = Path(workspace) if workspace else OUT / "demo-make"
     if path.exists():
+        if workspace and not fresh:  # a folder the user named is deleted only when asked
+            print(f"bench_demo: {path} exists; --make needs a fresh workspace (--fresh)",
+                  file=sys.stderr)  # fmt: skip
+            raise SystemExit(2)
         shutil.rmtree(path)
+    OUT.mkdir(parents=True, exist_ok=True)
+    errors = OUT / "demo-make.stderr"
     env = dict(os.environ)
     cache = None
     if cold:
@@ -177,7 +196,7 @@ def run_make(workspace: str | Path | None = None, cold: bool = False, timeout_mi
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         ["make", "--no-print-directory", "demo", f"DEMO_DIR={path}", "DEMO_ARGS=--port 0"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=errors.open("w"), text=True,
         start_new_session=True,
     )  # fmt: skip
     found: dict[str, str] = {}
@@ -195,7 +214,9 @@ def run_make(workspace: str | Path | None = None, cold: bool = False, timeout_mi
         while "url" not in found and proc.poll() is None and time.perf_counter() < deadline:
             time.sleep(0.2)
         if "url" not in found:
-            raise SystemExit(f"bench_demo: make demo printed no dashboard URL (rc {proc.poll()})")
+            raise SystemExit(
+                f"bench_demo: make demo printed no dashboard URL (rc {proc.poll()}; see {errors})"
+            )
         if not _served(found["url"], deadline):
             raise SystemExit(f"bench_demo: {found['url']} did not answer within {timeout_min} min")
         served_s = time.perf_counter() - t0
@@ -208,19 +229,9 @@ def run_make(workspace: str | Path | None = None, cold: bool = False, timeout_mi
     plan = plan_demo()
     m = measure(Workspace.open(path), plan.projection)
     numba = "empty numba cache" if cold else "numba cache as found"
+    steps_note = "cut short by the guard" if m["cut_short"] else "the demo's budget"
     return [
-        _row(
-            "kNN (k=10) accuracy of source_label on the map", m["knn10"], "", f"{m['n']:,} samples"
-        ),
-        _row("cluster proposals on the map", m["n_clusters"], "", m["cluster_description"]),
-        _row("noise (samples in no cluster)", 100 * m["noise"], "%", m["cluster_method"]),
-        _row(
-            "pretraining steps done",
-            m["steps"],
-            "steps",
-            "cut short by the guard" if m["cut_short"] else "the demo's budget",
-        ),  # fmt: skip
-        _row("pretraining time", m["pretrain_s"], "s", "from the model's meta.json"),
+        *_map_rows(m, plan.projection, steps_note),
         _row(
             "make demo to a served dashboard",
             served_s,
@@ -248,7 +259,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.make:
-        rows = run_make(args.workspace, cold=args.cold)
+        rows = run_make(args.workspace, cold=args.cold, fresh=args.fresh)
     else:
         rows = run(
             quick=args.quick,
