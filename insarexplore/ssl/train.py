@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -119,6 +120,18 @@ class PretrainConfig:
     tensorboard: bool = True
     resume: bool = True
     progress: bool = True
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.physics) and self.physics >= 0):
+            raise ValueError(
+                f"physics must be a weight >= 0 (0 turns the bank off); got {self.physics}"
+            )
+        if self.physics_n < 1:
+            raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
+        if self.physics_batch is not None and self.physics_batch < 1:
+            raise ValueError(
+                f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"
+            )
 
     def resume_key(self, kind: str, in_channels: int) -> str:
         """Hash of the options that define a run (not how it is executed)."""

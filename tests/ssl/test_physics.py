@@ -101,3 +101,12 @@ def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
     assert sa.keys() == sb.keys()  # the saved encoder is the same model either way
     assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
     assert np.isfinite([float(r["loss"]) for r in _rows(tmp_path / "a")]).all()
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("physics", -1.0), ("physics", float("nan")), ("physics_n", 0), ("physics_batch", 0)],
+)
+def test_bank_options_are_checked(field, value):
+    with pytest.raises(ValueError, match=field):
+        PretrainConfig(**{field: value})
