@@ -19,7 +19,12 @@ def write_meta(run: Path, meta: dict[str, Any]) -> None:
 
 
 class MetricsLog:
-    """metrics.csv (appended across resumes) and TensorBoard scalars when installed."""
+    """metrics.csv (appended across resumes) and TensorBoard scalars when installed.
+
+    ``loss`` is the loss the optimiser sees: the self-supervised loss plus, with the physics
+    bank, ``PretrainConfig.physics`` times ``physics_loss`` (the bank's cross-entropy alone);
+    ``physics_acc`` is the bank batch's accuracy. ``knn_acc`` / ``probe_acc`` are the monitor's.
+    """
 
     FIELDS = ("step", "epoch", "loss", "lr", "img_per_s", "elapsed_s", "knn_acc", "probe_acc",
               "physics_loss", "physics_acc")  # fmt: skip
