@@ -182,15 +182,22 @@ def _colour_histogram(images: np.ndarray) -> np.ndarray:
 
 
 def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
-    """Features of the given ids: "ssl" (the workspace's embeddings), "hist", "random"."""
+    """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
+    the model's physics head on them), "hist", "random"."""
     ds = ws.open_data(lazy=True)
     ids = np.asarray(ds["sample"].values).astype(str)
     pos = np.searchsorted(ids, split_ids, sorter=np.argsort(ids))
     pos = np.argsort(ids)[pos]
-    if method == "ssl":
+    if method in ("ssl", "physics"):
         vids, vecs, _ = ws.load_embeddings()
         order = {s: i for i, s in enumerate(np.asarray(vids).astype(str))}
-        return vecs[[order[s] for s in split_ids]]
+        vecs = vecs[[order[s] for s in split_ids]]
+        if method == "ssl":
+            return vecs
+        from insarexplore.explore.deformation import model_physics_head
+
+        # the model's physics head on the same embeddings: its six class logits
+        return model_physics_head(ws.model_dir(ws.resolve_model(None))).logits(vecs)
     sub = ds.isel(sample=np.sort(pos))
     back = np.argsort(np.argsort(pos))
     if method == "hist":
@@ -283,7 +290,7 @@ def comparisons(by_method: dict[str, dict]) -> dict[str, dict]:
     """SSL against each baseline, paired over the same draws, per k (leave-site-out)."""
     out = {}
     for other in by_method:
-        if other == "ssl":
+        if other == "ssl" or "ssl" not in by_method:
             continue
         for k in KS:
             out[f"ssl-{other}@{k}"] = paired(
@@ -337,6 +344,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--n-pos", type=int, default=400)
     p.add_argument("--n-neg", type=int, default=370)
     p.add_argument("--splits", default="val,test", help="which labelled sets to score")
+    p.add_argument("--methods", default="ssl,physics",
+                   help="ssl (the embeddings), physics (the physics head's logits on them)")  # fmt: skip
     p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
@@ -360,7 +369,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     ws = build_workspace(args.config, data, args.steps, args.arch)
     timing = json.loads((ws.path / "timing.json").read_text())
     print(f"workspace {ws.path.name}: {timing}", flush=True)
-    methods = ["ssl"] + (["hist", "random"] if args.baselines else [])
+    methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])
+    if "physics" in methods:
+        from insarexplore.explore.deformation import model_physics_head
+
+        if model_physics_head(ws.model_dir(ws.resolve_model(None))) is None:
+            print("the model has no physics head (pretrained without the bank): no 'physics'")
+            methods.remove("physics")
     results = {}
     for split in args.splits.split(","):
         results[split] = evaluate(ws, data, split, methods, args.arch, args.config)

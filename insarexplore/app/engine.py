@@ -88,7 +88,8 @@ def _aligned_xy(result: Any, ids: np.ndarray) -> np.ndarray:
 def extras(
     ws: Any, ids: np.ndarray, *, model_version: str | None, space: str = "embedding"
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Per-sample engine results for colouring, ``cluster`` and ``anomaly`` (both cached), and
+    """Per-sample engine results for colouring, ``cluster`` and ``anomaly`` (both cached),
+    ``deformation`` (when the model has a physics head), and
     the summary of the cluster proposals (method, settings, count, noise, a description).
 
     ``space``: where clusters are proposed; the dashboard passes its map's method, so clusters
@@ -100,6 +101,11 @@ def extras(
     clusters = cluster(ws, model_version=model_version, space=space)
     out["cluster"] = _aligned(clusters, ids, "cluster", -1).astype(np.int64)
     info = dict(getattr(clusters, "attrs", {}) or {})
+    from insarexplore.explore.deformation import deformation_scores
+
+    physics = deformation_scores(ws, model_version=model_version)
+    if physics is not None:  # the model's zero-shot score: 1 - P(none) of its physics head
+        out["deformation"] = _aligned(physics, ids, "deformation", np.nan).astype(np.float64)
     try:
         from insarexplore.explore.anomaly import anomaly_scores
     except ImportError:  # engine without anomaly scores: the field is simply not offered

@@ -26,6 +26,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from insarexplore.models.encoders import PRESETS, build_encoder
+from insarexplore.models.physics_head import HEAD_FILE, save_physics_head
 from insarexplore.models.serialization import save_encoder
 from insarexplore.ssl import dist
 from insarexplore.ssl.augment import PhaseAugment
@@ -470,6 +471,10 @@ def train(
                 }
             )
         save_encoder(run / "encoder.pt", model.encoder)
+        if bank is not None:  # the bank's classifier: deformation scores of the embeddings
+            head = getattr(model, "classifier", None)
+            if head is not None:
+                save_physics_head(run / HEAD_FILE, head, bank.classes)
         meta.update(status="done", steps=step, elapsed_s=elapsed_before + clock.sync() - t0,
                     final_loss=loss_value, final_metrics=log.last)  # fmt: skip
         write_meta(run, meta)

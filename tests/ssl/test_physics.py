@@ -85,8 +85,19 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
     assert all(r["physics_loss"] and float(r["physics_loss"]) > 0 for r in rows)
     meta = json.loads((tmp_path / "on" / "meta.json").read_text())
     assert meta["config"]["physics"] == 2.0
+    # the bank's classifier is kept beside the encoder: deformation scores of the embeddings
+    from insarexplore.explore.deformation import model_physics_head
+    from insarexplore.models.physics_head import HEAD_FILE, load_physics_head
+
+    head = load_physics_head(tmp_path / "on")
+    assert head.classes == tuple(CLASSES) and head.weight.shape[0] == len(CLASSES)
+    (tmp_path / "on" / HEAD_FILE).unlink()  # a model saved before heads were kept
+    old = model_physics_head(tmp_path / "on")  # read from its last checkpoint
+    np.testing.assert_array_equal(old.weight, head.weight)
+    np.testing.assert_array_equal(old.bias, head.bias)
     pretrain(ds, PretrainConfig(steps=3, physics=0, **TINY), out_dir=tmp_path / "off")
     assert not any(r["physics_loss"] for r in _rows(tmp_path / "off"))
+    assert model_physics_head(tmp_path / "off") is None
     on = PretrainConfig(**TINY).resume_key("phase", 4)
     assert PretrainConfig(physics=0, **TINY).resume_key("phase", 4) != on  # runs differ
 

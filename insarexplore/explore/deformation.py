@@ -1,0 +1,57 @@
+"""Zero-shot deformation scores of a workspace's samples, from the model's physics head.
+
+A model pretrained with the physics bank keeps its classifier of physics-made interferograms
+(``insarexplore.models.physics_head``). Applied to the stored embeddings it gives each sample
+the probability of each deformation source and ``deformation`` = 1 - P(none): no labels
+needed, no second pass over the images. On the transfer proxy (benchmarks/RESULTS.md) this one
+score separates deformation from none on colour renderings of held-out sites better than a
+probe on the full embedding does. Models pretrained without the bank have no scores (None).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["deformation_scores", "model_physics_head"]
+
+
+def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.DataFrame | None
+    """Per sample (index: sample id): ``deformation`` and ``P(<class>)`` of every bank class,
+    or None when the model has no physics head."""
+    import pandas as pd
+
+    ids, vectors, meta = ws.load_embeddings(model_version)
+    version = model_version or meta.get("model_version") or ws.current_model
+    head = model_physics_head(ws.model_dir(version))
+    if head is None:
+        return None
+    p = head.probabilities(np.asarray(vectors, dtype=np.float32))
+    table = pd.DataFrame(
+        {f"P({c})": p[:, i].astype(np.float32) for i, c in enumerate(head.classes)},
+        index=pd.Index(np.asarray(ids).astype(str), name="sample"),
+    )
+    table.insert(0, "deformation", (1.0 - table["P(none)"]).astype(np.float32))
+    return table
+
+
+def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
+    """The model's physics head: its ``physics_head.pt``, or for a model saved before heads were
+    kept, the classifier in its last checkpoint (the bank's classes, in the generator's order)."""
+    from pathlib import Path
+
+    from insarexplore.models.physics_head import PhysicsHead, load_physics_head
+
+    head = load_physics_head(model_dir)
+    ckpt = Path(model_dir) / "checkpoint.pt"
+    if head is not None or not ckpt.is_file():
+        return head
+    from insarexplore.data.synthetic.parameters import CLASSES
+    from insarexplore.ssl.checkpoint import load_checkpoint
+
+    state = load_checkpoint(ckpt).get("model", {})
+    w, b = state.get("classifier.weight"), state.get("classifier.bias")
+    if w is None or b is None or w.ndim != 2 or w.shape[0] != len(CLASSES):
+        return None
+    return PhysicsHead(tuple(CLASSES), w.float().numpy(), b.float().numpy())

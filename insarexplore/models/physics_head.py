@@ -1,0 +1,90 @@
+"""The physics bank's classifier, saved beside the encoder: scores of deformation sources.
+
+Pretraining with the physics bank (``insarexplore.ssl.physics``) trains a linear layer on the
+encoder's features that tells the generator's classes apart (Mogi, sill, dyke, earthquake,
+subsidence, none). It is saved as ``physics_head.pt`` in the model folder (tensors and
+strings only: it loads with ``torch.load(weights_only=True)``; written atomically), so the
+stored embeddings give, at no extra cost, the probability of each source and a zero-shot
+deformation score (one minus the probability of "none").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from insarexplore.models.serialization import ModelMismatchError, atomic_torch_save
+
+__all__ = ["HEAD_FILE", "HEAD_FORMAT", "PhysicsHead", "load_physics_head", "save_physics_head"]
+
+HEAD_FILE = "physics_head.pt"
+HEAD_FORMAT = "insarexplore-physics-head-v1"
+
+
+@dataclass(frozen=True)
+class PhysicsHead:
+    """``weight`` (classes, dim) and ``bias`` (classes,) float32 of a linear classifier."""
+
+    classes: tuple[str, ...]
+    weight: np.ndarray
+    bias: np.ndarray
+
+    def logits(self, vectors: Any) -> np.ndarray:
+        x = np.asarray(vectors, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self.weight.shape[1]:
+            raise ModelMismatchError(
+                f"embeddings of shape {x.shape} do not fit a physics head on "
+                f"{self.weight.shape[1]} features"
+            )
+        return x @ self.weight.T + self.bias
+
+    def probabilities(self, vectors: Any) -> np.ndarray:
+        """``(n, classes)`` softmax probabilities, rows summing to one."""
+        z = self.logits(vectors)
+        z = np.exp(z - z.max(axis=1, keepdims=True))
+        return z / z.sum(axis=1, keepdims=True)
+
+    def deformation(self, vectors: Any) -> np.ndarray:
+        """One minus the probability of "none": how much a sample looks deformed, in [0, 1]."""
+        p = self.probabilities(vectors)
+        return (1.0 - p[:, self.classes.index("none")]).astype(np.float32)
+
+
+def save_physics_head(path: str | Path, linear: torch.nn.Linear, classes: Any) -> Path:
+    classes = [str(c) for c in classes]
+    if linear.weight.shape[0] != len(classes) or "none" not in classes:
+        raise ValueError(f"a physics head needs one output per class and a 'none' class: {classes}")
+    blob = {
+        "format": HEAD_FORMAT,
+        "classes": classes,
+        "weight": linear.weight.detach().float().cpu(),
+        "bias": linear.bias.detach().float().cpu(),
+    }
+    return atomic_torch_save(blob, path)
+
+
+def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
+    """The head saved in a model folder; None when the model was pretrained without the bank."""
+    path = Path(model_dir) / HEAD_FILE
+    if not path.is_file():
+        return None
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        ok = isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT
+        classes = tuple(str(c) for c in blob["classes"]) if ok else ()
+        weight = blob["weight"].numpy().astype(np.float32) if ok else None
+        bias = blob["bias"].numpy().astype(np.float32) if ok else None
+    except Exception as exc:  # corrupt, truncated, or not a torch file
+        why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ModelMismatchError(f"{path}: cannot be read as a physics head ({why})") from exc
+    if not ok or weight is None or bias is None:
+        raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
+    if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(classes) != weight.shape[0]:
+        raise ModelMismatchError(f"{path}: weight, bias and classes do not agree in shape")
+    if "none" not in classes or not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise ModelMismatchError(f"{path}: no 'none' class, or non-finite weights")
+    return PhysicsHead(classes, weight, bias)

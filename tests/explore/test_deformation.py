@@ -1,0 +1,81 @@
+"""Zero-shot deformation scores from the model's physics head."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from insarexplore.data.synthetic.parameters import CLASSES
+from insarexplore.explore.deformation import deformation_scores
+from insarexplore.models.physics_head import (
+    HEAD_FILE,
+    load_physics_head,
+    save_physics_head,
+)
+from insarexplore.models.serialization import ModelMismatchError
+
+
+def _head(d: int, seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(d, len(CLASSES))
+
+
+def test_no_head_no_scores(workspace):
+    ws, _, _ = workspace
+    assert deformation_scores(ws) is None
+
+
+def test_scores_are_the_heads_probabilities_of_the_stored_embeddings(workspace):
+    ws, X, _ = workspace
+    lin = _head(X.shape[1])
+    save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, lin, CLASSES)
+    table = deformation_scores(ws)
+    ids, vecs, _ = ws.load_embeddings()
+    assert list(table.index) == list(np.asarray(ids).astype(str))
+    want = torch.softmax(lin(torch.tensor(np.asarray(vecs))), 1).detach().numpy()
+    none = CLASSES.index("none")
+    np.testing.assert_allclose(table["P(none)"], want[:, none], rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(table["deformation"], 1 - want[:, none], rtol=1e-4, atol=1e-6)
+    probs = table[[f"P({c})" for c in CLASSES]].to_numpy()
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
+    assert ((table["deformation"] >= 0) & (table["deformation"] <= 1)).all()
+
+
+def test_dashboard_offers_the_score_as_a_field(workspace):
+    from insarexplore.app import engine
+
+    ws, X, _ = workspace
+    ids = np.asarray(ws.load_embeddings()[0]).astype(str)
+    assert "deformation" not in engine.extras(ws, ids, model_version=None, space="pca")[0]
+    save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, _head(X.shape[1]), CLASSES)
+    out, _ = engine.extras(ws, ids, model_version=None, space="pca")
+    assert out["deformation"].shape == (len(ids),) and np.isfinite(out["deformation"]).all()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "shape", "format"])
+def test_a_bad_head_file_is_refused_in_one_line(tmp_path, damage):
+    path = tmp_path / HEAD_FILE
+    save_physics_head(path, _head(8), CLASSES)
+    if damage == "garbage":
+        path.write_bytes(b"not a torch file")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    else:
+        blob = torch.load(path, weights_only=True)
+        if damage == "shape":
+            blob["bias"] = torch.zeros(3)
+        else:
+            blob["format"] = "other"
+        torch.save(blob, path)
+    with pytest.raises(ModelMismatchError, match=HEAD_FILE) as err:
+        load_physics_head(tmp_path)
+    assert "\n" not in str(err.value)
+
+
+def test_a_head_without_none_or_with_the_wrong_width_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="none"):
+        save_physics_head(tmp_path / HEAD_FILE, _head(8), [f"c{i}" for i in range(len(CLASSES))])
+    save_physics_head(tmp_path / HEAD_FILE, _head(8), CLASSES)
+    with pytest.raises(ModelMismatchError, match="8 features"):
+        load_physics_head(tmp_path).probabilities(np.zeros((2, 5), np.float32))
