@@ -41,6 +41,7 @@ _LAZY = {
     "isolation_forest_scores": "insarexplore.explore.anomaly",
     "rank_anomalies": "insarexplore.explore.anomaly",
     "anomaly_scores": "insarexplore.explore.anomaly",
+    "deformation_scores": "insarexplore.explore.deformation",
     "leakage_components": "insarexplore.explore.splits",
     "group_train_test_split": "insarexplore.explore.splits",
     "group_kfold": "insarexplore.explore.splits",
