@@ -183,12 +183,13 @@ def _colour_histogram(images: np.ndarray) -> np.ndarray:
 
 def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
     """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
-    the model's physics head on them), "hist", "random"."""
+    the model's physics head on them), "deformation" (the log-odds of its score 1 - P(none) alone), "hist",
+    "random"."""
     ds = ws.open_data(lazy=True)
     ids = np.asarray(ds["sample"].values).astype(str)
     pos = np.searchsorted(ids, split_ids, sorter=np.argsort(ids))
     pos = np.argsort(ids)[pos]
-    if method in ("ssl", "physics"):
+    if method in ("ssl", "physics", "deformation"):
         vids, vecs, _ = ws.load_embeddings()
         order = {s: i for i, s in enumerate(np.asarray(vids).astype(str))}
         vecs = vecs[[order[s] for s in split_ids]]
@@ -196,8 +197,13 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
             return vecs
         from insarexplore.explore.deformation import model_physics_head
 
-        # the model's physics head on the same embeddings: its six class logits
-        return model_physics_head(ws.model_dir(ws.resolve_model(None))).logits(vecs)
+        # the model's physics head on the same embeddings: its six class logits, or the
+        # zero-shot score alone (1 - P(none), what explore.deformation_scores gives)
+        head = model_physics_head(ws.model_dir(ws.resolve_model(None)))
+        if method == "physics":
+            return head.logits(vecs)
+        d = np.clip(head.deformation(vecs).astype(np.float64), 1e-7, 1 - 1e-7)
+        return (np.log(d) - np.log1p(-d))[:, None]  # log-odds: linear in the head's logits
     sub = ds.isel(sample=np.sort(pos))
     back = np.argsort(np.argsort(pos))
     if method == "hist":
@@ -344,8 +350,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--n-pos", type=int, default=400)
     p.add_argument("--n-neg", type=int, default=370)
     p.add_argument("--splits", default="val,test", help="which labelled sets to score")
-    p.add_argument("--methods", default="ssl,physics",
-                   help="ssl (the embeddings), physics (the physics head's logits on them)")  # fmt: skip
+    p.add_argument("--methods", default="ssl,physics,deformation",
+                   help="ssl (the embeddings), physics (the physics head's logits on them), "
+                        "deformation (its zero-shot score alone)")  # fmt: skip
     p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
@@ -370,12 +377,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     timing = json.loads((ws.path / "timing.json").read_text())
     print(f"workspace {ws.path.name}: {timing}", flush=True)
     methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])
-    if "physics" in methods:
+    head_methods = [m for m in methods if m in ("physics", "deformation")]
+    if head_methods:
         from insarexplore.explore.deformation import model_physics_head
 
         if model_physics_head(ws.model_dir(ws.resolve_model(None))) is None:
-            print("the model has no physics head (pretrained without the bank): no 'physics'")
-            methods.remove("physics")
+            print(f"the model has no physics head (pretrained without the bank): no {head_methods}")
+            methods = [m for m in methods if m not in head_methods]
     results = {}
     for split in args.splits.split(","):
         results[split] = evaluate(ws, data, split, methods, args.arch, args.config)
