@@ -7,6 +7,7 @@ opened here is used as it is (``state.store``), with no wrappers.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -101,9 +102,14 @@ def extras(
     clusters = cluster(ws, model_version=model_version, space=space)
     out["cluster"] = _aligned(clusters, ids, "cluster", -1).astype(np.int64)
     info = dict(getattr(clusters, "attrs", {}) or {})
+    from insarexplore.errors import InSARError
     from insarexplore.explore.deformation import deformation_scores
 
-    physics = deformation_scores(ws, model_version=model_version)
+    try:
+        physics = deformation_scores(ws, model_version=model_version)
+    except InSARError as err:  # an optional field: a bad head file leaves it out, said once
+        warnings.warn(f"no deformation scores: {err}", stacklevel=2)
+        physics = None
     if physics is not None:  # the model's zero-shot score: 1 - P(none) of its physics head
         out["deformation"] = _aligned(physics, ids, "deformation", np.nan).astype(np.float64)
     try:

@@ -22,12 +22,21 @@ def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.
     or None when the model has no physics head."""
     import pandas as pd
 
+    from insarexplore.models.serialization import ModelMismatchError
+
     ids, vectors, meta = ws.load_embeddings(model_version)
     version = model_version or meta.get("model_version") or ws.current_model
-    head = model_physics_head(ws.model_dir(version))
+    folder = ws.model_dir(version)
+    head = model_physics_head(folder)
     if head is None:
         return None
-    p = head.probabilities(np.asarray(vectors, dtype=np.float32))
+    vectors = np.asarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or vectors.shape[1] != head.weight.shape[1]:
+        raise ModelMismatchError(
+            f"{folder}: the physics head takes {head.weight.shape[1]} features, the stored "
+            f"embeddings of {version} have {vectors.shape[-1]}"
+        )
+    p = head.probabilities(vectors)
     table = pd.DataFrame(
         {f"P({c})": p[:, i].astype(np.float32) for i, c in enumerate(head.classes)},
         index=pd.Index(np.asarray(ids).astype(str), name="sample"),
@@ -37,21 +46,29 @@ def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.
 
 
 def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
-    """The model's physics head: its ``physics_head.pt``, or for a model saved before heads were
-    kept, the classifier in its last checkpoint (the bank's classes, in the generator's order)."""
+    """The model's physics head: its ``physics_head.pt``, or for a model pretrained with the
+    bank before heads were kept, the classifier in its last checkpoint (the bank's classes,
+    in the generator's order). None for models without one (no bank, fine-tuned)."""
+    import json
     from pathlib import Path
 
-    from insarexplore.models.physics_head import PhysicsHead, load_physics_head
+    from insarexplore.models.physics_head import checked_head, load_physics_head
 
     head = load_physics_head(model_dir)
-    ckpt = Path(model_dir) / "checkpoint.pt"
-    if head is not None or not ckpt.is_file():
+    ckpt, meta = Path(model_dir) / "checkpoint.pt", Path(model_dir) / "meta.json"
+    if head is not None or not ckpt.is_file() or not meta.is_file():
         return head
+    try:
+        physics = float(json.loads(meta.read_text()).get("config", {}).get("physics", 0) or 0)
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if physics <= 0:  # pretrained without the bank: no classifier to look for
+        return None
     from insarexplore.data.synthetic.parameters import CLASSES
     from insarexplore.ssl.checkpoint import load_checkpoint
 
     state = load_checkpoint(ckpt).get("model", {})
     w, b = state.get("classifier.weight"), state.get("classifier.bias")
-    if w is None or b is None or w.ndim != 2 or w.shape[0] != len(CLASSES):
+    if w is None or b is None:
         return None
-    return PhysicsHead(tuple(CLASSES), w.float().numpy(), b.float().numpy())
+    return checked_head(CLASSES, w.float().numpy(), b.float().numpy(), where=ckpt)

@@ -19,7 +19,14 @@ import torch
 
 from insarexplore.models.serialization import ModelMismatchError, atomic_torch_save
 
-__all__ = ["HEAD_FILE", "HEAD_FORMAT", "PhysicsHead", "load_physics_head", "save_physics_head"]
+__all__ = [
+    "HEAD_FILE",
+    "HEAD_FORMAT",
+    "PhysicsHead",
+    "checked_head",
+    "load_physics_head",
+    "save_physics_head",
+]
 
 HEAD_FILE = "physics_head.pt"
 HEAD_FORMAT = "insarexplore-physics-head-v1"
@@ -83,8 +90,16 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         raise ModelMismatchError(f"{path}: cannot be read as a physics head ({why})") from exc
     if not ok or weight is None or bias is None:
         raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
+    return checked_head(classes, weight, bias, where=path)
+
+
+def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> PhysicsHead:
+    """A ``PhysicsHead`` from arrays read from ``where``, refused (``ModelMismatchError``
+    naming it) when shapes disagree, there is no "none" class, or weights are not finite."""
+    classes = tuple(str(c) for c in classes)
+    weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(classes) != weight.shape[0]:
-        raise ModelMismatchError(f"{path}: weight, bias and classes do not agree in shape")
+        raise ModelMismatchError(f"{where}: weight, bias and classes do not agree in shape")
     if "none" not in classes or not (np.isfinite(weight).all() and np.isfinite(bias).all()):
-        raise ModelMismatchError(f"{path}: no 'none' class, or non-finite weights")
+        raise ModelMismatchError(f"{where}: no 'none' class, or non-finite weights")
     return PhysicsHead(classes, weight, bias)

@@ -471,10 +471,11 @@ def train(
                 }
             )
         save_encoder(run / "encoder.pt", model.encoder)
-        if bank is not None:  # the bank's classifier: deformation scores of the embeddings
-            head = getattr(model, "classifier", None)
-            if head is not None:
-                save_physics_head(run / HEAD_FILE, head, bank.classes)
+        head = getattr(model, "classifier", None) if bank is not None else None
+        if head is not None:  # the bank's classifier: deformation scores of the embeddings
+            save_physics_head(run / HEAD_FILE, head, bank.classes)
+        else:  # never a head left by an earlier run in the same folder
+            (run / HEAD_FILE).unlink(missing_ok=True)
         meta.update(status="done", steps=step, elapsed_s=elapsed_before + clock.sync() - t0,
                     final_loss=loss_value, final_metrics=log.last)  # fmt: skip
         write_meta(run, meta)

@@ -79,3 +79,10 @@ def test_a_head_without_none_or_with_the_wrong_width_is_refused(tmp_path):
     save_physics_head(tmp_path / HEAD_FILE, _head(8), CLASSES)
     with pytest.raises(ModelMismatchError, match="8 features"):
         load_physics_head(tmp_path).probabilities(np.zeros((2, 5), np.float32))
+
+
+def test_a_head_of_another_width_than_the_embeddings_names_the_model(workspace):
+    ws, X, _ = workspace
+    save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, _head(X.shape[1] + 1), CLASSES)
+    with pytest.raises(ModelMismatchError, match=f"takes {X.shape[1] + 1} features"):
+        deformation_scores(ws)

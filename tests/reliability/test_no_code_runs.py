@@ -42,6 +42,7 @@ def _plant_everything(ws, marker: Path) -> None:
     # model files (torch.load(weights_only=True) refuses them)
     plant_pickle(ws.model_dir(version) / "encoder.pt", marker)
     plant_pickle(ws.model_dir(version) / "checkpoint.pt", marker)
+    plant_pickle(ws.model_dir(version) / "physics_head.pt", marker)
 
 
 def test_payload_works_when_unpickled(tmp_path):
@@ -212,6 +213,22 @@ def test_encoder_files_refuse_pickles(ws, tmp_path):
     plant_pickle(ws.model_dir(ws.current_model) / "encoder.pt", marker)
     with pytest.raises(ModelMismatchError):
         load_encoder(ws.model_dir(ws.current_model) / "encoder.pt")
+    assert not marker.exists()
+
+
+def test_physics_head_files_refuse_pickles_and_the_dashboard_goes_on(ws, tmp_path):
+    from insarexplore.app import engine
+    from insarexplore.explore.deformation import deformation_scores
+    from insarexplore.models.serialization import ModelMismatchError
+
+    marker = tmp_path / "ran"
+    plant_pickle(ws.model_dir(ws.current_model) / "physics_head.pt", marker)
+    with pytest.raises(ModelMismatchError, match="physics_head.pt"):
+        deformation_scores(ws)
+    ids = np.asarray(ws.load_embeddings()[0]).astype(str)
+    with pytest.warns(UserWarning, match="no deformation scores.*physics_head.pt"):
+        out, _ = engine.extras(ws, ids, model_version=None, space="pca")
+    assert "deformation" not in out and "cluster" in out
     assert not marker.exists()
 
 

@@ -98,6 +98,14 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
     pretrain(ds, PretrainConfig(steps=3, physics=0, **TINY), out_dir=tmp_path / "off")
     assert not any(r["physics_loss"] for r in _rows(tmp_path / "off"))
     assert model_physics_head(tmp_path / "off") is None
+    # a run without the bank in a folder that held one with it leaves no stale head behind
+    pretrain(ds, PretrainConfig(steps=3, **TINY), out_dir=tmp_path / "again")
+    assert (tmp_path / "again" / HEAD_FILE).is_file()
+    pretrain(
+        ds, PretrainConfig(steps=3, physics=0, resume=False, **TINY), out_dir=tmp_path / "again"
+    )
+    assert not (tmp_path / "again" / HEAD_FILE).exists()
+    assert model_physics_head(tmp_path / "again") is None
     on = PretrainConfig(**TINY).resume_key("phase", 4)
     assert PretrainConfig(physics=0, **TINY).resume_key("phase", 4) != on  # runs differ
 
