@@ -283,12 +283,27 @@ def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: st
     sites = np.array([site_of[_gen_id(s, site_of)] for s in ids])
     if split != "test":
         y = rows["label"].to_numpy().astype(str)
-        return {m: score(features(ws, ids, m, arch), y, groups, sites) for m in methods}
+        return {m: _scores(features(ws, ids, m, arch), y, groups, sites, m) for m in methods}
     sealed = SealedTest(np.arange(len(ids)), rows["label"].to_numpy().astype(str))
     out = {}
     for m in methods:
         x = features(ws, ids, m, arch)
-        out[m] = sealed.evaluate(f"{config}/{m}", lambda yt, x=x: score(x, yt, groups, sites))
+        out[m] = sealed.evaluate(
+            f"{config}/{m}", lambda yt, x=x, m=m: _scores(x, yt, groups, sites, m)
+        )
+    return out
+
+
+def _scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray, method: str):
+    """``score``, and for the zero-shot score with no labels at all: its AUC and the balanced
+    accuracy of its own threshold (a score of 0.5, log-odds 0)."""
+    out = score(x, y, groups, sites)
+    if method == "deformation":
+        from sklearn.metrics import balanced_accuracy_score, roc_auc_score
+
+        pos = y != "none"
+        out["zero-shot AUC"] = float(roc_auc_score(pos, x[:, 0]))
+        out["zero-shot bal.acc"] = float(balanced_accuracy_score(pos, x[:, 0] > 0))
     return out
 
 
