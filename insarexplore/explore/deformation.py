@@ -22,26 +22,18 @@ def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.
     or None when the model has no physics head."""
     import pandas as pd
 
-    from insarexplore.models.serialization import ModelMismatchError
-
     ids, vectors, meta = ws.load_embeddings(model_version)
     version = model_version or meta.get("model_version") or ws.current_model
     folder = ws.model_dir(version)
     head = model_physics_head(folder)
     if head is None:
         return None
-    vectors = np.asarray(vectors, dtype=np.float32)
-    if vectors.ndim != 2 or vectors.shape[1] != head.weight.shape[1]:
-        raise ModelMismatchError(
-            f"{folder}: the physics head takes {head.weight.shape[1]} features, the stored "
-            f"embeddings of {version} have {vectors.shape[-1]}"
-        )
-    p = head.probabilities(vectors)
+    p = head.probabilities(vectors, where=f"{folder} (the stored embeddings of {version})")
     table = pd.DataFrame(
         {f"P({c})": p[:, i].astype(np.float32) for i, c in enumerate(head.classes)},
         index=pd.Index(np.asarray(ids).astype(str), name="sample"),
     )
-    table.insert(0, "deformation", (1.0 - table["P(none)"]).astype(np.float32))
+    table.insert(0, "deformation", head.deformation_of(p))
     return table
 
 

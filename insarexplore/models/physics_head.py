@@ -40,25 +40,29 @@ class PhysicsHead:
     weight: np.ndarray
     bias: np.ndarray
 
-    def logits(self, vectors: Any) -> np.ndarray:
+    def logits(self, vectors: Any, *, where: Any = None) -> np.ndarray:
+        """``(n, classes)`` logits; embeddings of another width are refused, naming ``where``."""
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.weight.shape[1]:
             raise ModelMismatchError(
-                f"embeddings of shape {x.shape} do not fit a physics head on "
-                f"{self.weight.shape[1]} features"
+                f"{where or 'physics head'}: the physics head takes {self.weight.shape[1]} "
+                f"features, the embeddings have shape {x.shape}"
             )
         return x @ self.weight.T + self.bias
 
-    def probabilities(self, vectors: Any) -> np.ndarray:
+    def probabilities(self, vectors: Any, *, where: Any = None) -> np.ndarray:
         """``(n, classes)`` softmax probabilities, rows summing to one."""
-        z = self.logits(vectors)
+        z = self.logits(vectors, where=where)
         z = np.exp(z - z.max(axis=1, keepdims=True))
         return z / z.sum(axis=1, keepdims=True)
 
-    def deformation(self, vectors: Any) -> np.ndarray:
+    def deformation(self, vectors: Any, *, where: Any = None) -> np.ndarray:
         """One minus the probability of "none": how much a sample looks deformed, in [0, 1]."""
-        p = self.probabilities(vectors)
-        return (1.0 - p[:, self.classes.index("none")]).astype(np.float32)
+        return self.deformation_of(self.probabilities(vectors, where=where))
+
+    def deformation_of(self, probabilities: np.ndarray) -> np.ndarray:
+        """The deformation score from this head's ``probabilities`` (computed once, reused)."""
+        return (1.0 - probabilities[:, self.classes.index("none")]).astype(np.float32)
 
 
 def save_physics_head(path: str | Path, linear: torch.nn.Linear, classes: Any) -> Path:
@@ -81,16 +85,18 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-        ok = isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT
-        classes = tuple(str(c) for c in blob["classes"]) if ok else ()
-        weight = blob["weight"].numpy().astype(np.float32) if ok else None
-        bias = blob["bias"].numpy().astype(np.float32) if ok else None
     except Exception as exc:  # corrupt, truncated, or not a torch file
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelMismatchError(f"{path}: cannot be read as a physics head ({why})") from exc
-    if not ok or weight is None or bias is None:
+    blob = blob if isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT else {}
+    classes, weight, bias = (blob.get(k) for k in ("classes", "weight", "bias"))
+    if not (
+        isinstance(classes, (list, tuple))
+        and isinstance(weight, torch.Tensor)
+        and isinstance(bias, torch.Tensor)
+    ):
         raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
-    return checked_head(classes, weight, bias, where=path)
+    return checked_head(classes, weight.float().numpy(), bias.float().numpy(), where=path)
 
 
 def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> PhysicsHead:
