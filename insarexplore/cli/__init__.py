@@ -8,7 +8,7 @@ workspace consistent, so running the same command again resumes (stores are writ
 atomically, pretraining checkpoints, embeddings are saved block by block).
 
 Modules: ``data`` (synth, ingest), ``model`` (pretrain, embed, project), ``explore`` (labels,
-suggest, info), ``serve`` (serve, demo); ``_common`` holds the shared argument helpers.
+suggest, scores, info), ``serve`` (serve, demo); ``_common`` holds the shared argument helpers.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from insarexplore.cli.data import add_ingest as ingest
 from insarexplore.cli.data import add_synth as synth
 from insarexplore.cli.explore import add_info as info
 from insarexplore.cli.explore import add_labels as labels
+from insarexplore.cli.explore import add_scores as scores
 from insarexplore.cli.explore import add_suggest as suggest
 from insarexplore.cli.model import add_embed as embed
 from insarexplore.cli.model import add_pretrain as pretrain
@@ -59,7 +60,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
-    for add in (demo, synth, ingest, pretrain, embed, project, serve, labels, suggest, info):
+    for add in (
+        demo,
+        synth,
+        ingest,
+        pretrain,
+        embed,
+        project,
+        serve,
+        labels,
+        suggest,
+        scores,
+        info,
+    ):
         add(sub)
     return parser
 

@@ -1,4 +1,4 @@
-"""Commands over labels and results: ``labels``, ``suggest``, ``info``."""
+"""Commands over labels and results: ``labels``, ``suggest``, ``scores``, ``info``."""
 
 from __future__ import annotations
 
@@ -190,17 +190,10 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         for r, s in enumerate(picks, 1)
     ]
     if args.output:
-        import csv
-
-        from insarexplore.explore.labelio import neutralise_cell
+        from insarexplore.explore.labelio import write_rows_csv
 
         out = Path(args.output).expanduser()
-        with out.open("w", newline="", encoding="utf-8") as fh:
-            writer = csv.DictWriter(fh, fieldnames=["rank", "sample", "score", "reason"])
-            writer.writeheader()
-            for row in rows:  # text cells cannot run as spreadsheet formulas
-                cells = {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in row.items()}
-                writer.writerow(cells)
+        write_rows_csv(out, rows, ["rank", "sample", "score", "reason"])
         say(f"wrote {len(rows)} suggestions to {out}")
     if args.json:
         print(json.dumps(rows, indent=2))
@@ -252,6 +245,65 @@ def add_suggest(sub: Any) -> None:
     p.add_argument("--model", default=None, help="model version (default: current)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default=None, help="also write a CSV")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def _cmd_scores(args: argparse.Namespace) -> int:
+    from insarexplore.explore.deformation import ranked_deformation
+
+    ws = open_workspace(args.workspace)
+    table = ranked_deformation(ws, model_version=args.model, unlabelled=args.unlabelled)
+    if args.output:
+        from insarexplore.explore.labelio import write_rows_csv
+
+        out = Path(args.output).expanduser()
+        rows = table.reset_index().to_dict("records")
+        write_rows_csv(out, rows, ["sample", *table.columns])
+        say(f"wrote the scores of {len(rows):,} samples to {out}")
+    top = table.head(args.n)
+    if args.json:
+        print(json.dumps(top.reset_index().to_dict("records"), indent=2))
+    elif top.empty:
+        say("no samples to score" + (" without a label" if args.unlabelled else ""))
+    elif not args.output:
+        given = top["source_label"] if "source_label" in top else [""] * len(top)
+        shown = [mine or (f"({src})" if src else "") for mine, src in zip(top["label"], given)]
+        width = max([len(str(s)) for s in top.index] + [6])
+        print(f"{'rank':>4}  {'sample':<{width}}  {'deformation':>11}  likely source  label")
+        for r, ((sample, row), label) in enumerate(zip(top.iterrows(), shown), 1):
+            print(f"{r:>4}  {sample:<{width}}  {row['deformation']:>11.3f}  "
+                  f"{row['source']:<13}  {label}")  # fmt: skip
+    return 0
+
+
+def add_scores(sub: Any) -> None:
+    p = add_command(
+        sub,
+        "scores",
+        _cmd_scores,
+        "rank samples by their zero-shot deformation score (no labels needed)",
+        """
+  insarexplore scores ws/                          # the 20 samples that look most deformed
+  insarexplore scores ws/ --unlabelled -n 50       # the same, among samples nobody labelled
+  insarexplore scores ws/ -o scores.csv            # every sample's score and P(source)
+""",
+        description=(
+            "Score every embedded sample with the model's physics head: the classifier of\n"
+            "physics-made interferograms (Mogi, sill, dyke, earthquake, subsidence, none)\n"
+            "trained beside the contrastive loss (pretrain --physics, on by default).\n"
+            "deformation = 1 - P(none), in [0, 1]; source = the most likely deformation\n"
+            "class; label: yours, or (in brackets) the one the data came with. Needs no\n"
+            "labels and no second pass over the images. The score ranks well\n"
+            "but its 0.5 threshold calls many undeformed scenes deformed on the transfer\n"
+            "proxy (benchmarks/RESULTS.md): use it to order what to look at first, and a few\n"
+            "labels (the dashboard's few-shot model) to set the cut."
+        ),
+    )
+    p.add_argument("workspace", help="workspace folder")
+    p.add_argument("-n", type=positive_int, default=20, help="how many to print (default 20)")
+    p.add_argument("--unlabelled", action="store_true", help="only samples without a label")
+    p.add_argument("--model", default=None, help="model version (default: current)")
+    p.add_argument("-o", "--output", default=None, help="write every sample's scores to a CSV")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

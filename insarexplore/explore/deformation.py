@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["deformation_scores", "model_physics_head"]
+__all__ = ["deformation_scores", "model_physics_head", "ranked_deformation"]
 
 
 def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.DataFrame | None
@@ -35,6 +35,59 @@ def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.
     )
     table.insert(0, "deformation", head.deformation_of(p))
     return table
+
+
+def ranked_deformation(ws: Any, model_version: str | None = None, *, unlabelled: bool = False):
+    """The samples by decreasing deformation score (what ``insarexplore scores`` prints):
+    ``deformation``, ``source`` (the most likely deformation class), ``label`` (the user's
+    label, "" for none), ``source_label`` (the label the data came with, when it came with
+    some) and ``P(<class>)``. ``unlabelled`` keeps only samples with neither. A model without
+    a physics head is an error naming it."""
+    from insarexplore.errors import WorkspaceError
+
+    table = deformation_scores(ws, model_version)
+    if table is None:
+        version = ws.resolve_model(model_version)
+        raise WorkspaceError(
+            f"{ws.model_dir(version)}: model {version} has no physics head (pretrained with "
+            "--physics 0, or fine-tuned), so no deformation scores; pretrain with the default"
+        )
+    sources = [c for c in table.columns if c.startswith("P(") and c != "P(none)"]
+    table.insert(1, "source", table[sources].idxmax(axis=1).str[2:-1])
+    mine = _user_labels(ws)
+    table.insert(2, "label", [mine.get(s, "") for s in table.index])
+    given = _source_labels(ws)
+    if given is not None:
+        table.insert(3, "source_label", [given.get(s, "") for s in table.index])
+    if unlabelled:
+        keep = table["label"] == ""
+        if given is not None:
+            keep &= table["source_label"] == ""
+        table = table[keep]
+    return table.sort_values("deformation", ascending=False, kind="stable")
+
+
+def _user_labels(ws: Any) -> dict[str, str]:
+    if not ws.labels_path.exists():
+        return {}
+    from insarexplore.explore.labels import LabelStore
+
+    with LabelStore(ws.labels_path, readonly=True) as store:
+        return store.current()
+
+
+def _source_labels(ws: Any) -> dict[str, str] | None:
+    """The store's ``label`` variable (the labels the data came with), or None without any."""
+    if not ws.has_data():
+        return None
+    ds = ws.open_data(lazy=True)
+    try:
+        if "label" not in ds.variables:
+            return None
+        given = dict(zip(ds["sample"].values.astype(str), ds["label"].values.astype(str)))
+    finally:
+        ds.close()
+    return given if any(v for v in given.values()) else None
 
 
 def model_physics_head(model_dir: Any):  # -> PhysicsHead | None

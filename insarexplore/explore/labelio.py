@@ -33,6 +33,7 @@ from insarexplore.explore.labels import LabelStore, UnknownSampleError
 
 __all__ = [
     "neutralise_cell",
+    "write_rows_csv",
     "restore_cell",
     "sample_table",
     "labels_csv",
@@ -92,6 +93,23 @@ def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
     os.replace(tmp, path)
+
+
+def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
+    """Write ``rows`` (dicts keyed by ``columns``) as CSV, atomically (a crash leaves the old
+    file or the new one, never half of one); text cells cannot run as spreadsheet formulas."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow(
+            {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in row.items()}
+        )
+    _write_atomic(Path(path), buf.getvalue())
+    return len(rows)
 
 
 def _check_ids(ids: Iterable[str], known: Any, where: str) -> None:

@@ -86,3 +86,45 @@ def test_a_head_of_another_width_than_the_embeddings_names_the_model(workspace):
     save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, _head(X.shape[1] + 1), CLASSES)
     with pytest.raises(ModelMismatchError, match=f"takes {X.shape[1] + 1} features"):
         deformation_scores(ws)
+
+
+def test_ranked_scores_order_samples_and_show_both_kinds_of_label(workspace):
+    from insarexplore.explore.deformation import ranked_deformation
+    from insarexplore.explore.labels import LabelStore
+
+    ws, X, _ = workspace
+    save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, _head(X.shape[1]), CLASSES)
+    with LabelStore(ws.labels_path) as store:
+        store.assign("s0003", "mogi-like")
+    table = ranked_deformation(ws)
+    assert len(table) == len(X) and table["deformation"].is_monotonic_decreasing
+    assert table.loc["s0003", "label"] == "mogi-like" and table.loc["s0004", "label"] == ""
+    assert table.loc["s0000", "source_label"].startswith("c")  # the label the data came with
+    p = table[[f"P({c})" for c in CLASSES if c != "none"]].to_numpy()
+    want = [CLASSES[i] for i in range(len(CLASSES)) if CLASSES[i] != "none"]
+    assert list(table["source"]) == [want[i] for i in p.argmax(1)]
+    # every sample here came labelled: none is left as unlabelled
+    assert ranked_deformation(ws, unlabelled=True).empty
+
+
+def test_scores_command_prints_ranks_writes_every_sample_and_refuses_a_model_without_head(
+    workspace, tmp_path, capsys
+):
+    import pandas as pd
+
+    from insarexplore import cli
+
+    ws, X, _ = workspace
+    assert cli.main(["scores", str(ws.path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no physics head" in err and "\n" not in err
+    save_physics_head(ws.model_dir(ws.current_model) / HEAD_FILE, _head(X.shape[1]), CLASSES)
+    assert cli.main(["scores", str(ws.path), "-n", "5"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 6 and lines[0].split()[:3] == ["rank", "sample", "deformation"]
+    out = tmp_path / "scores.csv"
+    assert cli.main(["scores", str(ws.path), "-o", str(out)]) == 0
+    csv = pd.read_csv(out, index_col="sample")
+    assert len(csv) == len(X) and csv["deformation"].is_monotonic_decreasing
+    assert {"source", "label", "P(none)"} <= set(csv.columns)
+    assert not list(tmp_path.glob(".scores.csv.tmp*"))  # written atomically, nothing left
