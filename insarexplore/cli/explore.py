@@ -201,7 +201,9 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         width = max([len(str(r["sample"])) for r in rows] + [6])
         print(f"{'rank':>4}  {'sample':<{width}}  {'score':>8}  reason")
         for r in rows:
-            print(f"{r['rank']:>4}  {r['sample']:<{width}}  {r['score']:>8.4f}  {r['reason']}")
+            print(
+                f"{r['rank']:>4}  {_printable(r['sample']):<{width}}  {r['score']:>8.4f}  {r['reason']}"
+            )
     return 0
 
 
@@ -248,6 +250,11 @@ def add_suggest(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
+def _printable(text: str) -> str:
+    """``text`` for a terminal table: control characters (tabs, newlines, escapes) as ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in str(text))
+
+
 def _cmd_scores(args: argparse.Namespace) -> int:
     from insarexplore.explore.deformation import ranked_deformation
 
@@ -271,8 +278,8 @@ def _cmd_scores(args: argparse.Namespace) -> int:
         width = max([len(str(s)) for s in top.index] + [6])
         print(f"{'rank':>4}  {'sample':<{width}}  {'deformation':>11}  likely source  label")
         for r, ((sample, row), label) in enumerate(zip(top.iterrows(), shown), 1):
-            print(f"{r:>4}  {sample:<{width}}  {row['deformation']:>11.3f}  "
-                  f"{row['source']:<13}  {label}")  # fmt: skip
+            print(f"{r:>4}  {_printable(sample):<{width}}  {row['deformation']:>11.3f}  "
+                  f"{row['source']:<13}  {_printable(label)}")  # fmt: skip
     return 0
 
 

@@ -91,8 +91,12 @@ def _check_target(path: Path, overwrite: bool) -> None:
 def _write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
+        os.replace(tmp, path)
+    except OSError as exc:  # name the file the user gave, leave no temporary behind
+        tmp.unlink(missing_ok=True)
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
 
 
 def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
@@ -101,6 +105,15 @@ def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[s
     import csv
     import io
 
+    path = Path(path)
+    if path.is_symlink():  # write the file it points to; keep the link
+        path = path.resolve()
+    if path.is_dir():
+        raise InSARDataError(f"{path}: is a folder; name a file to write")
+    if path.exists() and not path.is_file():
+        raise InSARDataError(f"{path}: not a regular file; name a file to write")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
@@ -108,7 +121,7 @@ def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[s
         writer.writerow(
             {k: neutralise_cell(v) if isinstance(v, str) else v for k, v in row.items()}
         )
-    _write_atomic(Path(path), buf.getvalue())
+    _write_atomic(path, buf.getvalue())
     return len(rows)
 
 

@@ -85,18 +85,20 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         return None
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # corrupt, truncated, or not a torch file
+        blob = blob if isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT else {}
+        classes, weight, bias = (blob.get(k) for k in ("classes", "weight", "bias"))
+        if isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor):
+            weight, bias = (t.detach().to_dense().float().numpy() for t in (weight, bias))
+    except Exception as exc:  # corrupt, truncated, not a torch file, tensors it cannot use
         why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ModelMismatchError(f"{path}: cannot be read as a physics head ({why})") from exc
-    blob = blob if isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT else {}
-    classes, weight, bias = (blob.get(k) for k in ("classes", "weight", "bias"))
     if not (
         isinstance(classes, (list, tuple))
-        and isinstance(weight, torch.Tensor)
-        and isinstance(bias, torch.Tensor)
+        and isinstance(weight, np.ndarray)
+        and isinstance(bias, np.ndarray)
     ):
         raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
-    return checked_head(classes, weight.float().numpy(), bias.float().numpy(), where=path)
+    return checked_head(classes, weight, bias, where=path)
 
 
 def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> PhysicsHead:
@@ -106,6 +108,8 @@ def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> Physics
     weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(classes) != weight.shape[0]:
         raise ModelMismatchError(f"{where}: weight, bias and classes do not agree in shape")
-    if "none" not in classes or not (np.isfinite(weight).all() and np.isfinite(bias).all()):
-        raise ModelMismatchError(f"{where}: no 'none' class, or non-finite weights")
+    if "none" not in classes or len(classes) < 2 or len(set(classes)) != len(classes):
+        raise ModelMismatchError(f"{where}: needs a 'none' class and other, distinct classes")
+    if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
+        raise ModelMismatchError(f"{where}: non-finite weights")
     return PhysicsHead(classes, weight, bias)

@@ -128,3 +128,26 @@ def test_scores_command_prints_ranks_writes_every_sample_and_refuses_a_model_wit
     assert len(csv) == len(X) and csv["deformation"].is_monotonic_decreasing
     assert {"source", "label", "P(none)"} <= set(csv.columns)
     assert not list(tmp_path.glob(".scores.csv.tmp*"))  # written atomically, nothing left
+
+
+@pytest.mark.parametrize("odd", ["parameter", "sparse", "only-none", "repeated"])
+def test_odd_tensors_or_classes_in_a_head_file_are_refused_in_one_line(tmp_path, odd):
+    path = tmp_path / HEAD_FILE
+    save_physics_head(path, _head(8), CLASSES)
+    blob = torch.load(path, weights_only=True)
+    if odd == "parameter":
+        blob["weight"] = torch.nn.Parameter(blob["weight"])
+    elif odd == "sparse":
+        blob["weight"] = blob["weight"].to_sparse()
+    elif odd == "only-none":
+        blob.update(classes=["none"], weight=blob["weight"][:1], bias=blob["bias"][:1])
+    else:
+        blob["classes"] = ["none"] * len(CLASSES)
+    torch.save(blob, path)
+    if odd in ("parameter", "sparse"):  # readable tensors: the head loads, as plain arrays
+        head = load_physics_head(tmp_path)
+        assert isinstance(head.weight, np.ndarray) and head.weight.shape == (len(CLASSES), 8)
+        return
+    with pytest.raises(ModelMismatchError, match=HEAD_FILE) as err:
+        load_physics_head(tmp_path)
+    assert "\n" not in str(err.value)

@@ -167,3 +167,25 @@ def test_import_real_hephaestus_annotations(tmp_path):
     }
     assert per_label == {"Non_Deformation": 18_100, "Deformation": 1_804, "Earthquake": 55}
     assert sum(n for joined, n in counts.items() if "+" in joined) == 40
+
+
+def test_rows_csv_refuses_folders_and_special_files_and_writes_through_links(tmp_path):
+    import os
+
+    from insarexplore.explore.labelio import write_rows_csv
+
+    rows = [{"sample": "=cmd", "score": 1.0}]
+    with pytest.raises(InSARDataError, match="is a folder"):
+        write_rows_csv(tmp_path, rows, ["sample", "score"])
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        write_rows_csv(tmp_path / "missing" / "s.csv", rows, ["sample", "score"])
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(InSARDataError, match="not a regular file"):
+        write_rows_csv(fifo, rows, ["sample", "score"])
+    target, link = tmp_path / "target.csv", tmp_path / "link.csv"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    assert write_rows_csv(link, rows, ["sample", "score"]) == 1
+    assert link.is_symlink() and target.read_text() == "sample,score\n'=cmd,1.0\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.csv", "link.csv", "target.csv"]
