@@ -128,6 +128,16 @@ def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
     return out
 
 
+def _literal(text: str):
+    """A config value from the command line: a Python literal (0.8, None, 4096), else text."""
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
 def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, seed: int = 0):
     """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config."""
     from insarexplore.embed import embed_workspace
@@ -158,7 +168,7 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         augment = {"conjugate_p": 0.0} if "noconj" in options else augment
         # "+physics=0": no labelled physics bank; "+physics=1": its loss weight; any field=value
         fields = {k: v for k, v in (o.split("=", 1) for o in options if "=" in o)}
-        overrides = {k: type(getattr(PretrainConfig, k))(v) for k, v in fields.items()}
+        overrides = {k: _literal(v) for k, v in fields.items()}
         cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False, monitor_every=0,
                              tensorboard=False, augment=augment, **overrides)  # fmt: skip
         t0 = time.perf_counter()

@@ -105,6 +105,9 @@ class PretrainConfig:
     physics: float = 2.0
     physics_n: int = 4096
     physics_batch: int | None = None
+    # smallest area share of a bank view's crop (a bank image's label is the whole scene's;
+    # a small crop can cut the source out); None: the pool views' crop (augment's crop_scale)
+    physics_crop: float | None = None
     image_size: int | None = None
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str | None = None
@@ -129,6 +132,10 @@ class PretrainConfig:
             )
         if self.physics_n < 1:
             raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
+        if self.physics_crop is not None and not 0 < self.physics_crop <= 1:
+            raise ValueError(
+                f"physics_crop must be an area share in (0, 1] (or None); got {self.physics_crop}"
+            )
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(
                 f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"
@@ -356,6 +363,9 @@ def train(
     # no conjugated views for phase read from renderings: on bench_transfer's validation set they
     # cost 0.024 balanced accuracy at every k (paired, p < 0.001); cfg.augment can ask for them
     augment = aug_cls(size, **cfg.augment)
+    bank_augment = augment
+    if cfg.physics_crop is not None:  # bank views: crops that keep most of the scene
+        bank_augment = aug_cls(size, **{**cfg.augment, "crop_scale": (cfg.physics_crop, 1.0)})
     monitor = None
     if main and cfg.monitor_every > 0:
         monitor = Monitor.from_dataset(data.ds, kind, cfg.monitor_samples, cfg.seed)
@@ -408,7 +418,7 @@ def train(
                 views = [augment(x), augment(x)]
                 if bank is not None:
                     xs, ys = bank.sample(bank_batch, device)
-                    views.append(augment(xs))
+                    views.append(bank_augment(xs))
                 if cuda and cfg.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 with amp:
