@@ -124,8 +124,29 @@ def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("physics", -1.0), ("physics", float("nan")), ("physics_n", 0), ("physics_batch", 0)],
+    [
+        ("physics", -1.0),
+        ("physics", float("nan")),
+        ("physics_n", 0),
+        ("physics_batch", 0),
+        ("physics_crop", 0.0),
+        ("physics_crop", 1.5),
+    ],  # fmt: skip
 )
 def test_bank_options_are_checked(field, value):
     with pytest.raises(ValueError, match=field):
         PretrainConfig(**{field: value})
+
+
+def test_bank_views_can_keep_the_whole_scene(tmp_path, make_toy):
+    ds = make_toy(24)
+    states = {}
+    for name, crop in (("pool-crop", None), ("whole", 1.0)):
+        cfg = PretrainConfig(steps=2, physics_crop=crop, **TINY)
+        pretrain(ds, cfg, out_dir=tmp_path / name)
+        states[name] = torch.load(tmp_path / name / "encoder.pt", weights_only=True)["state_dict"]
+    a, b = states["pool-crop"], states["whole"]
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    assert PretrainConfig(physics_crop=0.8).resume_key("phase", 4) != PretrainConfig().resume_key(
+        "phase", 4
+    )
