@@ -92,20 +92,17 @@ def make_pool(n: int, out: Path, seed: int = 7) -> Path:
     return out
 
 
-def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
-    """Colour renderings of one split: class folders ``deformation/`` and ``none/``."""
+def labelled_dataset(split: str, n_pos: int, n_neg: int):
+    """The generator's interferograms of one labelled split (with their parameters), the site
+    of each, and the random stream that then gives each site its look."""
     from insarexplore.data.schema import concat
     from insarexplore.data.synthetic import generate
-    from insarexplore.data.synthetic.styles import write_styled_folder
 
-    if out.exists():
-        return out
     seed = SPLIT_SEED[split]
     rng = np.random.default_rng(seed)
-    sites = SPLIT_SITES[split]
     counts = np.round(np.array(SITE_SHARE) * n_pos).astype(int)
     parts, site_of = [], []
-    for j, (s, c) in enumerate(zip(sites, counts)):
+    for j, (s, c) in enumerate(zip(SPLIT_SITES[split], counts)):
         # each site deforms in its own way: a preferred source type
         prefs = rng.permutation(["mogi", "sill", "dyke"])[:2]
         ds = generate(int(c), size=224, classes=tuple(prefs), seed=seed * 100 + j, progress=False,
@@ -116,13 +113,22 @@ def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
                    id_prefix=f"{split}-neg")  # fmt: skip
     parts.append(neg)
     site_of += [NEG_REGION[split]] * n_neg
-    ds = concat(parts)
+    return concat(parts), site_of, rng
+
+
+def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
+    """Colour renderings of one split: class folders ``deformation/`` and ``none/``."""
+    from insarexplore.data.synthetic.styles import write_styled_folder
+
+    if out.exists():
+        return out
+    ds, site_of, rng = labelled_dataset(split, n_pos, n_neg)
     labels = np.where(np.asarray(site_of) == NEG_REGION[split], "none", "deformation")
-    looks = _site_looks([*sites, NEG_REGION[split]], rng)
+    looks = _site_looks([*SPLIT_SITES[split], NEG_REGION[split]], rng)
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels), wedge_p=0.3,
-                        rgba_p=0.1, seed=seed)  # fmt: skip
+                        rgba_p=0.1, seed=SPLIT_SEED[split])  # fmt: skip
     (tmp / "sites.json").write_text(json.dumps(dict(zip(ds["sample"].values.tolist(), site_of))))
     tmp.rename(out)
     return out
@@ -278,15 +284,19 @@ def score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray) -
     return out
 
 
+def _split_rows(ws, labelled: Path):
+    """The workspace's sample table rows ingested from the labelled folder ``labelled``."""
+    table = ws.open_data(lazy=True).insar.sample_table()
+    return table[table["source"].astype(str).str.startswith(str(labelled))]
+
+
 def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: str,
              config: str) -> dict:  # fmt: skip
     """Scores of each method on one labelled set. Validation labels are read directly; test
     labels stay sealed and are handed out once per configuration and method."""
     labelled = data[split]
     site_of = json.loads((labelled / "sites.json").read_text())
-    ds = ws.open_data(lazy=True)
-    table = ds.insar.sample_table()
-    rows = table[table["source"].astype(str).str.startswith(str(labelled))]
+    rows = _split_rows(ws, labelled)
     ids = rows.index.to_numpy().astype(str)
     groups = rows["group"].to_numpy().astype(str)
     # sample ids of the folder are paths; the site is kept by the generator's id in the name
@@ -314,6 +324,36 @@ def _scores(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray,
         pos = y != "none"
         out["zero-shot AUC"] = float(roc_auc_score(pos, x[:, 0]))
         out["zero-shot bal.acc"] = float(balanced_accuracy_score(pos, x[:, 0] > 0))
+    return out
+
+
+def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
+    """Where the zero-shot score errs on the **validation** set (never test): its AUC for the
+    positives of each signal strength (the generator's ``signal_fringes``) against all the
+    negatives, and how the negatives' scores follow their nuisances (Spearman)."""
+    from scipy.stats import spearmanr
+    from sklearn.metrics import roc_auc_score
+
+    from insarexplore.explore.deformation import deformation_scores
+
+    ds, _, _ = labelled_dataset("val", args.n_pos, args.n_neg)
+    params = ds.drop_dims(["y", "x"]).to_dataframe().set_index(ds["sample"].values.astype(str))
+    site_of = json.loads((data["val"] / "sites.json").read_text())
+    ids = _split_rows(ws, data["val"]).index.astype(str)
+    table = deformation_scores(ws).loc[ids]
+    p = params.loc[[_gen_id(s, site_of) for s in ids]]
+    pos, score = (p["label"] != "none").to_numpy(), table["deformation"].to_numpy()
+    out = {"auc": float(roc_auc_score(pos, score)), "by_fringes": {}, "negatives": {}}
+    fringes = p["signal_fringes"].to_numpy()
+    for lo, hi in ((0, 2), (2, 4), (4, 8), (8, np.inf)):
+        m = pos & (fringes >= lo) & (fringes < hi)
+        if m.any():
+            auc = roc_auc_score(np.r_[np.ones(m.sum()), np.zeros((~pos).sum())],
+                                np.r_[score[m], score[~pos]])  # fmt: skip
+            out["by_fringes"][f"{lo}-{hi}"] = {"n": int(m.sum()), "auc": float(auc)}
+    for v in ("atmosphere_cm", "stratified_cm_per_km", "ramp_cm", "mean_coherence"):
+        rho = spearmanr(score[~pos], np.abs(p[v].to_numpy()[~pos].astype(float))).statistic
+        out["negatives"][v] = float(rho)
     return out
 
 
@@ -379,6 +419,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                    help="ssl (the embeddings), physics (the physics head's logits on them), "
                         "deformation (its zero-shot score alone)")  # fmt: skip
     p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
+    p.add_argument("--errors", action="store_true",
+                   help="where the zero-shot score errs on validation: by signal strength, and "
+                        "what the negatives it scores high have")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
@@ -418,6 +461,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         for name, c in comparisons(results[split]).items():
             print(f"{args.config:16s} {split:4s} paired {name}: {c['diff']:+.3f} +- {c['se']:.3f}"
                   f" (p {c['p']:.2g})", flush=True)  # fmt: skip
+    if args.errors and "deformation" in methods:
+        results["val_errors"] = errors(ws, data, args)
+        print(f"{args.config:16s} val  score errors: {json.dumps(results['val_errors'])}")
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}.json"
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
