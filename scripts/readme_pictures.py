@@ -392,7 +392,8 @@ def drive(args: argparse.Namespace, t0: float, page: Any, data: Any, ws: Path) -
         raise RuntimeError(f"the label {name!r} did not reach {ws / 'labels.sqlite'}")
     # focus a card of the selection: the detail view shows it, the scatter stars it
     cards_of(page, data.table.index[mask]).first.click()
-    page.get_by_text("wrapped phase").first.wait_for(timeout=30_000)
+    # the detail card's title; an earlier, hidden copy may come first in the page: any shown one
+    page.get_by_text("wrapped phase").filter(visible=True).first.wait_for(timeout=60_000)
     page.evaluate("window.scrollTo(0, 0)")
     page.wait_for_timeout(2500)
     made["screenshot"] = args.out
