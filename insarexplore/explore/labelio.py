@@ -108,8 +108,7 @@ def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[s
     path = Path(path)
     if path.is_symlink():  # write the file it points to; keep the link
         path = path.resolve()
-    if path.is_dir():
-        raise InSARDataError(f"{path}: is a folder; name a file to write")
+    _check_target(path, overwrite=True)  # a folder is refused
     if path.exists() and not path.is_file():
         raise InSARDataError(f"{path}: not a regular file; name a file to write")
     if not path.parent.is_dir():

@@ -45,7 +45,7 @@ class PhysicsHead:
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.weight.shape[1]:
             raise ModelMismatchError(
-                f"{where or 'physics head'}: the physics head takes {self.weight.shape[1]} "
+                f"{f'{where}: ' if where else ''}the physics head takes {self.weight.shape[1]} "
                 f"features, the embeddings have shape {x.shape}"
             )
         return x @ self.weight.T + self.bias
