@@ -197,6 +197,28 @@ def _colour_histogram(images: np.ndarray) -> np.ndarray:
     return h / h.sum(1, keepdims=True)
 
 
+EMBED: dict = {}  # Embedder options (--embed-size, --views): re-embed instead of the stored
+_EMBEDDED: dict = {}
+
+
+def _embeddings(ws, ds, split_ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """The workspace's stored embeddings of ``split_ids`` or, with ``EMBED`` options, the
+    model's embeddings of them made now with those options (once per set of ids)."""
+    if not EMBED:
+        vids, vecs, _ = ws.load_embeddings()
+        order = {s: i for i, s in enumerate(np.asarray(vids).astype(str))}
+        return vecs[[order[s] for s in split_ids]]
+    key = (str(ws.path), tuple(split_ids))
+    if key not in _EMBEDDED:
+        from insarexplore.embed import Embedder
+
+        sub = ds.isel(sample=np.sort(pos))
+        emb = Embedder(ws.resolve_model(None), ws, progress=False, **EMBED)
+        _EMBEDDED[key] = emb.fit(sub.isel(sample=slice(0, 1))).transform(sub)[
+            np.argsort(np.argsort(pos))]  # fmt: skip
+    return _EMBEDDED[key]
+
+
 def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
     """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
     the model's physics head on them), "deformation" (the log-odds of its score 1 - P(none) alone), "hist",
@@ -206,9 +228,7 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
     pos = np.searchsorted(ids, split_ids, sorter=np.argsort(ids))
     pos = np.argsort(ids)[pos]
     if method in ("ssl", "physics", "deformation"):
-        vids, vecs, _ = ws.load_embeddings()
-        order = {s: i for i, s in enumerate(np.asarray(vids).astype(str))}
-        vecs = vecs[[order[s] for s in split_ids]]
+        vecs = _embeddings(ws, ds, split_ids, pos)
         if method == "ssl":
             return vecs
         from insarexplore.explore.deformation import model_physics_head
@@ -334,15 +354,14 @@ def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    from insarexplore.explore.deformation import deformation_scores
-
     ds, _, _ = labelled_dataset("val", args.n_pos, args.n_neg)
     params = ds.drop_dims(["y", "x"]).to_dataframe().set_index(ds["sample"].values.astype(str))
     site_of = json.loads((data["val"] / "sites.json").read_text())
     ids = _split_rows(ws, data["val"]).index.astype(str)
-    table = deformation_scores(ws).loc[ids]
+    # the score's log-odds (ranks, hence AUC and Spearman, as of the score itself)
+    score = features(ws, ids.to_numpy(), "deformation", args.arch)[:, 0]
     p = params.loc[[_gen_id(s, site_of) for s in ids]]
-    pos, score = (p["label"] != "none").to_numpy(), table["deformation"].to_numpy()
+    pos = (p["label"] != "none").to_numpy()
     out = {"auc": float(roc_auc_score(pos, score)), "by_fringes": {}, "negatives": {}}
     fringes = p["signal_fringes"].to_numpy()
     for lo, hi in ((0, 2), (2, 4), (4, 8), (8, np.inf)):
@@ -422,6 +441,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--errors", action="store_true",
                    help="where the zero-shot score errs on validation: by signal strength, and "
                         "what the negatives it scores high have")  # fmt: skip
+    p.add_argument("--embed-size", type=int, default=None,
+                   help="re-embed the labelled sets at this side (default: the stored "
+                        "embeddings, made at the model's training size)")  # fmt: skip
+    p.add_argument("--views", choices=["one", "dihedral"], default=None,
+                   help="re-embed the labelled sets from one view of each image or as the mean "
+                        "over its 8 rotations/reflections (default: the stored embeddings, "
+                        "made as the model records)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
@@ -431,6 +457,11 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
 
         torch.set_num_threads(args.threads)
     global OUT
+    EMBED.clear()
+    EMBED.update({"size": args.embed_size} if args.embed_size else {})
+    EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
+    tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
+                   f"-{args.views}" if args.views else ""])  # fmt: skip
     if args.quick:
         args.n_pool, args.n_pos, args.n_neg, args.steps = 300, 60, 50, 20
         OUT = OUT.with_name("transfer-quick")
@@ -464,7 +495,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     if args.errors and "deformation" in methods:
         results["val_errors"] = errors(ws, data, args)
         print(f"{args.config:16s} val  score errors: {json.dumps(results['val_errors'])}")
-    out = OUT / f"results-{args.config}-{args.steps}-{args.arch}.json"
+    out = OUT / f"results-{args.config}-{args.steps}-{args.arch}{tag}.json"
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
     return _rows(args.config, results, timing) if rows else 0

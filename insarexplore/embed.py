@@ -49,8 +49,13 @@ class Embedder(TransformerMixin, BaseEstimator):
     ``model``: an encoder module, a path to ``encoder.pt`` or a model folder, a model version
     of ``workspace``, or None for the workspace's current model. With ``resize`` (default),
     inputs of another size than the encoder was trained at (``config["image_size"]``) are
-    resized to it first. ``fit`` sets ``model_``, ``config_``, ``device_`` and
-    ``n_features_out_``.
+    resized to it first (``size`` another side instead). With ``dihedral`` each image's
+    features are the mean over its 8 rotations and reflections by 90 degrees (pretraining's
+    views are drawn under these, so the encoder is nearly invariant to them and the mean only
+    removes what is left): 8x the compute. ``dihedral`` None (default) takes the model's
+    recorded choice (``config["embed_dihedral"]``; pretraining records True, older models
+    none: one view), so every embedding of a model is made alike. ``fit`` sets ``model_``, ``config_``, ``device_``
+    and ``n_features_out_``.
     """
 
     def __init__(
@@ -63,6 +68,8 @@ class Embedder(TransformerMixin, BaseEstimator):
         resize: bool = True,
         amp: bool = True,
         prefetch: int = 2,
+        size: int | None = None,
+        dihedral: bool | None = None,
     ) -> None:
         self.model = model
         self.workspace = workspace
@@ -72,6 +79,8 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.resize = resize
         self.amp = amp
         self.prefetch = prefetch
+        self.size = size
+        self.dihedral = dihedral
 
     def _load(self) -> tuple[nn.Module, dict[str, Any]]:
         from insarexplore.models.serialization import load_encoder
@@ -137,7 +146,10 @@ class Embedder(TransformerMixin, BaseEstimator):
         kind = self._kind_of(X)
         n = len(X) if kind is None else int(X.sizes["sample"])
         dim = self.n_features_out_
-        size = int(self.config_.get("image_size") or 0)
+        size = int(self.size or self.config_.get("image_size") or 0)
+        dihedral = self.dihedral
+        if dihedral is None:
+            dihedral = bool(self.config_.get("embed_dihedral", False))
         cuda = self.device_.type == "cuda"
         # results land in (pinned) host memory by asynchronous copies: no wait per batch
         out = torch.empty((n, dim), dtype=torch.float32, pin_memory=cuda and n * dim < 2**28)
@@ -169,13 +181,27 @@ class Embedder(TransformerMixin, BaseEstimator):
                 if cuda:
                     xb = xb.contiguous(memory_format=torch.channels_last)
                 with amp:
-                    feats = self.model_(xb)
+                    feats = _dihedral_mean(self.model_, xb) if dihedral else self.model_(xb)
                 out[start:stop].copy_(feats.float(), non_blocking=cuda)
                 bar.update(stop - start)
         if cuda:
             torch.cuda.synchronize(self.device_)
         bar.close()
         return out.numpy()
+
+
+def _dihedral_mean(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The mean of ``model`` over the 8 rotations and reflections of ``x`` by 90 degrees
+    (square images; a non-square batch gets the 4 flips of the rectangle)."""
+    square = x.shape[-1] == x.shape[-2]
+    total = None
+    for k in range(4 if square else 1):
+        r = torch.rot90(x, k, dims=(-2, -1)) if k else x
+        for view in (r, r.flip(-1)) if square else (r, r.flip(-1), r.flip(-2), r.flip(-1, -2)):
+            f = model(view).float()
+            total = f if total is None else total + f
+    assert total is not None
+    return total / (8 if square else 4)
 
 
 def embed_workspace(

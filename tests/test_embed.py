@@ -195,3 +195,46 @@ def test_cuda_embedding_matches_cpu(model_path):
     gpu = Embedder(model_path, batch_size=16, progress=False, device="cuda").fit().transform(ds)
     cos = (cpu * gpu).sum(1) / (np.linalg.norm(cpu, axis=1) * np.linalg.norm(gpu, axis=1))
     assert cos.min() > 0.99  # bf16 on the GPU
+
+
+def test_embedder_size_and_dihedral_mean(model_path):
+    from insarexplore.ssl.augment import resize_batch
+
+    ds = _toy(3, size=16)
+    x = torch.as_tensor(ds.insar.to_channels())
+    plain = Embedder(model_path, progress=False, resize=False).fit()
+    # size: inputs resized to that side instead of the training size
+    at8 = Embedder(model_path, progress=False, size=8).fit().transform(ds)
+    np.testing.assert_allclose(at8, plain.transform(resize_batch(x, 8).numpy()), rtol=1e-4,
+                               atol=1e-5)  # fmt: skip
+    # dihedral: the mean over the 8 rotations/reflections, so invariant to each of them
+    views = [torch.rot90(x, k, dims=(-2, -1)) for k in range(4)]
+    views += [v.flip(-1) for v in views]
+    want = np.mean([plain.transform(v.numpy()) for v in views], axis=0)
+    mean = Embedder(model_path, progress=False, resize=False, dihedral=True).fit()
+    got = mean.transform(ds)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mean.transform(x.flip(-2).numpy()), got, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(mean.transform(torch.rot90(x, 1, (-2, -1)).numpy()), got,
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    assert not np.allclose(plain.transform(x.flip(-2).numpy()), plain.transform(ds), atol=1e-3)
+
+
+def test_embedder_takes_the_models_recorded_views(tmp_path):
+    from insarexplore.models import load_encoder
+
+    torch.manual_seed(3)
+    enc = build_encoder("resnet-micro", 4, image_size=16)
+    one = save_encoder(tmp_path / "one" / "encoder.pt", enc)
+    eight = save_encoder(tmp_path / "eight" / "encoder.pt", enc,
+                         {**enc.config, "embed_dihedral": True})  # fmt: skip
+    _, config = load_encoder(eight)  # a recorded key, not a build argument
+    assert config["embed_dihedral"] is True
+    ds = _toy(3, size=16)
+    x = Embedder(eight, progress=False).fit().transform(ds)
+    np.testing.assert_allclose(x, Embedder(one, progress=False, dihedral=True).fit().transform(ds),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    single = Embedder(eight, progress=False, dihedral=False).fit().transform(ds)
+    np.testing.assert_allclose(single, Embedder(one, progress=False).fit().transform(ds),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    assert not np.allclose(x, single, atol=1e-3)

@@ -30,6 +30,9 @@ __all__ = [
 
 ENCODER_FORMAT = "insarexplore-encoder-v1"
 _BUILD_KEYS = ("arch", "in_channels", "channel_kind", "norm")
+# recorded with an encoder for its users, not arguments of build_encoder (embed_dihedral: how
+# embed.Embedder embeds with it)
+_RECORD_KEYS = ("family", "out_dim", "image_size", "embed_dihedral")
 
 
 class ModelMismatchError(InSARError, ValueError):
@@ -131,7 +134,7 @@ def build_from_config(config: dict[str, Any]) -> nn.Module:
     overrides = {
         k: v
         for k, v in config.items()
-        if k not in _BUILD_KEYS + ("family", "out_dim", "image_size")
+        if k not in _BUILD_KEYS + _RECORD_KEYS
     }
     if config.get("family") == "vit":
         overrides["image_size"] = config["image_size"]

@@ -55,6 +55,7 @@ def test_pretrain_workspace_outputs(toy_workspace):
     model, config = load_encoder(run, in_channels=4, channel_kind="phase")
     assert config["arch"] == "resnet-micro" and model(torch.zeros(2, 4, 32, 32)).shape == (2, 128)
     assert config["image_size"] == 32  # the toy data (32 px) is smaller than the preset's 48
+    assert config["embed_dihedral"] is True  # the model embeds as the mean of 8 views
     with pytest.raises(ModelMismatchError, match="in_channels"):
         load_encoder(run, in_channels=3)
 
