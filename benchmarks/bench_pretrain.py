@@ -81,7 +81,7 @@ def view_cost(quick: bool = False) -> list[dict[str, Any]]:
             store = _rgb_store(Path(tmp), n, size)
             t0 = time.perf_counter()
             rates[size], first = _pipeline(store, "resnet-micro", 128, steps, torch.device("cpu"),
-                                           0, with_start=True)  # fmt: skip
+                                           0, with_start=True, image_size=48)  # fmt: skip
             prep[size] = first - t0
     ratio = rates[224] / rates[64]
     note = f"{n} samples, resnet-micro 48 px views, batch 128, 2 views"
@@ -133,7 +133,7 @@ def _ceiling(arch: str, size: int, batch: int, steps: int, device) -> float:
 
 
 def _pipeline(store: Path, arch: str, batch: int, steps: int, device, workers: int,
-              with_start: bool = False) -> Any:  # fmt: skip
+              with_start: bool = False, image_size: int | None = None) -> Any:  # fmt: skip
     """Images/s of the real loop (store, loader, augmentations, step), timed after warm-up;
     with ``with_start`` also the time of the first step (after one-time preparation)."""
     import torch
@@ -151,7 +151,8 @@ def _pipeline(store: Path, arch: str, batch: int, steps: int, device, workers: i
     with tempfile.TemporaryDirectory() as tmp:
         cfg = PretrainConfig(arch=arch, steps=steps + 3, batch_size=batch, device=str(device),
                              num_workers=workers, monitor_every=0, tensorboard=False,
-                             progress=False, checkpoint_every=10**9)  # fmt: skip
+                             progress=False, checkpoint_every=10**9,
+                             image_size=image_size)  # fmt: skip
         pretrain(store, cfg, out_dir=tmp, on_step=hook)
     rate = batch * steps / (times[-1] - times[2])
     return (rate, times[0]) if with_start else rate
@@ -167,7 +168,10 @@ def _embed_rate(store: Path, device, batch: int = 256, arch: str = "resnet-tiny"
 
     ds = open_dataset(store)
     emb = Embedder(
-        build_encoder(arch, 4), batch_size=batch, device=str(device), progress=False,
+        build_encoder(arch, 4),
+        batch_size=batch,
+        device=str(device),
+        progress=False,
         dihedral=dihedral,
     ).fit()
     emb.transform(ds.isel(sample=slice(0, batch)))

@@ -175,8 +175,9 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         # "+physics=0": no labelled physics bank; "+physics=1": its loss weight; any field=value
         fields = {k: v for k, v in (o.split("=", 1) for o in options if "=" in o)}
         overrides = {k: _literal(v) for k, v in fields.items()}
-        cfg = PretrainConfig(arch=arch, steps=steps, seed=seed, progress=False, monitor_every=0,
-                             tensorboard=False, augment=augment, **overrides)  # fmt: skip
+        base = dict(arch=arch, steps=steps, seed=seed, progress=False, monitor_every=0,
+                    tensorboard=False, augment=augment)  # fmt: skip
+        cfg = PretrainConfig(**{**base, **overrides})  # "+seed=1": another seed
         t0 = time.perf_counter()
         version = pretrain_workspace(ws, cfg)
         t_pre = time.perf_counter() - t0

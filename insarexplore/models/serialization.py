@@ -131,11 +131,7 @@ def load_encoder(
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:
     """Rebuild an (untrained) encoder from a stored config dict."""
-    overrides = {
-        k: v
-        for k, v in config.items()
-        if k not in _BUILD_KEYS + _RECORD_KEYS
-    }
+    overrides = {k: v for k, v in config.items() if k not in _BUILD_KEYS + _RECORD_KEYS}
     if config.get("family") == "vit":
         overrides["image_size"] = config["image_size"]
     return build_encoder(

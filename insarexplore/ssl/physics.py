@@ -190,20 +190,16 @@ class WithPhysics(nn.Module):
     """A self-supervised method plus a linear classifier of bank views on its encoder.
 
     ``forward(x1, x2, xs, ys)`` is the method's loss plus ``weight`` times the cross-entropy
-    of the bank batch (label smoothing 0.1; ``class_weight`` per class, e.g. more on "none");
-    the bank part alone is kept in ``last_physics``
+    of the bank batch (label smoothing 0.1); the bank part alone is kept in ``last_physics``
     (loss, accuracy) for the log. ``encoder`` is the method's, so the loop, checkpoints and
     embedding see the same model with or without the bank.
     """
 
-    def __init__(self, method: nn.Module, n_classes: int, weight: float,
-                 class_weight: list[float] | None = None) -> None:  # fmt: skip
+    def __init__(self, method: nn.Module, n_classes: int, weight: float) -> None:
         super().__init__()
         self.method = method
         self.classifier = nn.Linear(method.encoder.out_dim, n_classes)
         self.weight = float(weight)
-        cw = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
-        self.register_buffer("class_weight", cw, persistent=False)  # not in checkpoints
         self.last_physics: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -216,7 +212,7 @@ class WithPhysics(nn.Module):
         if xs is None or ys is None:
             return loss
         logits = self.classifier(self.method.encoder(xs))
-        ce = F.cross_entropy(logits.float(), ys, weight=self.class_weight, label_smoothing=0.1)
+        ce = F.cross_entropy(logits.float(), ys, label_smoothing=0.1)
         self.last_physics = (ce.detach(), (logits.argmax(1) == ys).float().mean().detach())
         return loss + self.weight * ce
 

@@ -109,13 +109,11 @@ class PretrainConfig:
     # a small crop can cut the source out); None: the pool views' crop (augment's crop_scale).
     # 0.8 and 1.0 were within the run-to-run spread of None on bench_transfer's validation set
     physics_crop: float | None = None
-    # weight of the bank's "none" class in its loss (1: as each source class; 5: none weighs as
-    # much as the five sources together)
-    physics_none: float = 1.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
-    # encoder, so every embedding of the model is made alike; 8x the embedding compute). On
-    # bench_transfer's validation set, two models: the zero-shot score +0.004-0.010 at every k
+    # encoder, so every embedding of the model is made alike; 8 forward passes per image). On
+    # bench_transfer's validation set, three models: the zero-shot score up by as much as 0.011
+    # (8 of 9 model x k cells), the embeddings level (benchmarks/RESULTS.md)
     embed_dihedral: bool = True
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str | None = None
@@ -138,8 +136,6 @@ class PretrainConfig:
             raise ValueError(
                 f"physics must be a weight >= 0 (0 turns the bank off); got {self.physics}"
             )
-        if not (math.isfinite(self.physics_none) and self.physics_none > 0):
-            raise ValueError(f"physics_none must be a weight > 0; got {self.physics_none}")
         if self.physics_n < 1:
             raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
         if self.physics_crop is not None and not 0 < self.physics_crop <= 1:
@@ -335,10 +331,7 @@ def train(
             coherence="coherence" in data.ds, seed=cfg.seed + 7919, progress=cfg.progress and main,
             rank=rank, world=world,
         )  # fmt: skip
-        class_weight = None  # equal weights
-        if cfg.physics_none != 1.0:
-            class_weight = [cfg.physics_none if c == "none" else 1.0 for c in bank.classes]
-        model = WithPhysics(model, len(bank.classes), cfg.physics, class_weight=class_weight)
+        model = WithPhysics(model, len(bank.classes), cfg.physics)
     step, elapsed_before = 0, 0.0
     ckpt = None
     if resuming:

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.models import build_encoder
@@ -151,27 +150,3 @@ def test_bank_views_can_keep_the_whole_scene(tmp_path, make_toy):
     assert PretrainConfig(physics_crop=0.8).resume_key("phase", 4) != PretrainConfig().resume_key(
         "phase", 4
     )
-
-
-def test_class_weight_weighs_the_banks_none_class():
-    torch.manual_seed(1)
-    enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=16)
-    method = build_method("simclr", enc)
-    bank = make_physics_bank(64, 16, kind="phase", coherence=False, stored_size=16, seed=3)
-    xs, ys = bank.sample(32, torch.device("cpu"))
-    assert (ys == CLASSES.index("none")).any() and (ys != CLASSES.index("none")).any()
-    v = torch.randn(4, 4, 16, 16)
-    plain = WithPhysics(method, len(CLASSES), weight=1.0).eval()
-    heavy = WithPhysics(method, len(CLASSES), weight=1.0,
-                        class_weight=[5.0 if c == "none" else 1.0 for c in CLASSES]).eval()  # fmt: skip
-    heavy.classifier.load_state_dict(plain.classifier.state_dict())
-    assert "class_weight" not in heavy.state_dict()  # checkpoints are the same with or without
-    with torch.no_grad():
-        plain(v, v, xs, ys), heavy(v, v, xs, ys)
-        logits = plain.classifier(enc(xs))
-    weights = torch.tensor([5.0 if c == "none" else 1.0 for c in CLASSES])
-    want = F.cross_entropy(logits, ys, weight=weights, label_smoothing=0.1)
-    assert float(heavy.last_physics[0]) == pytest.approx(float(want), rel=1e-4)
-    assert float(heavy.last_physics[0]) != pytest.approx(float(plain.last_physics[0]), rel=1e-3)
-    with pytest.raises(ValueError, match="physics_none"):
-        PretrainConfig(physics_none=0)
