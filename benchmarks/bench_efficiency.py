@@ -136,18 +136,17 @@ def _f1(y_true, pred) -> float:
 
 def _finetuned(run, x, y, train, seed: int) -> np.ndarray:
     """Embeddings of every row by the encoder fine-tuned on ``train``."""
-    import torch
-
+    from insarexplore.embed import Embedder
     from insarexplore.explore.finetune import finetune_encoder
     from insarexplore.models.serialization import load_encoder
 
-    encoder, _ = load_encoder(run)
+    encoder, config = load_encoder(run)
     model, _ = finetune_encoder(encoder, x[train], y[train], epochs=15, patience=4, batch_size=32,
                                 seed=seed, progress=False)  # fmt: skip
-    with torch.no_grad():
-        return np.concatenate(
-            [model(torch.from_numpy(x[i : i + 512])).numpy() for i in range(0, len(x), 512)]
-        )
+    # at the size it was fine-tuned at, from as many views as the embeddings it is compared with
+    emb = Embedder(model, batch_size=512, progress=False, resize=False,
+                   dihedral=bool(config.get("embed_dihedral")))  # fmt: skip
+    return emb.fit().transform(x)
 
 
 def bench(n_pool: int, n_test: int, steps: int, *, seeds: int = SEEDS, ft_seeds: int = FT_SEEDS,

@@ -256,7 +256,11 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
         layer = "gradient" if kind == "phase" else "hue-gradient"  # pretraining's defaults
         enc = build_encoder(arch, 4 if kind == "phase" else 3, channel_kind=kind, image_size=48,
                             phase_input=layer)  # fmt: skip
-        emb = Embedder(enc, progress=False)
+        # embedded as the workspace's model embeds (one view or the mean of 8)
+        from insarexplore.models.serialization import load_encoder
+
+        _, trained = load_encoder(ws.model_dir(ws.resolve_model(None)))
+        emb = Embedder(enc, progress=False, dihedral=bool(trained.get("embed_dihedral")))
         return emb.fit(sub.isel(sample=slice(0, 1))).transform(sub)[back]
     raise ValueError(method)
 
@@ -459,6 +463,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         torch.set_num_threads(args.threads)
     global OUT
     EMBED.clear()
+    _EMBEDDED.clear()
     EMBED.update({"size": args.embed_size} if args.embed_size else {})
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",

@@ -228,8 +228,9 @@ def test_embedder_takes_the_models_recorded_views(tmp_path):
     one = save_encoder(tmp_path / "one" / "encoder.pt", enc)
     eight = save_encoder(tmp_path / "eight" / "encoder.pt", enc,
                          {**enc.config, "embed_dihedral": True})  # fmt: skip
-    _, config = load_encoder(eight)  # a recorded key, not a build argument
+    module, config = load_encoder(eight)  # a recorded key, not a build argument
     assert config["embed_dihedral"] is True
+    assert module.config["embed_dihedral"] is True  # the loaded module carries it too
     ds = _toy(3, size=16)
     x = Embedder(eight, progress=False).fit().transform(ds)
     np.testing.assert_allclose(x, Embedder(one, progress=False, dihedral=True).fit().transform(ds),
@@ -238,3 +239,5 @@ def test_embedder_takes_the_models_recorded_views(tmp_path):
     np.testing.assert_allclose(single, Embedder(one, progress=False).fit().transform(ds),
                                rtol=1e-4, atol=1e-5)  # fmt: skip
     assert not np.allclose(x, single, atol=1e-3)
+    np.testing.assert_allclose(Embedder(module, progress=False).fit().transform(ds), x,
+                               rtol=1e-4, atol=1e-5)  # fmt: skip

@@ -130,17 +130,20 @@ def load_encoder(
 
 
 def build_from_config(config: dict[str, Any]) -> nn.Module:
-    """Rebuild an (untrained) encoder from a stored config dict."""
+    """Rebuild an (untrained) encoder from a stored config dict; the module's ``config`` is the
+    stored one (the size it was trained at, how it embeds), not only its build arguments."""
     overrides = {k: v for k, v in config.items() if k not in _BUILD_KEYS + _RECORD_KEYS}
     if config.get("family") == "vit":
         overrides["image_size"] = config["image_size"]
-    return build_encoder(
+    model = build_encoder(
         config["arch"],
         config["in_channels"],
         channel_kind=config.get("channel_kind"),
         norm=config.get("norm", "batch"),
         **overrides,
     )
+    model.config = {**model.config, **config}  # type: ignore[assignment]
+    return model
 
 
 def load_state_checked(model: nn.Module, state: dict[str, torch.Tensor], *, where: str) -> None:

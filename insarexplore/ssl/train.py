@@ -112,8 +112,8 @@ class PretrainConfig:
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
     # encoder, so every embedding of the model is made alike; 8 forward passes per image). On
-    # bench_transfer's validation set, three models: the zero-shot score up by as much as 0.011
-    # (8 of 9 model x k cells), the embeddings level (benchmarks/RESULTS.md)
+    # bench_transfer's validation set, three models: a few-label probe on the deformation score
+    # up by as much as 0.010 (8 of 9 model x k cells), the embeddings level (RESULTS.md)
     embed_dihedral: bool = True
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str | None = None
