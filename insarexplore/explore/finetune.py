@@ -184,7 +184,9 @@ def finetune_workspace(
 ) -> tuple[str, FinetuneResult]:
     """Fine-tune the workspace's encoder on its current labels; save and re-embed a new version.
 
-    ``kw`` go to :func:`finetune_encoder`. The new version (``ft-...``) records its base model,
+    ``kw`` go to :func:`finetune_encoder`. The labelled samples are brought to the size the
+    model was trained at, which is the size embedding gives it (a 224 px store and 48 px
+    views: fine-tuning at 48 px, as fast as pretraining's steps). The new version (``ft-...``) records its base model,
     the label-store revision and the training history in ``meta.json``; with ``embed`` every
     sample is embedded with it (``insarexplore.embed.embed_workspace``).
     """
@@ -210,6 +212,13 @@ def finetune_workspace(
             "no labels: fine-tuning needs labelled samples of at least 2 classes (at least 2 labels)"
         )
     x = ds.isel(sample=rows).insar.to_channels(config.get("channel_kind"))
+    size = int(config.get("image_size") or 0)
+    if size and x.shape[-1] != size:  # train at the size the model embeds at (and was trained at)
+        import torch
+
+        from insarexplore.ssl.augment import resize_batch
+
+        x = resize_batch(torch.from_numpy(x), size, phase=x.shape[1] == 4).numpy()
     y = np.array([labels[s] for s in ids[rows]])
     model, result = finetune_encoder(encoder, x, y, device=device, progress=progress, **kw)
     version, folder = ws.new_model_dir("ft")

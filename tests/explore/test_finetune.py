@@ -90,3 +90,31 @@ def test_clear_errors():
         finetune_encoder(enc, x[y == "mogi"], y[y == "mogi"], progress=False)
     with pytest.raises(ValueError, match="x: expected"):
         finetune_encoder(enc, x[:, 0], y, progress=False)
+
+
+def test_workspace_finetuning_trains_at_the_models_size(tmp_path, monkeypatch):
+    from insarexplore.data.synthetic import generate
+    from insarexplore.explore import finetune as ft
+    from insarexplore.explore.labels import LabelStore
+    from insarexplore.models import save_encoder
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ds = generate(12, size=32, seed=0, classes=("mogi", "none"))
+    ws.add_data(ds)
+    version, folder = ws.new_model_dir("m")
+    torch.manual_seed(0)
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
+    ws.set_current_model(version)
+    store = LabelStore(ws.labels_path, author="t")
+    store.assign_many(zip(ds["sample"].values.astype(str), ds["label"].values.astype(str)))
+    seen = {}
+    real = ft.finetune_encoder
+
+    def spy(encoder, x, y, **kw):
+        seen["shape"] = x.shape
+        return real(encoder, x, y, **kw)
+
+    monkeypatch.setattr(ft, "finetune_encoder", spy)
+    ft.finetune_workspace(ws, store=store, embed=False, epochs=1, progress=False)
+    assert seen["shape"] == (12, 4, 16, 16)  # the 32 px store brought to the model's 16 px
