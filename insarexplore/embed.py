@@ -54,8 +54,8 @@ class Embedder(TransformerMixin, BaseEstimator):
     views are drawn under these, so the encoder is nearly invariant to them and the mean only
     removes what is left): 8x the compute. ``dihedral`` None (default) takes the model's
     recorded choice (``config["embed_dihedral"]``; pretraining records True, older models
-    none: one view), so every embedding of a model is made alike. ``fit`` sets ``model_``, ``config_``, ``device_``
-    and ``n_features_out_``.
+    none: one view), so every embedding of a model is made alike. ``fit`` sets ``model_``,
+    ``config_``, ``device_`` and ``n_features_out_``.
     """
 
     def __init__(

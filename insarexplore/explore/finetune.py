@@ -186,9 +186,10 @@ def finetune_workspace(
 
     ``kw`` go to :func:`finetune_encoder`. The labelled samples are brought to the size the
     model was trained at, which is the size embedding gives it (a 224 px store and 48 px
-    views: fine-tuning at 48 px, as fast as pretraining's steps). The new version (``ft-...``) records its base model,
-    the label-store revision and the training history in ``meta.json``; with ``embed`` every
-    sample is embedded with it (``insarexplore.embed.embed_workspace``).
+    views: fine-tuning at 48 px, as fast as pretraining's steps). The new version
+    (``ft-...``) records its base model, the label-store revision and the training history in
+    ``meta.json``; with ``embed`` every sample is embedded with it
+    (``insarexplore.embed.embed_workspace``).
     """
     from insarexplore.explore.labels import LabelStore
     from insarexplore.models.serialization import load_encoder, save_encoder
@@ -213,7 +214,7 @@ def finetune_workspace(
         )
     x = ds.isel(sample=rows).insar.to_channels(config.get("channel_kind"))
     size = int(config.get("image_size") or 0)
-    if size and x.shape[-1] != size:  # train at the size the model embeds at (and was trained at)
+    if size and x.shape[-2:] != (size, size):  # train at the size the model embeds at
         import torch
 
         from insarexplore.ssl.augment import resize_batch
