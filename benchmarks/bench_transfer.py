@@ -467,7 +467,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     EMBED.update({"size": args.embed_size} if args.embed_size else {})
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
-                   f"-{args.views}" if args.views else ""])  # fmt: skip
+                   f"-{args.views}" if args.views else "",
+                   "" if args.splits == "val,test" else f"-{args.splits.replace(',', '+')}"])  # fmt: skip
     if args.quick:
         args.n_pool, args.n_pos, args.n_neg, args.steps = 300, 60, 50, 20
         OUT = OUT.with_name("transfer-quick")

@@ -4,6 +4,8 @@
   projections of every rank (gathered with gradient).
 * ``MoCoLoss``: MoCo v2's InfoNCE against a FIFO queue of momentum-encoder keys.
 * ``VICRegLoss``: variance-invariance-covariance regularisation (no negatives at all).
+* ``SupConLoss``: supervised contrastive loss of labelled samples (Khosla et al. 2020): the
+  positives of a sample are the others of its class in the batch.
 
 Each is tested against a naive loop-based implementation in ``tests/ssl/test_losses.py``.
 Losses run in float32 with autocast turned off inside them: under bf16 autocast the logits and
@@ -24,7 +26,7 @@ def _fp32(x: Tensor):
     return torch.autocast(device_type=x.device.type, enabled=False)
 
 
-__all__ = ["MoCoLoss", "NTXentLoss", "VICRegLoss"]
+__all__ = ["MoCoLoss", "NTXentLoss", "SupConLoss", "VICRegLoss"]
 
 
 class NTXentLoss(nn.Module):
@@ -67,6 +69,39 @@ class NTXentLoss(nn.Module):
         pos_idx = torch.cat([local + n, local])
         logits[torch.arange(2 * b, device=z1.device), self_idx] = float("-inf")
         return F.cross_entropy(logits, pos_idx)
+
+
+class SupConLoss(nn.Module):
+    """Supervised contrastive loss of features ``z: (B, D)`` with class labels ``y: (B,)``.
+
+    With cosine similarities ``s`` over the local batch, for each sample ``i`` that has at
+    least one other of its class: ``l_i = -mean_{p in P(i)} log(exp(s_ip / t) /
+    sum_{k != i} exp(s_ik / t))``; the loss is the mean over those samples (0 when none has).
+    Local batch only: under DDP each rank's bank batch is its own (the gradients are averaged).
+    """
+
+    def __init__(self, temperature: float = 0.2) -> None:
+        super().__init__()
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.temperature = temperature
+
+    def forward(self, z: Tensor, y: Tensor) -> Tensor:
+        if z.ndim != 2 or y.shape != z.shape[:1]:
+            raise ValueError(f"z must be (B, D) and y (B,), got {tuple(z.shape)} and {tuple(y.shape)}")
+        with _fp32(z):
+            z = F.normalize(z.float(), dim=1)
+            b = z.shape[0]
+            eye = torch.eye(b, dtype=torch.bool, device=z.device)
+            logits = (z @ z.T / self.temperature).masked_fill(eye, float("-inf"))
+            log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+            pos = (y[:, None] == y[None, :]) & ~eye
+            n_pos = pos.sum(1)
+            has = n_pos > 0
+            if not bool(has.any()):
+                return z.sum() * 0.0
+            mean_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
+            return -mean_pos.mean()
 
 
 class MoCoLoss(nn.Module):

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from insarexplore.ssl.losses import SupConLoss
+
 __all__ = ["PhysicsBank", "WithPhysics", "bank_slice", "make_physics_bank"]
 
 _SPACING_M = 100.0  # ground size assumed for a stored pixel (LiCSAR's posting)
@@ -190,16 +192,20 @@ class WithPhysics(nn.Module):
     """A self-supervised method plus a linear classifier of bank views on its encoder.
 
     ``forward(x1, x2, xs, ys)`` is the method's loss plus ``weight`` times the cross-entropy
-    of the bank batch (label smoothing 0.1); the bank part alone is kept in ``last_physics``
-    (loss, accuracy) for the log. ``encoder`` is the method's, so the loop, checkpoints and
+    of the bank batch (label smoothing 0.1), plus ``supcon`` times a supervised contrastive
+    loss of the bank batch's embeddings (0: none); the cross-entropy part alone is kept in
+    ``last_physics`` (loss, accuracy) for the log. ``encoder`` is the method's, so the loop, checkpoints and
     embedding see the same model with or without the bank.
     """
 
-    def __init__(self, method: nn.Module, n_classes: int, weight: float) -> None:
+    def __init__(self, method: nn.Module, n_classes: int, weight: float, supcon: float = 0.0,
+                 temperature: float = 0.2) -> None:  # fmt: skip
         super().__init__()
         self.method = method
         self.classifier = nn.Linear(method.encoder.out_dim, n_classes)
         self.weight = float(weight)
+        self.supcon = float(supcon)
+        self.supcon_loss = SupConLoss(temperature) if self.supcon > 0 else None
         self.last_physics: tuple[Tensor, Tensor] | None = None
 
     @property
@@ -211,10 +217,14 @@ class WithPhysics(nn.Module):
         loss = self.method(x1, x2)
         if xs is None or ys is None:
             return loss
-        logits = self.classifier(self.method.encoder(xs))
+        h = self.method.encoder(xs)
+        logits = self.classifier(h)
         ce = F.cross_entropy(logits.float(), ys, label_smoothing=0.1)
         self.last_physics = (ce.detach(), (logits.argmax(1) == ys).float().mean().detach())
-        return loss + self.weight * ce
+        loss = loss + self.weight * ce
+        if self.supcon_loss is not None:  # the embeddings themselves gathered by class
+            loss = loss + self.supcon * self.supcon_loss(h, ys)
+        return loss
 
 
 def physics_row(model: Any) -> dict[str, float]:

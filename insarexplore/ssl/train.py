@@ -109,6 +109,9 @@ class PretrainConfig:
     # a small crop can cut the source out); None: the pool views' crop (augment's crop_scale).
     # 0.8 and 1.0 were within the run-to-run spread of None on bench_transfer's validation set
     physics_crop: float | None = None
+    # weight of a supervised contrastive loss of the bank batch's embeddings (classes gathered
+    # in the embedding itself, not only along the classifier's directions); 0: none
+    physics_supcon: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
     # encoder, so every embedding of the model is made alike; 8 forward passes per image). On
@@ -142,6 +145,8 @@ class PretrainConfig:
             raise ValueError(
                 f"physics_crop must be an area share in (0, 1] (or None); got {self.physics_crop}"
             )
+        if not (math.isfinite(self.physics_supcon) and self.physics_supcon >= 0):
+            raise ValueError(f"physics_supcon must be a weight >= 0; got {self.physics_supcon}")
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(
                 f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"
@@ -152,6 +157,8 @@ class PretrainConfig:
         other_input = "rgb_input" if kind == "phase" else "phase_input"  # not used by this kind
         skip = _RUNTIME_FIELDS | {other_input}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        if not self.physics_supcon:  # added later: runs without it keep their key
+            d.pop("physics_supcon")
         d.update(kind=kind, in_channels=in_channels, world=dist.get_world_size())
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -331,7 +338,8 @@ def train(
             coherence="coherence" in data.ds, seed=cfg.seed + 7919, progress=cfg.progress and main,
             rank=rank, world=world,
         )  # fmt: skip
-        model = WithPhysics(model, len(bank.classes), cfg.physics)
+        model = WithPhysics(model, len(bank.classes), cfg.physics, supcon=cfg.physics_supcon,
+                            temperature=cfg.temperature)  # fmt: skip
     step, elapsed_before = 0, 0.0
     ckpt = None
     if resuming:

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from insarexplore.ssl.losses import MoCoLoss, NTXentLoss, VICRegLoss
+from insarexplore.ssl.losses import MoCoLoss, NTXentLoss, SupConLoss, VICRegLoss
 
 
 def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -132,3 +132,39 @@ def test_loss_under_bf16_autocast_is_the_fp32_loss(name):
         got = loss(z1, z2)
     assert got.dtype == torch.float32
     assert float(got) == pytest.approx(float(ref), rel=1e-5, abs=1e-5)
+
+
+def naive_supcon(z, y, t):
+    z = [v / math.sqrt(sum(float(a) ** 2 for a in v)) for v in z]
+    sim = [[sum(float(a) * float(b) for a, b in zip(u, v)) / t for v in z] for u in z]
+    terms = []
+    for i in range(len(z)):
+        denom = sum(math.exp(sim[i][k]) for k in range(len(z)) if k != i)
+        pos = [p for p in range(len(z)) if p != i and int(y[p]) == int(y[i])]
+        if pos:
+            terms.append(-sum(math.log(math.exp(sim[i][p]) / denom) for p in pos) / len(pos))
+    return sum(terms) / len(terms)
+
+
+@pytest.mark.parametrize("t", [0.1, 0.5])
+def test_supcon_matches_naive_and_skips_samples_alone_in_their_class(t):
+    g = torch.Generator().manual_seed(4)
+    z = torch.randn(9, 5, generator=g)
+    y = torch.tensor([0, 0, 1, 1, 1, 2, 0, 3, 1])  # classes 2 and 3 have one sample each
+    assert float(SupConLoss(t)(z, y)) == pytest.approx(naive_supcon(z, y, t), rel=1e-5)
+
+
+def test_supcon_is_low_when_classes_are_gathered_and_refuses_bad_input():
+    y = torch.tensor([0, 0, 0, 1, 1, 1])
+    gathered = torch.tensor([[1.0, 0.0]] * 3 + [[0.0, 1.0]] * 3)
+    mixed = torch.tensor([[1.0, 0.0], [0.0, 1.0]] * 3)
+    loss = SupConLoss(0.1)
+    assert float(loss(gathered, y)) < float(loss(mixed, y)) - 1
+    alone = torch.randn(3, 4, requires_grad=True)
+    out = loss(alone, torch.tensor([0, 1, 2]))  # nobody has a positive: 0, still differentiable
+    out.backward()
+    assert float(out.detach()) == 0.0
+    with pytest.raises(ValueError, match="y"):
+        loss(torch.randn(4, 3), torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="temperature"):
+        SupConLoss(0.0)

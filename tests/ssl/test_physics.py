@@ -12,6 +12,7 @@ import torch
 from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.models import build_encoder
 from insarexplore.ssl.methods import build_method
+from insarexplore.ssl.losses import SupConLoss
 from insarexplore.ssl.physics import WithPhysics, make_physics_bank
 from insarexplore.ssl.train import PretrainConfig, pretrain
 
@@ -72,6 +73,25 @@ def test_with_physics_adds_a_classification_loss_that_trains_the_encoder():
     grads = [p.grad for p in enc.parameters() if p.grad is not None]
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
 
+
+
+def test_with_physics_supcon_adds_its_weighted_loss_of_the_bank_embeddings():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
+    model = WithPhysics(build_method("simclr", enc), len(CLASSES), weight=0.5, supcon=2.0,
+                        temperature=0.3)  # fmt: skip
+    bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
+    v = torch.randn(8, 4, 32, 32)
+    xs, ys = bank.sample(16, torch.device("cpu"))
+    model.eval()  # batch statistics fixed, so the parts can be recomputed alike
+    with torch.no_grad():
+        total = float(model(v, v, xs, ys))
+        ce = float(model.last_physics[0])
+        ssl_only = float(model(v, v))
+        sc = float(SupConLoss(0.3)(enc(xs), ys))
+    assert sc > 0
+    assert total == pytest.approx(ssl_only + 0.5 * ce + 2.0 * sc, rel=1e-4)
+    assert WithPhysics(build_method("simclr", enc), len(CLASSES), 0.5).supcon_loss is None
 
 def _rows(run) -> list[dict[str, str]]:
     with (run / "metrics.csv").open() as fh:

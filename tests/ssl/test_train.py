@@ -141,6 +141,13 @@ def test_input_layer_options_only_key_runs_of_their_kind():
     assert base.resume_key("rgb", 3) == PretrainConfig(phase_input="raw").resume_key("rgb", 3)
 
 
+
+def test_supcon_weight_keys_runs_that_use_it_and_is_checked():
+    base = PretrainConfig()
+    assert base.resume_key("phase", 4) != PretrainConfig(physics_supcon=1.0).resume_key("phase", 4)
+    with pytest.raises(ValueError, match="physics_supcon"):
+        PretrainConfig(physics_supcon=-1.0)
+
 def test_checkpoint_of_other_architecture_is_refused(tmp_path, make_toy):
     ds = make_toy(24)
     pretrain(ds, PretrainConfig(steps=2, **TINY), out_dir=tmp_path / "r")
