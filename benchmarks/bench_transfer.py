@@ -468,7 +468,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",
-                   "" if args.splits == "val,test" else f"-{args.splits.replace(',', '+')}"])  # fmt: skip
+                   "" if sorted(args.splits.split(",")) == ["test", "val"]
+                   else "-" + "+".join(sorted(args.splits.split(",")))])  # fmt: skip
     if args.quick:
         args.n_pool, args.n_pos, args.n_neg, args.steps = 300, 60, 50, 20
         OUT = OUT.with_name("transfer-quick")

@@ -220,7 +220,6 @@ def test_embedder_size_and_dihedral_mean(model_path):
     assert not np.allclose(plain.transform(x.flip(-2).numpy()), plain.transform(ds), atol=1e-3)
 
 
-
 def test_dihedral_mean_of_a_non_square_batch_is_the_mean_of_its_four_flips():
     from insarexplore.embed import _dihedral_mean
 
@@ -234,6 +233,7 @@ def test_dihedral_mean_of_a_non_square_batch_is_the_mean_of_its_four_flips():
         # so invariant to each flip of the rectangle (a rotation by 90 would change its shape)
         assert torch.allclose(_dihedral_mean(enc, x.flip(-2)), got, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(enc(x.flip(-2)), enc(x), atol=1e-3)
+
 
 def test_embedder_takes_the_models_recorded_views(tmp_path):
     from insarexplore.models import load_encoder

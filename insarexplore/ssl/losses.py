@@ -78,6 +78,8 @@ class SupConLoss(nn.Module):
     least one other of its class: ``l_i = -mean_{p in P(i)} log(exp(s_ip / t) /
     sum_{k != i} exp(s_ik / t))``; the loss is the mean over those samples (0 when none has).
     Local batch only: under DDP each rank's bank batch is its own (the gradients are averaged).
+    ``WithPhysics`` applies it to the encoder's embeddings themselves (no projection head), so
+    that the classes gather in what is stored and probed.
     """
 
     def __init__(self, temperature: float = 0.2) -> None:
@@ -88,20 +90,19 @@ class SupConLoss(nn.Module):
 
     def forward(self, z: Tensor, y: Tensor) -> Tensor:
         if z.ndim != 2 or y.shape != z.shape[:1]:
-            raise ValueError(f"z must be (B, D) and y (B,), got {tuple(z.shape)} and {tuple(y.shape)}")
+            raise ValueError(
+                f"z must be (B, D) and y (B,), got {tuple(z.shape)} and {tuple(y.shape)}"
+            )
         with _fp32(z):
             z = F.normalize(z.float(), dim=1)
-            b = z.shape[0]
-            eye = torch.eye(b, dtype=torch.bool, device=z.device)
+            eye = torch.eye(z.shape[0], dtype=torch.bool, device=z.device)
             logits = (z @ z.T / self.temperature).masked_fill(eye, float("-inf"))
             log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
             pos = (y[:, None] == y[None, :]) & ~eye
             n_pos = pos.sum(1)
-            has = n_pos > 0
-            if not bool(has.any()):
-                return z.sum() * 0.0
-            mean_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
-            return -mean_pos.mean()
+            per = log_prob.masked_fill(~pos, 0.0).sum(1) / n_pos.clamp(min=1)
+            has = (n_pos > 0).float()  # no host sync: samples alone in their class weigh 0
+            return -(per * has).sum() / has.sum().clamp(min=1)
 
 
 class MoCoLoss(nn.Module):

@@ -203,10 +203,13 @@ class WithPhysics(nn.Module):
         super().__init__()
         self.method = method
         self.classifier = nn.Linear(method.encoder.out_dim, n_classes)
+        if not supcon >= 0:
+            raise ValueError(f"supcon must be a weight >= 0; got {supcon}")
         self.weight = float(weight)
         self.supcon = float(supcon)
         self.supcon_loss = SupConLoss(temperature) if self.supcon > 0 else None
         self.last_physics: tuple[Tensor, Tensor] | None = None
+        self.last_supcon: Tensor | None = None
 
     @property
     def encoder(self) -> nn.Module:
@@ -223,7 +226,9 @@ class WithPhysics(nn.Module):
         self.last_physics = (ce.detach(), (logits.argmax(1) == ys).float().mean().detach())
         loss = loss + self.weight * ce
         if self.supcon_loss is not None:  # the embeddings themselves gathered by class
-            loss = loss + self.supcon * self.supcon_loss(h, ys)
+            sc = self.supcon_loss(h, ys)
+            self.last_supcon = sc.detach()
+            loss = loss + self.supcon * sc
         return loss
 
 
@@ -236,7 +241,13 @@ def physics_row(model: Any) -> dict[str, float]:
     last = getattr(model, "last_physics", None)
     if last is None:
         return {}
+    names = ["physics_loss", "physics_acc"]
+    values = [last[0].float(), last[1].float()]
+    supcon = getattr(model, "last_supcon", None)
+    if supcon is not None:
+        names.append("physics_supcon_loss")
+        values.append(supcon.float())
+    stacked = torch.stack(values)
     if dist.is_distributed():
-        loss, acc = dist.all_reduce_mean(torch.stack([last[0].float(), last[1].float()]))
-        return {"physics_loss": float(loss), "physics_acc": float(acc)}
-    return {"physics_loss": float(last[0]), "physics_acc": float(last[1])}
+        stacked = dist.all_reduce_mean(stacked)
+    return {n: float(v) for n, v in zip(names, stacked.tolist())}

@@ -110,7 +110,8 @@ class PretrainConfig:
     # 0.8 and 1.0 were within the run-to-run spread of None on bench_transfer's validation set
     physics_crop: float | None = None
     # weight of a supervised contrastive loss of the bank batch's embeddings (classes gathered
-    # in the embedding itself, not only along the classifier's directions); 0: none
+    # in the embedding itself, not only along the classifier's directions; at ``temperature``,
+    # the contrastive method's); 0: none
     physics_supcon: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
@@ -147,6 +148,8 @@ class PretrainConfig:
             )
         if not (math.isfinite(self.physics_supcon) and self.physics_supcon >= 0):
             raise ValueError(f"physics_supcon must be a weight >= 0; got {self.physics_supcon}")
+        if self.physics_supcon > 0 and self.physics == 0:
+            raise ValueError("physics_supcon needs the physics bank: physics is 0 (turned off)")
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(
                 f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"

@@ -116,12 +116,15 @@ def test_vicreg_matches_naive():
     assert got == pytest.approx(naive_vicreg(z1, z2, 1.0, 2.0, 3.0), rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ntxent", "moco", "vicreg"])
+@pytest.mark.parametrize("name", ["ntxent", "moco", "vicreg", "supcon"])
 def test_loss_under_bf16_autocast_is_the_fp32_loss(name):
     """Losses compute in float32 even inside bf16 autocast (their matmuls included)."""
     g = torch.Generator().manual_seed(3)
     z1, z2 = torch.randn(64, 128, generator=g), torch.randn(64, 128, generator=g)
-    if name == "ntxent":
+    if name == "supcon":  # labels in place of the second view
+        z2 = torch.randint(0, 6, (64,), generator=g)
+        loss = SupConLoss(0.1)
+    elif name == "ntxent":
         loss = NTXentLoss(0.1)
     elif name == "moco":
         loss = MoCoLoss(128, 256, 0.1).eval()

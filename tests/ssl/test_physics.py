@@ -11,8 +11,8 @@ import torch
 
 from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.models import build_encoder
-from insarexplore.ssl.methods import build_method
 from insarexplore.ssl.losses import SupConLoss
+from insarexplore.ssl.methods import build_method
 from insarexplore.ssl.physics import WithPhysics, make_physics_bank
 from insarexplore.ssl.train import PretrainConfig, pretrain
 
@@ -74,7 +74,6 @@ def test_with_physics_adds_a_classification_loss_that_trains_the_encoder():
     assert grads and sum(float(g.abs().sum()) for g in grads) > 0
 
 
-
 def test_with_physics_supcon_adds_its_weighted_loss_of_the_bank_embeddings():
     torch.manual_seed(0)
     enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
@@ -89,9 +88,50 @@ def test_with_physics_supcon_adds_its_weighted_loss_of_the_bank_embeddings():
         ce = float(model.last_physics[0])
         ssl_only = float(model(v, v))
         sc = float(SupConLoss(0.3)(enc(xs), ys))
-    assert sc > 0
     assert total == pytest.approx(ssl_only + 0.5 * ce + 2.0 * sc, rel=1e-4)
     assert WithPhysics(build_method("simclr", enc), len(CLASSES), 0.5).supcon_loss is None
+    with pytest.raises(ValueError, match="supcon"):
+        WithPhysics(build_method("simclr", enc), len(CLASSES), 0.5, supcon=-1.0)
+
+
+def test_supcon_alone_trains_the_encoder():
+    torch.manual_seed(1)
+    enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
+    model = WithPhysics(build_method("simclr", enc), len(CLASSES), weight=0.0, supcon=1.0)
+    bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
+    xs, ys = bank.sample(16, torch.device("cpu"))
+    v = torch.randn(8, 4, 32, 32)
+    with_sc = model(v, v, xs, ys)
+    assert float(model.last_supcon) > 0
+    ssl_only = build_method("simclr", enc)  # the same encoder, the contrastive part alone
+    for m in (model, ssl_only):
+        m.zero_grad()
+    ssl_only(v, v).backward()
+    g0 = [p.grad.clone() for p in enc.parameters()]
+    enc.zero_grad()
+    with_sc.backward()
+    diff = sum(float((p.grad - g).abs().sum()) for p, g in zip(enc.parameters(), g0))
+    assert diff > 0  # the bank's embeddings pull on the encoder
+
+
+def test_pretrain_passes_the_supcon_weight_and_temperature(tmp_path, make_toy, monkeypatch):
+    import insarexplore.ssl.train as train
+
+    seen = []
+
+    class Recorder(WithPhysics):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            seen.append(self)
+
+    monkeypatch.setattr(train, "WithPhysics", Recorder)
+    cfg = PretrainConfig(steps=2, physics_supcon=0.7, temperature=0.3, **TINY)
+    pretrain(make_toy(24), cfg, out_dir=tmp_path / "sc")
+    assert seen and seen[0].supcon == 0.7 and seen[0].supcon_loss.temperature == 0.3
+    assert seen[0].last_supcon is not None
+    with pytest.raises(ValueError, match="physics is 0"):
+        PretrainConfig(physics=0, physics_supcon=1.0)
+
 
 def _rows(run) -> list[dict[str, str]]:
     with (run / "metrics.csv").open() as fh:

@@ -141,12 +141,14 @@ def test_input_layer_options_only_key_runs_of_their_kind():
     assert base.resume_key("rgb", 3) == PretrainConfig(phase_input="raw").resume_key("rgb", 3)
 
 
-
 def test_supcon_weight_keys_runs_that_use_it_and_is_checked():
     base = PretrainConfig()
     assert base.resume_key("phase", 4) != PretrainConfig(physics_supcon=1.0).resume_key("phase", 4)
+    # runs without it keep the key they had before the option existed
+    assert base.resume_key("phase", 4) == "f46b923d4b109a0b"
     with pytest.raises(ValueError, match="physics_supcon"):
         PretrainConfig(physics_supcon=-1.0)
+
 
 def test_checkpoint_of_other_architecture_is_refused(tmp_path, make_toy):
     ds = make_toy(24)
