@@ -243,6 +243,23 @@ def test_serve_prints_url_serves_page_and_stops_on_ctrl_c(tmp_path):
             proc.wait()
 
 
+def test_serve_options_are_serve_parameters():
+    """``insarexplore serve`` and ``python -m insarexplore.app.server`` pass every option."""
+    import inspect
+
+    from insarexplore.app.server import build_parser, serve, serve_options
+
+    args = build_parser().parse_args(
+        ["ws", "--address", "0.0.0.0", "--port", "8080", "--user", "u", "--no-auth"]
+    )
+    options = serve_options(args)
+    assert set(options) <= set(inspect.signature(serve).parameters)
+    dests = {a.dest for a in build_parser()._actions} - {"help", "workspace"}
+    assert dests - {"no_auth", "require_token"} <= set(options)  # folded into ``auth``
+    assert options["address"] == "0.0.0.0" and options["port"] == 8080
+    assert options["user"] == "u" and options["auth"] == "none"
+
+
 def test_serve_rejects_missing_workspace(tmp_path, capsys):
     assert cli.main(["serve", str(tmp_path / "none"), "--port", "0"]) == 2
     assert "no such folder" in capsys.readouterr().err

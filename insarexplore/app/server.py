@@ -44,6 +44,7 @@ __all__ = [
     "serve_until_stopped",
     "widget_bundle_dirs",
     "build_parser",
+    "serve_options",
     "main",
 ]
 
@@ -652,19 +653,23 @@ def auth_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"auth": auth, "basic_auth": getattr(args, "basic_auth", None)}
 
 
+def serve_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Every ``serve()`` keyword argument that :func:`build_parser`'s options set."""
+    return {
+        "address": args.address,
+        "port": args.port,
+        "allow_websocket_origin": args.allow_websocket_origin,
+        "prefix": args.prefix,
+        "user": args.user,
+        "show": args.show,
+        "projection": args.projection,
+        **auth_options(args),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    serve(
-        args.workspace,
-        address=args.address,
-        port=args.port,
-        allow_websocket_origin=args.allow_websocket_origin,
-        prefix=args.prefix,
-        user=args.user,
-        show=args.show,
-        projection=args.projection,
-        **auth_options(args),
-    )
+    serve(args.workspace, **serve_options(args))
     return 0
 
 

@@ -23,9 +23,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     # before anything imports ipykernel's debugger (pydevd warns when a browser connects)
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
-    from insarexplore.app.server import access_policy, auth_options, serve, serve_until_stopped
+    from insarexplore.app.server import (
+        access_policy,
+        auth_options,
+        serve,
+        serve_options,
+        serve_until_stopped,
+    )
 
-    options = auth_options(args)
     if not (0 <= args.port < 65536):
         raise ValueError(f"--port must be in 0..65535; got {args.port}")
     # bad access settings fail before the workspace is loaded
@@ -33,24 +38,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         args.address,
         args.port or 5006,
         allow_websocket_origin=args.allow_websocket_origin,
-        **options,
+        **auth_options(args),
     )
     ws = open_workspace(args.workspace)
     say(f"loading {ws.path} ...")
     try:
-        server = serve(
-            ws,
-            address=args.address,
-            port=args.port,
-            allow_websocket_origin=args.allow_websocket_origin,
-            prefix=args.prefix,
-            user=args.user,
-            show=args.show,
-            projection=args.projection,
-            start=False,
-            announce=False,
-            **options,
-        )
+        server = serve(ws, start=False, announce=False, **serve_options(args))
     except OSError as exc:
         if exc.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES):
             raise ValueError(
