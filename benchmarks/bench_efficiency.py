@@ -137,10 +137,11 @@ def _f1(y_true, pred) -> float:
 def _finetuned(run, x, y, train, seed: int) -> np.ndarray:
     """Embeddings of every row by the encoder fine-tuned on ``train``."""
     from insarexplore.embed import Embedder
-    from insarexplore.explore.finetune import finetune_encoder
+    from insarexplore.explore.finetune import at_model_size, finetune_encoder
     from insarexplore.models.serialization import load_encoder
 
     encoder, config = load_encoder(run)
+    x = at_model_size(x, config)  # as finetune_workspace trains: at the model's size
     model, _ = finetune_encoder(encoder, x[train], y[train], epochs=15, patience=4, batch_size=32,
                                 seed=seed, progress=False)  # fmt: skip
     # at the size it was fine-tuned at, from as many views as the embeddings it is compared with

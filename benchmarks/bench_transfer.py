@@ -220,7 +220,7 @@ def _embeddings(ws, ds, split_ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return _EMBEDDED[key]
 
 
-def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
+def features(ws, split_ids: np.ndarray, method: str) -> np.ndarray:
     """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
     the model's physics head on them), "deformation" (the log-odds of its score 1 - P(none) alone), "hist",
     "random"."""
@@ -249,17 +249,13 @@ def features(ws, split_ids: np.ndarray, method: str, arch: str) -> np.ndarray:
         import torch
 
         from insarexplore.embed import Embedder
-        from insarexplore.models.encoders import build_encoder
+        from insarexplore.models.serialization import build_from_config, load_encoder
 
-        kind = sub.insar.kind
-        torch.manual_seed(0)  # the same random weights in every run
-        layer = "gradient" if kind == "phase" else "hue-gradient"  # pretraining's defaults
-        enc = build_encoder(arch, 4 if kind == "phase" else 3, channel_kind=kind, image_size=48,
-                            phase_input=layer)  # fmt: skip
-        # embedded as the workspace's model embeds (one view or the mean of 8)
-        from insarexplore.models.serialization import load_encoder
-
+        # the workspace's model rebuilt with random weights: the same architecture, input
+        # layers and training size, embedded as the model embeds (one view or the mean of 8)
         _, trained = load_encoder(ws.model_dir(ws.resolve_model(None)))
+        torch.manual_seed(0)  # the same random weights in every run
+        enc = build_from_config(trained).eval()
         emb = Embedder(enc, progress=False, dihedral=bool(trained.get("embed_dihedral")))
         return emb.fit(sub.isel(sample=slice(0, 1))).transform(sub)[back]
     raise ValueError(method)
@@ -315,8 +311,7 @@ def _split_rows(ws, labelled: Path):
     return table[table["source"].astype(str).str.startswith(str(labelled))]
 
 
-def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: str,
-             config: str) -> dict:  # fmt: skip
+def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], config: str) -> dict:
     """Scores of each method on one labelled set. Validation labels are read directly; test
     labels stay sealed and are handed out once per configuration and method."""
     labelled = data[split]
@@ -328,11 +323,11 @@ def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], arch: st
     sites = np.array([site_of[_gen_id(s, site_of)] for s in ids])
     if split != "test":
         y = rows["label"].to_numpy().astype(str)
-        return {m: _scores(features(ws, ids, m, arch), y, groups, sites, m) for m in methods}
+        return {m: _scores(features(ws, ids, m), y, groups, sites, m) for m in methods}
     sealed = SealedTest(np.arange(len(ids)), rows["label"].to_numpy().astype(str))
     out = {}
     for m in methods:
-        x = features(ws, ids, m, arch)
+        x = features(ws, ids, m)
         out[m] = sealed.evaluate(
             f"{config}/{m}", lambda yt, x=x, m=m: _scores(x, yt, groups, sites, m)
         )
@@ -364,7 +359,7 @@ def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
     site_of = json.loads((data["val"] / "sites.json").read_text())
     ids = _split_rows(ws, data["val"]).index.astype(str)
     # the score's log-odds (ranks, hence AUC and Spearman, as of the score itself)
-    score = features(ws, ids.to_numpy(), "deformation", args.arch)[:, 0]
+    score = features(ws, ids.to_numpy(), "deformation")[:, 0]
     p = params.loc[[_gen_id(s, site_of) for s in ids]]
     pos = (p["label"] != "none").to_numpy()
     out = {"auc": float(roc_auc_score(pos, score)), "by_fringes": {}, "negatives": {}}
@@ -493,7 +488,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
             methods = [m for m in methods if m not in head_methods]
     results = {}
     for split in args.splits.split(","):
-        results[split] = evaluate(ws, data, split, methods, args.arch, args.config)
+        results[split] = evaluate(ws, data, split, methods, args.config)
         for m, r in results[split].items():
             cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if "_" not in k)
             print(f"{args.config:16s} {split:4s} {m:6s} {cells}", flush=True)

@@ -41,7 +41,10 @@ __all__ = [
 
 METHODS = FEWSHOT_METHODS
 C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
-C_FALLBACK = 0.1
+# chosen on bench_efficiency's validation split (the label sets with a one-label class):
+# macro-F1 0.228 at 0.1, 0.233 at 0.3, 0.235 at 1, 0.237 at 3 and at 10; the tie goes to the
+# stronger regularisation
+C_FALLBACK = 3.0
 _C_SELECT_MAX = 3000  # labelled rows used to choose C (a stratified subsample beyond that)
 _NEED = "few-shot fitting needs labelled samples of at least 2 classes (at least 2 labels, one per class)"
 

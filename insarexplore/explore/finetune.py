@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FinetuneResult", "finetune_encoder", "finetune_workspace"]
+__all__ = ["FinetuneResult", "at_model_size", "finetune_encoder", "finetune_workspace"]
 
 
 @dataclass
@@ -171,6 +171,21 @@ def _default_augment(channels: int, size: int) -> Any:
     return None
 
 
+def at_model_size(x: np.ndarray, config: dict[str, Any]) -> np.ndarray:
+    """Channels ``(n, c, h, w)`` brought to the size the model was trained at (its config's
+    ``image_size``), the size embedding gives it: fine-tuning trains there. Phase channels are
+    resized as phase (the angle of the resized complex signal). Unchanged when no size is
+    recorded or the size already matches."""
+    size = int(config.get("image_size") or 0)
+    if not size or x.shape[-2:] == (size, size):
+        return x
+    import torch
+
+    from insarexplore.ssl.augment import resize_batch
+
+    return resize_batch(torch.from_numpy(x), size, phase=x.shape[1] == 4).numpy()
+
+
 def finetune_workspace(
     ws: Any,
     base_version: str | None = None,
@@ -212,14 +227,7 @@ def finetune_workspace(
         raise ValueError(
             "no labels: fine-tuning needs labelled samples of at least 2 classes (at least 2 labels)"
         )
-    x = ds.isel(sample=rows).insar.to_channels(config.get("channel_kind"))
-    size = int(config.get("image_size") or 0)
-    if size and x.shape[-2:] != (size, size):  # train at the size the model embeds at
-        import torch
-
-        from insarexplore.ssl.augment import resize_batch
-
-        x = resize_batch(torch.from_numpy(x), size, phase=x.shape[1] == 4).numpy()
+    x = at_model_size(ds.isel(sample=rows).insar.to_channels(config.get("channel_kind")), config)
     y = np.array([labels[s] for s in ids[rows]])
     model, result = finetune_encoder(encoder, x, y, device=device, progress=progress, **kw)
     version, folder = ws.new_model_dir("ft")

@@ -118,3 +118,15 @@ def test_workspace_finetuning_trains_at_the_models_size(tmp_path, monkeypatch):
     monkeypatch.setattr(ft, "finetune_encoder", spy)
     ft.finetune_workspace(ws, store=store, embed=False, epochs=1, progress=False)
     assert seen["shape"] == (12, 4, 16, 16)  # the 32 px store brought to the model's 16 px
+
+
+def test_at_model_size_resizes_phase_as_phase_and_leaves_matching_sizes():
+    from insarexplore.explore.finetune import at_model_size
+
+    x, _ = _images(2, size=32)
+    assert at_model_size(x, {}) is x  # no size recorded
+    assert at_model_size(x, {"image_size": 32}) is x
+    small = at_model_size(x, {"image_size": 16})
+    assert small.shape == (4, 4, 16, 16)
+    # cos/sin stay a unit phasor (the angle of the resized signal, not averaged components)
+    np.testing.assert_allclose(np.hypot(small[:, 0], small[:, 1]), 1.0, atol=1e-4)
