@@ -14,7 +14,8 @@ alone, never from the data being predicted). Without the temperature, log-loss o
 labels favours over-regularised models, whose near-uniform probabilities are never badly wrong,
 and picks a C 3-10 times too small at 5 labels per class. Without two labels in every class
 there is nothing to hold out and ``C_FALLBACK`` is used (``benchmarks/bench_efficiency.py``
-checks it on validation).
+checks it on validation); the temperature then stays 1, so those probabilities are the raw
+logistic ones (``calibrated_`` is False).
 """
 
 from __future__ import annotations

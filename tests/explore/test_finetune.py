@@ -130,3 +130,12 @@ def test_at_model_size_resizes_phase_as_phase_and_leaves_matching_sizes():
     assert small.shape == (4, 4, 16, 16)
     # cos/sin stay a unit phasor (the angle of the resized signal, not averaged components)
     np.testing.assert_allclose(np.hypot(small[:, 0], small[:, 1]), 1.0, atol=1e-4)
+
+
+def test_at_model_size_resizes_rgb_within_range():
+    from insarexplore.explore.finetune import at_model_size
+
+    x = np.random.default_rng(0).uniform(0, 1, (3, 3, 40, 40)).astype(np.float32)
+    small = at_model_size(x, {"image_size": 20})
+    assert small.shape == (3, 3, 20, 20)
+    assert small.min() >= 0.0 and small.max() <= 1.0
