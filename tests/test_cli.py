@@ -260,6 +260,13 @@ def test_serve_options_are_serve_parameters():
     assert options["user"] == "u" and options["auth"] == "none"
 
 
+def test_server_module_entry_is_the_serve_command(tmp_path, capsys):
+    from insarexplore.app import server
+
+    assert server.main([str(tmp_path / "none"), "--port", "0"]) == 2
+    assert "insarexplore serve: error:" in capsys.readouterr().err
+
+
 def test_serve_rejects_missing_workspace(tmp_path, capsys):
     assert cli.main(["serve", str(tmp_path / "none"), "--port", "0"]) == 2
     assert "no such folder" in capsys.readouterr().err

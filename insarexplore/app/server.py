@@ -668,9 +668,11 @@ def serve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    serve(args.workspace, **serve_options(args))
-    return 0
+    """``python -m insarexplore.app.server ARGS`` is ``insarexplore serve ARGS``: the same
+    checks, one-line errors and Ctrl-C handling."""
+    from insarexplore.cli import main as cli_main
+
+    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
