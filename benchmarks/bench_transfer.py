@@ -223,7 +223,9 @@ def _embeddings(ws, ds, split_ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
 def features(ws, split_ids: np.ndarray, method: str) -> np.ndarray:
     """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
     the model's physics head on them), "deformation" (the log-odds of its score 1 - P(none) alone), "hist",
-    "random"."""
+    "random"; "A+B" is the features of A and B side by side."""
+    if "+" in method:
+        return np.hstack([features(ws, split_ids, m) for m in method.split("+")])
     ds = ws.open_data(lazy=True)
     ids = np.asarray(ds["sample"].values).astype(str)
     pos = np.searchsorted(ids, split_ids, sorter=np.argsort(ids))
@@ -436,7 +438,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--splits", default="val,test", help="which labelled sets to score")
     p.add_argument("--methods", default="ssl,physics,deformation",
                    help="ssl (the embeddings), physics (the physics head's logits on them), "
-                        "deformation (its zero-shot score alone)")  # fmt: skip
+                        "deformation (its zero-shot score alone); A+B: both side by side")  # fmt: skip
     p.add_argument("--baselines", action="store_true", help="also colour histogram, random init")
     p.add_argument("--errors", action="store_true",
                    help="where the zero-shot score errs on validation: by signal strength, and "
@@ -479,7 +481,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     timing = json.loads((ws.path / "timing.json").read_text())
     print(f"workspace {ws.path.name}: {timing}", flush=True)
     methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])
-    head_methods = [m for m in methods if m in ("physics", "deformation")]
+    head_methods = [m for m in methods if {"physics", "deformation"} & set(m.split("+"))]
     if head_methods:
         from insarexplore.explore.deformation import model_physics_head
 
