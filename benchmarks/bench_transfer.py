@@ -116,8 +116,10 @@ def labelled_dataset(split: str, n_pos: int, n_neg: int):
     return concat(parts), site_of, rng
 
 
-def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
-    """Colour renderings of one split: class folders ``deformation/`` and ``none/``."""
+def make_labelled(split: str, n_pos: int, n_neg: int, out: Path, foreign: bool = False) -> Path:
+    """Colour renderings of one split: class folders ``deformation/`` and ``none/``; with
+    ``foreign``, each site's renderings use its own palette tables (``foreign_lut``), which the
+    reader's do not match, as real sets' tools do not."""
     from insarexplore.data.synthetic.styles import write_styled_folder
 
     if out.exists():
@@ -128,7 +130,7 @@ def make_labelled(split: str, n_pos: int, n_neg: int, out: Path) -> Path:
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels), wedge_p=0.3,
-                        rgba_p=0.1, seed=SPLIT_SEED[split])  # fmt: skip
+                        rgba_p=0.1, seed=SPLIT_SEED[split], foreign=foreign)  # fmt: skip
     (tmp / "sites.json").write_text(json.dumps(dict(zip(ds["sample"].values.tolist(), site_of))))
     tmp.rename(out)
     return out
@@ -151,7 +153,9 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
     from insarexplore.pretraining import PretrainConfig, pretrain_workspace
     from insarexplore.workspace import Workspace
 
-    ws_path = OUT / f"ws-{config}-{steps}-{arch}"
+    look = data["val"].name.removeprefix("labelled-val-")
+    look = "-foreign" if look.endswith("-foreign") else ""
+    ws_path = OUT / f"ws-{config}-{steps}-{arch}{look}"
     reading = config.split("+")[0]
     phase = {"default": None, "rgb": False}[reading]
     ingested = OUT / f"ingested-{reading}-{data['pool'].name}-{data['val'].name}"
@@ -450,6 +454,10 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                    help="re-embed the labelled sets from one view of each image or as the mean "
                         "over its 8 rotations/reflections (default: the stored embeddings, "
                         "made as the model records)")  # fmt: skip
+    p.add_argument("--look", choices=["exact", "foreign"], default="exact",
+                   help="labelled sets rendered in the reader's own palette tables (exact) or "
+                        "in each site's own tables of the same palette families (foreign), as "
+                        "real sets' rendering tools do")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
@@ -465,6 +473,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",
+                   "-foreign" if args.look == "foreign" else "",
                    "" if sorted(args.splits.split(",")) == ["test", "val"]
                    else "-" + "+".join(sorted(args.splits.split(",")))])  # fmt: skip
     if args.quick:
@@ -473,9 +482,11 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     data = {"pool": make_pool(args.n_pool, OUT / f"pool-{args.n_pool}")}
+    look = "-foreign" if args.look == "foreign" else ""
     for split in ("val", "test"):
         data[split] = make_labelled(split, args.n_pos, args.n_neg,
-                                    OUT / f"labelled-{split}-{args.n_pos}-{args.n_neg}")  # fmt: skip
+                                    OUT / f"labelled-{split}-{args.n_pos}-{args.n_neg}{look}",
+                                    foreign=args.look == "foreign")  # fmt: skip
     print(f"fixtures ready in {time.perf_counter() - t0:.0f} s", flush=True)
     ws = build_workspace(args.config, data, args.steps, args.arch)
     timing = json.loads((ws.path / "timing.json").read_text())

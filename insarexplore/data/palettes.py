@@ -67,18 +67,22 @@ def render_phase(
     coherence: np.ndarray | None = None,
     amplitude: np.ndarray | None = None,
     nodata_rgb: tuple[int, int, int] = (0, 0, 0),
+    lut: np.ndarray | None = None,
 ) -> np.ndarray:
     """Render wrapped phase (radians, any shape) as uint8 RGB of shape ``phase.shape + (3,)``.
+
+    ``lut`` (an ``(n, 3)`` uint8 table, row ``i`` the colour of phase ``-pi + 2 pi i / n``)
+    renders in that table instead of ``palette``'s.
 
     ``amplitude`` (0-1) darkens pixels, as radar-amplitude-modulated previews do; ``coherence``
     is accepted for the same purpose when no amplitude exists (it is not used to blank pixels:
     decorrelated phase renders as speckle, as in real products). NaN renders as ``nodata_rgb``.
     """
     ph = np.asarray(phase, dtype=np.float64)
-    lut = palette_lut(palette)
+    lut = palette_lut(palette) if lut is None else np.asarray(lut, dtype=np.uint8)
     valid = np.isfinite(ph)
-    idx = np.floor((np.where(valid, ph, 0.0) + np.pi) / (2 * np.pi) * _LUT_SIZE).astype(np.int64)
-    rgb = lut[np.mod(idx, _LUT_SIZE)]
+    idx = np.floor((np.where(valid, ph, 0.0) + np.pi) / (2 * np.pi) * len(lut)).astype(np.int64)
+    rgb = lut[np.mod(idx, len(lut))]
     shade = amplitude if amplitude is not None else None
     if shade is not None:
         s = np.clip(np.nan_to_num(np.asarray(shade, dtype=np.float64), nan=0.0), 0.0, 1.0)
@@ -124,14 +128,17 @@ def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
     ``palette`` "auto" detects the style first (:func:`detect_palette`). "grey": the grey
     level is the phase (-pi at black, 256 levels over one fringe); black counts as no data only
     where a whole 5 x 5 neighbourhood is black (the no-data wedges at swath edges), since black
-    is also a phase. Colour palettes: each pixel takes the phase of the nearest palette colour
-    (Euclidean in RGB, exact, via a k-d tree over the palette's table, queried once per distinct
-    colour); pure black (the no-data colour) becomes NaN. For ``"rainbow"`` renderings with
-    amplitude shading, colours are first scaled so that their brightest channel is 255, which
-    undoes the shading. The ``"cyclic"`` palette must be unshaded: its colours differ in
-    brightness, so shading is not invertible. Recovery is exact up to the table resolution
-    (2 pi / 1024) for lossless renderings; lossy (JPEG) or resampled images add errors where
-    the palette changes fast.
+    is also a phase. ``"rainbow"``: the hue angle is the phase (red at -pi), which needs no
+    table: it holds for any hue cycle of the HSV kind whatever its saturation, starting hue
+    offset aside, and whatever amplitude shading darkens it (shading scales the channels, not
+    the hue). ``"cyclic"``: each pixel takes the phase of the nearest palette colour (Euclidean
+    in RGB, via a k-d tree over the palette's table, queried once per distinct colour); the
+    palette must be unshaded (its colours differ in brightness, so shading is not invertible),
+    and a tool whose diverging palette is not this module's table reads with errors where the
+    two part (``benchmarks/bench_transfer.py --look foreign`` measures what that costs). Pure
+    black (the no-data colour) becomes NaN. Recovery is exact up to the table resolution
+    (2 pi / 1024) for lossless renderings in this module's tables; lossy (JPEG) or resampled
+    images add errors where the palette changes fast.
     """
     if palette not in (*PALETTES, "auto"):
         raise ValueError(f"palette must be one of {PALETTES} or 'auto'; got {palette!r}")
@@ -144,17 +151,33 @@ def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
         palette = detect_palette(arr)
     if palette == "grey":
         return _recover_grey(arr)
+    if palette == "rainbow":
+        return _recover_hue(arr)
     flat = arr.reshape(-1, 3).astype(np.int32)
     packed = (flat[:, 0] << 16) | (flat[:, 1] << 8) | flat[:, 2]
     colours, inverse = np.unique(packed, return_inverse=True)
     cols = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1)
     cols = cols.astype(np.float64)
-    if palette == "rainbow":
-        cols *= 255.0 / np.maximum(cols.max(axis=1, keepdims=True), 1.0)
     _, idx = _palette_tree(palette).query(cols)
     centres = (-np.pi + 2 * np.pi * (np.asarray(idx) + 0.5) / _LUT_SIZE).astype(np.float32)
     centres[colours == 0] = np.nan
     return centres[inverse.reshape(-1)].reshape(arr.shape[:-1])
+
+
+def _recover_hue(arr: np.ndarray) -> np.ndarray:
+    """Phase from the hue angle (HSV hue 0 = red = -pi, half a table step added as for the
+    tables' bin centres); black is no data, greys (no hue) read as red."""
+    a = arr.astype(np.float32)
+    r, g, b = a[..., 0], a[..., 1], a[..., 2]
+    hi, lo = a.max(axis=-1), a.min(axis=-1)
+    d = np.maximum(hi - lo, 1e-6)
+    hue = np.where(
+        hi == r, np.mod((g - b) / d, 6.0), np.where(hi == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
+    )
+    phase = (hue * (np.pi / 3.0) - np.pi + np.pi / _LUT_SIZE).astype(np.float32)
+    phase = np.where(phase >= np.pi, phase - 2 * np.pi, phase).astype(np.float32)
+    phase[hi == 0] = np.nan
+    return phase
 
 
 def _recover_grey(arr: np.ndarray) -> np.ndarray:

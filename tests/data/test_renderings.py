@@ -12,6 +12,7 @@ from insarexplore.data.io.images import read_image_folder
 from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
 from insarexplore.data.synthetic.styles import (
     amplitude_texture,
+    foreign_lut,
     nodata_wedge,
     render_styled,
     write_styled_folder,
@@ -92,3 +93,68 @@ def test_write_styled_folder_mixes_styles_per_site(tmp_path):
     style = read.insar.sample_table()["rendering"]
     assert set(style[read["label"].values == "A"]) == {"cyclic"}
     assert set(style[read["label"].values == "B"]) == {"rainbow"}
+
+
+def _gradient_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean circular error of neighbouring-pixel phase differences (what the encoder sees)."""
+    d = [np.diff(a, axis=k) - np.diff(b, axis=k) for k in (0, 1)]
+    e = np.concatenate([np.abs(np.angle(np.exp(1j * x[np.isfinite(x)]))) for x in d])
+    return float(e.mean())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_hue_cycles_of_other_tools_read_exactly(seed):
+    """A hue cycle that is not this module's table (lower saturation, another starting hue),
+    shaded by amplitude, reads back to the phase up to a constant offset: the hue is the phase."""
+    ph = fringe_phase((64, 64), 6)
+    lut = foreign_lut("rainbow", np.random.default_rng(seed))
+    assert not np.array_equal(lut, foreign_lut("rainbow", np.random.default_rng(seed + 10)))
+    amp = amplitude_texture(64, 64, seed=seed)
+    img = render_styled(ph, "rainbow", amplitude=amp, lut=lut)
+    assert detect_palette(img) == "rainbow"
+    back = recover_phase(img, "auto")
+    assert _gradient_error(back, ph) < 0.02
+    offset = np.angle(np.mean(np.exp(1j * (back - ph))))
+    assert _err(back, ph + offset) < 0.02
+
+
+def test_cyclic_palettes_of_other_tools_read_with_bounded_error():
+    """A diverging palette of another tool reads with some error (the reader knows one table),
+    still far closer than chance: fringes keep their place and count."""
+    ph = fringe_phase((64, 64), 6)
+    for seed in range(3):
+        lut = foreign_lut("cyclic", np.random.default_rng(seed))
+        img = render_styled(ph, "cyclic", lut=lut)
+        assert detect_palette(img) == "cyclic"
+        back = recover_phase(img, "auto")
+        assert 0.01 < _gradient_error(back, ph) < 0.3  # the own table reads at < 0.01
+    own = recover_phase(render_styled(ph, "cyclic"), "auto")
+    assert _gradient_error(own, ph) < 0.01
+
+
+def test_write_styled_folder_foreign_tables_per_site(tmp_path):
+    """With ``foreign``, one site's images share one table of each style, another site's
+    differ; the draws of styles, wedges and sizes are those of the run without."""
+    from insarexplore.data.synthetic import generate
+
+    ds = generate(8, size=32, seed=0, progress=False)
+    sites = ["A"] * 4 + ["B"] * 4
+    kw = dict(styles=("cyclic",), site=sites, rgba_p=0.0, wedge_p=0.5, seed=3)
+    plain = write_styled_folder(ds, tmp_path / "plain", **kw)
+    other = write_styled_folder(ds, tmp_path / "foreign", foreign=True, **kw)
+    imgs = [np.asarray(Image.open(p)) for p in plain]
+    fimgs = [np.asarray(Image.open(p)) for p in other]
+    for a, b in zip(imgs, fimgs):
+        assert ((a == 0).all(-1) == (b == 0).all(-1)).all()  # the same wedges
+        assert not np.array_equal(a, b)
+
+    # within a site a colour always means one phase
+    def table(i: int) -> dict:
+        phase, rgb = ds["phase"].values[i].ravel(), fimgs[i].reshape(-1, 3)
+        ok = rgb.any(axis=1) & np.isfinite(phase)  # black: no data
+        return dict(zip(map(tuple, rgb[ok]), phase[ok]))
+
+    a0, a1, b0 = table(0), table(1), table(4)
+    shared = set(a0) & set(a1)
+    assert shared and all(abs(np.angle(np.exp(1j * (a0[c] - a1[c])))) < 0.05 for c in shared)
+    assert len(set(a0) & set(b0)) < 0.2 * min(len(a0), len(b0))  # B has its own colours

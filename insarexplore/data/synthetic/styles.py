@@ -19,7 +19,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["STYLES", "amplitude_texture", "nodata_wedge", "render_styled", "write_styled_folder"]
+__all__ = [
+    "STYLES",
+    "amplitude_texture",
+    "foreign_lut",
+    "nodata_wedge",
+    "render_styled",
+    "write_styled_folder",
+]
 
 STYLES = ("grey", "cyclic", "rainbow")
 
@@ -54,6 +61,42 @@ def amplitude_texture(h: int, w: int, seed: int, beta: float = 3.0) -> np.ndarra
     return (0.15 + 0.85 * field).astype(np.float32)
 
 
+def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.ndarray:
+    """A rendering tool's own table for ``style``: the same family of palette as the reader's
+    table (``palettes.palette_lut``) but not its colours, as real sets are rendered.
+
+    "cyclic": the diverging anchors (dark red, red, yellow, white, light blue, dark blue) each
+    moved by about 25 levels per channel and spaced unevenly (each inner anchor up to 0.05 of
+    the cycle off), started at a random phase. "rainbow": a hue cycle at saturation 0.7-1,
+    started at a random hue. "grey": the plain ramp (grey renderings are read as documented).
+    Returns an ``(size, 3)`` uint8 table for ``render_phase(lut=...)``.
+    """
+    from insarexplore.data.palettes import _CYCLIC_ANCHORS, palette_lut
+
+    t = np.arange(size) / size
+    if style == "grey":
+        return palette_lut("grey", size)
+    if style == "cyclic":
+        anchors = _CYCLIC_ANCHORS.copy()
+        anchors[:-1] += rng.normal(0.0, 25.0, size=anchors[:-1].shape)
+        anchors[-1] = anchors[0]
+        pos = np.linspace(0.0, 1.0, len(anchors))
+        pos[1:-1] += rng.uniform(-0.05, 0.05, size=len(pos) - 2)
+        rgb = np.stack([np.interp(t, pos, np.clip(anchors[:, c], 0, 255)) for c in range(3)], 1)
+    elif style == "rainbow":
+        sat = rng.uniform(0.7, 1.0)
+        h = (t + rng.uniform()) % 1.0 * 6.0
+        x = 1 - np.abs(np.mod(h, 2) - 1)
+        seg = np.floor(h).astype(int) % 6
+        pure = np.stack([np.choose(seg, [1, x, 0, 0, x, 1]), np.choose(seg, [x, 1, 1, x, 0, 0]),
+                         np.choose(seg, [0, 0, x, 1, 1, x])], 1)  # fmt: skip
+        rgb = 255.0 * (1.0 - sat * (1.0 - pure))
+    else:
+        raise ValueError(f"style must be one of {STYLES}; got {style!r}")
+    rgb = np.roll(rgb, int(rng.integers(size)), axis=0) if style == "cyclic" else rgb
+    return np.clip(np.round(rgb), 1, 255).astype(np.uint8)
+
+
 def render_styled(
     phase: np.ndarray,
     style: str,
@@ -62,12 +105,14 @@ def render_styled(
     wedge: np.ndarray | None = None,
     size: tuple[int, int] | None = None,
     rgba: bool = False,
+    lut: np.ndarray | None = None,
 ) -> np.ndarray:
     """One rendering of wrapped ``phase``: uint8 ``(h, w, 3)``, or ``(h, w, 4)`` with ``rgba``.
 
     ``style``: "grey" (cyclic grey ramp), "cyclic" (diverging palette) or "rainbow" (hue
     cycle, shaded by ``amplitude`` when given). ``wedge`` (bool mask) and NaN are no data:
-    black, or transparent with ``rgba``. ``size`` (h, w) resamples the phasor first.
+    black, or transparent with ``rgba``. ``size`` (h, w) resamples the phasor first. ``lut``
+    renders in that table (e.g. :func:`foreign_lut`) instead of the style's own.
     """
     from insarexplore.data.io._decode import fit_phase
     from insarexplore.data.palettes import render_phase
@@ -85,7 +130,8 @@ def render_styled(
 
             img = Image.fromarray(np.asarray(amp, dtype=np.float32), mode="F")
             amp = np.asarray(img.resize((size[1], size[0]), Image.Resampling.BILINEAR))
-    rgb = render_phase(ph, palette=style, amplitude=amp if style == "rainbow" else None)
+    shade = amp if style == "rainbow" else None
+    rgb = render_phase(ph, palette=style, amplitude=shade, lut=lut)
     if not rgba:
         return rgb
     alpha = np.where(np.isfinite(ph), 255, 0).astype(np.uint8)
@@ -104,6 +150,7 @@ def write_styled_folder(
     big_size: tuple[int, int] = (373, 464),
     seed: int = 0,
     tif_names: int = 0,
+    foreign: bool = False,
 ) -> list[Path]:
     """Write every sample of a phase Dataset as a styled rendering under ``out_dir``.
 
@@ -113,6 +160,8 @@ def write_styled_folder(
     sub-folder per label (default: flat). ``rgba_p`` of the images become ``big_size`` RGBA
     scenes. The first ``tif_names`` images are saved as RGB TIFFs named
     ``*.geo.diff_pha.tif``, as some public sets ship them. File names are LiCSAR-like.
+    ``foreign``: each site renders each style in its own :func:`foreign_lut` (one tool per
+    site), so the reader's palette tables do not match the colours exactly.
     """
     from PIL import Image
 
@@ -124,6 +173,7 @@ def write_styled_folder(
     sites = np.asarray(site if site is not None else ds["location_name"].values).astype(str)
     h, w = ds.sizes["y"], ds.sizes["x"]
     textures: dict[str, np.ndarray] = {}
+    luts: dict[tuple[str, str], np.ndarray] = {}
     paths = []
     phase = ds["phase"].values
     for i in range(n):
@@ -137,6 +187,9 @@ def write_styled_folder(
             textures[s] = amplitude_texture(h, w, seed=zlib.crc32(f"{s}|{seed}".encode()))
         wedge = nodata_wedge(h, w, rng) if rng.random() < wedge_p else None
         big = rng.random() < rgba_p
+        if foreign and (s, style) not in luts:  # own stream: the draws above stay as without
+            site_rng = np.random.default_rng(zlib.crc32(f"{s}|{style}|{seed}|lut".encode()))
+            luts[s, style] = foreign_lut(style, site_rng)
         img = render_styled(
             phase[i],
             style,
@@ -144,6 +197,7 @@ def write_styled_folder(
             wedge=wedge,
             size=big_size if big else None,
             rgba=big,
+            lut=luts.get((s, style)),
         )
         folder = out / str(labels[i]) if labels is not None else out
         folder.mkdir(parents=True, exist_ok=True)
