@@ -18,6 +18,11 @@ Defaults of ``PhaseAugment`` (on unless noted) and why:
   cutout (one hole, p 0.5): real scenes lose coherence over water, vegetation and snow.
 * phase conjugation (sign flip) is OFF: it swaps uplift and subsidence, which users may care
   about.
+* palette warp (``palette_warp_p``, OFF unless set): the phase read back from a rendering made
+  with another tool's diverging palette (``data.synthetic.styles.foreign_lut``), through the
+  reader's own table (``data.palettes.recover_phase``): a fixed monotone map of phase with
+  steps where the two palettes part. Real colour sets are rendered so; see
+  ``palette_warp``.
 
 ``insarexplore.ssl.augment_rgb`` holds the palette-aware equivalents for renderings.
 """
@@ -38,6 +43,7 @@ __all__ = [
     "decorrelation",
     "noise_angle",
     "offset_angle",
+    "palette_warp",
     "phase_conjugate",
     "phase_noise",
     "phase_offset",
@@ -89,6 +95,50 @@ def phase_conjugate(x: Tensor, p: float = 0.5) -> Tensor:
     _check_phase(x)
     sign = torch.where(_mask(len(x), p, x.device), -1.0, 1.0).to(x.dtype)
     return torch.cat([x[:, :1], x[:, 1:2] * sign[:, None, None, None], x[:, 2:]], dim=1)
+
+
+_WARP_TABLES = 32  # other tools' diverging palettes, read back through the reader's table
+_WARP_CACHE: dict[str, Tensor] = {}
+
+
+def _warp_tables(device: torch.device) -> Tensor:
+    """``(32, 1024)`` read-back phases: row ``k`` is what ``recover_phase`` makes of phase
+    ``-pi + 2 pi i / 1024`` rendered in the ``k``-th foreign diverging table (fixed seeds)."""
+    key = str(device)
+    if key not in _WARP_CACHE:
+        import numpy as np
+
+        from insarexplore.data.palettes import recover_phase
+        from insarexplore.data.synthetic.styles import foreign_lut
+
+        rows = [
+            recover_phase(foreign_lut("cyclic", np.random.default_rng(10_000 + k))[None], "cyclic")[
+                0
+            ]
+            for k in range(_WARP_TABLES)
+        ]
+        _WARP_CACHE[key] = torch.from_numpy(np.stack(rows)).to(device)
+    return _WARP_CACHE[key]
+
+
+def palette_warp(x: Tensor, p: float = 0.5) -> Tensor:
+    """With probability ``p`` per sample, replace the phase by its read-back through one of 32
+    foreign diverging palettes (``_warp_tables``): the error a rendering tool's own palette
+    leaves in phase read with this project's table. Magnitudes (and so invalid pixels) kept."""
+    _check_phase(x)
+    b = x.shape[0]
+    hit = _mask(b, p, x.device)
+    tables = _warp_tables(x.device)
+    pick = torch.randint(len(tables), (b,), device=x.device)
+    cos, sin = x[:, 0].float(), x[:, 1].float()
+    phase = torch.atan2(sin, cos)
+    n = tables.shape[1]
+    idx = ((phase + math.pi) * (n / (2 * math.pi))).long().clamp_(0, n - 1)
+    new = tables[pick[:, None, None], idx]
+    mag = torch.sqrt(cos * cos + sin * sin)
+    out = torch.stack([mag * torch.cos(new), mag * torch.sin(new)], dim=1).to(x.dtype)
+    out = torch.where(hit[:, None, None, None], out, x[:, :2])  # the others exactly as given
+    return torch.cat([out, x[:, 2:]], dim=1)
 
 
 def power_law_screen(b: int, h: int, w: int, beta: Tensor, device: torch.device) -> Tensor:
@@ -305,8 +355,10 @@ class PhaseAugment(nn.Module):
         decorrelation_threshold: float = 0.4,
         decorrelation_p: float = 0.5,
         cutout_p: float = 0.5,
+        palette_warp_p: float = 0.0,
     ) -> None:
         super().__init__()
+        self.palette_warp_p = palette_warp_p
         self.size, self.crop_scale, self.crop_ratio = size, crop_scale, crop_ratio
         self.flip_p, self.rot90 = flip_p, rot90
         self.offset, self.conjugate_p = offset, conjugate_p
@@ -336,6 +388,8 @@ class PhaseAugment(nn.Module):
         if self.offset:
             angle = angle + offset_angle(x)[:, None, None]
         x = rotate_phase(x, angle)
+        if self.palette_warp_p > 0:
+            x = palette_warp(x, self.palette_warp_p)
         if self.conjugate_p > 0:
             x = phase_conjugate(x, self.conjugate_p)
         if self.cutout_p > 0:

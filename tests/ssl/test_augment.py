@@ -40,6 +40,7 @@ PHASE_STEPS = {
     "noise": lambda x: A.phase_noise(x, 0.5, 1.0),
     "decorrelation": lambda x: A.decorrelation(x, 0.5, 1.0),
     "cutout": lambda x: A.cutout(x, 1.0),
+    "palette_warp": lambda x: A.palette_warp(x, 1.0),
     "flip": A.random_flip,
     "rot90": A.random_rot90,
     "crop": lambda x: A.random_resized_crop(x, 32),
@@ -87,7 +88,12 @@ def test_atmosphere_is_smooth_and_scaled():
 
 @pytest.mark.parametrize(
     "options",
-    [{}, {"conjugate_p": 0.5, "noise_p": 1.0, "noise_std": 1.0}, {"atmosphere_p": 0.0}],
+    [
+        {},
+        {"conjugate_p": 0.5, "noise_p": 1.0, "noise_std": 1.0},
+        {"atmosphere_p": 0.0},
+        {"palette_warp_p": 0.5},
+    ],
 )
 def test_pipeline_is_the_composition_of_the_public_steps(options):
     """PhaseAugment draws the same random numbers as the public functions applied in turn, and
@@ -103,6 +109,8 @@ def test_pipeline_is_the_composition_of_the_public_steps(options):
         y = A.atmosphere(y, aug.atmosphere_std, aug.atmosphere_p)
     y = A.phase_noise(y, aug.noise_std, aug.noise_p)
     y = A.phase_offset(y)
+    if aug.palette_warp_p > 0:
+        y = A.palette_warp(y, aug.palette_warp_p)
     if aug.conjugate_p > 0:
         y = A.phase_conjugate(y, aug.conjugate_p)
     want = A.cutout(y, aug.cutout_p)
@@ -237,3 +245,28 @@ def test_resize_batch_keeps_invariants():
     assert A.resize_batch(x, 32) is x
     rgb = A.resize_batch(rendered_batch("cyclic"), 20)
     check_rgb(rgb, 20)
+
+
+def test_palette_warp_is_the_read_back_of_a_foreign_rendering():
+    """A warped sample's phase is what the reader makes of the same phase rendered in one of the
+    foreign diverging tables; p = 0 leaves the batch as it is."""
+    from insarexplore.data.palettes import recover_phase
+    from insarexplore.data.synthetic.styles import foreign_lut
+
+    x = phase_batch(b=4, size=16, seed=3)
+    assert torch.equal(A.palette_warp(x, 0.0), x)
+    torch.manual_seed(5)
+    out = A.palette_warp(x, 1.0)
+    torch.manual_seed(5)
+    A._mask(4, 1.0, x.device)
+    pick = torch.randint(32, (4,))
+    for i in range(4):
+        phi = torch.atan2(x[i, 1], x[i, 0]).numpy()
+        lut = foreign_lut("cyclic", np.random.default_rng(10_000 + int(pick[i])))
+        want = recover_phase(render_phase(phi, lut=lut), "cyclic")
+        got = torch.atan2(out[i, 1], out[i, 0]).numpy()
+        ok = x[i, 3].numpy() == 1
+        err = np.abs(np.angle(np.exp(1j * (got - want))))[ok]
+        assert err.max() < 0.02  # the same table entry, up to the phase's binning
+        moved = np.abs(np.angle(np.exp(1j * (got - phi))))[ok]
+        assert moved.mean() > 0.05  # and it does differ from the phase it was given
