@@ -28,6 +28,11 @@ encoder with random weights.
     python benchmarks/bench_transfer.py                 # default configuration, val + test
     python benchmarks/bench_transfer.py --config rgb    # renderings kept as RGB (--phase off)
     python benchmarks/bench_transfer.py --steps 300 --n-pool 600 --quick
+    python benchmarks/bench_transfer.py --look foreign  # labelled sets in other tools' palettes
+
+``--look foreign`` renders each site's labelled images in that site's own palette tables of the
+same families (``data.synthetic.styles.foreign_lut``), which the reader does not hold: what real
+sets, rendered by tools other than this project, cost the reader and the model.
 """
 
 from __future__ import annotations

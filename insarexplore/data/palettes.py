@@ -111,11 +111,7 @@ def detect_palette(rgb: np.ndarray) -> str:
     sat = lit & ((hi - lo) > 40)
     if not sat.any():
         return "grey"
-    r, g, b = (a[sat, c].astype(np.float64) for c in range(3))
-    mx, mn = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
-    d = np.maximum(mx - mn, 1e-9)
-    hue = np.where(mx == r, ((g - b) / d) % 6, np.where(mx == g, (b - r) / d + 2, (r - g) / d + 4))
-    hue = hue / 6.0
+    hue = _hue(a[sat].astype(np.float64))
     green_cyan = np.mean((hue > 0.22) & (hue < 0.5))
     # measured: 0 for cyclic renderings (also resampled), 0.23-0.27 for hue cycles of synthetic
     # interferograms, 0.085 for a hue cycle of a field with one dominant phase
@@ -167,17 +163,23 @@ def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
 def _recover_hue(arr: np.ndarray) -> np.ndarray:
     """Phase from the hue angle (HSV hue 0 = red = -pi, half a table step added as for the
     tables' bin centres); black is no data, greys (no hue) read as red."""
-    a = arr.astype(np.float32)
+    phase = (_hue(arr.astype(np.float32)) * (2 * np.pi) - np.pi + np.pi / _LUT_SIZE).astype(
+        np.float32
+    )
+    phase = np.where(phase >= np.pi, phase - 2 * np.pi, phase).astype(np.float32)
+    phase[arr.max(axis=-1) == 0] = np.nan
+    return phase
+
+
+def _hue(a: np.ndarray) -> np.ndarray:
+    """HSV hue in [0, 1) of float RGB ``(..., 3)`` (0 red, 1/3 green, 2/3 blue; 0 for greys)."""
     r, g, b = a[..., 0], a[..., 1], a[..., 2]
     hi, lo = a.max(axis=-1), a.min(axis=-1)
     d = np.maximum(hi - lo, 1e-6)
-    hue = np.where(
-        hi == r, np.mod((g - b) / d, 6.0), np.where(hi == g, (b - r) / d + 2.0, (r - g) / d + 4.0)
+    six = np.where(
+        hi == r, np.mod((g - b) / d, 6.0), np.where(hi == g, (b - r) / d + 2, (r - g) / d + 4)
     )
-    phase = (hue * (np.pi / 3.0) - np.pi + np.pi / _LUT_SIZE).astype(np.float32)
-    phase = np.where(phase >= np.pi, phase - 2 * np.pi, phase).astype(np.float32)
-    phase[hi == 0] = np.nan
-    return phase
+    return six / 6.0
 
 
 def _recover_grey(arr: np.ndarray) -> np.ndarray:
