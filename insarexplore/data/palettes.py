@@ -79,7 +79,11 @@ def render_phase(
     decorrelated phase renders as speckle, as in real products). NaN renders as ``nodata_rgb``.
     """
     ph = np.asarray(phase, dtype=np.float64)
-    lut = palette_lut(palette) if lut is None else np.asarray(lut, dtype=np.uint8)
+    if lut is None:
+        lut = palette_lut(palette)
+    elif not (isinstance(lut, np.ndarray) and lut.dtype == np.uint8 and lut.ndim == 2
+              and lut.shape[1] == 3 and len(lut) > 0):  # fmt: skip
+        raise ValueError(f"lut must be an (n, 3) uint8 table; got {getattr(lut, 'shape', lut)!r}")
     valid = np.isfinite(ph)
     idx = np.floor((np.where(valid, ph, 0.0) + np.pi) / (2 * np.pi) * len(lut)).astype(np.int64)
     rgb = lut[np.mod(idx, len(lut))]

@@ -139,14 +139,20 @@ def test_write_styled_folder_foreign_tables_per_site(tmp_path):
 
     ds = generate(8, size=32, seed=0, progress=False)
     sites = ["A"] * 4 + ["B"] * 4
-    kw = dict(styles=("cyclic",), site=sites, rgba_p=0.0, wedge_p=0.5, seed=3)
+    looks = {"A": [0, 1, 0], "B": [0, 1, 0]}
+    kw = dict(styles=looks, site=sites, rgba_p=0.3, wedge_p=0.5, seed=3)
     plain = write_styled_folder(ds, tmp_path / "plain", **kw)
     other = write_styled_folder(ds, tmp_path / "foreign", foreign=True, **kw)
     imgs = [np.asarray(Image.open(p)) for p in plain]
     fimgs = [np.asarray(Image.open(p)) for p in other]
+    assert {a.shape for a in imgs} == {(32, 32, 3), (373, 464, 4)}  # both kinds drawn
     for a, b in zip(imgs, fimgs):
-        assert ((a == 0).all(-1) == (b == 0).all(-1)).all()  # the same wedges
+        assert a.shape == b.shape  # the same sizes and RGBA draws
+        assert ((a[..., :3] == 0).all(-1) == (b[..., :3] == 0).all(-1)).all()  # same wedges
         assert not np.array_equal(a, b)
+    small = [i for i, a in enumerate(fimgs) if a.shape == (32, 32, 3)]
+    in_a, in_b = [i for i in small if i < 4], [i for i in small if i >= 4]
+    assert len(in_a) >= 2 and in_b  # the draws of seed 3 leave these at 32 px
 
     # within a site a colour always means one phase
     def table(i: int) -> dict:
@@ -154,7 +160,28 @@ def test_write_styled_folder_foreign_tables_per_site(tmp_path):
         ok = rgb.any(axis=1) & np.isfinite(phase)  # black: no data
         return dict(zip(map(tuple, rgb[ok]), phase[ok]))
 
-    a0, a1, b0 = table(0), table(1), table(4)
+    a0, a1, b0 = table(in_a[0]), table(in_a[1]), table(in_b[0])
     shared = set(a0) & set(a1)
     assert shared and all(abs(np.angle(np.exp(1j * (a0[c] - a1[c])))) < 0.05 for c in shared)
     assert len(set(a0) & set(b0)) < 0.2 * min(len(a0), len(b0))  # B has its own colours
+
+
+def test_foreign_tables_stay_in_their_family():
+    """Another tool's diverging palette is still detected as diverging, its hue cycle as a hue
+    cycle (the detector and the fixtures agree on what a family is)."""
+    ph = fringe_phase((48, 48), 6)
+    amp = amplitude_texture(48, 48, seed=1)
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        assert detect_palette(render_styled(ph, "cyclic", lut=foreign_lut("cyclic", rng))) == (
+            "cyclic"
+        )
+        lut = foreign_lut("rainbow", rng)
+        assert detect_palette(render_styled(ph, "rainbow", amplitude=amp, lut=lut)) == "rainbow"
+
+
+def test_render_phase_refuses_a_bad_table():
+    with pytest.raises(ValueError, match="lut"):
+        render_phase(np.zeros((4, 4)), lut=np.ones((16, 3)))  # floats 0-1: all but black
+    with pytest.raises(ValueError, match="lut"):
+        render_phase(np.zeros((4, 4)), lut=np.ones((16, 4), np.uint8))

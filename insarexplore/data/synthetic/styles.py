@@ -66,9 +66,11 @@ def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.nd
     table (``palettes.palette_lut``) but not its colours, as real sets are rendered.
 
     "cyclic": the diverging anchors (dark red, red, yellow, white, light blue, dark blue) each
-    moved by about 25 levels per channel and spaced unevenly (each inner anchor up to 0.05 of
-    the cycle off), started at a random phase. "rainbow": a hue cycle at saturation 0.7-1,
-    started at a random hue. "grey": the plain ramp (grey renderings are read as documented).
+    made lighter or darker (about 20 levels) and tinted a little (about 8 levels a channel;
+    white a third of that), so that each keeps its hue, and spaced unevenly (each inner anchor
+    up to 0.05 of the cycle off), started at a random phase. "rainbow": a hue cycle at
+    saturation 0.7-1, started at a random hue. "grey": the plain ramp (grey renderings are read
+    as documented).
     Returns an ``(size, 3)`` uint8 table for ``render_phase(lut=...)``.
     """
     from insarexplore.data.palettes import _CYCLIC_ANCHORS, palette_lut
@@ -78,7 +80,11 @@ def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.nd
         return palette_lut("grey", size)
     if style == "cyclic":
         anchors = _CYCLIC_ANCHORS.copy()
-        anchors[:-1] += rng.normal(0.0, 25.0, size=anchors[:-1].shape)
+        # each anchor lighter or darker (20 levels) and tinted a little (8 a channel): the
+        # same hues (white stays near white, light blue blue), another tool's tones
+        scale = np.where(np.arange(len(anchors) - 1) == 3, 0.3, 1.0)[:, None]  # white: less
+        anchors[:-1] += scale * rng.normal(0.0, 20.0, size=(len(anchors) - 1, 1))
+        anchors[:-1] += scale * rng.normal(0.0, 8.0, size=(len(anchors) - 1, 3))
         anchors[-1] = anchors[0]
         pos = np.linspace(0.0, 1.0, len(anchors))
         pos[1:-1] += rng.uniform(-0.05, 0.05, size=len(pos) - 2)
