@@ -22,8 +22,8 @@ Defaults of ``PhaseAugment`` (on unless noted) and why:
   with another tool's diverging palette (``data.synthetic.styles.foreign_lut``), through the
   reader's own table (``data.palettes.recover_phase``): a fixed, nearly monotone map of phase
   with steps where the two palettes part. Real colour sets are rendered so; see
-  ``palette_warp``. On ``bench_transfer --look foreign`` it gained +0.010 LSO / +0.008 grouped
-  at 10 labels, below the rule fixed for a default (benchmarks/RESULTS.md).
+  ``palette_warp``. On ``bench_transfer --look foreign`` it gained +0.006 LSO and lost 0.004
+  grouped at 10 labels, below the rule fixed for a default (benchmarks/RESULTS.md).
 
 ``insarexplore.ssl.augment_rgb`` holds the palette-aware equivalents for renderings.
 """
