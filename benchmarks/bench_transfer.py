@@ -151,16 +151,16 @@ def _literal(text: str):
         return text
 
 
-def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, seed: int = 0):
-    """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config."""
+def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, seed: int = 0,
+                    look: str = "exact"):  # fmt: skip
+    """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config and
+    per look of the labelled sets."""
     from insarexplore.embed import embed_workspace
     from insarexplore.intake import add_to_workspace
     from insarexplore.pretraining import PretrainConfig, pretrain_workspace
     from insarexplore.workspace import Workspace
 
-    look = data["val"].name.removeprefix("labelled-val-")
-    look = "-foreign" if look.endswith("-foreign") else ""
-    ws_path = OUT / f"ws-{config}-{steps}-{arch}{look}"
+    ws_path = OUT / f"ws-{config}-{steps}-{arch}{'' if look == 'exact' else '-' + look}"
     reading = config.split("+")[0]
     phase = {"default": None, "rgb": False}[reading]
     ingested = OUT / f"ingested-{reading}-{data['pool'].name}-{data['val'].name}"
@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                                     OUT / f"labelled-{split}-{args.n_pos}-{args.n_neg}{look}",
                                     foreign=args.look == "foreign")  # fmt: skip
     print(f"fixtures ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    ws = build_workspace(args.config, data, args.steps, args.arch)
+    ws = build_workspace(args.config, data, args.steps, args.arch, look=args.look)
     timing = json.loads((ws.path / "timing.json").read_text())
     print(f"workspace {ws.path.name}: {timing}", flush=True)
     methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])

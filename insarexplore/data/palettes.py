@@ -135,7 +135,8 @@ def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:
     in RGB, via a k-d tree over the palette's table, queried once per distinct colour); the
     palette must be unshaded (its colours differ in brightness, so shading is not invertible),
     and a tool whose diverging palette is not this module's table reads with errors where the
-    two part (``benchmarks/bench_transfer.py --look foreign`` measures what that costs). Pure
+    two part (``benchmarks/bench_palettes.py`` measures the error, ``bench_transfer.py --look
+    foreign`` what it costs the model). Pure
     black (the no-data colour) becomes NaN. Recovery is exact up to the table resolution
     (2 pi / 1024) for lossless renderings in this module's tables; lossy (JPEG) or resampled
     images add errors where the palette changes fast.
