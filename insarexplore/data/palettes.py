@@ -100,9 +100,13 @@ def detect_palette(rgb: np.ndarray) -> str:
     """Which palette style an 8-bit rendering ``(h, w, 3)`` uses: "grey", "cyclic" or "rainbow".
 
     Grey: nearly every lit pixel has equal channels. Otherwise the hue decides: the cyclic
-    diverging palette runs red -> yellow -> white -> blue and has no green or cyan, while a hue
-    cycle spends about a third of every fringe there; this test does not need the rendering's
-    colours to match this module's tables exactly.
+    diverging palette runs red -> yellow -> white -> blue and has no strong green or cyan,
+    while a hue cycle spends about a third of every fringe there; this test does not need the
+    rendering's colours to match this module's tables exactly. Only strong colours count
+    (saturation (max - min) / max of at least 0.5): a hue cycle keeps its saturation however
+    amplitude darkens it, while a diverging palette whose light blue leans cyan or teal, and
+    pixels resampled between its yellow and blue, are pale there. A hue cycle paler than that
+    reads as "cyclic".
     """
     a = np.asarray(rgb).reshape(-1, 3).astype(np.int16)
     hi, lo = a.max(axis=1), a.min(axis=1)
@@ -115,9 +119,12 @@ def detect_palette(rgb: np.ndarray) -> str:
     sat = lit & ((hi - lo) > 40)
     if not sat.any():
         return "grey"
-    hue = _hue(a[sat].astype(np.float64))
-    green_cyan = np.mean((hue > 0.22) & (hue < 0.5))
-    # measured: 0 for cyclic renderings (also resampled), 0.23-0.27 for hue cycles of synthetic
+    strong = a[sat].astype(np.float64)
+    hue = _hue(strong)
+    vivid = (strong.max(axis=1) - strong.min(axis=1)) >= 0.5 * strong.max(axis=1)
+    green_cyan = np.mean((hue > 0.22) & (hue < 0.5) & vivid)
+    # measured: 0 for cyclic renderings (also resampled, and with a light blue leaning cyan or
+    # teal: 0.11-0.29 without the saturation test), 0.18-0.35 for hue cycles of synthetic
     # interferograms, 0.085 for a hue cycle of a field with one dominant phase
     return "rainbow" if green_cyan > 0.02 else "cyclic"
 

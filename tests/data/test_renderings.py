@@ -180,6 +180,32 @@ def test_foreign_tables_stay_in_their_family():
         assert detect_palette(render_styled(ph, "rainbow", amplitude=amp, lut=lut)) == "rainbow"
 
 
+def _diverging_lut(light_blue: tuple[int, int, int]) -> np.ndarray:
+    """A diverging table like the reader's, with another light blue."""
+    anchors = np.array([[110, 0, 20], [220, 40, 30], [250, 200, 40], [255, 255, 245],
+                        light_blue, [20, 60, 170], [110, 0, 20]], float)  # fmt: skip
+    t, pos = np.arange(1024) / 1024, np.linspace(0, 1, 7)
+    rgb = np.stack([np.interp(t, pos, anchors[:, c]) for c in range(3)], 1)
+    return np.round(rgb).astype(np.uint8)
+
+
+@pytest.mark.parametrize("light_blue", [(150, 230, 220), (120, 220, 210), (100, 200, 255)])
+def test_a_diverging_palette_whose_light_blue_leans_cyan_is_not_a_hue_cycle(light_blue):
+    """Its pale cyan or teal (and pixels resampled between yellow and blue) are not the
+    strong greens and cyans of a hue cycle; the hue cycle itself still reads as one."""
+    rng = np.random.default_rng(0)
+    fringes = fringe_phase((224, 224), 8)
+    speckle = rng.uniform(-np.pi, np.pi, (224, 224))
+    lut = _diverging_lut(light_blue)
+    for ph in (fringes, speckle):
+        rgb = render_phase(ph, lut=lut)
+        assert detect_palette(rgb) == "cyclic"
+        half = np.asarray(Image.fromarray(rgb).resize((112, 112), Image.BOX))
+        assert detect_palette(half) == "cyclic"
+        amp = amplitude_texture(224, 224, seed=2)
+        assert detect_palette(render_styled(ph, "rainbow", amplitude=amp)) == "rainbow"
+
+
 def test_render_phase_refuses_a_bad_table():
     with pytest.raises(ValueError, match="lut"):
         render_phase(np.zeros((4, 4)), lut=np.ones((16, 3)))  # floats 0-1: all but black
