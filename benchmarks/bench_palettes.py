@@ -6,7 +6,9 @@ the mean circular error of neighbouring-pixel phase differences after ``recover_
 "auto")`` (what the encoder's fringe-rate input sees), and how often the style is detected
 wrongly. For hue cycles, the nearest colour of the reader's hue-cycle table (each colour's
 brightest channel scaled to 255 first, the reading used before the hue angle) is measured
-beside it.
+beside it. Two more diverging tables have a light blue that leans cyan or teal
+(``styles.diverging_lut``), as some tools' do: the case where a detector that looks for green
+and cyan hues could call a diverging rendering a hue cycle.
 
     python benchmarks/bench_palettes.py [--quick]
 """
@@ -25,6 +27,7 @@ __all__ = ["run"]
 
 AREA = "palettes"
 N_FOREIGN = 5
+LEANING_BLUES = ((150, 230, 220), (120, 220, 210))  # a diverging light blue leaning cyan, teal
 
 
 def _gradient_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,7 +53,7 @@ def _nearest_hue_table(rgb: np.ndarray) -> np.ndarray:
 def measure(n: int = 40, size: int = 224) -> list[dict]:
     from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
     from insarexplore.data.synthetic import generate
-    from insarexplore.data.synthetic.styles import amplitude_texture, foreign_lut
+    from insarexplore.data.synthetic.styles import amplitude_texture, diverging_lut, foreign_lut
 
     phase = generate(n, size=size, classes=("mogi", "dyke", "none"), seed=5, progress=False)
     phase = phase["phase"].values
@@ -62,6 +65,8 @@ def measure(n: int = 40, size: int = 224) -> list[dict]:
             (f"foreign {k}", foreign_lut(style, np.random.default_rng(k)))
             for k in range(1, N_FOREIGN + 1)
         ]
+        if style == "cyclic":
+            tables += [(f"light blue {c}", diverging_lut(c)) for c in LEANING_BLUES]
         for name, lut in tables:
             imgs = [render_phase(p, style, amplitude=shade, lut=lut) for p in phase]
             err = np.mean(

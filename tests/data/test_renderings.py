@@ -12,6 +12,7 @@ from insarexplore.data.io.images import read_image_folder
 from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
 from insarexplore.data.synthetic.styles import (
     amplitude_texture,
+    diverging_lut,
     foreign_lut,
     nodata_wedge,
     render_styled,
@@ -180,15 +181,6 @@ def test_foreign_tables_stay_in_their_family():
         assert detect_palette(render_styled(ph, "rainbow", amplitude=amp, lut=lut)) == "rainbow"
 
 
-def _diverging_lut(light_blue: tuple[int, int, int]) -> np.ndarray:
-    """A diverging table like the reader's, with another light blue."""
-    anchors = np.array([[110, 0, 20], [220, 40, 30], [250, 200, 40], [255, 255, 245],
-                        light_blue, [20, 60, 170], [110, 0, 20]], float)  # fmt: skip
-    t, pos = np.arange(1024) / 1024, np.linspace(0, 1, 7)
-    rgb = np.stack([np.interp(t, pos, anchors[:, c]) for c in range(3)], 1)
-    return np.round(rgb).astype(np.uint8)
-
-
 @pytest.mark.parametrize("light_blue", [(150, 230, 220), (120, 220, 210), (100, 200, 255)])
 def test_a_diverging_palette_whose_light_blue_leans_cyan_is_not_a_hue_cycle(light_blue):
     """Its pale cyan or teal (and pixels resampled between yellow and blue) are not the
@@ -196,7 +188,7 @@ def test_a_diverging_palette_whose_light_blue_leans_cyan_is_not_a_hue_cycle(ligh
     rng = np.random.default_rng(0)
     fringes = fringe_phase((224, 224), 8)
     speckle = rng.uniform(-np.pi, np.pi, (224, 224))
-    lut = _diverging_lut(light_blue)
+    lut = diverging_lut(light_blue)
     for ph in (fringes, speckle):
         rgb = render_phase(ph, lut=lut)
         assert detect_palette(rgb) == "cyclic"

@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "STYLES",
     "amplitude_texture",
+    "diverging_lut",
     "foreign_lut",
     "nodata_wedge",
     "render_styled",
@@ -61,6 +62,23 @@ def amplitude_texture(h: int, w: int, seed: int, beta: float = 3.0) -> np.ndarra
     return (0.15 + 0.85 * field).astype(np.float32)
 
 
+def _anchored(anchors: np.ndarray, pos: np.ndarray, size: int) -> np.ndarray:
+    """Float RGB ``(size, 3)`` interpolated between ``anchors`` (clipped to 0-255) at ``pos``."""
+    t = np.arange(size) / size
+    return np.stack([np.interp(t, pos, np.clip(anchors[:, c], 0, 255)) for c in range(3)], 1)
+
+
+def diverging_lut(light_blue: Sequence[int], size: int = 1024) -> np.ndarray:
+    """The reader's diverging table (``palettes.palette_lut("cyclic")``) with another light
+    blue anchor, e.g. one that leans cyan or teal as some tools' do: ``(size, 3)`` uint8."""
+    from insarexplore.data.palettes import _CYCLIC_ANCHORS
+
+    anchors = _CYCLIC_ANCHORS.copy()
+    anchors[4] = np.asarray(light_blue, dtype=np.float64)
+    rgb = _anchored(anchors, np.linspace(0.0, 1.0, len(anchors)), size)
+    return np.round(rgb).astype(np.uint8)
+
+
 def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.ndarray:
     """A rendering tool's own table for ``style``: the same family of palette as the reader's
     table (``palettes.palette_lut``) but not its colours, as real sets are rendered.
@@ -88,7 +106,7 @@ def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.nd
         anchors[-1] = anchors[0]
         pos = np.linspace(0.0, 1.0, len(anchors))
         pos[1:-1] += rng.uniform(-0.05, 0.05, size=len(pos) - 2)
-        rgb = np.stack([np.interp(t, pos, np.clip(anchors[:, c], 0, 255)) for c in range(3)], 1)
+        rgb = _anchored(anchors, pos, size)
     elif style == "rainbow":
         sat = rng.uniform(0.7, 1.0)
         h = (t + rng.uniform()) % 1.0 * 6.0
