@@ -8,7 +8,8 @@ real data (phase phasors, or RGB renderings in the grey, cyclic and hue-cycle st
 sets), with swath-edge no-data wedges; ``WithPhysics`` adds a classification loss on augmented bank views (which
 source, or none) to the self-supervised loss, so the encoder's features must tell deformation
 from the nuisances that look like it while the contrastive loss keeps them faithful to the
-real data. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
+real data. Optionally (``regress``) it also regresses how strong each image's signal and its
+turbulent atmosphere are (``TARGETS``), graded where the classes are all or nothing. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
 to the views' source size by the same phasor-aware resampling as the stored data, so noise
 and fringes look as they do in the real views. Under DDP each rank makes and keeps only its
 own slice of the bank (the same images the whole bank holds at those rows) and draws from it.
@@ -25,34 +26,43 @@ from torch import Tensor, nn
 
 from insarexplore.ssl.losses import SupConLoss
 
-__all__ = ["PhysicsBank", "WithPhysics", "bank_slice", "make_physics_bank"]
+__all__ = ["TARGETS", "PhysicsBank", "WithPhysics", "bank_slice", "make_physics_bank"]
+
+# what the bank's optional regression predicts of each image, as log(1 + value): the
+# deformation signal in fringes (0 for none) and the turbulent delay's std in cm, the two
+# things a score of deformation confuses (weak signals, strong turbulence)
+TARGETS = ("signal_fringes", "atmosphere_cm")
 
 _SPACING_M = 100.0  # ground size assumed for a stored pixel (LiCSAR's posting)
 _WEDGE_P = 0.3  # share of bank images with a black no-data wedge, as renderings of swaths
 
 
 class PhysicsBank:
-    """``n`` labelled interferograms as ``(n, C, size, size)`` float16 and class indices.
+    """``n`` labelled interferograms as ``(n, C, size, size)`` float16, class indices, and
+    ``z`` ``(n, len(TARGETS))`` float32: ``log(1 + target)`` of each image (or None).
 
-    ``sample(b)`` draws a batch ``(x, y)`` with torch's global generator (so runs resume
-    exactly from a checkpoint's random state). A rank's slice of a bank of ``total`` images
-    holds rows ``start ... start + n`` of it.
+    ``sample(b)`` draws a batch ``(x, y, z)`` (``z`` None when the bank has none) with torch's
+    global generator (so runs resume exactly from a checkpoint's random state). A rank's slice
+    of a bank of ``total`` images holds rows ``start ... start + n`` of it.
     """
 
     def __init__(
         self, x: Tensor, y: Tensor, classes: tuple[str, ...], *, start: int = 0,
-        total: int | None = None,
+        total: int | None = None, z: Tensor | None = None,
     ) -> None:  # fmt: skip
-        self.x, self.y, self.classes = x, y, classes
+        if z is not None and z.shape != (len(y), len(TARGETS)):
+            raise ValueError(f"z must be ({len(y)}, {len(TARGETS)}); got {tuple(z.shape)}")
+        self.x, self.y, self.z, self.classes = x, y, z, classes
         self.start = int(start)
         self.total = len(y) if total is None else int(total)
 
     def __len__(self) -> int:
         return len(self.y)
 
-    def sample(self, b: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    def sample(self, b: int, device: torch.device) -> tuple[Tensor, Tensor, Tensor | None]:
         idx = torch.randint(len(self.y), (b,))
-        return self.x[idx].to(device).float(), self.y[idx].to(device)
+        z = None if self.z is None else self.z[idx].to(device)
+        return self.x[idx].to(device).float(), self.y[idx].to(device), z
 
 
 _MAX_GEN = 256  # largest side the bank is generated at (larger stores: coarser pixels)
@@ -161,7 +171,7 @@ def make_physics_bank(
         wedges = _wedges(count, h, w, rng)
         return wedges, (_styles(count, rng) if kind == "rgb" else None)
 
-    xs, ys = [], []
+    xs, ys, zs = [], [], []
     done = 0  # blocks whose draws are made
     with tqdm(total=hi - lo, desc="physics bank", unit="img", disable=not progress) as bar:
         for b, part in _owned_blocks(n, seed, cfg, lo, hi, world):
@@ -183,40 +193,50 @@ def make_physics_bank(
                 x = torch.from_numpy(_renderings(phase[a:z], seeds, picks[a:z]))
             xs.append(resize_batch(x, size, phase=kind == "phase").half())
             ys += [CLASSES.index(c) for c in part["label"].values[a:z].astype(str)]
+            zs.append(np.stack([part[t].values[a:z] for t in TARGETS], axis=1))
             bar.update(z - a)
     y = torch.tensor(ys, dtype=torch.int64)
-    return PhysicsBank(torch.cat(xs), y, tuple(CLASSES), start=lo, total=n)
+    targets = np.log1p(np.clip(np.concatenate(zs).astype(np.float64), 0.0, None))
+    return PhysicsBank(torch.cat(xs), y, tuple(CLASSES), start=lo, total=n,
+                       z=torch.from_numpy(targets.astype(np.float32)))  # fmt: skip
 
 
 class WithPhysics(nn.Module):
     """A self-supervised method plus a linear classifier of bank views on its encoder.
 
-    ``forward(x1, x2, xs, ys)`` is the method's loss plus ``weight`` times the cross-entropy
-    of the bank batch (label smoothing 0.1), plus ``supcon`` times a supervised contrastive
-    loss of the bank batch's embeddings (0: none); the cross-entropy part alone is kept in
+    ``forward(x1, x2, xs, ys, zs)`` is the method's loss plus ``weight`` times the
+    cross-entropy of the bank batch (label smoothing 0.1), plus ``supcon`` times a supervised
+    contrastive loss of the bank batch's embeddings (0: none), plus ``regress`` times the
+    Huber loss of a linear regression of the batch's ``TARGETS`` ``zs`` from the embeddings
+    (0: none, and no ``regressor`` layer); the cross-entropy part alone is kept in
     ``last_physics`` (loss, accuracy) for the log. ``encoder`` is the method's, so the loop, checkpoints and
     embedding see the same model with or without the bank.
     """
 
     def __init__(self, method: nn.Module, n_classes: int, weight: float, supcon: float = 0.0,
-                 temperature: float = 0.2) -> None:  # fmt: skip
+                 temperature: float = 0.2, regress: float = 0.0) -> None:  # fmt: skip
         super().__init__()
         self.method = method
         self.classifier = nn.Linear(method.encoder.out_dim, n_classes)
-        if not supcon >= 0:
-            raise ValueError(f"supcon must be a weight >= 0; got {supcon}")
+        for name, w in (("supcon", supcon), ("regress", regress)):
+            if not w >= 0:
+                raise ValueError(f"{name} must be a weight >= 0; got {w}")
         self.weight = float(weight)
         self.supcon = float(supcon)
         self.supcon_loss = SupConLoss(temperature) if self.supcon > 0 else None
+        self.regress = float(regress)
+        if self.regress > 0:  # absent otherwise: models without it keep their state dict
+            self.regressor = nn.Linear(method.encoder.out_dim, len(TARGETS))
         self.last_physics: tuple[Tensor, Tensor] | None = None
         self.last_supcon: Tensor | None = None
+        self.last_regress: Tensor | None = None
 
     @property
     def encoder(self) -> nn.Module:
         return self.method.encoder
 
     def forward(self, x1: Tensor, x2: Tensor, xs: Tensor | None = None,
-                ys: Tensor | None = None) -> Tensor:  # fmt: skip
+                ys: Tensor | None = None, zs: Tensor | None = None) -> Tensor:  # fmt: skip
         loss = self.method(x1, x2)
         if xs is None or ys is None:
             return loss
@@ -229,6 +249,12 @@ class WithPhysics(nn.Module):
             sc = self.supcon_loss(h, ys)
             self.last_supcon = sc.detach()
             loss = loss + self.supcon * sc
+        if self.regress > 0:
+            if zs is None:
+                raise ValueError("regress > 0 needs the bank's targets (zs); got none")
+            rl = F.smooth_l1_loss(self.regressor(h).float(), zs.float())
+            self.last_regress = rl.detach()
+            loss = loss + self.regress * rl
         return loss
 
 
@@ -243,10 +269,11 @@ def physics_row(model: Any) -> dict[str, float]:
         return {}
     names = ["physics_loss", "physics_acc"]
     values = [last[0].float(), last[1].float()]
-    supcon = getattr(model, "last_supcon", None)
-    if supcon is not None:
-        names.append("physics_supcon_loss")
-        values.append(supcon.float())
+    for name in ("supcon", "regress"):
+        extra = getattr(model, f"last_{name}", None)
+        if extra is not None:
+            names.append(f"physics_{name}_loss")
+            values.append(extra.float())
     stacked = torch.stack(values)
     if dist.is_distributed():
         stacked = dist.all_reduce_mean(stacked)

@@ -113,6 +113,9 @@ class PretrainConfig:
     # in the embedding itself, not only along the classifier's directions; at ``temperature``,
     # the contrastive method's); 0: none
     physics_supcon: float = 0.0
+    # weight of a regression, from the embedding, of each bank image's signal strength and
+    # turbulent delay (``ssl.physics.TARGETS``, Huber loss on log(1 + value)); 0: none
+    physics_regress: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
     # encoder, so every embedding of the model is made alike; 8 forward passes per image). On
@@ -148,8 +151,11 @@ class PretrainConfig:
             )
         if not (math.isfinite(self.physics_supcon) and self.physics_supcon >= 0):
             raise ValueError(f"physics_supcon must be a weight >= 0; got {self.physics_supcon}")
-        if self.physics_supcon > 0 and self.physics == 0:
-            raise ValueError("physics_supcon needs the physics bank: physics is 0 (turned off)")
+        if not (math.isfinite(self.physics_regress) and self.physics_regress >= 0):
+            raise ValueError(f"physics_regress must be a weight >= 0; got {self.physics_regress}")
+        for extra in ("physics_supcon", "physics_regress"):
+            if getattr(self, extra) > 0 and self.physics == 0:
+                raise ValueError(f"{extra} needs the physics bank: physics is 0 (turned off)")
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(
                 f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"
@@ -160,8 +166,9 @@ class PretrainConfig:
         other_input = "rgb_input" if kind == "phase" else "phase_input"  # not used by this kind
         skip = _RUNTIME_FIELDS | {other_input}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        if not self.physics_supcon:  # added later: runs without it keep their key
-            d.pop("physics_supcon")
+        for later in ("physics_supcon", "physics_regress"):  # added later: runs without keep
+            if not getattr(self, later):  # their key
+                d.pop(later)
         d.update(kind=kind, in_channels=in_channels, world=dist.get_world_size())
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -342,7 +349,7 @@ def train(
             rank=rank, world=world,
         )  # fmt: skip
         model = WithPhysics(model, len(bank.classes), cfg.physics, supcon=cfg.physics_supcon,
-                            temperature=cfg.temperature)  # fmt: skip
+                            temperature=cfg.temperature, regress=cfg.physics_regress)  # fmt: skip
     step, elapsed_before = 0, 0.0
     ckpt = None
     if resuming:
@@ -435,12 +442,13 @@ def train(
                 x = x.to(device, non_blocking=True).float()  # float16 over the bus
                 views = [augment(x), augment(x)]
                 if bank is not None:
-                    xs, ys = bank.sample(bank_batch, device)
+                    xs, ys, zs = bank.sample(bank_batch, device)
                     views.append(bank_augment(xs))
                 if cuda and cfg.channels_last:
                     views = [v.contiguous(memory_format=torch.channels_last) for v in views]
                 with amp:
-                    loss = train_model(*views, *([ys] if bank is not None else []))
+                    labels = [ys, zs] if bank is not None else []
+                    loss = train_model(*views, *labels)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if cfg.grad_clip > 0:

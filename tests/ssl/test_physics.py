@@ -13,7 +13,7 @@ from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.models import build_encoder
 from insarexplore.ssl.losses import SupConLoss
 from insarexplore.ssl.methods import build_method
-from insarexplore.ssl.physics import WithPhysics, make_physics_bank
+from insarexplore.ssl.physics import TARGETS, PhysicsBank, WithPhysics, make_physics_bank
 from insarexplore.ssl.train import PretrainConfig, pretrain
 
 TINY = dict(batch_size=8, log_every=1, monitor_every=0, progress=False, tensorboard=False)
@@ -61,7 +61,7 @@ def test_with_physics_adds_a_classification_loss_that_trains_the_encoder():
     assert model.encoder is enc
     bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
     v = torch.randn(8, 4, 32, 32)
-    xs, ys = bank.sample(8, torch.device("cpu"))
+    xs, ys, _ = bank.sample(8, torch.device("cpu"))
     ssl_only = model(v, v)
     assert model.last_physics is None
     total = model(v, v, xs, ys)
@@ -81,7 +81,7 @@ def test_with_physics_supcon_adds_its_weighted_loss_of_the_bank_embeddings():
                         temperature=0.3)  # fmt: skip
     bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
     v = torch.randn(8, 4, 32, 32)
-    xs, ys = bank.sample(16, torch.device("cpu"))
+    xs, ys, _ = bank.sample(16, torch.device("cpu"))
     model.eval()  # batch statistics fixed, so the parts can be recomputed alike
     with torch.no_grad():
         total = float(model(v, v, xs, ys))
@@ -99,7 +99,7 @@ def test_supcon_alone_trains_the_encoder():
     enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
     model = WithPhysics(build_method("simclr", enc), len(CLASSES), weight=0.0, supcon=1.0)
     bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
-    xs, ys = bank.sample(16, torch.device("cpu"))
+    xs, ys, _ = bank.sample(16, torch.device("cpu"))
     v = torch.randn(8, 4, 32, 32)
     with_sc = model(v, v, xs, ys)
     assert float(model.last_supcon) > 0
@@ -191,6 +191,8 @@ def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
         ("physics_batch", 0),
         ("physics_crop", 0.0),
         ("physics_crop", 1.5),
+        ("physics_regress", -0.5),
+        ("physics_regress", float("inf")),
     ],  # fmt: skip
 )
 def test_bank_options_are_checked(field, value):
@@ -210,3 +212,65 @@ def test_bank_views_can_keep_the_whole_scene(tmp_path, make_toy):
     assert PretrainConfig(physics_crop=0.8).resume_key("phase", 4) != PretrainConfig().resume_key(
         "phase", 4
     )
+
+
+def test_bank_carries_each_images_signal_and_turbulence_as_targets():
+    from insarexplore.data.synthetic.config import SyntheticConfig
+    from insarexplore.data.synthetic.generator import iter_blocks
+
+    bank = make_physics_bank(40, 24, kind="phase", coherence=False, stored_size=48, seed=5)
+    z = bank.z
+    assert z.shape == (40, len(TARGETS)) and z.dtype == torch.float32 and (z >= 0).all()
+    none = bank.y == CLASSES.index("none")
+    assert none.any() and (~none).any()
+    assert (z[none, 0] == 0).all() and (z[~none, 0] > 0).all()  # no signal in "none" scenes
+    assert (z[:, 1] > 0).all()  # every scene has some turbulence
+    # the targets are the generator's own values of the same images, as log(1 + value)
+    cfg = SyntheticConfig(size=48, pixel_spacing_m=100.0, block_size=256)
+    ds = next(iter(iter_blocks(40, seed=5, config=cfg)))
+    want = np.log1p(np.stack([ds[t].values for t in TARGETS], 1))
+    np.testing.assert_allclose(z.numpy(), want, rtol=1e-5)
+    xs, ys, zs = bank.sample(6, torch.device("cpu"))
+    assert zs.shape == (6, len(TARGETS))
+    with pytest.raises(ValueError, match="z must be"):
+        PhysicsBank(bank.x, bank.y, bank.classes, z=bank.z[:3])
+
+
+def test_with_physics_regress_adds_its_weighted_huber_loss():
+    torch.manual_seed(0)
+    enc = build_encoder("resnet-micro", 4, channel_kind="phase", image_size=32)
+    model = WithPhysics(build_method("simclr", enc), len(CLASSES), weight=0.5, regress=3.0)
+    bank = make_physics_bank(32, 32, kind="phase", coherence=False, stored_size=32, seed=2)
+    v = torch.randn(8, 4, 32, 32)
+    xs, ys, zs = bank.sample(16, torch.device("cpu"))
+    model.eval()
+    with torch.no_grad():
+        total = float(model(v, v, xs, ys, zs))
+        ce = float(model.last_physics[0])
+        ssl_only = float(model(v, v))
+        want = float(torch.nn.functional.smooth_l1_loss(model.regressor(enc(xs)), zs))
+    assert float(model.last_regress) == pytest.approx(want, rel=1e-5)
+    assert total == pytest.approx(ssl_only + 0.5 * ce + 3.0 * want, rel=1e-4)
+    with pytest.raises(ValueError, match="targets"):
+        model(v, v, xs, ys)
+    plain = WithPhysics(build_method("simclr", enc), len(CLASSES), 0.5)
+    assert not hasattr(plain, "regressor")  # no layer, so older state dicts load as they were
+    with pytest.raises(ValueError, match="regress"):
+        WithPhysics(build_method("simclr", enc), len(CLASSES), 0.5, regress=-1.0)
+
+
+def test_pretrain_regresses_the_bank_targets_when_asked(tmp_path, make_toy):
+    ds = make_toy(24)
+    states = {}
+    for name, w in (("plain", 0.0), ("regress", 1.0)):
+        pretrain(ds, PretrainConfig(steps=2, physics_regress=w, **TINY), out_dir=tmp_path / name)
+        states[name] = torch.load(tmp_path / name / "encoder.pt", weights_only=True)["state_dict"]
+    a, b = states["plain"], states["regress"]
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    meta = json.loads((tmp_path / "regress" / "meta.json").read_text())
+    assert meta["config"]["physics_regress"] == 1.0
+    key = PretrainConfig().resume_key("phase", 4)
+    assert PretrainConfig(physics_regress=1.0).resume_key("phase", 4) != key
+    assert PretrainConfig(physics_regress=0.0).resume_key("phase", 4) == key  # old runs resume
+    with pytest.raises(ValueError, match="physics is 0"):
+        PretrainConfig(physics=0, physics_regress=1.0)
