@@ -33,6 +33,10 @@ encoder with random weights.
 ``--look foreign`` renders each site's labelled images in that site's own palette tables of the
 same families (``data.synthetic.styles.foreign_lut``), which the reader does not hold: what real
 sets, rendered by tools other than this project, cost the reader and the model.
+
+``--map`` measures what the dashboard's UMAP map of the workspace is organised by (validation
+only): whether a neighbour vote on it tells the grey pool from the colour renderings (the real
+workspace's map was split by style), and deformation from none.
 """
 
 from __future__ import annotations
@@ -387,6 +391,46 @@ def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
     return out
 
 
+def map_structure(ws, data: dict[str, Path]) -> dict:
+    """What the dashboard's map is organised by (**validation** labels only; issue 13 saw a
+    real workspace's map split by rendering style). On the workspace's UMAP map (the
+    dashboard's, made by ``explore.projection.project``) and on the embeddings themselves,
+    the balanced accuracy of a 15-nearest-neighbour vote over 5 folds telling the grey pool
+    from the colour renderings of the validation set (0.5: mixed; near 1: apart), and
+    deformation from none in the validation set (folds by group)."""
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from insarexplore.explore.projection import project
+
+    t0 = time.perf_counter()
+    ids, xy = project(ws, "umap")
+    seconds = time.perf_counter() - t0
+    _, vectors, _ = ws.load_embeddings()
+    row = {s: i for i, s in enumerate(np.asarray(ids).astype(str))}
+    pool = _split_rows(ws, data["pool"]).index.astype(str)
+    val = _split_rows(ws, data["val"])
+    both = np.array([row[s] for s in (*pool, *val.index.astype(str))])
+    style = np.r_[np.zeros(len(pool)), np.ones(len(val))]
+    labelled = both[len(pool):]
+    deformed = (val["label"].astype(str) != "none").to_numpy()
+    groups = val["group"].astype(str).to_numpy()
+
+    def vote(x: np.ndarray, y: np.ndarray, g: np.ndarray | None = None) -> float:
+        cv = GroupKFold(5) if g is not None else StratifiedKFold(5, shuffle=True, random_state=0)
+        pred = cross_val_predict(KNeighborsClassifier(15), x, y, cv=cv, groups=g)
+        return round(float(balanced_accuracy_score(y, pred)), 3)
+
+    xy, vectors = np.asarray(xy, np.float64), np.asarray(vectors, np.float64)
+    return {
+        "style_map": vote(xy[both], style), "style_embeddings": vote(vectors[both], style),
+        "deformation_map": vote(xy[labelled], deformed, groups),
+        "deformation_embeddings": vote(vectors[labelled], deformed, groups),
+        "umap_s": round(seconds, 1),
+    }  # fmt: skip
+
+
 def comparisons(by_method: dict[str, dict]) -> dict[str, dict]:
     """SSL against each baseline, paired over the same draws, per k (leave-site-out)."""
     out = {}
@@ -452,6 +496,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--errors", action="store_true",
                    help="where the zero-shot score errs on validation: by signal strength, and "
                         "what the negatives it scores high have")  # fmt: skip
+    p.add_argument("--map", action="store_true",
+                   help="what the dashboard's UMAP map is organised by (validation): "
+                        "grey pool against colour renderings, deformation against none")  # fmt: skip
     p.add_argument("--embed-size", type=int, default=None,
                    help="re-embed the labelled sets at this side (default: the stored "
                         "embeddings, made at the model's training size)")  # fmt: skip
@@ -516,6 +563,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     if args.errors and "deformation" in methods:
         results["val_errors"] = errors(ws, data, args)
         print(f"{args.config:16s} val  score errors: {json.dumps(results['val_errors'])}")
+    if args.map:
+        results["val_map"] = map_structure(ws, data)
+        print(f"{args.config:16s} val  map (kNN bal. acc.): {json.dumps(results['val_map'])}")
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}{tag}.json"
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
