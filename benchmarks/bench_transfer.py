@@ -413,7 +413,7 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
     val = _split_rows(ws, data["val"])
     both = np.array([row[s] for s in (*pool, *val.index.astype(str))])
     style = np.r_[np.zeros(len(pool)), np.ones(len(val))]
-    labelled = both[len(pool):]
+    labelled = both[len(pool) :]
     deformed = (val["label"].astype(str) != "none").to_numpy()
     groups = val["group"].astype(str).to_numpy()
 
