@@ -468,6 +468,8 @@ def run(quick: bool = False) -> list[dict]:
 def _rows(config: str, results: dict, timing: dict) -> list[dict]:
     rows = []
     for split, by_method in results.items():
+        if split not in SPLIT_SEED:  # val_errors, val_map: not probe scores
+            continue
         for method, r in by_method.items():
             for k in KS:
                 for proto in ("lso", "grouped"):
@@ -567,6 +569,12 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         results["val_map"] = map_structure(ws, data)
         print(f"{args.config:16s} val  map (kNN bal. acc.): {json.dumps(results['val_map'])}")
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}{tag}.json"
+    if out.exists():  # a run scoring other methods of the same workspace adds to the file
+        kept = json.loads(out.read_text())["results"]
+        for key, value in results.items():
+            split = key in SPLIT_SEED and isinstance(kept.get(key), dict)
+            kept[key] = {**kept[key], **value} if split else value
+        results = kept
     out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
     print(f"written {out}")
     return _rows(args.config, results, timing) if rows else 0
