@@ -6,9 +6,14 @@ the mean circular error of neighbouring-pixel phase differences after ``recover_
 "auto")`` (what the encoder's fringe-rate input sees), and how often the style is detected
 wrongly. For hue cycles, the nearest colour of the reader's hue-cycle table (each colour's
 brightest channel scaled to 255 first, the reading used before the hue angle) is measured
-beside it. Two more diverging tables have a light blue that leans cyan or teal
+beside it. More diverging tables have a light blue that leans cyan or teal
 (``styles.diverging_lut``), as some tools' do: the case where a detector that looks for green
-and cyan hues could call a diverging rendering a hue cycle.
+hues could call a diverging rendering a hue cycle.
+
+Detection under degradation: the same scenes and one of pure speckle, in the reader's diverging
+table and those leaning ones, and in hue cycles of saturation 1 to 0.55 (amplitude-shaded), each
+as rendered, halved (box), quartered (bilinear) and saved as JPEG (quality 50): the share
+detected as the other family.
 
     python benchmarks/bench_palettes.py [--quick]
 """
@@ -27,7 +32,9 @@ __all__ = ["run"]
 
 AREA = "palettes"
 N_FOREIGN = 5
-LEANING_BLUES = ((150, 230, 220), (120, 220, 210))  # a diverging light blue leaning cyan, teal
+# diverging light blues leaning cyan or teal, paler to stronger
+LEANING_BLUES = ((150, 230, 220), (120, 220, 210), (80, 210, 190), (60, 200, 200))
+HUE_SATURATIONS = (1.0, 0.85, 0.7, 0.55)  # hue cycles, full to pale
 
 
 def _gradient_error(a: np.ndarray, b: np.ndarray) -> float:
@@ -85,8 +92,55 @@ def measure(n: int = 40, size: int = 224) -> list[dict]:
     return rows
 
 
+def _degraded(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    import io
+
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    im = Image.fromarray(rgb)
+    buf = io.BytesIO()
+    im.save(buf, "JPEG", quality=50)
+    return {
+        "as rendered": rgb,
+        "halved": np.asarray(im.resize((w // 2, h // 2), Image.BOX)),
+        "quartered": np.asarray(im.resize((w // 4, h // 4), Image.BILINEAR)),
+        "JPEG 50": np.asarray(Image.open(buf).convert("RGB")),
+    }
+
+
+def detection(n: int = 40, size: int = 224) -> list[dict]:
+    from insarexplore.data.palettes import detect_palette, palette_lut, render_phase
+    from insarexplore.data.synthetic import generate
+    from insarexplore.data.synthetic.styles import amplitude_texture, diverging_lut
+
+    phase = generate(n, size=size, classes=("mogi", "dyke", "none"), seed=5, progress=False)
+    phase = [*phase["phase"].values, np.random.default_rng(0).uniform(-np.pi, np.pi, (size, size))]
+    amp = amplitude_texture(size, size, seed=1)
+    pure = palette_lut("rainbow").astype(np.float64)
+    families = {
+        "cyclic": [palette_lut("cyclic")] + [diverging_lut(c) for c in LEANING_BLUES],
+        "rainbow": [np.round(255 - s * (255 - pure)).astype(np.uint8) for s in HUE_SATURATIONS],
+    }
+    rows = []
+    for style, tables in families.items():
+        wrong: dict[str, list[bool]] = {}
+        for lut in tables:
+            for p in phase:
+                rgb = render_phase(p, lut=lut, amplitude=amp if style == "rainbow" else None)
+                for name, im in _degraded(rgb).items():
+                    wrong.setdefault(name, []).append(detect_palette(im) != style)
+        other = "a hue cycle" if style == "cyclic" else "diverging"
+        for name, w in wrong.items():
+            rows.append({"area": AREA, "metric": f"{style} tables, {name}: detected as {other}",
+                         "value": round(100 * float(np.mean(w)), 1), "unit": "%",
+                         "note": f"{len(tables)} tables x {len(phase)} scenes of {size} px"})  # fmt: skip
+    return rows
+
+
 def run(quick: bool = False) -> list[dict]:
-    return measure(n=6 if quick else 40, size=64 if quick else 224)
+    n, size = (6, 64) if quick else (40, 224)
+    return measure(n=n, size=size) + detection(n=n, size=size)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="6 scenes of 64 px (a smoke test)")
     args = p.parse_args(argv)
     for r in run(args.quick):
-        print(f"{r['metric']:55s} {r['value']:.4f} {r['unit']}  ({r['note']})")
+        print(f"{r['metric']:60s} {r['value']:8.4f} {r['unit']}  ({r['note']})")
     return 0
 
 

@@ -394,11 +394,13 @@ def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
 def map_structure(ws, data: dict[str, Path]) -> dict:
     """What the dashboard's map is organised by (**validation** labels only; issue 13 saw a
     real workspace's map split by rendering style). On the workspace's UMAP map (the
-    dashboard's, made by ``explore.projection.project``) and on the embeddings themselves,
-    the balanced accuracy of a 15-nearest-neighbour vote over 5 folds telling the grey pool
-    from the colour renderings of the validation set (0.5: mixed; near 1: apart), and
-    deformation from none in the validation set (folds by group)."""
-    from sklearn.metrics import balanced_accuracy_score
+    dashboard's, made by ``explore.projection.project``) and on the embeddings themselves, a
+    15-nearest-neighbour vote over 5 folds: telling the grey pool (as many images, drawn at
+    random, as the validation set) from the colour renderings of the validation set, as the
+    AUC of each image's share of colour neighbours (0.5: mixed; near 1: apart) and the
+    balanced accuracy of the vote; and deformation from none in the validation set (folds by
+    group, balanced accuracy)."""
+    from sklearn.metrics import balanced_accuracy_score, roc_auc_score
     from sklearn.model_selection import GroupKFold, StratifiedKFold, cross_val_predict
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -409,24 +411,29 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
     seconds = time.perf_counter() - t0
     _, vectors, _ = ws.load_embeddings()
     row = {s: i for i, s in enumerate(np.asarray(ids).astype(str))}
-    pool = _split_rows(ws, data["pool"]).index.astype(str)
     val = _split_rows(ws, data["val"])
+    pool = _split_rows(ws, data["pool"]).index.astype(str)
+    pool = np.random.default_rng(0).choice(pool, size=min(len(pool), len(val)), replace=False)
     both = np.array([row[s] for s in (*pool, *val.index.astype(str))])
     style = np.r_[np.zeros(len(pool)), np.ones(len(val))]
     labelled = both[len(pool) :]
     deformed = (val["label"].astype(str) != "none").to_numpy()
     groups = val["group"].astype(str).to_numpy()
 
-    def vote(x: np.ndarray, y: np.ndarray, g: np.ndarray | None = None) -> float:
+    def vote(x: np.ndarray, y: np.ndarray, g: np.ndarray | None = None) -> tuple[float, float]:
         cv = GroupKFold(5) if g is not None else StratifiedKFold(5, shuffle=True, random_state=0)
-        pred = cross_val_predict(KNeighborsClassifier(15), x, y, cv=cv, groups=g)
-        return round(float(balanced_accuracy_score(y, pred)), 3)
+        share = cross_val_predict(KNeighborsClassifier(15), x, y, cv=cv, groups=g,
+                                  method="predict_proba")[:, 1]  # fmt: skip
+        acc = balanced_accuracy_score(y, share > 0.5)
+        return round(float(roc_auc_score(y, share)), 3), round(float(acc), 3)
 
     xy, vectors = np.asarray(xy, np.float64), np.asarray(vectors, np.float64)
+    (sm_auc, sm), (se_auc, se) = vote(xy[both], style), vote(vectors[both], style)
     return {
-        "style_map": vote(xy[both], style), "style_embeddings": vote(vectors[both], style),
-        "deformation_map": vote(xy[labelled], deformed, groups),
-        "deformation_embeddings": vote(vectors[labelled], deformed, groups),
+        "style_map_auc": sm_auc, "style_map": sm,
+        "style_embeddings_auc": se_auc, "style_embeddings": se,
+        "deformation_map": vote(xy[labelled], deformed, groups)[1],
+        "deformation_embeddings": vote(vectors[labelled], deformed, groups)[1],
         "umap_s": round(seconds, 1),
     }  # fmt: skip
 
@@ -569,13 +576,16 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         results["val_map"] = map_structure(ws, data)
         print(f"{args.config:16s} val  map (kNN bal. acc.): {json.dumps(results['val_map'])}")
     out = OUT / f"results-{args.config}-{args.steps}-{args.arch}{tag}.json"
-    if out.exists():  # a run scoring other methods of the same workspace adds to the file
-        kept = json.loads(out.read_text())["results"]
+    before = json.loads(out.read_text()) if out.exists() else None
+    if before and before.get("timing") == timing:  # the same workspace, other methods: added
+        kept = before["results"]
         for key, value in results.items():
             split = key in SPLIT_SEED and isinstance(kept.get(key), dict)
             kept[key] = {**kept[key], **value} if split else value
         results = kept
-    out.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
+    tmp.replace(out)
     print(f"written {out}")
     return _rows(args.config, results, timing) if rows else 0
 

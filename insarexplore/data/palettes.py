@@ -100,13 +100,16 @@ def detect_palette(rgb: np.ndarray) -> str:
     """Which palette style an 8-bit rendering ``(h, w, 3)`` uses: "grey", "cyclic" or "rainbow".
 
     Grey: nearly every lit pixel has equal channels. Otherwise the hue decides: the cyclic
-    diverging palette runs red -> yellow -> white -> blue and has no strong green or cyan,
-    while a hue cycle spends about a third of every fringe there; this test does not need the
-    rendering's colours to match this module's tables exactly. Only strong colours count
-    (saturation (max - min) / max of at least 0.5): a hue cycle keeps its saturation however
-    amplitude darkens it, while a diverging palette whose light blue leans cyan or teal, and
-    pixels resampled between its yellow and blue, are pale there. A hue cycle paler than that
-    reads as "cyclic".
+    diverging palette runs red -> yellow -> white -> blue and has no green, while a hue cycle
+    spends a fifth of every fringe between yellow-green and green; this test does not need the
+    rendering's colours to match this module's tables exactly. The band stops short of cyan
+    (hue 0.42 of the circle, where cyan is 0.5) and its pixels must be coloured (saturation
+    (max - min) / max of at least 0.35), so that a diverging palette whose light blue leans cyan
+    or teal, and pixels resampled or compressed between its yellow and its blue, are not taken
+    for a hue cycle; a hue cycle keeps its saturation however amplitude darkens it.
+    ``benchmarks/bench_palettes.py`` measures wrong detections, also of halved, quartered and
+    JPEG renderings. Limits: a hue cycle washed out by resampling fine speckle, or of one
+    dominant phase away from green, reads as "cyclic".
     """
     a = np.asarray(rgb).reshape(-1, 3).astype(np.int16)
     hi, lo = a.max(axis=1), a.min(axis=1)
@@ -119,14 +122,14 @@ def detect_palette(rgb: np.ndarray) -> str:
     sat = lit & ((hi - lo) > 40)
     if not sat.any():
         return "grey"
-    strong = a[sat].astype(np.float64)
-    hue = _hue(strong)
-    vivid = (strong.max(axis=1) - strong.min(axis=1)) >= 0.5 * strong.max(axis=1)
-    green_cyan = np.mean((hue > 0.22) & (hue < 0.5) & vivid)
-    # measured: 0 for cyclic renderings (also resampled, and with a light blue leaning cyan or
-    # teal: 0.11-0.29 without the saturation test), 0.18-0.35 for hue cycles of synthetic
-    # interferograms, 0.085 for a hue cycle of a field with one dominant phase
-    return "rainbow" if green_cyan > 0.02 else "cyclic"
+    coloured = a[sat].astype(np.float64)
+    hue = _hue(coloured)
+    vivid = (coloured.max(axis=1) - coloured.min(axis=1)) >= 0.35 * coloured.max(axis=1)
+    green = np.mean((hue > 0.22) & (hue < 0.42) & vivid)
+    # measured (bench_palettes.py, and other scenes with saturated diverging tables and hue
+    # cycles down to saturation 0.45): diverging renderings, also halved, quartered or JPEG,
+    # at most 0.0124; hue cycles at least 0.016, but for pale ones whose speckle is washed out
+    return "rainbow" if green > 0.013 else "cyclic"
 
 
 def recover_phase(rgb: np.ndarray, palette: str = "cyclic") -> np.ndarray:

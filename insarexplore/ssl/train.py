@@ -115,7 +115,8 @@ class PretrainConfig:
     physics_supcon: float = 0.0
     # weight of a regression, from the embedding, of each bank image's signal strength and
     # turbulent delay (``ssl.physics.TARGETS``, Huber loss on log(1 + value)); 0: none.
-    # 1.0 moved bench_transfer's validation probes by at most +0.002 (two seeds), so it is off
+    # 1.0 moved bench_transfer's validation probes at k = 10 by at most +0.002 as the mean of
+    # two seeds (one seed's grouped probe -0.005, the other's +0.004), so it is off
     physics_regress: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the

@@ -9,7 +9,7 @@ from PIL import Image
 from readers_fixtures import fringe_phase
 
 from insarexplore.data.io.images import read_image_folder
-from insarexplore.data.palettes import detect_palette, recover_phase, render_phase
+from insarexplore.data.palettes import detect_palette, palette_lut, recover_phase, render_phase
 from insarexplore.data.synthetic.styles import (
     amplitude_texture,
     diverging_lut,
@@ -181,21 +181,38 @@ def test_foreign_tables_stay_in_their_family():
         assert detect_palette(render_styled(ph, "rainbow", amplitude=amp, lut=lut)) == "rainbow"
 
 
-@pytest.mark.parametrize("light_blue", [(150, 230, 220), (120, 220, 210), (100, 200, 255)])
+def _degraded(rgb: np.ndarray) -> list[np.ndarray]:
+    """As rendered, halved (box), and saved as JPEG at quality 50."""
+    import io
+
+    im, buf = Image.fromarray(rgb), io.BytesIO()
+    im.save(buf, "JPEG", quality=50)
+    half = im.resize((rgb.shape[1] // 2, rgb.shape[0] // 2), Image.BOX)
+    return [rgb, np.asarray(half), np.asarray(Image.open(buf).convert("RGB"))]
+
+
+@pytest.mark.parametrize(
+    "light_blue",
+    [(150, 230, 220), (120, 220, 210), (100, 200, 190), (80, 210, 190), (60, 200, 200)],
+)
 def test_a_diverging_palette_whose_light_blue_leans_cyan_is_not_a_hue_cycle(light_blue):
-    """Its pale cyan or teal (and pixels resampled between yellow and blue) are not the
-    strong greens and cyans of a hue cycle; the hue cycle itself still reads as one."""
+    """Its cyan or teal (and pixels resampled or compressed between its yellow and its blue)
+    is not the green of a hue cycle."""
     rng = np.random.default_rng(0)
-    fringes = fringe_phase((224, 224), 8)
-    speckle = rng.uniform(-np.pi, np.pi, (224, 224))
     lut = diverging_lut(light_blue)
-    for ph in (fringes, speckle):
-        rgb = render_phase(ph, lut=lut)
-        assert detect_palette(rgb) == "cyclic"
-        half = np.asarray(Image.fromarray(rgb).resize((112, 112), Image.BOX))
-        assert detect_palette(half) == "cyclic"
-        amp = amplitude_texture(224, 224, seed=2)
-        assert detect_palette(render_styled(ph, "rainbow", amplitude=amp)) == "rainbow"
+    for ph in (fringe_phase((224, 224), 8), rng.uniform(-np.pi, np.pi, (224, 224))):
+        for im in _degraded(render_phase(ph, lut=lut)):
+            assert detect_palette(im) == "cyclic"
+
+
+@pytest.mark.parametrize("saturation", [1.0, 0.7, 0.5])
+def test_hue_cycles_read_as_hue_cycles_pale_resampled_or_compressed(saturation):
+    pure = palette_lut("rainbow").astype(np.float64)
+    lut = np.round(255 - saturation * (255 - pure)).astype(np.uint8)
+    amp = amplitude_texture(224, 224, seed=2)
+    for ph in (fringe_phase((224, 224), 8), fringe_phase((224, 224), 3)):
+        for im in _degraded(render_phase(ph, lut=lut, amplitude=amp)):
+            assert detect_palette(im) == "rainbow"
 
 
 def test_render_phase_refuses_a_bad_table():

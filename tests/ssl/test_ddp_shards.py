@@ -244,6 +244,7 @@ def test_bank_slices_are_the_whole_bank_at_their_rows():
     assert [bank_slice(300, r, 3) for r in range(3)] == [(0, 100), (100, 200), (200, 300)]
     assert torch.equal(torch.cat([p.x for p in parts]), whole.x)
     assert torch.equal(torch.cat([p.y for p in parts]), whole.y)
+    assert torch.equal(torch.cat([p.z for p in parts]), whole.z)  # the regression targets too
     assert whole.start == 0 and whole.total == 300 == parts[1].total
     with pytest.raises(ValueError, match="rank"):
         make_physics_bank(300, 16, rank=3, world=3, **kw)
