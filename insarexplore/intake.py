@@ -116,6 +116,24 @@ def _store_shape(ws: Any) -> tuple[tuple[int, int], set[str]] | None:
     return shape, pixel
 
 
+_STYLE_NAMES = {"grey": "grey", "cyclic": "diverging", "rainbow": "hue cycle"}
+
+
+def _renderings_read_as(staging: Path) -> str:
+    """How many images of a staged image folder were read in each palette style, e.g.
+    "392 diverging, 378 hue cycle": what a user checks when a palette is misread."""
+    import numpy as np
+
+    from insarexplore.data.io.store import open_dataset
+
+    ds = open_dataset(staging, lazy=True)
+    if "rendering" not in ds.variables:  # kept as RGB: nothing was read back
+        return ""
+    styles, counts = np.unique(ds["rendering"].values.astype(str), return_counts=True)
+    order = np.argsort(-counts, kind="stable")
+    return ", ".join(f"{counts[i]:,} {_STYLE_NAMES.get(styles[i], styles[i])}" for i in order)
+
+
 def add_to_workspace(
     ws: Any,
     path: str | Path,
@@ -225,6 +243,12 @@ def add_to_workspace(
                 workers=workers,
                 progress=progress,
             )
+        if format == "images":
+            read_as = _renderings_read_as(staging)
+            if read_as:
+                notes.append(
+                    f"palettes read back to phase: {read_as} (--palette to read all as one)"
+                )
         total = ws.add_store(staging, drop=drop)
     finally:  # a failed ingest leaves no staging store behind
         shutil.rmtree(staging, ignore_errors=True)

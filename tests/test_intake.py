@@ -46,6 +46,7 @@ def test_a_mixed_folder_is_read_as_images(tmp_path):
     assert ds.insar.kind == "phase" and "image" in ds
     assert set(ds.insar.sample_table()["rendering"]) == {"grey"}
     assert sum(s.endswith(".geo.diff_pha.tif") for s in ds["sample"].values) == 2
+    assert "palettes read back to phase: 12 grey (--palette" in " ".join(report.notes)
 
 
 def test_the_cli_ingests_a_grey_pool_then_a_colour_set_without_options(tmp_path, capsys):
@@ -56,6 +57,10 @@ def test_the_cli_ingests_a_grey_pool_then_a_colour_set_without_options(tmp_path,
     err = capsys.readouterr().err
     assert "as images" in err and "fitting images to the store's size 40x40" in err
     ds = Workspace.open(ws).open_data()
+    # the user sees how each palette family was read, the counts of what the store holds
+    counts = ds.insar.sample_table()["rendering"].value_counts()
+    said = [f"{counts['cyclic']:,} diverging", f"{counts['rainbow']:,} hue cycle"]
+    assert all(s in err for s in said), err
     assert ds.sizes["sample"] == 22 and ds["phase"].shape[1:] == (40, 40)
     table = ds.insar.sample_table()
     assert set(table["rendering"]) >= {"grey", "cyclic", "rainbow"}
