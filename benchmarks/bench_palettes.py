@@ -92,35 +92,22 @@ def measure(n: int = 40, size: int = 224) -> list[dict]:
     return rows
 
 
-def _degraded(rgb: np.ndarray) -> dict[str, np.ndarray]:
-    import io
-
-    from PIL import Image
-
-    h, w = rgb.shape[:2]
-    im = Image.fromarray(rgb)
-    buf = io.BytesIO()
-    im.save(buf, "JPEG", quality=50)
-    return {
-        "as rendered": rgb,
-        "halved": np.asarray(im.resize((w // 2, h // 2), Image.BOX)),
-        "quartered": np.asarray(im.resize((w // 4, h // 4), Image.BILINEAR)),
-        "JPEG 50": np.asarray(Image.open(buf).convert("RGB")),
-    }
-
-
 def detection(n: int = 40, size: int = 224) -> list[dict]:
     from insarexplore.data.palettes import detect_palette, palette_lut, render_phase
     from insarexplore.data.synthetic import generate
-    from insarexplore.data.synthetic.styles import amplitude_texture, diverging_lut
+    from insarexplore.data.synthetic.styles import (
+        amplitude_texture,
+        degraded,
+        diverging_lut,
+        hue_cycle_lut,
+    )
 
     phase = generate(n, size=size, classes=("mogi", "dyke", "none"), seed=5, progress=False)
     phase = [*phase["phase"].values, np.random.default_rng(0).uniform(-np.pi, np.pi, (size, size))]
     amp = amplitude_texture(size, size, seed=1)
-    pure = palette_lut("rainbow").astype(np.float64)
     families = {
         "cyclic": [palette_lut("cyclic")] + [diverging_lut(c) for c in LEANING_BLUES],
-        "rainbow": [np.round(255 - s * (255 - pure)).astype(np.uint8) for s in HUE_SATURATIONS],
+        "rainbow": [hue_cycle_lut(s) for s in HUE_SATURATIONS],
     }
     rows = []
     for style, tables in families.items():
@@ -128,7 +115,7 @@ def detection(n: int = 40, size: int = 224) -> list[dict]:
         for lut in tables:
             for p in phase:
                 rgb = render_phase(p, lut=lut, amplitude=amp if style == "rainbow" else None)
-                for name, im in _degraded(rgb).items():
+                for name, im in degraded(rgb).items():
                     wrong.setdefault(name, []).append(detect_palette(im) != style)
         other = "a hue cycle" if style == "cyclic" else "diverging"
         for name, w in wrong.items():

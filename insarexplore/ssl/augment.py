@@ -112,12 +112,10 @@ def _warp_tables(device: torch.device) -> Tensor:
         from insarexplore.data.palettes import recover_phase
         from insarexplore.data.synthetic.styles import foreign_lut
 
-        rows = [
-            recover_phase(foreign_lut("cyclic", np.random.default_rng(10_000 + k))[None], "cyclic")[
-                0
-            ]
-            for k in range(_WARP_TABLES)
+        luts = [
+            foreign_lut("cyclic", np.random.default_rng(10_000 + k)) for k in range(_WARP_TABLES)
         ]
+        rows = [recover_phase(lut[None], "cyclic")[0] for lut in luts]
         _WARP_CACHE[key] = torch.from_numpy(np.stack(rows)).to(device)
     return _WARP_CACHE[key]
 

@@ -24,8 +24,9 @@ class MetricsLog:
     ``loss`` is the loss the optimiser sees: the self-supervised loss plus, with the physics
     bank, ``PretrainConfig.physics`` times ``physics_loss`` (the bank's cross-entropy alone);
     ``physics_acc`` is the bank batch's accuracy. ``knn_acc`` / ``probe_acc`` are the monitor's.
-    Other values of a row (``physics_supcon_loss``, ``physics_regress_loss``) go to TensorBoard only: the csv keeps its
-    columns, so that a run resumed across versions appends to the header it has.
+    Other values of a row (``physics_supcon_loss``, ``physics_regress_loss``) go to TensorBoard
+    only: the csv keeps its columns, so that a run resumed across versions appends to the
+    header it has.
     """
 
     FIELDS = ("step", "epoch", "loss", "lr", "img_per_s", "elapsed_s", "knn_acc", "probe_acc",

@@ -9,8 +9,9 @@ sets), with swath-edge no-data wedges; ``WithPhysics`` adds a classification los
 source, or none) to the self-supervised loss, so the encoder's features must tell deformation
 from the nuisances that look like it while the contrastive loss keeps them faithful to the
 real data. Optionally (``regress``) it also regresses how strong each image's signal and its
-turbulent atmosphere are (``TARGETS``), graded where the classes are all or nothing. The bank is made at the stored size (100 m pixels, as LiCSAR's) and brought down
-to the views' source size by the same phasor-aware resampling as the stored data, so noise
+turbulent atmosphere are (``TARGETS``), graded where the classes are all or nothing. The bank
+is made at the stored size (100 m pixels, as LiCSAR's) and brought down to the views' source
+size by the same phasor-aware resampling as the stored data, so noise
 and fringes look as they do in the real views. Under DDP each rank makes and keeps only its
 own slice of the bank (the same images the whole bank holds at those rows) and draws from it.
 """

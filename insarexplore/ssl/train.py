@@ -151,12 +151,11 @@ class PretrainConfig:
             raise ValueError(
                 f"physics_crop must be an area share in (0, 1] (or None); got {self.physics_crop}"
             )
-        if not (math.isfinite(self.physics_supcon) and self.physics_supcon >= 0):
-            raise ValueError(f"physics_supcon must be a weight >= 0; got {self.physics_supcon}")
-        if not (math.isfinite(self.physics_regress) and self.physics_regress >= 0):
-            raise ValueError(f"physics_regress must be a weight >= 0; got {self.physics_regress}")
         for extra in ("physics_supcon", "physics_regress"):
-            if getattr(self, extra) > 0 and self.physics == 0:
+            w = getattr(self, extra)
+            if not (math.isfinite(w) and w >= 0):
+                raise ValueError(f"{extra} must be a weight >= 0; got {w}")
+            if w > 0 and self.physics == 0:
                 raise ValueError(f"{extra} needs the physics bank: physics is 0 (turned off)")
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(

@@ -22,8 +22,10 @@ import numpy as np
 __all__ = [
     "STYLES",
     "amplitude_texture",
+    "degraded",
     "diverging_lut",
     "foreign_lut",
+    "hue_cycle_lut",
     "nodata_wedge",
     "render_styled",
     "write_styled_folder",
@@ -77,6 +79,33 @@ def diverging_lut(light_blue: Sequence[int], size: int = 1024) -> np.ndarray:
     anchors[4] = np.asarray(light_blue, dtype=np.float64)
     rgb = _anchored(anchors, np.linspace(0.0, 1.0, len(anchors)), size)
     return np.round(rgb).astype(np.uint8)
+
+
+def hue_cycle_lut(saturation: float) -> np.ndarray:
+    """The reader's hue-cycle table (``palettes.palette_lut("rainbow")``) at ``saturation``
+    (1: as it is; lower: paler, every colour moved towards white): ``(1024, 3)`` uint8."""
+    from insarexplore.data.palettes import palette_lut
+
+    pure = palette_lut("rainbow").astype(np.float64)
+    return np.round(255 - saturation * (255 - pure)).astype(np.uint8)
+
+
+def degraded(rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """A uint8 RGB rendering as tools and archives pass it on: ``"as rendered"``, ``"halved"``
+    (box filter), ``"quartered"`` (bilinear) and ``"JPEG 50"`` (saved at quality 50)."""
+    import io
+
+    from PIL import Image
+
+    h, w = rgb.shape[:2]
+    im, buf = Image.fromarray(rgb), io.BytesIO()
+    im.save(buf, "JPEG", quality=50)
+    return {
+        "as rendered": rgb,
+        "halved": np.asarray(im.resize((w // 2, h // 2), Image.BOX)),
+        "quartered": np.asarray(im.resize((w // 4, h // 4), Image.BILINEAR)),
+        "JPEG 50": np.asarray(Image.open(buf).convert("RGB")),
+    }
 
 
 def foreign_lut(style: str, rng: np.random.Generator, size: int = 1024) -> np.ndarray:
