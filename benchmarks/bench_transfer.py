@@ -29,10 +29,18 @@ encoder with random weights.
     python benchmarks/bench_transfer.py --config rgb    # renderings kept as RGB (--phase off)
     python benchmarks/bench_transfer.py --steps 300 --n-pool 600 --quick
     python benchmarks/bench_transfer.py --look foreign  # labelled sets in other tools' palettes
+    python benchmarks/bench_transfer.py --splits val --relook reversed,foreign+reversed
+    python benchmarks/bench_transfer.py --splits val --pool-deformation 0.1
 
 ``--look foreign`` renders each site's labelled images in that site's own palette tables of the
 same families (``data.synthetic.styles.foreign_lut``), which the reader does not hold: what real
 sets, rendered by tools other than this project, cost the reader and the model.
+
+``--relook LOOK[,LOOK]`` scores the trained model, nothing retrained, on the validation set
+rendered again in other conventions (other tools' tables, palettes run the other way round the
+cycle): what a set's rendering costs one model. ``--pool-deformation F`` makes a pool with that
+share of deformation (default 1/3; real archives hold less: 9 % of Hephaestus's annotated
+interferograms).
 
 ``--map`` measures what the dashboard's UMAP map of the workspace is organised by (validation
 only): whether a neighbour vote on it tells the grey pool from the colour renderings (the real
@@ -81,14 +89,24 @@ def _site_looks(sites: list[str], rng: np.random.Generator) -> dict[str, list[fl
     return looks
 
 
-def make_pool(n: int, out: Path, seed: int = 7) -> Path:
-    """Grey renderings at 227 px, mostly no deformation, flat folder, two RGB .tif files."""
+POOL_DEFORMATION = 1 / 3  # share of the pool with deformation (real archives hold less)
+
+
+def pool_name(n: int, deformation: float = POOL_DEFORMATION) -> str:
+    """The pool folder's name: ``pool-N``, with ``-defF`` when its deformation share is not the
+    default's."""
+    return f"pool-{n}" + ("" if deformation == POOL_DEFORMATION else f"-def{deformation:g}")
+
+
+def make_pool(n: int, out: Path, seed: int = 7, deformation: float = POOL_DEFORMATION) -> Path:
+    """Grey renderings at 227 px, mostly no deformation (a share ``deformation`` with it), flat
+    folder, two RGB .tif files."""
     from insarexplore.data.synthetic import generate
     from insarexplore.data.synthetic.styles import write_styled_folder
 
     if out.exists():
         return out
-    n_def = n // 3
+    n_def = n // 3 if deformation == POOL_DEFORMATION else int(round(n * deformation))
     parts = [
         generate(n_def, size=227, classes=("mogi", "sill", "dyke"), seed=seed, progress=False),
         generate(n - n_def, size=227, classes=("none",), seed=seed + 1, progress=False),
@@ -125,10 +143,12 @@ def labelled_dataset(split: str, n_pos: int, n_neg: int):
     return concat(parts), site_of, rng
 
 
-def make_labelled(split: str, n_pos: int, n_neg: int, out: Path, foreign: bool = False) -> Path:
+def make_labelled(split: str, n_pos: int, n_neg: int, out: Path, foreign: bool = False,
+                  reverse: tuple[str, ...] = ()) -> Path:  # fmt: skip
     """Colour renderings of one split: class folders ``deformation/`` and ``none/``; with
     ``foreign``, each site's renderings use its own palette tables (``foreign_lut``), which the
-    reader's do not match, as real sets' tools do not."""
+    reader's do not match, as real sets' tools do not; the styles in ``reverse`` are rendered
+    with their tables run backwards (read back, their phase is conjugated)."""
     from insarexplore.data.synthetic.styles import write_styled_folder
 
     if out.exists():
@@ -139,7 +159,8 @@ def make_labelled(split: str, n_pos: int, n_neg: int, out: Path, foreign: bool =
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels), wedge_p=0.3,
-                        rgba_p=0.1, seed=SPLIT_SEED[split], foreign=foreign)  # fmt: skip
+                        rgba_p=0.1, seed=SPLIT_SEED[split], foreign=foreign,
+                        reverse=reverse)  # fmt: skip
     (tmp / "sites.json").write_text(json.dumps(dict(zip(ds["sample"].values.tolist(), site_of))))
     tmp.rename(out)
     return out
@@ -164,7 +185,8 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
     from insarexplore.pretraining import PretrainConfig, pretrain_workspace
     from insarexplore.workspace import Workspace
 
-    ws_path = OUT / f"ws-{config}-{steps}-{arch}{'' if look == 'exact' else '-' + look}"
+    pool = "".join(f"-{t}" for t in data["pool"].name.split("-")[2:])  # a pool of another mix
+    ws_path = OUT / f"ws-{config}-{steps}-{arch}{'' if look == 'exact' else '-' + look}{pool}"
     reading = config.split("+")[0]
     phase = {"default": None, "rgb": False}[reading]
     ingested = OUT / f"ingested-{reading}-{data['pool'].name}-{data['val'].name}"
@@ -233,6 +255,21 @@ def _embeddings(ws, ds, split_ids: np.ndarray, pos: np.ndarray) -> np.ndarray:
     return _EMBEDDED[key]
 
 
+def _model_features(model_dir: Path, vecs: np.ndarray, method: str) -> np.ndarray:
+    """``ssl``: the embeddings ``vecs`` themselves; "physics" and "deformation": the model's
+    physics head on them, its six class logits or the zero-shot score alone (1 - P(none), what
+    explore.deformation_scores gives) as log-odds."""
+    if method == "ssl":
+        return vecs
+    from insarexplore.explore.deformation import model_physics_head
+
+    head = model_physics_head(model_dir)
+    if method == "physics":
+        return head.logits(vecs)
+    d = np.clip(head.deformation(vecs).astype(np.float64), 1e-7, 1 - 1e-7)
+    return (np.log(d) - np.log1p(-d))[:, None]  # log-odds: linear in the head's logits
+
+
 def features(ws, split_ids: np.ndarray, method: str) -> np.ndarray:
     """Features of the given ids: "ssl" (the workspace's embeddings), "physics" (the logits of
     the model's physics head on them), "deformation" (the log-odds of its score 1 - P(none) alone), "hist",
@@ -245,17 +282,7 @@ def features(ws, split_ids: np.ndarray, method: str) -> np.ndarray:
     pos = np.argsort(ids)[pos]
     if method in ("ssl", "physics", "deformation"):
         vecs = _embeddings(ws, ds, split_ids, pos)
-        if method == "ssl":
-            return vecs
-        from insarexplore.explore.deformation import model_physics_head
-
-        # the model's physics head on the same embeddings: its six class logits, or the
-        # zero-shot score alone (1 - P(none), what explore.deformation_scores gives)
-        head = model_physics_head(ws.model_dir(ws.resolve_model(None)))
-        if method == "physics":
-            return head.logits(vecs)
-        d = np.clip(head.deformation(vecs).astype(np.float64), 1e-7, 1 - 1e-7)
-        return (np.log(d) - np.log1p(-d))[:, None]  # log-odds: linear in the head's logits
+        return _model_features(ws.model_dir(ws.resolve_model(None)), vecs, method)
     sub = ds.isel(sample=np.sort(pos))
     back = np.argsort(np.argsort(pos))
     if method == "hist":
@@ -438,6 +465,49 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
     }  # fmt: skip
 
 
+# other rendering conventions for --relook: the reader's own tables (exact), other tools'
+# tables of the same families (foreign), and palettes run the other way round the cycle
+LOOKS = {
+    "exact": {},
+    "foreign": {"foreign": True},
+    "reversed": {"reverse": ("cyclic", "rainbow")},
+    "reversed-cyclic": {"reverse": ("cyclic",)},
+    "reversed-rainbow": {"reverse": ("rainbow",)},
+    "foreign+reversed": {"foreign": True, "reverse": ("cyclic", "rainbow")},
+}
+
+
+def relook(ws, look: str, methods: list[str], args: argparse.Namespace) -> dict:
+    """The trained model of ``ws`` on the **validation** set rendered in another look: the set
+    is rendered again (the same interferograms, sites and draws), ingested as the user would
+    into a scratch workspace at the store's size, embedded with the model and scored. Nothing
+    is trained, so the looks are compared on one model."""
+    from insarexplore.embed import Embedder
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    name = f"labelled-val-{args.n_pos}-{args.n_neg}" + ("" if look == "exact" else f"-{look}")
+    folder = make_labelled("val", args.n_pos, args.n_neg, OUT / name, **LOOKS[look])
+    scratch = OUT / f"relook-{look}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    tmp = Workspace.create(scratch)
+    try:
+        store = ws.open_data(lazy=True).sizes["y"]
+        add_to_workspace(tmp, folder, size=store, progress=False)
+        ds = tmp.open_data(lazy=True)
+        model_dir = ws.model_dir(ws.resolve_model(None))
+        vecs = Embedder(model_dir, progress=False).fit(ds.isel(sample=slice(0, 1))).transform(ds)
+        rows = tmp.open_data(lazy=True).insar.sample_table().loc[ds["sample"].values]
+        site_of = json.loads((folder / "sites.json").read_text())
+        sites = np.array([site_of[_gen_id(s, site_of)] for s in rows.index.astype(str)])
+        y = rows["label"].to_numpy().astype(str)
+        groups = rows["group"].to_numpy().astype(str)
+        return {m: _scores(_model_features(model_dir, vecs, m), y, groups, sites, m)
+                for m in methods}  # fmt: skip
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def comparisons(by_method: dict[str, dict]) -> dict[str, dict]:
     """SSL against each baseline, paired over the same draws, per k (leave-site-out)."""
     out = {}
@@ -495,6 +565,9 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     p.add_argument("--steps", type=int, default=1500, help="pretraining steps")
     p.add_argument("--arch", default="resnet-micro")
     p.add_argument("--n-pool", type=int, default=3000)
+    p.add_argument("--pool-deformation", type=float, default=POOL_DEFORMATION,
+                   help="share of the grey pool with deformation (default 1/3; real archives "
+                        "hold less: 9%% of Hephaestus's annotated interferograms)")  # fmt: skip
     p.add_argument("--n-pos", type=int, default=400)
     p.add_argument("--n-neg", type=int, default=370)
     p.add_argument("--splits", default="val,test", help="which labelled sets to score")
@@ -519,10 +592,17 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                    help="labelled sets rendered in the reader's own palette tables (exact) or "
                         "in each site's own tables of the same palette families (foreign), as "
                         "real sets' rendering tools do")  # fmt: skip
+    p.add_argument("--relook", default=None, metavar="LOOK[,LOOK]",
+                   help="score the trained model on the validation set rendered in other "
+                        f"looks, nothing retrained ({', '.join(LOOKS)}): how much the "
+                        "rendering conventions of a set cost one model")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
     args = p.parse_args(argv)
+    unknown = set(args.relook.split(",")) - set(LOOKS) if args.relook else set()
+    if unknown:
+        p.error(f"--relook: unknown look {sorted(unknown)[0]!r}; choose from {', '.join(LOOKS)}")
     if args.threads:
         import torch
 
@@ -535,6 +615,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",
                    "-foreign" if args.look == "foreign" else "",
+                   "".join(f"-{t}" for t in pool_name(args.n_pool, args.pool_deformation)
+                           .split("-")[2:]),
                    "" if sorted(args.splits.split(",")) == ["test", "val"]
                    else "-" + "+".join(sorted(args.splits.split(",")))])  # fmt: skip
     if args.quick:
@@ -542,7 +624,10 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         OUT = OUT.with_name("transfer-quick")
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    data = {"pool": make_pool(args.n_pool, OUT / f"pool-{args.n_pool}")}
+    if not 0 < args.pool_deformation < 1:
+        p.error(f"--pool-deformation must be a share in (0, 1); got {args.pool_deformation}")
+    name = pool_name(args.n_pool, args.pool_deformation)
+    data = {"pool": make_pool(args.n_pool, OUT / name, deformation=args.pool_deformation)}
     look = "-foreign" if args.look == "foreign" else ""
     for split in ("val", "test"):
         data[split] = make_labelled(split, args.n_pos, args.n_neg,
@@ -572,6 +657,12 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     if args.errors and "deformation" in methods:
         results["val_errors"] = errors(ws, data, args)
         print(f"{args.config:16s} val  score errors: {json.dumps(results['val_errors'])}")
+    for look in args.relook.split(",") if args.relook else []:
+        model_methods = [m for m in methods if m in ("ssl", "physics", "deformation")]
+        results[f"val_look_{look}"] = relook(ws, look, model_methods, args)
+        for m, r in results[f"val_look_{look}"].items():
+            cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if "_" not in k)
+            print(f"{args.config:16s} val look {look}: {m:6s} {cells}", flush=True)
     if args.map:
         results["val_map"] = map_structure(ws, data)
         print(f"{args.config:16s} val  map (kNN bal. acc.): {json.dumps(results['val_map'])}")

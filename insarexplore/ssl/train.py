@@ -118,6 +118,10 @@ class PretrainConfig:
     # 1.0 moved bench_transfer's validation probes at k = 10 by at most +0.002 as the mean of
     # two seeds (one seed's grouped probe -0.005, the other's +0.004), so it is off
     physics_regress: float = 0.0
+    # share of each contrastive batch drawn from the bank instead of the data (its images as
+    # unlabelled ones: the contrastive loss also sees deformation where the data hold little
+    # of it); 0: the data only
+    physics_ssl: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
     # encoder, so every embedding of the model is made alike; 8 forward passes per image). On
@@ -157,6 +161,10 @@ class PretrainConfig:
                 raise ValueError(f"{extra} must be a weight >= 0; got {w}")
             if w > 0 and self.physics == 0:
                 raise ValueError(f"{extra} needs the physics bank: physics is 0 (turned off)")
+        if not (math.isfinite(self.physics_ssl) and 0 <= self.physics_ssl < 1):
+            raise ValueError(f"physics_ssl must be a share in [0, 1); got {self.physics_ssl}")
+        if self.physics_ssl > 0 and self.physics == 0:
+            raise ValueError("physics_ssl needs the physics bank: physics is 0 (turned off)")
         if self.physics_batch is not None and self.physics_batch < 1:
             raise ValueError(
                 f"physics_batch must be at least 1 (or None: half the batch); got {self.physics_batch}"
@@ -167,8 +175,8 @@ class PretrainConfig:
         other_input = "rgb_input" if kind == "phase" else "phase_input"  # not used by this kind
         skip = _RUNTIME_FIELDS | {other_input}
         d = {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
-        for later in ("physics_supcon", "physics_regress"):  # added later: runs without keep
-            if not getattr(self, later):  # their key
+        for later in ("physics_supcon", "physics_regress", "physics_ssl"):  # added later: runs
+            if not getattr(self, later):  # without them keep their key
                 d.pop(later)
         d.update(kind=kind, in_channels=in_channels, world=dist.get_world_size())
         return hashlib.sha1(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -441,6 +449,9 @@ def train(
             sampler.set_epoch(step // spe, step % spe)
             for x in loader:
                 x = x.to(device, non_blocking=True).float()  # float16 over the bus
+                m = round(cfg.physics_ssl * len(x)) if bank is not None else 0
+                if m:  # the batch's last rows: bank images, as unlabelled ones
+                    x = torch.cat([x[: len(x) - m], bank.sample(m, device)[0]])
                 views = [augment(x), augment(x)]
                 if bank is not None:
                     xs, ys, zs = bank.sample(bank_batch, device)

@@ -169,6 +169,33 @@ def test_write_styled_folder_foreign_tables_per_site(tmp_path):
     assert len(set(a0) & set(b0)) < 0.2 * min(len(a0), len(b0))  # B has its own colours
 
 
+@pytest.mark.parametrize("foreign", [False, True])
+def test_write_styled_folder_reverse_renders_the_other_sign(tmp_path, foreign):
+    """A style in ``reverse`` is rendered with its table run backwards: read back, its phase is
+    the conjugate of the plain rendering's (grey and the other style untouched)."""
+    from insarexplore.data.synthetic import generate
+
+    ds = generate(6, size=48, seed=0, progress=False)
+    kw = dict(styles=("cyclic", "rainbow"), site=["A"] * 6, wedge_p=0.0, seed=1, foreign=foreign)
+    plain = write_styled_folder(ds, tmp_path / "plain", **kw)
+    other = write_styled_folder(ds, tmp_path / "rev", reverse=("rainbow",), **kw)
+    seen = set()
+    for a, b in zip(plain, other):
+        ia, ib = np.asarray(Image.open(a)), np.asarray(Image.open(b))
+        style = detect_palette(ia)
+        assert detect_palette(ib) == style  # the same family, the other way round
+        pa, pb = recover_phase(ia, "auto"), recover_phase(ib, "auto")
+        seen.add(style)
+        if style == "cyclic":
+            assert np.array_equal(ia, ib)
+        else:  # conjugated, up to the constant offset a foreign table starts at
+            d = np.angle(np.exp(1j * (pa + pb)))
+            ok = np.isfinite(d)
+            assert np.abs(np.exp(1j * d[ok]).mean()) > 0.95
+            assert np.abs(np.exp(1j * (pa - pb)[ok]).mean()) < 0.5
+    assert seen == {"cyclic", "rainbow"}
+
+
 def test_foreign_tables_stay_in_their_family():
     """Another tool's diverging palette is still detected as diverging, its hue cycle as a hue
     cycle (the detector and the fixtures agree on what a family is)."""

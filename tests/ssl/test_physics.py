@@ -193,6 +193,9 @@ def test_the_bank_changes_what_the_encoder_learns(tmp_path, make_toy):
         ("physics_crop", 1.5),
         ("physics_regress", -0.5),
         ("physics_regress", float("inf")),
+        ("physics_ssl", -0.1),
+        ("physics_ssl", 1.0),
+        ("physics_ssl", float("nan")),
     ],  # fmt: skip
 )
 def test_bank_options_are_checked(field, value):
@@ -274,3 +277,32 @@ def test_pretrain_regresses_the_bank_targets_when_asked(tmp_path, make_toy):
     assert PretrainConfig(physics_regress=0.0).resume_key("phase", 4) == key  # old runs resume
     with pytest.raises(ValueError, match="physics is 0"):
         PretrainConfig(physics=0, physics_regress=1.0)
+
+
+def test_contrastive_batches_draw_their_share_from_the_bank(tmp_path, make_toy, monkeypatch):
+    """With ``physics_ssl``, that share of each contrastive batch is bank images (drawn beside
+    the labelled bank batch); without, the bank gives only the labelled batch."""
+    ds = make_toy(24)
+    draws: list[int] = []
+    sample = PhysicsBank.sample
+
+    def spy(self, b, device):
+        draws.append(b)
+        return sample(self, b, device)
+
+    monkeypatch.setattr(PhysicsBank, "sample", spy)
+    states = {}
+    for name, share in (("plain", 0.0), ("mixed", 0.25)):
+        draws.clear()
+        cfg = PretrainConfig(steps=2, physics_ssl=share, **TINY)
+        pretrain(ds, cfg, out_dir=tmp_path / name)
+        states[name] = torch.load(tmp_path / name / "encoder.pt", weights_only=True)["state_dict"]
+        want = [4, 4] if share == 0 else [2, 4, 2, 4]  # 0.25 of 8 rows; the labelled half batch
+        assert draws == want
+    a, b = states["plain"], states["mixed"]
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
+    key = PretrainConfig().resume_key("phase", 4)
+    assert PretrainConfig(physics_ssl=0.25).resume_key("phase", 4) != key
+    assert PretrainConfig(physics_ssl=0.0).resume_key("phase", 4) == key  # old runs resume
+    with pytest.raises(ValueError, match="physics is 0"):
+        PretrainConfig(physics=0, physics_ssl=0.25)

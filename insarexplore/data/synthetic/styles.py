@@ -204,6 +204,7 @@ def write_styled_folder(
     seed: int = 0,
     tif_names: int = 0,
     foreign: bool = False,
+    reverse: Sequence[str] = (),
 ) -> list[Path]:
     """Write every sample of a phase Dataset as a styled rendering under ``out_dir``.
 
@@ -214,10 +215,13 @@ def write_styled_folder(
     scenes. The first ``tif_names`` images are saved as RGB TIFFs named
     ``*.geo.diff_pha.tif``, as some public sets ship them. File names are LiCSAR-like.
     ``foreign``: each site renders each style in its own :func:`foreign_lut` (one tool per
-    site), so the reader's palette tables do not match the colours exactly.
+    site), so the reader's palette tables do not match the colours exactly. ``reverse``: the
+    styles whose tables run the other way round the cycle (tools differ in the sign of phase
+    they render), so that the reader reads their phase conjugated.
     """
     from PIL import Image
 
+    from insarexplore.data.palettes import palette_lut
     from insarexplore.data.synthetic.render import file_name
 
     out = Path(out_dir)
@@ -243,6 +247,9 @@ def write_styled_folder(
         if foreign and (s, style) not in luts:  # own stream: the draws above stay as without
             site_rng = np.random.default_rng(zlib.crc32(f"{s}|{style}|{seed}|lut".encode()))
             luts[s, style] = foreign_lut(style, site_rng)
+        table = luts.get((s, style))
+        if style in reverse:  # the same table run backwards: phase rendered with the other sign
+            table = np.ascontiguousarray((palette_lut(style) if table is None else table)[::-1])
         img = render_styled(
             phase[i],
             style,
@@ -250,7 +257,7 @@ def write_styled_folder(
             wedge=wedge,
             size=big_size if big else None,
             rgba=big,
-            lut=luts.get((s, style)),
+            lut=table,
         )
         folder = out / str(labels[i]) if labels is not None else out
         folder.mkdir(parents=True, exist_ok=True)
