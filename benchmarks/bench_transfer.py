@@ -480,23 +480,28 @@ LOOKS = {
 def relook(ws, look: str, methods: list[str], args: argparse.Namespace) -> dict:
     """The trained model of ``ws`` on the **validation** set rendered in another look: the set
     is rendered again (the same interferograms, sites and draws), ingested as the user would
-    into a scratch workspace at the store's size, embedded with the model and scored. Nothing
-    is trained, so the looks are compared on one model."""
+    (read as the configuration reads) into a scratch workspace at the store's size, embedded
+    with the model (with ``EMBED``'s options) and scored. Nothing is trained, so the looks are
+    compared on one model; that model's pretraining saw the exact look's images (unlabelled,
+    as the user's workspace holds them), the other looks' never."""
+    import tempfile
+
     from insarexplore.embed import Embedder
     from insarexplore.intake import add_to_workspace
     from insarexplore.workspace import Workspace
 
     name = f"labelled-val-{args.n_pos}-{args.n_neg}" + ("" if look == "exact" else f"-{look}")
     folder = make_labelled("val", args.n_pos, args.n_neg, OUT / name, **LOOKS[look])
-    scratch = OUT / f"relook-{look}"
-    shutil.rmtree(scratch, ignore_errors=True)
-    tmp = Workspace.create(scratch)
+    scratch = Path(tempfile.mkdtemp(prefix=f"relook-{look}-", dir=OUT))  # runs side by side
     try:
+        tmp = Workspace.create(scratch / "ws")
         store = ws.open_data(lazy=True).sizes["y"]
-        add_to_workspace(tmp, folder, size=store, progress=False)
+        phase = {"default": None, "rgb": False}[args.config.split("+")[0]]
+        add_to_workspace(tmp, folder, size=store, recover_phase=phase, progress=False)
         ds = tmp.open_data(lazy=True)
         model_dir = ws.model_dir(ws.resolve_model(None))
-        vecs = Embedder(model_dir, progress=False).fit(ds.isel(sample=slice(0, 1))).transform(ds)
+        emb = Embedder(model_dir, progress=False, **EMBED).fit(ds.isel(sample=slice(0, 1)))
+        vecs = emb.transform(ds)
         rows = tmp.open_data(lazy=True).insar.sample_table().loc[ds["sample"].values]
         site_of = json.loads((folder / "sites.json").read_text())
         sites = np.array([site_of[_gen_id(s, site_of)] for s in rows.index.astype(str)])
@@ -593,13 +598,18 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                         "in each site's own tables of the same palette families (foreign), as "
                         "real sets' rendering tools do")  # fmt: skip
     p.add_argument("--relook", default=None, metavar="LOOK[,LOOK]",
-                   help="score the trained model on the validation set rendered in other "
-                        f"looks, nothing retrained ({', '.join(LOOKS)}): how much the "
-                        "rendering conventions of a set cost one model")  # fmt: skip
+                   help="also score the trained model, nothing retrained (unlike --look, "
+                        "which builds and pretrains a workspace of that look), on the "
+                        "validation set rendered again in each look, whatever --splits says: "
+                        f"{', '.join(LOOKS)} (reversed: palettes run the other way round the "
+                        "cycle, so their phase reads back conjugated); with exact among them, "
+                        "each other look is compared with it, paired over the same draws")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
     args = p.parse_args(argv)
+    if not 0 < args.pool_deformation < 1:
+        p.error(f"--pool-deformation must be a share in (0, 1); got {args.pool_deformation}")
     unknown = set(args.relook.split(",")) - set(LOOKS) if args.relook else set()
     if unknown:
         p.error(f"--relook: unknown look {sorted(unknown)[0]!r}; choose from {', '.join(LOOKS)}")
@@ -624,8 +634,6 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
         OUT = OUT.with_name("transfer-quick")
     OUT.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    if not 0 < args.pool_deformation < 1:
-        p.error(f"--pool-deformation must be a share in (0, 1); got {args.pool_deformation}")
     name = pool_name(args.n_pool, args.pool_deformation)
     data = {"pool": make_pool(args.n_pool, OUT / name, deformation=args.pool_deformation)}
     look = "-foreign" if args.look == "foreign" else ""
@@ -657,12 +665,19 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     if args.errors and "deformation" in methods:
         results["val_errors"] = errors(ws, data, args)
         print(f"{args.config:16s} val  score errors: {json.dumps(results['val_errors'])}")
-    for look in args.relook.split(",") if args.relook else []:
+    looks = args.relook.split(",") if args.relook else []
+    for look in looks:
         model_methods = [m for m in methods if m in ("ssl", "physics", "deformation")]
         results[f"val_look_{look}"] = relook(ws, look, model_methods, args)
         for m, r in results[f"val_look_{look}"].items():
             cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if "_" not in k)
             print(f"{args.config:16s} val look {look}: {m:6s} {cells}", flush=True)
+    for look in (x for x in looks if x != "exact" and "exact" in looks):
+        for m, r in results[f"val_look_{look}"].items():
+            base = results["val_look_exact"][m]
+            cells = "  ".join(f"LSO k={k} {c['diff']:+.3f} +- {c['se']:.3f}" for k, c in (
+                (k, paired(r[f"lso@{k}_draws"], base[f"lso@{k}_draws"])) for k in KS))  # fmt: skip
+            print(f"{args.config:16s} val look {look} - exact: {m:6s} {cells}", flush=True)
     if args.map:
         results["val_map"] = map_structure(ws, data)
         print(f"{args.config:16s} val  map (kNN bal. acc.): {json.dumps(results['val_map'])}")

@@ -352,7 +352,8 @@ def train(
     plan = Plan(total, cfg.warmup_frac, cfg.min_lr_frac)
     bank, bank_batch = None, cfg.physics_batch or max(1, cfg.batch_size // 2)
     if cfg.physics > 0:  # a short fixed budget needs no more bank images than it can draw
-        draws = total * bank_batch * world  # every rank draws from its own slice of the bank
+        per_step = bank_batch + round(cfg.physics_ssl * cfg.batch_size)  # labelled + unlabelled
+        draws = total * per_step * world  # every rank draws from its own slice of the bank
         n_bank = cfg.physics_n if seconds is not None else min(cfg.physics_n, draws)
         bank = make_physics_bank(
             max(256, n_bank), view_source_size(size, stored), kind=kind, stored_size=stored,
@@ -451,8 +452,9 @@ def train(
             sampler.set_epoch(step // spe, step % spe)
             for x in loader:
                 x = x.to(device, non_blocking=True).float()  # float16 over the bus
-                m = round(cfg.physics_ssl * len(x)) if bank is not None else 0
-                if m:  # the batch's last rows: bank images, as unlabelled ones
+                # the batch's last rows: bank images, as unlabelled ones (a row of data kept)
+                m = min(len(x) - 1, round(cfg.physics_ssl * len(x))) if bank is not None else 0
+                if m > 0:
                     x = torch.cat([x[: len(x) - m], bank.sample(m, device)[0]])
                 views = [augment(x), augment(x)]
                 if bank is not None:

@@ -194,6 +194,9 @@ def test_write_styled_folder_reverse_renders_the_other_sign(tmp_path, foreign):
             assert np.abs(np.exp(1j * d[ok]).mean()) > 0.95
             assert np.abs(np.exp(1j * (pa - pb)[ok]).mean()) < 0.5
     assert seen == {"cyclic", "rainbow"}
+    for bad in ("rainbow", ("viridis",)):
+        with pytest.raises(ValueError, match="reverse"):
+            write_styled_folder(ds, tmp_path / "bad", reverse=bad, **kw)
 
 
 def test_foreign_tables_stay_in_their_family():

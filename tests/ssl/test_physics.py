@@ -281,24 +281,41 @@ def test_pretrain_regresses_the_bank_targets_when_asked(tmp_path, make_toy):
 
 def test_contrastive_batches_draw_their_share_from_the_bank(tmp_path, make_toy, monkeypatch):
     """With ``physics_ssl``, that share of each contrastive batch is bank images (drawn beside
-    the labelled bank batch); without, the bank gives only the labelled batch."""
+    the labelled bank batch): the views are cut from them; without, the bank gives only the
+    labelled batch."""
+    from insarexplore.ssl.augment import PhaseAugment
+
     ds = make_toy(24)
-    draws: list[int] = []
-    sample = PhysicsBank.sample
+    draws: list[tuple[int, torch.Tensor]] = []
+    seen: list[torch.Tensor] = []
+    sample, forward = PhysicsBank.sample, PhaseAugment.forward
 
-    def spy(self, b, device):
-        draws.append(b)
-        return sample(self, b, device)
+    def spy_sample(self, b, device):
+        out = sample(self, b, device)
+        draws.append((b, out[0].clone()))
+        return out
 
-    monkeypatch.setattr(PhysicsBank, "sample", spy)
+    def spy_forward(self, x):
+        seen.append(x.clone())
+        return forward(self, x)
+
+    monkeypatch.setattr(PhysicsBank, "sample", spy_sample)
+    monkeypatch.setattr(PhaseAugment, "forward", spy_forward)
     states = {}
     for name, share in (("plain", 0.0), ("mixed", 0.25)):
         draws.clear()
+        seen.clear()
         cfg = PretrainConfig(steps=2, physics_ssl=share, **TINY)
         pretrain(ds, cfg, out_dir=tmp_path / name)
         states[name] = torch.load(tmp_path / name / "encoder.pt", weights_only=True)["state_dict"]
-        want = [4, 4] if share == 0 else [2, 4, 2, 4]  # 0.25 of 8 rows; the labelled half batch
-        assert draws == want
+        sizes = [b for b, _ in draws]
+        assert sizes == ([4, 4] if share == 0 else [2, 4, 2, 4])  # 0.25 of 8 rows; half batch
+        if share:  # per step: the contrastive batch (twice), then the labelled bank batch
+            for step in range(2):
+                batch, bank_rows = seen[3 * step], draws[2 * step][1]
+                assert len(batch) == 8 and torch.equal(seen[3 * step + 1], batch)
+                assert torch.equal(batch[-2:], bank_rows)  # the last quarter: bank images
+                assert not any(torch.equal(r, b) for r in batch[:-2] for b in bank_rows)
     a, b = states["plain"], states["mixed"]
     assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())
     key = PretrainConfig().resume_key("phase", 4)

@@ -224,6 +224,8 @@ def write_styled_folder(
     from insarexplore.data.palettes import palette_lut
     from insarexplore.data.synthetic.render import file_name
 
+    if isinstance(reverse, str) or not set(reverse) <= set(STYLES):
+        raise ValueError(f"reverse must be a sequence of styles among {STYLES}; got {reverse!r}")
     out = Path(out_dir)
     rng = np.random.default_rng(seed)
     n = ds.sizes["sample"]
@@ -248,8 +250,8 @@ def write_styled_folder(
             site_rng = np.random.default_rng(zlib.crc32(f"{s}|{style}|{seed}|lut".encode()))
             luts[s, style] = foreign_lut(style, site_rng)
         table = luts.get((s, style))
-        if style in reverse:  # the same table run backwards: phase rendered with the other sign
-            table = np.ascontiguousarray((palette_lut(style) if table is None else table)[::-1])
+        if style in reverse:  # the table run backwards: row i shows phase -(-pi + 2 pi i / n)
+            table = np.roll((palette_lut(style) if table is None else table)[::-1], 1, axis=0)
         img = render_styled(
             phase[i],
             style,
