@@ -13,6 +13,12 @@ scored images themselves: an upper bound, not a result a user gets).
     python benchmarks/bench_ceiling.py --arch resnet-micro --view 48 --steps 1500
     python benchmarks/bench_ceiling.py --arch resnet-tiny --view 64 --steps 1500
     python benchmarks/bench_ceiling.py --steps 9000 --bank 16384
+    python benchmarks/bench_ceiling.py --steps 4500 --proxy   # also on the proxy's val set
+
+``--proxy`` also scores the trained encoder and head on ``bench_transfer.py``'s **validation**
+renderings (ingested as the user would, embedded as a model embeds): the zero-shot AUC and the
+few-label probes of ``bench_transfer.score`` on the log-odds of 1 - P(none), the same protocol
+as its ``deformation`` method, so the two compare directly.
 """
 
 from __future__ import annotations
@@ -40,8 +46,46 @@ def best_balanced_accuracy(pos: np.ndarray, score: np.ndarray) -> float:
     return float(np.max(np.r_[0.5, (tpr + tnr) / 2.0]))
 
 
+def proxy_scores(enc, head, none: int, view: int) -> dict:
+    """The encoder and head on bench_transfer's validation renderings: zero-shot AUC and the
+    probes of ``bench_transfer.score`` on the log-odds of 1 - P(none) (validation only)."""
+    import shutil
+    import tempfile
+
+    import bench_transfer as bt
+    import torch
+    from sklearn.metrics import roc_auc_score
+
+    from insarexplore.embed import Embedder
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    bt.OUT.mkdir(parents=True, exist_ok=True)
+    folder = bt.make_labelled("val", 400, 370, bt.OUT / "labelled-val-400-370")
+    scratch = Path(tempfile.mkdtemp(prefix="ceiling-", dir=bt.OUT))
+    try:
+        ws = Workspace.create(scratch / "ws")
+        add_to_workspace(ws, folder, size=STORED, progress=False)
+        ds = ws.open_data(lazy=True)
+        emb = Embedder(enc, progress=False, size=view, dihedral=True)
+        vecs = emb.fit(ds.isel(sample=slice(0, 1))).transform(ds)
+        rows = ws.open_data(lazy=True).insar.sample_table().loc[ds["sample"].values]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    with torch.no_grad():
+        p = head(torch.from_numpy(np.asarray(vecs, np.float32))).softmax(1)[:, none].double()
+    p = p.clamp(1e-7, 1 - 1e-7).numpy()
+    logodds = np.log1p(-p) - np.log(p)  # of 1 - P(none)
+    site_of = json.loads((folder / "sites.json").read_text())
+    sites = np.array([site_of[bt._gen_id(s, site_of)] for s in rows.index.astype(str)])
+    y = rows["label"].to_numpy().astype(str)
+    r = bt.score(logodds[:, None], y, rows["group"].to_numpy().astype(str), sites)
+    out = {f"val {k}": round(v, 3) for k, v in r.items() if isinstance(v, float) and "_" not in k}
+    return {"val zero-shot AUC": round(float(roc_auc_score(y != "none", logodds)), 3), **out}
+
+
 def run_one(arch: str, view: int, steps: int, bank_n: int, test_n: int, batch: int = 128,
-            lr: float = 2e-3, seed: int = 0) -> dict:  # fmt: skip
+            lr: float = 2e-3, seed: int = 0, proxy: bool = False) -> dict:  # fmt: skip
     import torch
     import torch.nn.functional as F
     from sklearn.metrics import roc_auc_score
@@ -82,7 +126,8 @@ def run_one(arch: str, view: int, steps: int, bank_n: int, test_n: int, batch: i
         prob = torch.cat([head(enc(xt[i : i + 256])).softmax(1) for i in range(0, len(xt), 256)])
     score = 1.0 - prob[:, none].numpy()
     pos = (test.y != none).numpy()
-    return {
+    extra = proxy_scores(enc, head, none, view) if proxy else {}
+    return {**extra,
         "arch": arch, "view": view, "steps": steps, "bank": bank_n, "test": test_n,
         "auc": round(float(roc_auc_score(pos, score)), 3),
         "best_bal_acc": round(best_balanced_accuracy(pos, score), 3),
@@ -112,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--bank", type=int, default=4096, help="labelled training images")
     p.add_argument("--test", type=int, default=1024, help="held-out bank images scored")
+    p.add_argument("--proxy", action="store_true",
+                   help="also score on bench_transfer.py's validation renderings (its probes)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     for name in ("view", "steps", "bank", "test"):
@@ -121,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    row = run_one(args.arch, args.view, args.steps, args.bank, args.test)
+    row = run_one(args.arch, args.view, args.steps, args.bank, args.test, proxy=args.proxy)
     print(json.dumps(row))
     return 0
 
