@@ -49,37 +49,20 @@ def best_balanced_accuracy(pos: np.ndarray, score: np.ndarray) -> float:
 def proxy_scores(enc, head, none: int, view: int) -> dict:
     """The encoder and head on bench_transfer's validation renderings: zero-shot AUC and the
     probes of ``bench_transfer.score`` on the log-odds of 1 - P(none) (validation only)."""
-    import shutil
-    import tempfile
-
     import bench_transfer as bt
     import torch
     from sklearn.metrics import roc_auc_score
 
     from insarexplore.embed import Embedder
-    from insarexplore.intake import add_to_workspace
-    from insarexplore.workspace import Workspace
 
-    bt.OUT.mkdir(parents=True, exist_ok=True)
     folder = bt.make_labelled("val", 400, 370, bt.OUT / "labelled-val-400-370")
-    scratch = Path(tempfile.mkdtemp(prefix="ceiling-", dir=bt.OUT))
-    try:
-        ws = Workspace.create(scratch / "ws")
-        add_to_workspace(ws, folder, size=STORED, progress=False)
-        ds = ws.open_data(lazy=True)
-        emb = Embedder(enc, progress=False, size=view, dihedral=True)
-        vecs = emb.fit(ds.isel(sample=slice(0, 1))).transform(ds)
-        rows = ws.open_data(lazy=True).insar.sample_table().loc[ds["sample"].values]
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    embedder = Embedder(enc, progress=False, size=view, dihedral=True)
+    vecs, y, groups, sites = bt.embed_folder(folder, embedder, STORED)
     with torch.no_grad():
         p = head(torch.from_numpy(np.asarray(vecs, np.float32))).softmax(1)[:, none].double()
     p = p.clamp(1e-7, 1 - 1e-7).numpy()
     logodds = np.log1p(-p) - np.log(p)  # of 1 - P(none)
-    site_of = json.loads((folder / "sites.json").read_text())
-    sites = np.array([site_of[bt._gen_id(s, site_of)] for s in rows.index.astype(str)])
-    y = rows["label"].to_numpy().astype(str)
-    r = bt.score(logodds[:, None], y, rows["group"].to_numpy().astype(str), sites)
+    r = bt.score(logodds[:, None], y, groups, sites)
     out = {f"val {k}": round(v, 3) for k, v in r.items() if isinstance(v, float) and "_" not in k}
     return {"val zero-shot AUC": round(float(roc_auc_score(y != "none", logodds)), 3), **out}
 

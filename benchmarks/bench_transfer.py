@@ -477,6 +477,32 @@ LOOKS = {
 }
 
 
+def embed_folder(folder: Path, embedder, size: int, recover_phase: bool | None = None):
+    """A labelled folder made here, ingested as the user would (``recover_phase`` as
+    ``add_to_workspace`` takes it) into a scratch workspace at ``size``, and embedded by
+    ``embedder`` (an ``Embedder``, fitted here): ``(vectors, labels, groups, sites)`` in one
+    order. The scratch workspace is removed; runs side by side each have their own."""
+    import tempfile
+
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    OUT.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"scratch-{folder.name}-", dir=OUT))
+    try:
+        tmp = Workspace.create(scratch / "ws")
+        add_to_workspace(tmp, folder, size=size, recover_phase=recover_phase, progress=False)
+        ds = tmp.open_data(lazy=True)
+        vecs = embedder.fit(ds.isel(sample=slice(0, 1))).transform(ds)
+        rows = ds.insar.sample_table().loc[ds["sample"].values]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    site_of = json.loads((folder / "sites.json").read_text())
+    sites = np.array([site_of[_gen_id(s, site_of)] for s in rows.index.astype(str)])
+    y = rows["label"].to_numpy().astype(str)
+    return vecs, y, rows["group"].to_numpy().astype(str), sites
+
+
 def relook(ws, look: str, methods: list[str], args: argparse.Namespace) -> dict:
     """The trained model of ``ws`` on the **validation** set rendered in another look: the set
     is rendered again (the same interferograms, sites and draws), ingested as the user would
@@ -484,33 +510,17 @@ def relook(ws, look: str, methods: list[str], args: argparse.Namespace) -> dict:
     with the model (with ``EMBED``'s options) and scored. Nothing is trained, so the looks are
     compared on one model; that model's pretraining saw the exact look's images (unlabelled,
     as the user's workspace holds them), the other looks' never."""
-    import tempfile
-
     from insarexplore.embed import Embedder
-    from insarexplore.intake import add_to_workspace
-    from insarexplore.workspace import Workspace
 
     name = f"labelled-val-{args.n_pos}-{args.n_neg}" + ("" if look == "exact" else f"-{look}")
     folder = make_labelled("val", args.n_pos, args.n_neg, OUT / name, **LOOKS[look])
-    scratch = Path(tempfile.mkdtemp(prefix=f"relook-{look}-", dir=OUT))  # runs side by side
-    try:
-        tmp = Workspace.create(scratch / "ws")
-        store = ws.open_data(lazy=True).sizes["y"]
-        phase = {"default": None, "rgb": False}[args.config.split("+")[0]]
-        add_to_workspace(tmp, folder, size=store, recover_phase=phase, progress=False)
-        ds = tmp.open_data(lazy=True)
-        model_dir = ws.model_dir(ws.resolve_model(None))
-        emb = Embedder(model_dir, progress=False, **EMBED).fit(ds.isel(sample=slice(0, 1)))
-        vecs = emb.transform(ds)
-        rows = tmp.open_data(lazy=True).insar.sample_table().loc[ds["sample"].values]
-        site_of = json.loads((folder / "sites.json").read_text())
-        sites = np.array([site_of[_gen_id(s, site_of)] for s in rows.index.astype(str)])
-        y = rows["label"].to_numpy().astype(str)
-        groups = rows["group"].to_numpy().astype(str)
-        return {m: _scores(_model_features(model_dir, vecs, m), y, groups, sites, m)
-                for m in methods}  # fmt: skip
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    model_dir = ws.model_dir(ws.resolve_model(None))
+    phase = {"default": None, "rgb": False}[args.config.split("+")[0]]
+    store = ws.open_data(lazy=True).sizes["y"]
+    vecs, y, groups, sites = embed_folder(
+        folder, Embedder(model_dir, progress=False, **EMBED), store, recover_phase=phase
+    )
+    return {m: _scores(_model_features(model_dir, vecs, m), y, groups, sites, m) for m in methods}
 
 
 def comparisons(by_method: dict[str, dict]) -> dict[str, dict]:

@@ -120,9 +120,9 @@ class PretrainConfig:
     physics_regress: float = 0.0
     # share of each contrastive batch drawn from the bank instead of the data (its images as
     # unlabelled ones: the contrastive loss also sees deformation where the data hold little
-    # of it); 0: the data only. 0.25 gave bench_transfer's validation probes +0.010 / +0.012
-    # at k = 10 with a pool of 10 % deformation (one seed) but -0.007 grouped with the
-    # default pool, so it is off
+    # of it); 0: the data only. 0.25 gave bench_transfer's validation probes at k = 10
+    # +0.006 / +0.006 (LSO / grouped, mean of two seeds) with a pool of 10 % deformation and
+    # -0.007 grouped with the default pool, so it is off
     physics_ssl: float = 0.0
     image_size: int | None = None
     # the model embeds each image as the mean of its 8 rotations/reflections (recorded with the
