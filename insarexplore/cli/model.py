@@ -43,8 +43,19 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
     )
-    version = pretrain_workspace(ws, config)
-    say(f"model {version} is now the workspace's current model; next: insarexplore embed {ws.path}")
+    from insarexplore.ssl.dist import cleanup_distributed, is_main_process
+
+    ok = False
+    try:
+        version = pretrain_workspace(ws, config)
+        main, ok = is_main_process(), True
+    finally:  # under torchrun: every rank leaves its process group before the interpreter goes
+        cleanup_distributed(wait=ok)
+    if main:  # one line, not one per rank
+        say(
+            f"model {version} is now the workspace's current model; "
+            f"next: insarexplore embed {ws.path}"
+        )
     return 0
 
 

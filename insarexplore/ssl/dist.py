@@ -93,8 +93,13 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     return box[0]
 
 
-def cleanup_distributed() -> None:
+def cleanup_distributed(wait: bool = True) -> None:
+    """Tear the process group down; with ``wait``, once every rank is here (a rank that left
+    while a peer was still finishing a collective could abort the peer under gloo). Without
+    ``wait`` (a rank that failed) it goes at once: a peer that crashed would never arrive."""
     if dist.is_available() and dist.is_initialized():
+        if wait and dist.get_world_size() > 1:
+            dist.barrier()
         dist.destroy_process_group()
 
 

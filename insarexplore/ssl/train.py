@@ -508,6 +508,7 @@ def train(
         checkpoint()
         log.close()
         bar.close()
+        dist.barrier()  # no rank leaves (and tears its process group down) while rank 0 saves
         raise
     bar.close()
     plan.total = step  # a time budget may stop early: record what was done

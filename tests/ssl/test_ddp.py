@@ -162,3 +162,23 @@ def test_ddp_loop_runs_and_resumes_on_fewer_ranks(tmp_path, store):
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "done" and meta["steps"] == 6 and meta["world_size"] == 1
     assert [int(r["step"]) for r in _losses(run)] == [1, 2, 3, 4, 5, 6]
+
+
+def test_cli_pretrain_under_torchrun_says_once_and_leaves_cleanly(tmp_path):
+    """``torchrun -m insarexplore.cli pretrain``: both ranks exit 0 (each leaves its process
+    group), the model becomes the workspace's current one and the closing line is said once."""
+    from insarexplore import cli
+
+    ws = tmp_path / "ws"
+    assert cli.main(["synth", str(ws), "-n", "32", "--size", "32"]) == 0
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
+           "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "3", "--batch-size", "8",
+           "--device", "cpu", "--no-monitor"]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    said = (res.stdout + res.stderr).count("is now the workspace's current model")
+    assert said == 1
+    current = json.loads((ws / "workspace.json").read_text()).get("current_model")
+    assert current and (ws / "models" / current / "encoder.pt").exists()
