@@ -14,6 +14,7 @@ scored images themselves: an upper bound, not a result a user gets).
     python benchmarks/bench_ceiling.py --arch resnet-tiny --view 64 --steps 1500
     python benchmarks/bench_ceiling.py --steps 9000 --bank 16384
     python benchmarks/bench_ceiling.py --steps 4500 --proxy   # also on the proxy's val set
+    python benchmarks/bench_ceiling.py --steps 4500 --proxy --labelled-difficulty easy
 
 ``--proxy`` also scores the trained encoder and head on ``bench_transfer.py``'s **validation**
 renderings (ingested as the user would, embedded as a model embeds): the zero-shot AUC and the
@@ -46,7 +47,7 @@ def best_balanced_accuracy(pos: np.ndarray, score: np.ndarray) -> float:
     return float(np.max(np.r_[0.5, (tpr + tnr) / 2.0]))
 
 
-def proxy_scores(enc, head, none: int, view: int) -> dict:
+def proxy_scores(enc, head, none: int, view: int, difficulty: str = "medium") -> dict:
     """The encoder and head on bench_transfer's validation renderings: zero-shot AUC and the
     probes of ``bench_transfer.score`` on the log-odds of 1 - P(none) (validation only)."""
     import bench_transfer as bt
@@ -55,7 +56,8 @@ def proxy_scores(enc, head, none: int, view: int) -> dict:
 
     from insarexplore.embed import Embedder
 
-    folder = bt.make_labelled("val", 400, 370, bt.OUT / "labelled-val-400-370")
+    name = bt.labelled_name("val", 400, 370, difficulty=difficulty)
+    folder = bt.make_labelled("val", 400, 370, bt.OUT / name, difficulty=difficulty)
     embedder = Embedder(enc, progress=False, size=view, dihedral=True)
     vecs, y, groups, sites = bt.embed_folder(folder, embedder, STORED)
     with torch.no_grad():
@@ -68,7 +70,8 @@ def proxy_scores(enc, head, none: int, view: int) -> dict:
 
 
 def run_one(arch: str, view: int, steps: int, bank_n: int, test_n: int, batch: int = 128,
-            lr: float = 2e-3, seed: int = 0, proxy: bool = False) -> dict:  # fmt: skip
+            lr: float = 2e-3, seed: int = 0, proxy: bool = False,
+            difficulty: str = "medium") -> dict:  # fmt: skip
     import torch
     import torch.nn.functional as F
     from sklearn.metrics import roc_auc_score
@@ -109,7 +112,7 @@ def run_one(arch: str, view: int, steps: int, bank_n: int, test_n: int, batch: i
         prob = torch.cat([head(enc(xt[i : i + 256])).softmax(1) for i in range(0, len(xt), 256)])
     score = 1.0 - prob[:, none].numpy()
     pos = (test.y != none).numpy()
-    extra = proxy_scores(enc, head, none, view) if proxy else {}
+    extra = proxy_scores(enc, head, none, view, difficulty) if proxy else {}
     return {**extra,
         "arch": arch, "view": view, "steps": steps, "bank": bank_n, "test": test_n,
         "auc": round(float(roc_auc_score(pos, score)), 3),
@@ -142,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--test", type=int, default=1024, help="held-out bank images scored")
     p.add_argument("--proxy", action="store_true",
                    help="also score on bench_transfer.py's validation renderings (its probes)")  # fmt: skip
+    p.add_argument("--labelled-difficulty", choices=["medium", "easy"], default="medium",
+                   help="with --proxy: the difficulty of the validation set scored (as "
+                        "bench_transfer.py's option of that name; the bank stays medium)")  # fmt: skip
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     for name in ("view", "steps", "bank", "test"):
@@ -151,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    row = run_one(args.arch, args.view, args.steps, args.bank, args.test, proxy=args.proxy)
+    row = run_one(args.arch, args.view, args.steps, args.bank, args.test, proxy=args.proxy,
+                  difficulty=args.labelled_difficulty)  # fmt: skip
     print(json.dumps(row))
     return 0
 

@@ -110,7 +110,7 @@ def extras(
     except InSARError as err:  # an optional field: a bad head file leaves it out, said once
         warnings.warn(f"no deformation scores: {err}", stacklevel=2)
         physics = None
-    if physics is not None:  # the model's zero-shot score: 1 - P(none) of its physics head
+    if physics is not None:  # the model's zero-shot score, from its physics head
         out["deformation"] = _aligned(physics, ids, "deformation", np.nan).astype(np.float64)
     try:
         from insarexplore.explore.anomaly import anomaly_scores

@@ -2,7 +2,8 @@
 
 A model pretrained with the physics bank keeps its classifier of physics-made interferograms
 (``insarexplore.models.physics_head``). Applied to the stored embeddings it gives each sample
-the probability of each deformation source and ``deformation`` = 1 - P(none): no labels
+the probability of each deformation source and ``deformation``, the probability of deformation
+against none with the two equally likely beforehand (``PhysicsHead.deformation_of``): no labels
 needed, no second pass over the images. On the transfer proxy (benchmarks/RESULTS.md) this one
 score separates deformation from none on colour renderings of held-out sites better than a
 probe on the full embedding does. Models pretrained without the bank have no scores (None).

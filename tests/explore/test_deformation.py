@@ -36,10 +36,31 @@ def test_scores_are_the_heads_probabilities_of_the_stored_embeddings(workspace):
     want = torch.softmax(lin(torch.tensor(np.asarray(vecs))), 1).detach().numpy()
     none = CLASSES.index("none")
     np.testing.assert_allclose(table["P(none)"], want[:, none], rtol=1e-4, atol=1e-6)
-    np.testing.assert_allclose(table["deformation"], 1 - want[:, none], rtol=1e-4, atol=1e-6)
+    odds = (1 - want[:, none]) / want[:, none] / (len(CLASSES) - 1)  # the bank's 5 : 1 out
+    np.testing.assert_allclose(table["deformation"], odds / (1 + odds), rtol=1e-4, atol=1e-6)
     probs = table[[f"P({c})" for c in CLASSES]].to_numpy()
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)
     assert ((table["deformation"] >= 0) & (table["deformation"] <= 1)).all()
+    # the ranking is the head's own: by 1 - P(none)
+    assert (np.argsort(-table["deformation"].to_numpy(), kind="stable")
+            == np.argsort(want[:, none], kind="stable")).all()  # fmt: skip
+
+
+def test_the_score_takes_the_banks_prior_out():
+    """A head with no evidence either way (every class as likely as in the bank, which draws
+    them in equal shares) scores 0.5, not 5/6; certainty stays certainty."""
+    from insarexplore.models.physics_head import PhysicsHead
+
+    k = len(CLASSES)
+    head = PhysicsHead(tuple(CLASSES), np.zeros((k, 3), np.float32), np.zeros(k, np.float32))
+    assert head.deformation(np.ones((2, 3))) == pytest.approx([0.5, 0.5])
+    none = CLASSES.index("none")
+    p = np.full((3, k), 0.0)
+    p[0, none] = 1.0  # surely none
+    p[1, (none + 1) % k] = 1.0  # surely a source
+    p[2] = 0.5 / (k - 1)
+    p[2, none] = 0.5  # the head's 1 - P(none) = 0.5: evidence for none against a 5 : 1 prior
+    assert head.deformation_of(p) == pytest.approx([0.0, 1.0, 1 / k])
 
 
 def test_dashboard_offers_the_score_as_a_field(workspace):
