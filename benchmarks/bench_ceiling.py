@@ -2,8 +2,8 @@
 encoder trained on labelled physics-made interferograms alone (the physics bank of
 ``ssl.physics``, no self-supervision), scored on bank images it never saw.
 
-The proxy of ``bench_transfer.py`` draws its labelled sets from the same generator at the same
-difficulty (with other sites, renderings read back and wedges), so this indicates how far an
+The proxy of ``bench_transfer.py`` draws its labelled sets from the same generator, by default
+at the same difficulty (with other sites, renderings read back and wedges), so this indicates how far an
 encoder of that size and view can go there: weak positives (under two fringes) and turbulent
 none scenes overlap in the views. An indication from the configurations run, not a bound. Training views are pretraining's (``PhaseAugment``, crops of 35-100 % of a source
 4/3 of the view's side); scoring is on the whole scene brought down to the view. Reported: the
@@ -113,7 +113,7 @@ def run_one(arch: str, view: int, steps: int, bank_n: int, test_n: int, batch: i
     score = 1.0 - prob[:, none].numpy()
     pos = (test.y != none).numpy()
     extra = proxy_scores(enc, head, none, view, difficulty) if proxy else {}
-    return {**extra,
+    return {**extra, **({"labelled_difficulty": difficulty} if proxy else {}),
         "arch": arch, "view": view, "steps": steps, "bank": bank_n, "test": test_n,
         "auc": round(float(roc_auc_score(pos, score)), 3),
         "best_bal_acc": round(best_balanced_accuracy(pos, score), 3),

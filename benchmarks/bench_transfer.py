@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -368,7 +369,8 @@ def score(x: np.ndarray, y: np.ndarray, groups: np.ndarray, sites: np.ndarray) -
 def _split_rows(ws, labelled: Path):
     """The workspace's sample table rows ingested from the labelled folder ``labelled``."""
     table = ws.open_data(lazy=True).insar.sample_table()
-    return table[table["source"].astype(str).str.startswith(str(labelled))]
+    # the folder's own files: labelled-val-400-370/ is not labelled-val-400-370-easy/
+    return table[table["source"].astype(str).str.startswith(str(labelled) + os.sep)]
 
 
 def evaluate(ws, data: dict[str, Path], split: str, methods: list[str], config: str) -> dict:
@@ -414,7 +416,7 @@ def errors(ws, data: dict[str, Path], args: argparse.Namespace) -> dict:
     from scipy.stats import spearmanr
     from sklearn.metrics import roc_auc_score
 
-    ds, _, _ = labelled_dataset("val", args.n_pos, args.n_neg)
+    ds, _, _ = labelled_dataset("val", args.n_pos, args.n_neg, args.labelled_difficulty)
     params = ds.drop_dims(["y", "x"]).to_dataframe().set_index(ds["sample"].values.astype(str))
     site_of = json.loads((data["val"] / "sites.json").read_text())
     ids = _split_rows(ws, data["val"]).index.astype(str)

@@ -11,8 +11,9 @@ beforehand.
 The bank draws its classes in equal shares, so five of its six classes are deformation and the
 head's own 1 - P(none) carries a prior of 5 : 1 for deformation: a scene the head cannot tell
 apart from any class (every probability 1/6) would score 5/6. The score takes that prior out
-(its odds divided by 5): such a scene scores 0.5, and 0.5 is the threshold of equal errors on
-both classes. On the transfer proxy's validation set this raised the balanced accuracy of the
+(its odds divided by 5): such a scene scores 0.5, and the 0.5 cut weighs the errors on both
+classes equally (as balanced accuracy does). The head is trained with label smoothing, so
+the score is a calibrated probability only roughly; its order and its 0.5 cut are what count. On the transfer proxy's validation set this raised the balanced accuracy of the
 zero-shot call (score > 0.5) from 0.78 to 0.91, with the ranking (and so every AUC, probe and
 list by score) unchanged (benchmarks/RESULTS.md).
 """

@@ -505,10 +505,12 @@ def train(
                 if step >= plan.total or stop:
                     break
     except KeyboardInterrupt:
-        checkpoint()
-        log.close()
-        bar.close()
-        dist.barrier()  # no rank leaves (and tears its process group down) while rank 0 saves
+        try:
+            checkpoint()
+        finally:  # no rank leaves (and tears its process group down) while rank 0 saves
+            log.close()
+            bar.close()
+            dist.barrier()
         raise
     bar.close()
     plan.total = step  # a time budget may stop early: record what was done

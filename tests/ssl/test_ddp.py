@@ -101,6 +101,7 @@ def _launch(tmp_path, store, name, nproc, part):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert "terminate called" not in res.stderr, res.stderr[-3000:]
     return out, [
         json.loads((tmp_path / f"{name}_{part}{r}.json").read_text()) for r in range(nproc)
     ]
@@ -177,7 +178,7 @@ def test_cli_pretrain_under_torchrun_says_once_and_leaves_cleanly(tmp_path):
            "--device", "cpu", "--no-monitor"]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.returncode == 0 and "terminate called" not in res.stderr, res.stderr[-3000:]
     said = (res.stdout + res.stderr).count("is now the workspace's current model")
     assert said == 1
     current = json.loads((ws / "workspace.json").read_text()).get("current_model")
