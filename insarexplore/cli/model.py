@@ -74,7 +74,8 @@ def add_pretrain(sub: Any) -> None:
             "Self-supervised pretraining (SimCLR, MoCo v2 or VICReg) with InSAR-aware\n"
             "augmentations. The budget is minutes, epochs or steps. A checkpoint is written\n"
             "regularly and on Ctrl-C: the same command again resumes the run. Under torchrun\n"
-            "it trains data-parallel on every process. The finished model becomes current."
+            "it trains data-parallel on every process (Ctrl-C stops every process at the same\n"
+            "step). The finished model becomes current."
         ),
     )
     p.add_argument("workspace", help="workspace folder")

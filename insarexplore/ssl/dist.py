@@ -11,6 +11,8 @@ one process and on many. ``sync_batchnorm`` makes batch-norm statistics global o
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from typing import Any
 
 import torch
@@ -18,6 +20,7 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = [
+    "CollectiveInterrupt",
     "SyncBatchNorm",
     "all_reduce_mean",
     "backend_for",
@@ -106,6 +109,54 @@ def cleanup_distributed(wait: bool = True) -> None:
 def barrier() -> None:
     if is_distributed():
         dist.barrier()
+
+
+class CollectiveInterrupt:
+    """Ctrl-C of a distributed run, taken at the same step on every rank.
+
+    torchrun passes SIGINT to every worker at whatever point each has reached: a rank that
+    raised at once, while a peer still waited in one of the step's collectives, would pair the
+    collectives of its checkpoint with the peer's of the step (undefined under gloo, a hang
+    under NCCL). Between ``start()`` and ``stop()`` (or inside ``with``) a distributed run's
+    SIGINT only sets a flag; ``check(step)`` at every ``every``-th step (the same steps on every
+    rank) takes the largest flag over ranks and raises ``KeyboardInterrupt`` on all of them at
+    once. Outside a process group, or off the main thread, SIGINT raises as usual and ``check``
+    does nothing.
+    """
+
+    def __init__(self, device: torch.device | str = "cpu", every: int = 1) -> None:
+        self.device, self.every = torch.device(device), max(1, int(every))
+        self.hit, self.active = False, False
+        self._previous: Any = None
+
+    def _set(self, signum: int, frame: Any) -> None:
+        self.hit = True
+
+    def start(self) -> CollectiveInterrupt:
+        self.active = is_distributed() and threading.current_thread() is threading.main_thread()
+        if self.active:
+            self._previous = signal.signal(signal.SIGINT, self._set)
+        return self
+
+    def stop(self) -> None:
+        """SIGINT raises again (idempotent)."""
+        if self.active:
+            signal.signal(signal.SIGINT, self._previous)
+            self.active = False
+
+    def __enter__(self) -> CollectiveInterrupt:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def check(self, step: int) -> None:
+        if not self.active or step % self.every:
+            return
+        flag = torch.tensor([1.0 if self.hit else 0.0], device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        if float(flag.item()) > 0:
+            raise KeyboardInterrupt
 
 
 class _GatherWithGrad(torch.autograd.Function):

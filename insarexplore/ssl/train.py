@@ -447,6 +447,9 @@ def train(
     t_calib, calib_step = None, step
     stop, loss_value, step_loss = False, float("nan"), float("nan")
     model.train()
+    # under DDP, Ctrl-C stops every rank at one step (checked every step on CPU, every 10 on
+    # GPUs, where reading the flag waits for the device)
+    interrupt = dist.CollectiveInterrupt(device, every=10 if cuda else 1).start()
     try:
         while step < plan.total and not stop:
             sampler.set_epoch(step // spe, step % spe)
@@ -502,6 +505,7 @@ def train(
                         {"step": step, "total": plan.total, "loss": step_loss,
                          "img_per_s": clock.rate}
                     )  # fmt: skip
+                interrupt.check(step)
                 if step >= plan.total or stop:
                     break
     except KeyboardInterrupt:
@@ -512,6 +516,8 @@ def train(
             bar.close()
             dist.barrier()
         raise
+    finally:
+        interrupt.stop()
     bar.close()
     plan.total = step  # a time budget may stop early: record what was done
     checkpoint()

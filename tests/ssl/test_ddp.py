@@ -15,7 +15,7 @@ import pytest
 pytestmark = [pytest.mark.ddp, pytest.mark.slow]
 
 SCRIPT = """
-import copy, json, sys, torch
+import copy, json, os, signal, sys, time, torch
 from insarexplore.ssl import dist
 from insarexplore.ssl.losses import NTXentLoss
 from insarexplore.ssl.train import PretrainConfig, prepare_model, pretrain, setup_device
@@ -76,9 +76,10 @@ if part == "steps":
     report["chunks"] = everyone
 elif part in ("loop", "interrupted", "resume"):
     steps = 6
-    def stop_at_4(info):
-        if part == "interrupted" and info["step"] == 4:
-            raise KeyboardInterrupt
+    def stop_at_4(info):  # Ctrl-C reaching one rank only (torchrun's reach each at any point)
+        if part == "interrupted" and info["step"] == 4 and r == w - 1:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.5)  # the handler runs here, in the main thread, before the step ends
     cfg = PretrainConfig(steps=steps, batch_size=8, log_every=1, checkpoint_every=3,
                          monitor_every=0, progress=False, tensorboard=False, lr=2e-3)
     try:
@@ -145,8 +146,9 @@ def _losses(run) -> list[dict]:
 
 
 def test_ddp_loop_runs_and_resumes_on_fewer_ranks(tmp_path, store):
-    """The loop with global batch norm on 2 ranks; a 2-rank run interrupted at step 4 resumes
-    on 1 process (each rank saved its own RNG state) and finishes."""
+    """The loop with global batch norm on 2 ranks; a 2-rank run whose last rank alone gets
+    Ctrl-C (SIGINT) at step 4 stops on every rank at that step, checkpoints, and resumes on 1
+    process (each rank saved its own RNG state) and finishes."""
     run, _ = _launch(tmp_path, store, "loop", 2, "loop")
     meta = json.loads((run / "meta.json").read_text())
     assert meta["status"] == "done" and meta["steps"] == 6 and meta["world_size"] == 2
@@ -183,3 +185,21 @@ def test_cli_pretrain_under_torchrun_says_once_and_leaves_cleanly(tmp_path):
     assert said == 1
     current = json.loads((ws / "workspace.json").read_text()).get("current_model")
     assert current and (ws / "models" / current / "encoder.pt").exists()
+
+
+def test_outside_a_process_group_ctrl_c_raises_as_usual():
+    """One process: the collective interrupt leaves SIGINT alone and its check does nothing."""
+    import signal
+
+    from insarexplore.ssl import dist
+
+    before = signal.getsignal(signal.SIGINT)
+    with dist.CollectiveInterrupt() as interrupt:
+        assert not interrupt.active and signal.getsignal(signal.SIGINT) is before
+        interrupt.check(1)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            import time
+
+            time.sleep(1)  # the default handler raises here
+    assert signal.getsignal(signal.SIGINT) is before
