@@ -116,11 +116,32 @@ def make_pool(n: int, out: Path, seed: int = 7, deformation: float = POOL_DEFORM
         generate(n_def, size=227, classes=("mogi", "sill", "dyke"), seed=seed, progress=False),
         generate(n - n_def, size=227, classes=("none",), seed=seed + 1, progress=False),
     ]
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for k, ds in enumerate(parts):
-        write_styled_folder(ds, tmp, styles=("grey",), wedge_p=0.3, seed=seed + k, tif_names=1)
-    tmp.rename(out)
+
+    def write(tmp: Path) -> None:
+        for k, ds in enumerate(parts):
+            write_styled_folder(ds, tmp, styles=("grey",), wedge_p=0.3, seed=seed + k,
+                                tif_names=1)  # fmt: skip
+
+    return _publish(out, write)
+
+
+def _publish(out: Path, write) -> Path:
+    """``write(folder)`` into a private temporary folder beside ``out``, then moved into place:
+    runs side by side never write into one another's; one that finds ``out`` made meanwhile by
+    another keeps that one."""
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    box = Path(tempfile.mkdtemp(prefix=f"{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        write(box / "folder")
+        try:
+            (box / "folder").rename(out)
+        except OSError:
+            if not out.exists():
+                raise
+    finally:
+        shutil.rmtree(box, ignore_errors=True)
     return out
 
 
@@ -171,14 +192,15 @@ def make_labelled(split: str, n_pos: int, n_neg: int, out: Path, foreign: bool =
     ds, site_of, rng = labelled_dataset(split, n_pos, n_neg, difficulty)
     labels = np.where(np.asarray(site_of) == NEG_REGION[split], "none", "deformation")
     looks = _site_looks([*SPLIT_SITES[split], NEG_REGION[split]], rng)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels), wedge_p=0.3,
-                        rgba_p=0.1, seed=SPLIT_SEED[split], foreign=foreign,
-                        reverse=reverse)  # fmt: skip
-    (tmp / "sites.json").write_text(json.dumps(dict(zip(ds["sample"].values.tolist(), site_of))))
-    tmp.rename(out)
-    return out
+
+    def write(tmp: Path) -> None:
+        write_styled_folder(ds, tmp, styles=looks, site=site_of, labels=list(labels),
+                            wedge_p=0.3, rgba_p=0.1, seed=SPLIT_SEED[split], foreign=foreign,
+                            reverse=reverse)  # fmt: skip
+        sites = json.dumps(dict(zip(ds["sample"].values.tolist(), site_of)))
+        (tmp / "sites.json").write_text(sites)
+
+    return _publish(out, write)
 
 
 def _literal(text: str):
