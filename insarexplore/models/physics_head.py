@@ -13,9 +13,10 @@ head's own 1 - P(none) carries a prior of 5 : 1 for deformation: a scene the hea
 apart from any class (every probability 1/6) would score 5/6. The score takes that prior out
 (its odds divided by 5): such a scene scores 0.5, and the 0.5 cut weighs the errors on both
 classes equally (as balanced accuracy does). The head is trained with label smoothing, so
-the score is a calibrated probability only roughly; its order and its 0.5 cut are what count. On the transfer proxy's validation set this raised the balanced accuracy of the
-zero-shot call (score > 0.5) from 0.78 to 0.91, with the ranking (and so every AUC, probe and
-list by score) unchanged (benchmarks/RESULTS.md).
+the score is a calibrated probability only roughly; its order and its 0.5 cut are what count.
+On the transfer proxy's validation set this raised the balanced accuracy of the zero-shot call
+(score > 0.5) from 0.78 to 0.91, with the ranking (and so every AUC, probe and list by score)
+unchanged (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations

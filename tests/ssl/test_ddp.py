@@ -5,9 +5,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import numpy as np
 import pytest
@@ -92,17 +94,22 @@ dist.cleanup_distributed()
 """
 
 
-def _launch(tmp_path, store, name, nproc, part):
-    script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent(SCRIPT))
-    out = tmp_path / name
+def _torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    """``torchrun --nproc_per_node=nproc ARGS`` on CPU; every rank exits 0 and none aborts."""
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}",
-           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-           str(script), str(store), str(out), part]  # fmt: skip
+           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0", *args]  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "terminate called" not in res.stderr, res.stderr[-3000:]
+    return res
+
+
+def _launch(tmp_path, store, name, nproc, part):
+    script = tmp_path / "job.py"
+    script.write_text(textwrap.dedent(SCRIPT))
+    out = tmp_path / name
+    _torchrun(nproc, str(script), str(store), str(out), part)
     return out, [
         json.loads((tmp_path / f"{name}_{part}{r}.json").read_text()) for r in range(nproc)
     ]
@@ -174,13 +181,8 @@ def test_cli_pretrain_under_torchrun_says_once_and_leaves_cleanly(tmp_path):
 
     ws = tmp_path / "ws"
     assert cli.main(["synth", str(ws), "-n", "32", "--size", "32"]) == 0
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
-           "--master_port=0", "--rdzv_backend=c10d", "--rdzv_endpoint=localhost:0",
-           "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "3", "--batch-size", "8",
-           "--device", "cpu", "--no-monitor"]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0 and "terminate called" not in res.stderr, res.stderr[-3000:]
+    res = _torchrun(2, "-m", "insarexplore.cli", "pretrain", str(ws), "--steps", "3",
+                    "--batch-size", "8", "--device", "cpu", "--no-monitor")  # fmt: skip
     said = (res.stdout + res.stderr).count("is now the workspace's current model")
     assert said == 1
     current = json.loads((ws / "workspace.json").read_text()).get("current_model")
@@ -189,8 +191,6 @@ def test_cli_pretrain_under_torchrun_says_once_and_leaves_cleanly(tmp_path):
 
 def test_outside_a_process_group_ctrl_c_raises_as_usual():
     """One process: the collective interrupt leaves SIGINT alone and its check does nothing."""
-    import signal
-
     from insarexplore.ssl import dist
 
     before = signal.getsignal(signal.SIGINT)
@@ -199,7 +199,5 @@ def test_outside_a_process_group_ctrl_c_raises_as_usual():
         interrupt.check(1)
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)
-            import time
-
             time.sleep(1)  # the default handler raises here
     assert signal.getsignal(signal.SIGINT) is before
