@@ -54,6 +54,7 @@ workspace's map was split by style), and deformation from none.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -305,6 +306,8 @@ def _model_features(model_dir: Path, vecs: np.ndarray, method: str) -> np.ndarra
     from insarexplore.explore.deformation import model_physics_head
 
     head = model_physics_head(model_dir)
+    if "gain" in EMBED:  # embeddings made now with another stretch: the head takes that out
+        head = dataclasses.replace(head, gain=EMBED["gain"])
     if method == "physics":
         return head.logits(vecs)
     d = np.clip(head.deformation(vecs).astype(np.float64), 1e-7, 1 - 1e-7)
@@ -476,9 +479,18 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
     from insarexplore.explore.projection import project
 
     t0 = time.perf_counter()
-    ids, xy = project(ws, "umap")
+    if "gain" in EMBED:  # --gain: the stored embeddings stretched anew, and their own map
+        from insarexplore.explore.deformation import model_physics_head
+        from insarexplore.explore.projection import Projector
+
+        ids, vectors, _ = ws.load_embeddings()
+        head = model_physics_head(ws.model_dir(ws.resolve_model(None)))
+        vectors = dataclasses.replace(head, gain=EMBED["gain"]).stretch(head.unstretch(vectors))
+        xy = Projector("umap").fit_transform(vectors)
+    else:
+        ids, xy = project(ws, "umap")
+        _, vectors, _ = ws.load_embeddings()
     seconds = time.perf_counter() - t0
-    _, vectors, _ = ws.load_embeddings()
     row = {s: i for i, s in enumerate(np.asarray(ids).astype(str))}
     val = _split_rows(ws, data["val"])
     pool = _split_rows(ws, data["pool"]).index.astype(str)
@@ -646,6 +658,10 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                    help="re-embed the labelled sets from one view of each image or as the mean "
                         "over its 8 rotations/reflections (default: the stored embeddings, "
                         "made as the model records)")  # fmt: skip
+    p.add_argument("--gain", type=float, default=None,
+                   help="re-embed the labelled sets with the features stretched by this gain "
+                        "along the physics head's direction of deformation (1: none; default: "
+                        "the stored embeddings, made with the gain the model records)")  # fmt: skip
     p.add_argument("--look", choices=["exact", "foreign"], default="exact",
                    help="labelled sets rendered in the reader's own palette tables (exact) or "
                         "in each site's own tables of the same palette families (foreign), as "
@@ -680,8 +696,10 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     _EMBEDDED.clear()
     EMBED.update({"size": args.embed_size} if args.embed_size else {})
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
+    EMBED.update({"gain": args.gain} if args.gain is not None else {})
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",
+                   f"-gain{args.gain:g}" if args.gain is not None else "",
                    "-foreign" if args.look == "foreign" else "",
                    "" if args.labelled_difficulty == "medium" else f"-{args.labelled_difficulty}",
                    "".join(f"-{t}" for t in pool_name(args.n_pool, args.pool_deformation)

@@ -54,8 +54,12 @@ class Embedder(TransformerMixin, BaseEstimator):
     views are drawn under these, so the encoder is nearly invariant to them and the mean only
     removes what is left): 8x the compute. ``dihedral`` None (default) takes the model's
     recorded choice (``config["embed_dihedral"]``; pretraining records True, older models
-    none: one view), so every embedding of a model is made alike. ``fit`` sets ``model_``,
-    ``config_``, ``device_`` and ``n_features_out_``.
+    none: one view), so every embedding of a model is made alike. A model saved with a physics
+    head (``physics_head.pt`` beside the encoder) embeds with its features stretched along the
+    head's direction of deformation by the head's recorded gain (``PhysicsHead.stretch``);
+    ``gain`` another factor (1: the plain features). ``fit`` sets ``model_``, ``config_``,
+    ``head_`` (the physics head with the gain used, or None), ``device_`` and
+    ``n_features_out_``.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         prefetch: int = 2,
         size: int | None = None,
         dihedral: bool | None = None,
+        gain: float | None = None,
     ) -> None:
         self.model = model
         self.workspace = workspace
@@ -81,6 +86,43 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.prefetch = prefetch
         self.size = size
         self.dihedral = dihedral
+        self.gain = gain
+
+    def _folder(self) -> Path | None:
+        """The model folder (where a physics head would be), None for a module."""
+        if isinstance(self.model, nn.Module):
+            return None
+        if self.model is not None and Path(str(self.model)).exists():
+            path = Path(str(self.model))
+            return path if path.is_dir() else path.parent
+        from insarexplore.workspace import Workspace
+
+        ws = (
+            self.workspace
+            if isinstance(self.workspace, Workspace)
+            else Workspace.open(self.workspace)
+        )
+        return ws.model_dir(ws.resolve_model(self.model))
+
+    def _head(self, folder: Path | None):  # -> PhysicsHead | None
+        """The folder's physics head with the gain to embed with; None for plain features."""
+        import dataclasses
+
+        from insarexplore.models.physics_head import load_physics_head
+
+        head = load_physics_head(folder) if folder is not None else None
+        if self.gain is not None:
+            if not (isinstance(self.gain, int | float) and np.isfinite(self.gain) and self.gain > 0):
+                raise ValueError(f"gain: must be a finite number > 0; got {self.gain!r}")
+            if head is None:
+                if self.gain == 1:
+                    return None
+                raise ValueError(
+                    f"gain={self.gain}: the model has no physics head to stretch along "
+                    f"({folder or 'a module'}); pretrain with the physics bank or use gain=1"
+                )
+            head = dataclasses.replace(head, gain=float(self.gain))
+        return head if head is not None and head.gain != 1.0 else None
 
     def _load(self) -> tuple[nn.Module, dict[str, Any]]:
         from insarexplore.models.serialization import load_encoder
@@ -111,6 +153,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         if self.device_.type == "cuda":
             self.model_ = self.model_.to(memory_format=torch.channels_last)
         self.config_ = config
+        self.head_ = self._head(self._folder())
         self.n_features_out_ = int(getattr(model, "out_dim", config.get("out_dim", 0)))
         if X is not None:
             self._kind_of(X)
@@ -187,7 +230,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         if cuda:
             torch.cuda.synchronize(self.device_)
         bar.close()
-        return out.numpy()
+        return out.numpy() if self.head_ is None else self.head_.stretch(out.numpy())
 
 
 def _dihedral_mean(model: nn.Module, x: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         resume=not args.fresh,
         monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
         physics=args.physics,
+        embed_gain=args.embed_gain,
         **({"phase_input": args.phase_input} if args.phase_input else {}),
         **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
@@ -120,6 +121,15 @@ def add_pretrain(sub: Any) -> None:
         help="weight of the loss on labelled physics-made interferograms (deformation sources "
         "or none, made at the views' size and kind) beside the self-supervised one; 0 turns "
         "it off (default 2)",
+    )
+    p.add_argument(
+        "--embed-gain",
+        type=positive_float,
+        default=10.0,
+        help="with the physics bank: the model embeds with its features stretched by this "
+        "factor along the bank classifier's direction of deformation against none, so the map, "
+        "neighbours and few-label probes see deformation as a main direction (linear, "
+        "invertible; scores unchanged); 1: no stretch (default 10)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")

@@ -17,6 +17,16 @@ the score is a calibrated probability only roughly; its order and its 0.5 cut ar
 On the transfer proxy's validation set this raised the balanced accuracy of the zero-shot call
 (score > 0.5) from 0.78 to 0.91, with the ranking (and so every AUC, probe and list by score)
 unchanged (benchmarks/RESULTS.md).
+
+The head also gives the model's embeddings their shape: ``axis`` is the head's direction of
+deformation against none (the mean of the deformation classes' weight rows minus the none
+row, unit length), and a model pretrained with ``PretrainConfig.embed_gain`` > 1 embeds with
+its features stretched by that gain along the axis (``stretch``; ``embed.Embedder`` does it),
+so that the map, nearest neighbours and a probe fitted on a few labels see deformation as a
+main direction of the embedding rather than one among 128. The stretch is linear and
+invertible: nothing is lost, and ``logits`` takes it out again before applying the head, so
+scores of stored embeddings are those of the encoder's features. The gain is recorded in the
+head file (``embed_gain``; files without it: 1, no stretch).
 """
 
 from __future__ import annotations
@@ -45,21 +55,52 @@ HEAD_FORMAT = "insarexplore-physics-head-v1"
 
 @dataclass(frozen=True)
 class PhysicsHead:
-    """``weight`` (classes, dim) and ``bias`` (classes,) float32 of a linear classifier."""
+    """``weight`` (classes, dim) and ``bias`` (classes,) float32 of a linear classifier on the
+    encoder's features; ``gain``: how much the model's embeddings are stretched along ``axis``
+    (1: not at all)."""
 
     classes: tuple[str, ...]
     weight: np.ndarray
     bias: np.ndarray
+    gain: float = 1.0
+
+    @property
+    def axis(self) -> np.ndarray:
+        """Unit ``(dim,)`` direction of deformation against none: the deformation classes'
+        mean weight row minus the none row (the bank draws its classes in equal shares)."""
+        none = self.classes.index("none")
+        w = self.weight.astype(np.float64)
+        d = np.delete(w, none, axis=0).mean(axis=0) - w[none]
+        n = float(np.linalg.norm(d))
+        return d / n if n > 0 else d
+
+    def stretch(self, features: np.ndarray) -> np.ndarray:
+        """The encoder's ``(n, dim)`` features as the model embeds them: their component along
+        ``axis`` multiplied by ``gain`` (float32; a copy)."""
+        x = np.asarray(features, dtype=np.float32)
+        if self.gain == 1.0:
+            return x.copy()
+        u = self.axis.astype(np.float32)
+        return x + np.float32(self.gain - 1.0) * (x @ u)[:, None] * u[None, :]
+
+    def unstretch(self, vectors: np.ndarray) -> np.ndarray:
+        """The inverse of ``stretch``: stored embeddings back to the encoder's features."""
+        x = np.asarray(vectors, dtype=np.float32)
+        if self.gain == 1.0:
+            return x
+        u = self.axis.astype(np.float32)
+        return x - np.float32(1.0 - 1.0 / self.gain) * (x @ u)[:, None] * u[None, :]
 
     def logits(self, vectors: Any, *, where: Any = None) -> np.ndarray:
-        """``(n, classes)`` logits; embeddings of another width are refused, naming ``where``."""
+        """``(n, classes)`` logits of the model's embeddings (the stretch taken out first);
+        embeddings of another width are refused, naming ``where``."""
         x = np.asarray(vectors, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.weight.shape[1]:
             raise ModelMismatchError(
                 f"{f'{where}: ' if where else ''}the physics head takes {self.weight.shape[1]} "
                 f"features, the embeddings have shape {x.shape}"
             )
-        return x @ self.weight.T + self.bias
+        return self.unstretch(x) @ self.weight.T + self.bias
 
     def probabilities(self, vectors: Any, *, where: Any = None) -> np.ndarray:
         """``(n, classes)`` softmax probabilities, rows summing to one."""
@@ -81,11 +122,16 @@ class PhysicsHead:
         return ((1.0 - none) / (1.0 - none + prior * none)).astype(np.float32)
 
 
-def save_physics_head(path: str | Path, linear: torch.nn.Linear, classes: Any) -> Path:
+def save_physics_head(
+    path: str | Path, linear: torch.nn.Linear, classes: Any, *, embed_gain: float = 1.0
+) -> Path:
+    """Save the bank's classifier and the model's ``embed_gain`` (see the module's text)."""
     classes = [str(c) for c in classes]
     if linear.weight.shape[0] != len(classes) or "none" not in classes:
         raise ValueError(f"a physics head needs one output per class and a 'none' class: {classes}")
+    _check_gain(embed_gain, where="embed_gain")
     blob = {
+        "embed_gain": float(embed_gain),
         "format": HEAD_FORMAT,
         "classes": classes,
         "weight": linear.weight.detach().float().cpu(),
@@ -103,6 +149,7 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         blob = blob if isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT else {}
         classes, weight, bias = (blob.get(k) for k in ("classes", "weight", "bias"))
+        gain = blob.get("embed_gain", 1.0)  # files written before the stretch: none
         if isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor):
             weight, bias = (t.detach().to_dense().float().numpy() for t in (weight, bias))
     except Exception as exc:  # corrupt, truncated, not a torch file, tensors it cannot use
@@ -114,12 +161,23 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         and isinstance(bias, np.ndarray)
     ):
         raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
-    return checked_head(classes, weight, bias, where=path)
+    return checked_head(classes, weight, bias, where=path, gain=gain)
 
 
-def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> PhysicsHead:
+def _check_gain(gain: Any, *, where: Any) -> float:
+    if isinstance(gain, bool) or not isinstance(gain, int | float) or not (
+        np.isfinite(gain) and gain > 0
+    ):
+        raise ModelMismatchError(f"{where}: embed_gain must be a finite number > 0; got {gain!r}")
+    return float(gain)
+
+
+def checked_head(
+    classes: Any, weight: Any, bias: Any, *, where: Any, gain: Any = 1.0
+) -> PhysicsHead:
     """A ``PhysicsHead`` from arrays read from ``where``, refused (``ModelMismatchError``
-    naming it) when shapes disagree, there is no "none" class, or weights are not finite."""
+    naming it) when shapes disagree, there is no "none" class, weights are not finite, or the
+    gain is not a finite number > 0."""
     classes = tuple(str(c) for c in classes)
     weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(classes) != weight.shape[0]:
@@ -128,4 +186,7 @@ def checked_head(classes: Any, weight: Any, bias: Any, *, where: Any) -> Physics
         raise ModelMismatchError(f"{where}: needs a 'none' class and other, distinct classes")
     if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
         raise ModelMismatchError(f"{where}: non-finite weights")
-    return PhysicsHead(classes, weight, bias)
+    head = PhysicsHead(classes, weight, bias, _check_gain(gain, where=where))
+    if head.gain != 1.0 and not np.any(head.axis):
+        raise ModelMismatchError(f"{where}: no direction of deformation to stretch along")
+    return head
