@@ -112,7 +112,9 @@ class Embedder(TransformerMixin, BaseEstimator):
 
         head = load_physics_head(folder) if folder is not None else None
         if self.gain is not None:
-            if not (isinstance(self.gain, int | float) and np.isfinite(self.gain) and self.gain > 0):
+            if not (
+                isinstance(self.gain, int | float) and np.isfinite(self.gain) and self.gain > 0
+            ):
                 raise ValueError(f"gain: must be a finite number > 0; got {self.gain!r}")
             if head is None:
                 if self.gain == 1:

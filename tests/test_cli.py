@@ -73,6 +73,14 @@ def test_bad_argument_value_exits_2(capsys):
     assert "--patch-size" in (err := capsys.readouterr().err) and "must lie in 1..4096" in err
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_a_gain_that_is_not_a_finite_positive_number_exits_2(capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["pretrain", "ws", "--embed-gain", value])
+    assert exc.value.code == 2
+    assert "--embed-gain" in (err := capsys.readouterr().err) and "finite number > 0" in err
+
+
 def test_missing_workspace_is_one_clear_line(tmp_path):
     res = run_cli("info", str(tmp_path / "nowhere"))
     assert res.returncode == 2

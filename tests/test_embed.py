@@ -256,3 +256,31 @@ def test_embedder_takes_the_models_recorded_views(tmp_path):
     assert not np.allclose(x, single, atol=1e-3)
     np.testing.assert_allclose(Embedder(module, progress=False).fit().transform(ds), x,
                                rtol=1e-4, atol=1e-5)  # fmt: skip
+
+
+def test_embedder_stretches_along_the_models_physics_head(tmp_path):
+    from insarexplore.data.synthetic.parameters import CLASSES
+    from insarexplore.models.physics_head import HEAD_FILE, load_physics_head, save_physics_head
+
+    torch.manual_seed(4)
+    enc = build_encoder("resnet-micro", 4, image_size=16)
+    path = save_encoder(tmp_path / "m" / "encoder.pt", enc)
+    ds = _toy(5, size=16)
+    plain = Embedder(path, progress=False).fit().transform(ds)  # no head: the features
+    with pytest.raises(ValueError, match="no physics head"):
+        Embedder(path, progress=False, gain=10).fit()
+    lin = torch.nn.Linear(plain.shape[1], len(CLASSES))
+    save_physics_head(path.parent / HEAD_FILE, lin, CLASSES, embed_gain=10.0)
+    head = load_physics_head(path.parent)
+    for model in (path, path.parent):  # the encoder file or its folder
+        emb = Embedder(model, progress=False).fit()
+        assert emb.head_ is not None and emb.head_.gain == 10.0
+        np.testing.assert_allclose(emb.transform(ds), head.stretch(plain), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(Embedder(path, progress=False, gain=1).fit().transform(ds), plain,
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    three = Embedder(path, progress=False, gain=3.0).fit().transform(ds)
+    np.testing.assert_allclose(three @ head.axis, 3 * (plain @ head.axis), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(Embedder(enc, progress=False).fit().transform(ds), plain,
+                               rtol=1e-4, atol=1e-5)  # a module: no folder, no head  # fmt: skip
+    with pytest.raises(ValueError, match="gain"):
+        Embedder(path, progress=False, gain=float("nan")).fit()

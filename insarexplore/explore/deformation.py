@@ -105,7 +105,9 @@ def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
     if head is not None or not ckpt.is_file() or not meta.is_file():
         return head
     try:
-        physics = float(json.loads(meta.read_text()).get("config", {}).get("physics", 0) or 0)
+        config = json.loads(meta.read_text()).get("config", {})
+        physics = float(config.get("physics", 0) or 0)
+        gain = config.get("embed_gain", 1.0)  # how its embeddings were stretched (none before)
     except (ValueError, TypeError, AttributeError):
         return None
     if physics <= 0:  # pretrained without the bank: no classifier to look for
@@ -117,4 +119,4 @@ def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
     w, b = state.get("classifier.weight"), state.get("classifier.bias")
     if w is None or b is None:
         return None
-    return checked_head(CLASSES, w.float().numpy(), b.float().numpy(), where=ckpt)
+    return checked_head(CLASSES, w.float().numpy(), b.float().numpy(), where=ckpt, gain=gain)

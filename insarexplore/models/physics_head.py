@@ -165,8 +165,10 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
 
 
 def _check_gain(gain: Any, *, where: Any) -> float:
-    if isinstance(gain, bool) or not isinstance(gain, int | float) or not (
-        np.isfinite(gain) and gain > 0
+    if (
+        isinstance(gain, bool)
+        or not isinstance(gain, int | float)
+        or not (np.isfinite(gain) and gain > 0)
     ):
         raise ModelMismatchError(f"{where}: embed_gain must be a finite number > 0; got {gain!r}")
     return float(gain)

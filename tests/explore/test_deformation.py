@@ -10,6 +10,7 @@ from insarexplore.data.synthetic.parameters import CLASSES
 from insarexplore.explore.deformation import deformation_scores
 from insarexplore.models.physics_head import (
     HEAD_FILE,
+    PhysicsHead,
     load_physics_head,
     save_physics_head,
 )
@@ -172,3 +173,40 @@ def test_odd_tensors_or_classes_in_a_head_file_are_refused_in_one_line(tmp_path,
     with pytest.raises(ModelMismatchError, match=HEAD_FILE) as err:
         load_physics_head(tmp_path)
     assert "\n" not in str(err.value)
+
+
+def test_the_stretch_scales_only_the_deformation_axis_and_scores_are_unchanged():
+    rng = np.random.default_rng(0)
+    k = len(CLASSES)
+    w, b = rng.normal(size=(k, 12)).astype(np.float32), rng.normal(size=k).astype(np.float32)
+    plain, head = PhysicsHead(tuple(CLASSES), w, b), PhysicsHead(tuple(CLASSES), w, b, 10.0)
+    none = CLASSES.index("none")
+    u = np.delete(w, none, 0).mean(0) - w[none]
+    np.testing.assert_allclose(head.axis, u / np.linalg.norm(u), rtol=1e-6)
+    x = rng.normal(size=(7, 12)).astype(np.float32)
+    z = head.stretch(x)
+    np.testing.assert_allclose(z @ head.axis, 10 * (x @ head.axis), rtol=1e-4)
+    other = np.linalg.svd(head.axis[None])[2][1:]  # directions orthogonal to the axis
+    np.testing.assert_allclose(z @ other.T, x @ other.T, atol=1e-4)  # untouched
+    np.testing.assert_allclose(head.unstretch(z), x, atol=1e-4)
+    # the head scores the stretched embeddings as the plain one scores the features
+    np.testing.assert_allclose(head.logits(z), plain.logits(x), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(head.deformation(z), plain.deformation(x), atol=1e-5)
+    np.testing.assert_array_equal(plain.stretch(x), x)
+
+
+def test_the_gain_is_kept_in_the_head_file_and_a_bad_one_is_refused(tmp_path):
+    path = tmp_path / HEAD_FILE
+    save_physics_head(path, _head(8), CLASSES, embed_gain=10.0)
+    assert load_physics_head(tmp_path).gain == 10.0
+    blob = torch.load(path, weights_only=True)
+    del blob["embed_gain"]  # a head saved before the stretch: its embeddings are plain
+    torch.save(blob, path)
+    assert load_physics_head(tmp_path).gain == 1.0
+    for bad in (0.0, -2.0, float("nan"), float("inf"), "10", True):
+        torch.save({**blob, "embed_gain": bad}, path)
+        with pytest.raises(ModelMismatchError, match=f"{HEAD_FILE}.*embed_gain") as err:
+            load_physics_head(tmp_path)
+        assert "\n" not in str(err.value)
+    with pytest.raises(ValueError, match="embed_gain"):
+        save_physics_head(path, _head(8), CLASSES, embed_gain=0.0)

@@ -151,10 +151,20 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
 
     head = load_physics_head(tmp_path / "on")
     assert head.classes == tuple(CLASSES) and head.weight.shape[0] == len(CLASSES)
+    assert head.gain == PretrainConfig.embed_gain == 10.0  # how the model's embeddings stretch
     (tmp_path / "on" / HEAD_FILE).unlink()  # a model saved before heads were kept
     old = model_physics_head(tmp_path / "on")  # read from its last checkpoint
     np.testing.assert_array_equal(old.weight, head.weight)
     np.testing.assert_array_equal(old.bias, head.bias)
+    assert old.gain == head.gain  # and its gain from the run's recorded config
+    pretrain(ds, PretrainConfig(steps=2, embed_gain=1.0, **TINY), out_dir=tmp_path / "plain")
+    assert load_physics_head(tmp_path / "plain").gain == 1.0
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="embed_gain"):
+            PretrainConfig(embed_gain=bad)
+    # a gain is how the model embeds, not what it learns: the same run resumes under another
+    assert PretrainConfig(embed_gain=3.0, **TINY).resume_key("phase", 4) == PretrainConfig(
+        **TINY).resume_key("phase", 4)  # fmt: skip
     pretrain(ds, PretrainConfig(steps=3, physics=0, **TINY), out_dir=tmp_path / "off")
     assert not any(r["physics_loss"] for r in _rows(tmp_path / "off"))
     assert model_physics_head(tmp_path / "off") is None
