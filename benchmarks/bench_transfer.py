@@ -306,8 +306,8 @@ def _model_features(model_dir: Path, vecs: np.ndarray, method: str) -> np.ndarra
     from insarexplore.explore.deformation import model_physics_head
 
     head = model_physics_head(model_dir)
-    if "gain" in EMBED:  # embeddings made now with another stretch: the head takes that out
-        head = dataclasses.replace(head, gain=EMBED["gain"])
+    if "gains" in EMBED:  # embeddings made now with another stretch: the head takes that out
+        head = dataclasses.replace(head, gain=EMBED["gains"][0], class_gain=EMBED["gains"][1])
     if method == "physics":
         return head.logits(vecs)
     d = np.clip(head.deformation(vecs).astype(np.float64), 1e-7, 1 - 1e-7)
@@ -479,13 +479,14 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
     from insarexplore.explore.projection import project
 
     t0 = time.perf_counter()
-    if "gain" in EMBED:  # --gain: the stored embeddings stretched anew, and their own map
+    if "gains" in EMBED:  # --gains: the stored embeddings stretched anew, and their own map
         from insarexplore.explore.deformation import model_physics_head
         from insarexplore.explore.projection import Projector
 
         ids, vectors, _ = ws.load_embeddings()
         head = model_physics_head(ws.model_dir(ws.resolve_model(None)))
-        vectors = dataclasses.replace(head, gain=EMBED["gain"]).stretch(head.unstretch(vectors))
+        new = dataclasses.replace(head, gain=EMBED["gains"][0], class_gain=EMBED["gains"][1])
+        vectors = new.stretch(head.unstretch(vectors))
         xy = Projector("umap").fit_transform(vectors)
     else:
         ids, xy = project(ws, "umap")
@@ -658,10 +659,11 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                    help="re-embed the labelled sets from one view of each image or as the mean "
                         "over its 8 rotations/reflections (default: the stored embeddings, "
                         "made as the model records)")  # fmt: skip
-    p.add_argument("--gain", type=float, default=None,
-                   help="re-embed the labelled sets with the features stretched by this gain "
-                        "along the physics head's direction of deformation (1: none; default: "
-                        "the stored embeddings, made with the gain the model records)")  # fmt: skip
+    p.add_argument("--gains", default=None, metavar="GAIN,CLASS_GAIN",
+                   help="re-embed the labelled sets with the features stretched by GAIN along "
+                        "the physics head's direction of deformation and CLASS_GAIN along its "
+                        "other class directions (1,1: none; default: the stored embeddings, "
+                        "made with the gains the model records)")  # fmt: skip
     p.add_argument("--look", choices=["exact", "foreign"], default="exact",
                    help="labelled sets rendered in the reader's own palette tables (exact) or "
                         "in each site's own tables of the same palette families (foreign), as "
@@ -696,10 +698,17 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     _EMBEDDED.clear()
     EMBED.update({"size": args.embed_size} if args.embed_size else {})
     EMBED.update({"dihedral": args.views == "dihedral"} if args.views else {})
-    EMBED.update({"gain": args.gain} if args.gain is not None else {})
+    if args.gains is not None:
+        try:
+            gains = tuple(float(g) for g in args.gains.split(","))
+        except ValueError:
+            gains = ()
+        if len(gains) != 2 or not all(0 < g < float("inf") for g in gains):
+            p.error(f"--gains: two finite numbers > 0, GAIN,CLASS_GAIN; got {args.gains!r}")
+        EMBED["gains"] = gains
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",
-                   f"-gain{args.gain:g}" if args.gain is not None else "",
+                   f"-gains{args.gains}" if args.gains is not None else "",
                    "-foreign" if args.look == "foreign" else "",
                    "" if args.labelled_difficulty == "medium" else f"-{args.labelled_difficulty}",
                    "".join(f"-{t}" for t in pool_name(args.n_pool, args.pool_deformation)

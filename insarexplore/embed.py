@@ -56,10 +56,10 @@ class Embedder(TransformerMixin, BaseEstimator):
     recorded choice (``config["embed_dihedral"]``; pretraining records True, older models
     none: one view), so every embedding of a model is made alike. A model saved with a physics
     head (``physics_head.pt`` beside the encoder) embeds with its features stretched along the
-    head's direction of deformation by the head's recorded gain (``PhysicsHead.stretch``);
-    ``gain`` another factor (1: the plain features). ``fit`` sets ``model_``, ``config_``,
-    ``head_`` (the physics head with the gain used, or None), ``device_`` and
-    ``n_features_out_``.
+    head's directions by the gains recorded with it (``PhysicsHead.stretch``: deformation
+    against none, and which source); ``gains`` = ``(gain, class_gain)`` others ((1, 1): the
+    plain features). ``fit`` sets ``model_``, ``config_``, ``head_`` (the physics head with
+    the gains used, or None for plain features), ``device_`` and ``n_features_out_``.
     """
 
     def __init__(
@@ -74,7 +74,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         prefetch: int = 2,
         size: int | None = None,
         dihedral: bool | None = None,
-        gain: float | None = None,
+        gains: tuple[float, float] | None = None,
     ) -> None:
         self.model = model
         self.workspace = workspace
@@ -86,7 +86,7 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.prefetch = prefetch
         self.size = size
         self.dihedral = dihedral
-        self.gain = gain
+        self.gains = gains
 
     def _folder(self) -> Path | None:
         """The model folder (where a physics head would be), None for a module."""
@@ -105,26 +105,31 @@ class Embedder(TransformerMixin, BaseEstimator):
         return ws.model_dir(ws.resolve_model(self.model))
 
     def _head(self, folder: Path | None):  # -> PhysicsHead | None
-        """The folder's physics head with the gain to embed with; None for plain features."""
+        """The folder's physics head with the gains to embed with; None for plain features."""
         import dataclasses
 
         from insarexplore.models.physics_head import load_physics_head
 
         head = load_physics_head(folder) if folder is not None else None
-        if self.gain is not None:
-            if not (
-                isinstance(self.gain, int | float) and np.isfinite(self.gain) and self.gain > 0
+        if self.gains is not None:
+            gains = tuple(self.gains) if isinstance(self.gains, tuple | list) else ()
+            if len(gains) != 2 or not all(
+                isinstance(g, int | float) and not isinstance(g, bool) and np.isfinite(g) and g > 0
+                for g in gains
             ):
-                raise ValueError(f"gain: must be a finite number > 0; got {self.gain!r}")
+                raise ValueError(
+                    f"gains: must be two finite numbers > 0 (gain, class_gain); got {self.gains!r}"
+                )
             if head is None:
-                if self.gain == 1:
+                if gains == (1, 1):
                     return None
                 raise ValueError(
-                    f"gain={self.gain}: the model has no physics head to stretch along "
-                    f"({folder or 'a module'}); pretrain with the physics bank or use gain=1"
+                    f"gains={gains}: the model has no physics head to stretch along "
+                    f"({folder or 'a module'}); pretrain with the physics bank or use (1, 1)"
                 )
-            head = dataclasses.replace(head, gain=float(self.gain))
-        return head if head is not None and head.gain != 1.0 else None
+            head = dataclasses.replace(head, gain=float(gains[0]), class_gain=float(gains[1]))
+        plain = head is None or (head.gain, head.class_gain) == (1.0, 1.0)
+        return None if plain else head
 
     def _load(self) -> tuple[nn.Module, dict[str, Any]]:
         from insarexplore.models.serialization import load_encoder

@@ -74,11 +74,12 @@ def test_bad_argument_value_exits_2(capsys):
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
-def test_a_gain_that_is_not_a_finite_positive_number_exits_2(capsys, value):
+@pytest.mark.parametrize("option", ["--embed-gain", "--embed-class-gain"])
+def test_a_gain_that_is_not_a_finite_positive_number_exits_2(capsys, option, value):
     with pytest.raises(SystemExit) as exc:
-        cli.main(["pretrain", "ws", "--embed-gain", value])
+        cli.main(["pretrain", "ws", option, value])
     assert exc.value.code == 2
-    assert "--embed-gain" in (err := capsys.readouterr().err) and "finite number > 0" in err
+    assert option in (err := capsys.readouterr().err) and "finite number > 0" in err
 
 
 def test_missing_workspace_is_one_clear_line(tmp_path):

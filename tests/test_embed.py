@@ -268,19 +268,20 @@ def test_embedder_stretches_along_the_models_physics_head(tmp_path):
     ds = _toy(5, size=16)
     plain = Embedder(path, progress=False).fit().transform(ds)  # no head: the features
     with pytest.raises(ValueError, match="no physics head"):
-        Embedder(path, progress=False, gain=10).fit()
+        Embedder(path, progress=False, gains=(10, 3)).fit()
     lin = torch.nn.Linear(plain.shape[1], len(CLASSES))
-    save_physics_head(path.parent / HEAD_FILE, lin, CLASSES, embed_gain=10.0)
+    save_physics_head(path.parent / HEAD_FILE, lin, CLASSES, embed_gain=10.0, embed_class_gain=3.0)
     head = load_physics_head(path.parent)
     for model in (path, path.parent):  # the encoder file or its folder
         emb = Embedder(model, progress=False).fit()
-        assert emb.head_ is not None and emb.head_.gain == 10.0
+        assert (emb.head_.gain, emb.head_.class_gain) == (10.0, 3.0)
         np.testing.assert_allclose(emb.transform(ds), head.stretch(plain), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(Embedder(path, progress=False, gain=1).fit().transform(ds), plain,
-                               rtol=1e-4, atol=1e-5)  # fmt: skip
-    three = Embedder(path, progress=False, gain=3.0).fit().transform(ds)
+    np.testing.assert_allclose(Embedder(path, progress=False, gains=(1, 1)).fit().transform(ds),
+                               plain, rtol=1e-4, atol=1e-5)  # fmt: skip
+    three = Embedder(path, progress=False, gains=(3.0, 1.0)).fit().transform(ds)
     np.testing.assert_allclose(three @ head.axis, 3 * (plain @ head.axis), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(Embedder(enc, progress=False).fit().transform(ds), plain,
                                rtol=1e-4, atol=1e-5)  # a module: no folder, no head  # fmt: skip
-    with pytest.raises(ValueError, match="gain"):
-        Embedder(path, progress=False, gain=float("nan")).fit()
+    for bad in (float("nan"), (3, 0), (3,), "10,3", (True, 1)):
+        with pytest.raises(ValueError, match="gains"):
+            Embedder(path, progress=False, gains=bad).fit()

@@ -40,6 +40,7 @@ def _cmd_pretrain(args: argparse.Namespace) -> int:
         monitor_every=0 if args.no_monitor else PretrainConfig.monitor_every,
         physics=args.physics,
         embed_gain=args.embed_gain,
+        embed_class_gain=args.embed_class_gain,
         **({"phase_input": args.phase_input} if args.phase_input else {}),
         **({"rgb_input": args.rgb_input} if args.rgb_input else {}),
         **budget,
@@ -130,6 +131,13 @@ def add_pretrain(sub: Any) -> None:
         "factor along the bank classifier's direction of deformation against none, so the map, "
         "neighbours and few-label probes see deformation as a main direction (linear, "
         "invertible; scores unchanged); 1: no stretch (default 10)",
+    )
+    p.add_argument(
+        "--embed-class-gain",
+        type=positive_float,
+        default=3.0,
+        help="the same along the classifier's other class directions (which source: Mogi, "
+        "dyke, ...); 1: no stretch (default 3)",
     )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=None, help="DataLoader workers")

@@ -107,7 +107,8 @@ def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
     try:
         config = json.loads(meta.read_text()).get("config", {})
         physics = float(config.get("physics", 0) or 0)
-        gain = config.get("embed_gain", 1.0)  # how its embeddings were stretched (none before)
+        # how its embeddings were stretched (runs before the stretch: not at all)
+        gains = [config.get(k, 1.0) for k in ("embed_gain", "embed_class_gain")]
     except (ValueError, TypeError, AttributeError):
         return None
     if physics <= 0:  # pretrained without the bank: no classifier to look for
@@ -119,4 +120,5 @@ def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
     w, b = state.get("classifier.weight"), state.get("classifier.bias")
     if w is None or b is None:
         return None
-    return checked_head(CLASSES, w.float().numpy(), b.float().numpy(), where=ckpt, gain=gain)
+    w, b = w.float().numpy(), b.float().numpy()
+    return checked_head(CLASSES, w, b, where=ckpt, gain=gains[0], class_gain=gains[1])

@@ -18,15 +18,18 @@ On the transfer proxy's validation set this raised the balanced accuracy of the 
 (score > 0.5) from 0.78 to 0.91, with the ranking (and so every AUC, probe and list by score)
 unchanged (benchmarks/RESULTS.md).
 
-The head also gives the model's embeddings their shape: ``axis`` is the head's direction of
+The head also gives the model's embeddings their shape. ``axis`` is the head's direction of
 deformation against none (the mean of the deformation classes' weight rows minus the none
-row, unit length), and a model pretrained with ``PretrainConfig.embed_gain`` > 1 embeds with
-its features stretched by that gain along the axis (``stretch``; ``embed.Embedder`` does it),
-so that the map, nearest neighbours and a probe fitted on a few labels see deformation as a
-main direction of the embedding rather than one among 128. The stretch is linear and
-invertible: nothing is lost, and ``logits`` takes it out again before applying the head, so
-scores of stored embeddings are those of the encoder's features. The gain is recorded in the
-head file (``embed_gain``; files without it: 1, no stretch).
+row, unit length). A model pretrained with the bank embeds with its features stretched
+(``stretch``; ``embed.Embedder`` does it): by ``gain`` along the axis and by ``class_gain``
+along the head's other class directions (the rest of its rows' span: which source), so that
+the map, nearest neighbours and a probe fitted on a few labels see deformation, then its
+source, as main directions of the embedding rather than a few among 128. The stretch is
+linear and invertible: nothing is lost, and ``logits`` takes it out again before applying the
+head, so scores of stored embeddings are those of the encoder's features. Both gains are
+recorded in the head file (``embed_gain``, ``embed_class_gain``; files without them: 1, no
+stretch). ``PretrainConfig.embed_gain`` / ``embed_class_gain`` (10 and 3) were chosen on the
+transfer proxy's validation sets and the demo's map (benchmarks/RESULTS.md).
 """
 
 from __future__ import annotations
@@ -56,13 +59,14 @@ HEAD_FORMAT = "insarexplore-physics-head-v1"
 @dataclass(frozen=True)
 class PhysicsHead:
     """``weight`` (classes, dim) and ``bias`` (classes,) float32 of a linear classifier on the
-    encoder's features; ``gain``: how much the model's embeddings are stretched along ``axis``
-    (1: not at all)."""
+    encoder's features; ``gain`` and ``class_gain``: how much the model's embeddings are
+    stretched along ``axis`` and along the head's other class directions (1: not at all)."""
 
     classes: tuple[str, ...]
     weight: np.ndarray
     bias: np.ndarray
     gain: float = 1.0
+    class_gain: float = 1.0
 
     @property
     def axis(self) -> np.ndarray:
@@ -74,22 +78,31 @@ class PhysicsHead:
         n = float(np.linalg.norm(d))
         return d / n if n > 0 else d
 
-    def stretch(self, features: np.ndarray) -> np.ndarray:
-        """The encoder's ``(n, dim)`` features as the model embeds them: their component along
-        ``axis`` multiplied by ``gain`` (float32; a copy)."""
-        x = np.asarray(features, dtype=np.float32)
-        if self.gain == 1.0:
-            return x.copy()
-        u = self.axis.astype(np.float32)
-        return x + np.float32(self.gain - 1.0) * (x @ u)[:, None] * u[None, :]
+    def _scaled(self, x: Any, gain: float, class_gain: float) -> np.ndarray:
+        """``x`` with its component along ``axis`` times ``gain``, its other components in the
+        span of the weight rows times ``class_gain``, the rest as it is (float32; a copy).
+        One linear map with those eigenvalues (the axis lies in the span), so the inverse is
+        the same map with the reciprocal gains."""
+        x = np.asarray(x, dtype=np.float32)
+        out = x.copy()
+        if class_gain != 1.0:
+            u, s, _ = np.linalg.svd(self.weight.T.astype(np.float64), full_matrices=False)
+            span = u[:, s > s.max() * 1e-6].astype(np.float32)  # orthonormal (dim, rank)
+            out += np.float32(class_gain - 1.0) * ((x @ span) @ span.T)
+        if gain != class_gain:
+            a = self.axis.astype(np.float32)
+            out += np.float32(gain - class_gain) * (x @ a)[:, None] * a[None, :]
+        return out
 
-    def unstretch(self, vectors: np.ndarray) -> np.ndarray:
+    def stretch(self, features: Any) -> np.ndarray:
+        """The encoder's ``(n, dim)`` features as the model embeds them (float32; a copy)."""
+        return self._scaled(features, self.gain, self.class_gain)
+
+    def unstretch(self, vectors: Any) -> np.ndarray:
         """The inverse of ``stretch``: stored embeddings back to the encoder's features."""
-        x = np.asarray(vectors, dtype=np.float32)
-        if self.gain == 1.0:
-            return x
-        u = self.axis.astype(np.float32)
-        return x - np.float32(1.0 - 1.0 / self.gain) * (x @ u)[:, None] * u[None, :]
+        if self.gain == 1.0 and self.class_gain == 1.0:
+            return np.asarray(vectors, dtype=np.float32)
+        return self._scaled(vectors, 1.0 / self.gain, 1.0 / self.class_gain)
 
     def logits(self, vectors: Any, *, where: Any = None) -> np.ndarray:
         """``(n, classes)`` logits of the model's embeddings (the stretch taken out first);
@@ -123,15 +136,23 @@ class PhysicsHead:
 
 
 def save_physics_head(
-    path: str | Path, linear: torch.nn.Linear, classes: Any, *, embed_gain: float = 1.0
+    path: str | Path,
+    linear: torch.nn.Linear,
+    classes: Any,
+    *,
+    embed_gain: float = 1.0,
+    embed_class_gain: float = 1.0,
 ) -> Path:
-    """Save the bank's classifier and the model's ``embed_gain`` (see the module's text)."""
+    """Save the bank's classifier and how the model's embeddings are stretched along its
+    directions (``embed_gain``, ``embed_class_gain``; see the module's text)."""
     classes = [str(c) for c in classes]
     if linear.weight.shape[0] != len(classes) or "none" not in classes:
         raise ValueError(f"a physics head needs one output per class and a 'none' class: {classes}")
-    _check_gain(embed_gain, where="embed_gain")
+    for name, g in (("embed_gain", embed_gain), ("embed_class_gain", embed_class_gain)):
+        _check_gain(g, where=name, name=name)
     blob = {
         "embed_gain": float(embed_gain),
+        "embed_class_gain": float(embed_class_gain),
         "format": HEAD_FORMAT,
         "classes": classes,
         "weight": linear.weight.detach().float().cpu(),
@@ -149,7 +170,8 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         blob = blob if isinstance(blob, dict) and blob.get("format") == HEAD_FORMAT else {}
         classes, weight, bias = (blob.get(k) for k in ("classes", "weight", "bias"))
-        gain = blob.get("embed_gain", 1.0)  # files written before the stretch: none
+        # files written before the stretch: none
+        gains = {k: blob.get(k, 1.0) for k in ("embed_gain", "embed_class_gain")}
         if isinstance(weight, torch.Tensor) and isinstance(bias, torch.Tensor):
             weight, bias = (t.detach().to_dense().float().numpy() for t in (weight, bias))
     except Exception as exc:  # corrupt, truncated, not a torch file, tensors it cannot use
@@ -161,25 +183,38 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
         and isinstance(bias, np.ndarray)
     ):
         raise ModelMismatchError(f"{path}: not an insarexplore physics head ({HEAD_FORMAT})")
-    return checked_head(classes, weight, bias, where=path, gain=gain)
+    return checked_head(
+        classes,
+        weight,
+        bias,
+        where=path,
+        gain=gains["embed_gain"],
+        class_gain=gains["embed_class_gain"],
+    )
 
 
-def _check_gain(gain: Any, *, where: Any) -> float:
+def _check_gain(gain: Any, *, where: Any, name: str = "embed_gain") -> float:
     if (
         isinstance(gain, bool)
         or not isinstance(gain, int | float)
         or not (np.isfinite(gain) and gain > 0)
     ):
-        raise ModelMismatchError(f"{where}: embed_gain must be a finite number > 0; got {gain!r}")
+        raise ModelMismatchError(f"{where}: {name} must be a finite number > 0; got {gain!r}")
     return float(gain)
 
 
 def checked_head(
-    classes: Any, weight: Any, bias: Any, *, where: Any, gain: Any = 1.0
+    classes: Any,
+    weight: Any,
+    bias: Any,
+    *,
+    where: Any,
+    gain: Any = 1.0,
+    class_gain: Any = 1.0,
 ) -> PhysicsHead:
     """A ``PhysicsHead`` from arrays read from ``where``, refused (``ModelMismatchError``
     naming it) when shapes disagree, there is no "none" class, weights are not finite, or the
-    gain is not a finite number > 0."""
+    gains are not finite numbers > 0."""
     classes = tuple(str(c) for c in classes)
     weight, bias = np.asarray(weight, np.float32), np.asarray(bias, np.float32)
     if weight.ndim != 2 or bias.shape != (weight.shape[0],) or len(classes) != weight.shape[0]:
@@ -188,7 +223,13 @@ def checked_head(
         raise ModelMismatchError(f"{where}: needs a 'none' class and other, distinct classes")
     if not (np.isfinite(weight).all() and np.isfinite(bias).all()):
         raise ModelMismatchError(f"{where}: non-finite weights")
-    head = PhysicsHead(classes, weight, bias, _check_gain(gain, where=where))
-    if head.gain != 1.0 and not np.any(head.axis):
+    head = PhysicsHead(
+        classes,
+        weight,
+        bias,
+        _check_gain(gain, where=where),
+        _check_gain(class_gain, where=where, name="embed_class_gain"),
+    )
+    if (head.gain, head.class_gain) != (1.0, 1.0) and not np.any(head.axis):
         raise ModelMismatchError(f"{where}: no direction of deformation to stretch along")
     return head

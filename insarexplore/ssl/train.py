@@ -66,7 +66,7 @@ __all__ = [
 _RUNTIME_FIELDS = {
     "device", "num_workers", "progress", "resume", "checkpoint_every", "log_every",
     "monitor_every", "monitor_samples", "compile", "tensorboard", "embed_dihedral",
-    "embed_gain",
+    "embed_gain", "embed_class_gain",
 }  # fmt: skip
 
 
@@ -131,12 +131,15 @@ class PretrainConfig:
     # bench_transfer's validation set, three models: a few-label probe on the deformation score
     # up by as much as 0.010 (8 of 9 model x k cells), the embeddings level (RESULTS.md)
     embed_dihedral: bool = True
-    # with the physics bank, the model embeds with its features stretched by this gain along
-    # the bank classifier's direction of deformation against none (models.physics_head;
-    # recorded in physics_head.pt; linear and invertible, scores unchanged; 1: no stretch).
-    # 10 was chosen on bench_transfer's validation sets (gains 3, 10, 30 on two models, then
-    # confirmed on five others: probes at k = 10 +0.019 LSO / +0.013 grouped, RESULTS.md)
+    # with the physics bank, the model embeds with its features stretched along the bank
+    # classifier's directions (models.physics_head; recorded in physics_head.pt; linear and
+    # invertible, scores unchanged; 1: no stretch): by embed_gain along deformation against
+    # none, by embed_class_gain along its other class directions (which source). On
+    # bench_transfer's validation sets (RESULTS.md) the axis alone at 10 gave probes at k = 10
+    # +0.019 LSO / +0.013 grouped over five models but cost the demo's map of sources 0.05;
+    # with the class directions at 3: +0.016 / +0.015, and the demo's map 0.025
     embed_gain: float = 10.0
+    embed_class_gain: float = 3.0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     kind: str | None = None
     seed: int = 0
@@ -158,10 +161,10 @@ class PretrainConfig:
             raise ValueError(
                 f"physics must be a weight >= 0 (0 turns the bank off); got {self.physics}"
             )
-        if not (math.isfinite(self.embed_gain) and self.embed_gain > 0):
-            raise ValueError(
-                f"embed_gain must be a finite number > 0 (1: no stretch); got {self.embed_gain}"
-            )
+        for name in ("embed_gain", "embed_class_gain"):
+            g = getattr(self, name)
+            if not (math.isfinite(g) and g > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (1: no stretch); got {g}")
         if self.physics_n < 1:
             raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
         if self.physics_crop is not None and not 0 < self.physics_crop <= 1:
@@ -545,7 +548,8 @@ def train(
         save_encoder(run / "encoder.pt", model.encoder)
         head = getattr(model, "classifier", None) if bank is not None else None
         if head is not None:  # the bank's classifier: deformation scores of the embeddings
-            save_physics_head(run / HEAD_FILE, head, bank.classes, embed_gain=cfg.embed_gain)
+            save_physics_head(run / HEAD_FILE, head, bank.classes, embed_gain=cfg.embed_gain,
+                              embed_class_gain=cfg.embed_class_gain)  # fmt: skip
         else:  # never a head left by an earlier run in the same folder
             (run / HEAD_FILE).unlink(missing_ok=True)
         meta.update(status="done", steps=step, elapsed_s=elapsed_before + clock.sync() - t0,

@@ -175,38 +175,47 @@ def test_odd_tensors_or_classes_in_a_head_file_are_refused_in_one_line(tmp_path,
     assert "\n" not in str(err.value)
 
 
-def test_the_stretch_scales_only_the_deformation_axis_and_scores_are_unchanged():
+def test_the_stretch_scales_the_heads_directions_and_scores_are_unchanged():
     rng = np.random.default_rng(0)
     k = len(CLASSES)
     w, b = rng.normal(size=(k, 12)).astype(np.float32), rng.normal(size=k).astype(np.float32)
-    plain, head = PhysicsHead(tuple(CLASSES), w, b), PhysicsHead(tuple(CLASSES), w, b, 10.0)
+    plain = PhysicsHead(tuple(CLASSES), w, b)
+    head = PhysicsHead(tuple(CLASSES), w, b, gain=10.0, class_gain=3.0)
     none = CLASSES.index("none")
     u = np.delete(w, none, 0).mean(0) - w[none]
     np.testing.assert_allclose(head.axis, u / np.linalg.norm(u), rtol=1e-6)
     x = rng.normal(size=(7, 12)).astype(np.float32)
     z = head.stretch(x)
     np.testing.assert_allclose(z @ head.axis, 10 * (x @ head.axis), rtol=1e-4)
-    other = np.linalg.svd(head.axis[None])[2][1:]  # directions orthogonal to the axis
-    np.testing.assert_allclose(z @ other.T, x @ other.T, atol=1e-4)  # untouched
+    # the head's other class directions (its rows' span without the axis) by 3
+    span = np.linalg.svd(w.T.astype(np.float64), full_matrices=False)[0]
+    inside = span - np.outer(head.axis, head.axis @ span)
+    np.testing.assert_allclose(z @ inside, 3 * (x @ inside), rtol=1e-3, atol=1e-4)
+    outside = np.linalg.svd(span.T)[2][k:]  # orthogonal to every row of the head
+    np.testing.assert_allclose(z @ outside.T, x @ outside.T, atol=1e-4)  # untouched
     np.testing.assert_allclose(head.unstretch(z), x, atol=1e-4)
     # the head scores the stretched embeddings as the plain one scores the features
     np.testing.assert_allclose(head.logits(z), plain.logits(x), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(head.deformation(z), plain.deformation(x), atol=1e-5)
     np.testing.assert_array_equal(plain.stretch(x), x)
+    axis_only = PhysicsHead(tuple(CLASSES), w, b, gain=10.0)
+    np.testing.assert_allclose(axis_only.stretch(x) @ inside, x @ inside, atol=1e-4)
 
 
-def test_the_gain_is_kept_in_the_head_file_and_a_bad_one_is_refused(tmp_path):
+def test_the_gains_are_kept_in_the_head_file_and_bad_ones_are_refused(tmp_path):
     path = tmp_path / HEAD_FILE
-    save_physics_head(path, _head(8), CLASSES, embed_gain=10.0)
-    assert load_physics_head(tmp_path).gain == 10.0
+    save_physics_head(path, _head(8), CLASSES, embed_gain=10.0, embed_class_gain=3.0)
+    head = load_physics_head(tmp_path)
+    assert (head.gain, head.class_gain) == (10.0, 3.0)
     blob = torch.load(path, weights_only=True)
-    del blob["embed_gain"]  # a head saved before the stretch: its embeddings are plain
-    torch.save(blob, path)
-    assert load_physics_head(tmp_path).gain == 1.0
-    for bad in (0.0, -2.0, float("nan"), float("inf"), "10", True):
-        torch.save({**blob, "embed_gain": bad}, path)
-        with pytest.raises(ModelMismatchError, match=f"{HEAD_FILE}.*embed_gain") as err:
-            load_physics_head(tmp_path)
-        assert "\n" not in str(err.value)
-    with pytest.raises(ValueError, match="embed_gain"):
-        save_physics_head(path, _head(8), CLASSES, embed_gain=0.0)
+    old = {k: v for k, v in blob.items() if not k.startswith("embed_")}
+    torch.save(old, path)  # a head saved before the stretch: its embeddings are plain
+    assert (load_physics_head(tmp_path).gain, load_physics_head(tmp_path).class_gain) == (1, 1)
+    for key in ("embed_gain", "embed_class_gain"):
+        for bad in (0.0, -2.0, float("nan"), float("inf"), "10", True):
+            torch.save({**blob, key: bad}, path)
+            with pytest.raises(ModelMismatchError, match=f"{HEAD_FILE}.*{key}") as err:
+                load_physics_head(tmp_path)
+            assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match=key):
+            save_physics_head(path, _head(8), CLASSES, **{key: 0.0})

@@ -151,17 +151,19 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
 
     head = load_physics_head(tmp_path / "on")
     assert head.classes == tuple(CLASSES) and head.weight.shape[0] == len(CLASSES)
-    assert head.gain == PretrainConfig.embed_gain == 10.0  # how the model's embeddings stretch
+    assert (head.gain, head.class_gain) == (10.0, 3.0)  # how the model's embeddings stretch
     (tmp_path / "on" / HEAD_FILE).unlink()  # a model saved before heads were kept
     old = model_physics_head(tmp_path / "on")  # read from its last checkpoint
     np.testing.assert_array_equal(old.weight, head.weight)
     np.testing.assert_array_equal(old.bias, head.bias)
-    assert old.gain == head.gain  # and its gain from the run's recorded config
-    pretrain(ds, PretrainConfig(steps=2, embed_gain=1.0, **TINY), out_dir=tmp_path / "plain")
-    assert load_physics_head(tmp_path / "plain").gain == 1.0
-    for bad in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="embed_gain"):
-            PretrainConfig(embed_gain=bad)
+    assert (old.gain, old.class_gain) == (10.0, 3.0)  # from the run's recorded config
+    cfg = PretrainConfig(steps=2, embed_gain=1.0, embed_class_gain=1.0, **TINY)
+    pretrain(ds, cfg, out_dir=tmp_path / "plain")
+    assert (load_physics_head(tmp_path / "plain").gain, cfg.embed_class_gain) == (1.0, 1.0)
+    for key in ("embed_gain", "embed_class_gain"):
+        for bad in (0.0, -1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match=key):
+                PretrainConfig(**{key: bad})
     # a gain is how the model embeds, not what it learns: the same run resumes under another
     assert PretrainConfig(embed_gain=3.0, **TINY).resume_key("phase", 4) == PretrainConfig(
         **TINY).resume_key("phase", 4)  # fmt: skip
