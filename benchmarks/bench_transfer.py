@@ -742,7 +742,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
             methods = [m for m in methods if m not in head_methods]
     results = {}
     for split in args.splits.split(","):
-        results[split] = evaluate(ws, data, split, methods, args.config)
+        name = args.config + "".join(f" {k}={v}" for k, v in sorted(EMBED.items()))
+        results[split] = evaluate(ws, data, split, methods, name)
         for m, r in results[split].items():
             cells = "  ".join(f"{k} {v:.3f}" for k, v in r.items() if "_" not in k)
             print(f"{args.config:16s} {split:4s} {m:6s} {cells}", flush=True)
