@@ -193,11 +193,16 @@ def test_outside_a_process_group_ctrl_c_raises_as_usual():
     """One process: the collective interrupt leaves SIGINT alone and its check does nothing."""
     from insarexplore.ssl import dist
 
-    before = signal.getsignal(signal.SIGINT)
-    with dist.CollectiveInterrupt() as interrupt:
-        assert not interrupt.active and signal.getsignal(signal.SIGINT) is before
-        interrupt.check(1)
-        with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(1)  # the default handler raises here
-    assert signal.getsignal(signal.SIGINT) is before
+    # A shell's background job starts with SIGINT ignored; the test wants Python's usual handler.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        before = signal.getsignal(signal.SIGINT)
+        with dist.CollectiveInterrupt() as interrupt:
+            assert not interrupt.active and signal.getsignal(signal.SIGINT) is before
+            interrupt.check(1)
+            with pytest.raises(KeyboardInterrupt):
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)  # the default handler raises here
+        assert signal.getsignal(signal.SIGINT) is before
+    finally:
+        signal.signal(signal.SIGINT, inherited)
