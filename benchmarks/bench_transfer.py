@@ -734,10 +734,13 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
     print(f"workspace {ws.path.name}: {timing}", flush=True)
     methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])
     head_methods = [m for m in methods if {"physics", "deformation"} & set(m.split("+"))]
-    if head_methods:
-        from insarexplore.explore.deformation import model_physics_head
+    from insarexplore.explore.deformation import model_physics_head
 
-        if model_physics_head(ws.model_dir(ws.resolve_model(None))) is None:
+    no_head = model_physics_head(ws.model_dir(ws.resolve_model(None))) is None
+    if no_head and EMBED.get("gains", (1.0, 1.0)) != (1.0, 1.0):
+        p.error(f"--gains {args.gains}: {args.config}'s model has no physics head to stretch along")
+    if head_methods:
+        if no_head:
             print(f"the model has no physics head (pretrained without the bank): no {head_methods}")
             methods = [m for m in methods if m not in head_methods]
     results = {}

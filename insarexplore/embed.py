@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import numbers
 import os
 import threading
 import zlib
@@ -105,29 +106,41 @@ class Embedder(TransformerMixin, BaseEstimator):
         return ws.model_dir(ws.resolve_model(self.model))
 
     def _head(self, folder: Path | None):  # -> PhysicsHead | None
-        """The folder's physics head with the gains to embed with; None for plain features."""
-        import dataclasses
+        """The folder's physics head with the gains to embed with; None for plain features.
+        The head is read as the deformation scores read it (``model_physics_head``), so the
+        scores of stored embeddings take out the stretch that was put in."""
+        from insarexplore.models.physics_head import checked_head
+        from insarexplore.ssl.checkpoint import model_physics_head
 
-        from insarexplore.models.physics_head import load_physics_head
-
-        head = load_physics_head(folder) if folder is not None else None
+        head = model_physics_head(folder) if folder is not None else None
         if self.gains is not None:
             gains = tuple(self.gains) if isinstance(self.gains, tuple | list) else ()
             if len(gains) != 2 or not all(
-                isinstance(g, int | float) and not isinstance(g, bool) and np.isfinite(g) and g > 0
+                isinstance(g, numbers.Real)
+                and not isinstance(g, bool | np.bool_)
+                and np.isfinite(float(g))
+                and g > 0
                 for g in gains
             ):
                 raise ValueError(
                     f"gains: must be two finite numbers > 0 (gain, class_gain); got {self.gains!r}"
                 )
+            gains = (float(gains[0]), float(gains[1]))
             if head is None:
-                if gains == (1, 1):
+                if gains == (1.0, 1.0):
                     return None
                 raise ValueError(
                     f"gains={gains}: the model has no physics head to stretch along "
                     f"({folder or 'a module'}); pretrain with the physics bank or use (1, 1)"
                 )
-            head = dataclasses.replace(head, gain=float(gains[0]), class_gain=float(gains[1]))
+            head = checked_head(
+                head.classes,
+                head.weight,
+                head.bias,
+                where=folder,
+                gain=gains[0],
+                class_gain=gains[1],
+            )
         plain = head is None or (head.gain, head.class_gain) == (1.0, 1.0)
         return None if plain else head
 

@@ -82,6 +82,28 @@ def test_a_gain_that_is_not_a_finite_positive_number_exits_2(capsys, option, val
     assert option in (err := capsys.readouterr().err) and "finite number > 0" in err
 
 
+def test_pretrain_passes_the_gains_to_its_config(tmp_path, monkeypatch, capsys):
+    import insarexplore.pretraining as pretraining
+
+    seen = []
+    monkeypatch.setattr(pretraining, "pretrain_workspace", lambda ws, cfg: seen.append(cfg) or "v")
+    ws = make_embedded_workspace(tmp_path / "ws")
+    argv = [
+        "pretrain",
+        str(ws.path),
+        "--steps",
+        "1",
+        "--embed-gain",
+        "5",
+        "--embed-class-gain",
+        "2",
+    ]
+    assert cli.main(argv) == 0
+    assert (seen[0].embed_gain, seen[0].embed_class_gain) == (5.0, 2.0)
+    assert cli.main(["pretrain", str(ws.path), "--steps", "1"]) == 0  # the defaults
+    assert (seen[1].embed_gain, seen[1].embed_class_gain) == (10.0, 3.0)
+
+
 def test_missing_workspace_is_one_clear_line(tmp_path):
     res = run_cli("info", str(tmp_path / "nowhere"))
     assert res.returncode == 2

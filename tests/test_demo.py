@@ -169,6 +169,25 @@ def test_wall_clock_guard_keeps_the_encoder_and_says_so(tmp_path, capsys):
     assert cfg["arch"] == "resnet-tiny"
     err = capsys.readouterr().err
     assert "cut short by the wall-clock guard" in err and "of 10,000 steps" in err
+    # no head file: its embeddings are stretched as the run's config says, and the deformation
+    # scores of the stored embeddings take that stretch out again
+    import dataclasses
+
+    import numpy as np
+
+    from insarexplore.embed import Embedder, embed_workspace
+    from insarexplore.explore.deformation import deformation_scores, model_physics_head
+
+    head = model_physics_head(ws.model_dir(done["version"]))
+    assert (head.gain, head.class_gain) == (10.0, 3.0)
+    embed_workspace(ws, device="cpu", progress=False)
+    scores = deformation_scores(ws)["deformation"].to_numpy()
+    ds = ws.open_data()
+    plain = Embedder(ws.model_dir(done["version"]), progress=False, gains=(1, 1)).fit()
+    features = plain.transform(ds)
+    unstretched = dataclasses.replace(head, gain=1.0, class_gain=1.0).deformation(features)
+    assert list(deformation_scores(ws).index) == list(ds["sample"].values.astype(str))
+    np.testing.assert_allclose(scores, unstretched, rtol=1e-4, atol=1e-5)
 
 
 def test_demo_serves_with_the_printed_token_url(tmp_path, monkeypatch):

@@ -282,6 +282,16 @@ def test_embedder_stretches_along_the_models_physics_head(tmp_path):
     np.testing.assert_allclose(three @ head.axis, 3 * (plain @ head.axis), rtol=1e-3, atol=1e-4)
     np.testing.assert_allclose(Embedder(enc, progress=False).fit().transform(ds), plain,
                                rtol=1e-4, atol=1e-5)  # a module: no folder, no head  # fmt: skip
-    for bad in (float("nan"), (3, 0), (3,), "10,3", (True, 1)):
+    same = Embedder(path, progress=False, gains=(np.float32(3.0), np.int64(1))).fit()
+    np.testing.assert_allclose(same.transform(ds), three, rtol=1e-5, atol=1e-6)  # numpy numbers
+    for bad in (float("nan"), (3, 0), (3,), "10,3", (True, 1), (np.bool_(True), 1)):
         with pytest.raises(ValueError, match="gains"):
             Embedder(path, progress=False, gains=bad).fit()
+    # a head whose rows are all alike has no direction of deformation: no stretch along it
+    with torch.no_grad():
+        row = lin.weight[:1].clone()  # rows alike but for rounding-sized differences
+        lin.weight.copy_(row * (1 + 1e-7 * torch.arange(len(CLASSES))[:, None]))
+    save_physics_head(path.parent / HEAD_FILE, lin, CLASSES)  # gains 1: loads, embeds plain
+    assert Embedder(path, progress=False).fit().head_ is None
+    with pytest.raises(ValueError, match="no direction of deformation"):
+        Embedder(path, progress=False, gains=(10, 3)).fit()

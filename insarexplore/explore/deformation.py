@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from insarexplore.ssl.checkpoint import model_physics_head  # one reading, shared with Embedder
+
 __all__ = ["deformation_scores", "model_physics_head", "ranked_deformation"]
 
 
@@ -89,36 +91,3 @@ def _source_labels(ws: Any) -> dict[str, str] | None:
     finally:
         ds.close()
     return given if any(v for v in given.values()) else None
-
-
-def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
-    """The model's physics head: its ``physics_head.pt``, or for a model pretrained with the
-    bank before heads were kept, the classifier in its last checkpoint (the bank's classes,
-    in the generator's order). None for models without one (no bank, fine-tuned)."""
-    import json
-    from pathlib import Path
-
-    from insarexplore.models.physics_head import checked_head, load_physics_head
-
-    head = load_physics_head(model_dir)
-    ckpt, meta = Path(model_dir) / "checkpoint.pt", Path(model_dir) / "meta.json"
-    if head is not None or not ckpt.is_file() or not meta.is_file():
-        return head
-    try:
-        config = json.loads(meta.read_text()).get("config", {})
-        physics = float(config.get("physics", 0) or 0)
-        # how its embeddings were stretched (runs before the stretch: not at all)
-        gains = [config.get(k, 1.0) for k in ("embed_gain", "embed_class_gain")]
-    except (ValueError, TypeError, AttributeError):
-        return None
-    if physics <= 0:  # pretrained without the bank: no classifier to look for
-        return None
-    from insarexplore.data.synthetic.parameters import CLASSES
-    from insarexplore.ssl.checkpoint import load_checkpoint
-
-    state = load_checkpoint(ckpt).get("model", {})
-    w, b = state.get("classifier.weight"), state.get("classifier.bias")
-    if w is None or b is None:
-        return None
-    w, b = w.float().numpy(), b.float().numpy()
-    return checked_head(CLASSES, w, b, where=ckpt, gain=gains[0], class_gain=gains[1])

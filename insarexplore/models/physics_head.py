@@ -34,6 +34,7 @@ transfer proxy's validation sets and the demo's map (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,8 @@ class PhysicsHead:
         w = self.weight.astype(np.float64)
         d = np.delete(w, none, axis=0).mean(axis=0) - w[none]
         n = float(np.linalg.norm(d))
-        return d / n if n > 0 else d
+        # rows (numerically) alike: no direction, zero (not rounding noise made unit length)
+        return d / n if n > 1e-6 * float(np.linalg.norm(w)) else np.zeros_like(d)
 
     def _scaled(self, x: Any, gain: float, class_gain: float) -> np.ndarray:
         """``x`` with its component along ``axis`` times ``gain``, its other components in the
@@ -149,7 +151,7 @@ def save_physics_head(
     if linear.weight.shape[0] != len(classes) or "none" not in classes:
         raise ValueError(f"a physics head needs one output per class and a 'none' class: {classes}")
     for name, g in (("embed_gain", embed_gain), ("embed_class_gain", embed_class_gain)):
-        _check_gain(g, where=name, name=name)
+        _check_gain(g, where=path, name=name)
     blob = {
         "embed_gain": float(embed_gain),
         "embed_class_gain": float(embed_class_gain),
@@ -195,9 +197,9 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
 
 def _check_gain(gain: Any, *, where: Any, name: str = "embed_gain") -> float:
     if (
-        isinstance(gain, bool)
-        or not isinstance(gain, int | float)
-        or not (np.isfinite(gain) and gain > 0)
+        isinstance(gain, bool | np.bool_)
+        or not isinstance(gain, numbers.Real)
+        or not (np.isfinite(float(gain)) and gain > 0)
     ):
         raise ModelMismatchError(f"{where}: {name} must be a finite number > 0; got {gain!r}")
     return float(gain)

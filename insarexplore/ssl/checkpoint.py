@@ -25,6 +25,7 @@ __all__ = [
     "encoder_state",
     "find_resumable",
     "load_checkpoint",
+    "model_physics_head",
     "rng_state",
     "save_checkpoint",
     "set_rng_state",
@@ -123,3 +124,35 @@ def encoder_state(model_state: dict[str, Any]) -> dict[str, Any]:
         if state:
             return state
     return {}
+
+
+def model_physics_head(model_dir: str | Path):  # -> PhysicsHead | None
+    """The model's physics head, with the gains its embeddings are stretched by: its
+    ``physics_head.pt``, or for a model whose run kept no head file (pretrained with the bank
+    before heads were kept, or a run cut short), the classifier in its last checkpoint (the
+    bank's classes, in the generator's order) with the gains of its configuration. None for
+    models without one (no bank, fine-tuned). ``embed.Embedder`` (how embeddings are
+    stretched) and ``explore.deformation`` (how they are scored) both read heads here."""
+    from insarexplore.models.physics_head import checked_head, load_physics_head
+
+    head = load_physics_head(model_dir)
+    ckpt, meta = Path(model_dir) / "checkpoint.pt", Path(model_dir) / "meta.json"
+    if head is not None or not ckpt.is_file() or not meta.is_file():
+        return head
+    try:
+        config = json.loads(meta.read_text()).get("config", {})
+        physics = float(config.get("physics", 0) or 0)
+        # how its embeddings were stretched (runs before the stretch: not at all)
+        gains = [config.get(k, 1.0) for k in ("embed_gain", "embed_class_gain")]
+    except (ValueError, TypeError, AttributeError):
+        return None
+    if physics <= 0:  # pretrained without the bank: no classifier to look for
+        return None
+    from insarexplore.data.synthetic.parameters import CLASSES
+
+    state = load_checkpoint(ckpt).get("model", {})
+    w, b = state.get("classifier.weight"), state.get("classifier.bias")
+    if w is None or b is None:
+        return None
+    w, b = w.float().numpy(), b.float().numpy()
+    return checked_head(CLASSES, w, b, where=ckpt, gain=gains[0], class_gain=gains[1])

@@ -17,10 +17,12 @@ import dataclasses
 import hashlib
 import json
 import math
+import numbers
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -136,8 +138,8 @@ class PretrainConfig:
     # invertible, scores unchanged; 1: no stretch): by embed_gain along deformation against
     # none, by embed_class_gain along its other class directions (which source). On
     # bench_transfer's validation sets (RESULTS.md) the axis alone at 10 gave probes at k = 10
-    # +0.019 LSO / +0.013 grouped over five models but cost the demo's map of sources 0.05;
-    # with the class directions at 3: +0.016 / +0.015, and the demo's map 0.025
+    # +0.019 LSO / +0.013 grouped over five models but cost the demo's map of sources 0.044;
+    # with the class directions at 3: +0.016 / +0.015, and the demo's map 0.026
     embed_gain: float = 10.0
     embed_class_gain: float = 3.0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -163,8 +165,10 @@ class PretrainConfig:
             )
         for name in ("embed_gain", "embed_class_gain"):
             g = getattr(self, name)
-            if not (math.isfinite(g) and g > 0):
-                raise ValueError(f"{name} must be a finite number > 0 (1: no stretch); got {g}")
+            real = isinstance(g, numbers.Real) and not isinstance(g, bool | np.bool_)
+            if not (real and math.isfinite(g) and g > 0):
+                raise ValueError(f"{name} must be a finite number > 0 (1: no stretch); got {g!r}")
+            object.__setattr__(self, name, float(g))  # one type in meta.json and the head file
         if self.physics_n < 1:
             raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
         if self.physics_crop is not None and not 0 < self.physics_crop <= 1:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 
 import numpy as np
@@ -157,13 +158,27 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
     np.testing.assert_array_equal(old.weight, head.weight)
     np.testing.assert_array_equal(old.bias, head.bias)
     assert (old.gain, old.class_gain) == (10.0, 3.0)  # from the run's recorded config
-    cfg = PretrainConfig(steps=2, embed_gain=1.0, embed_class_gain=1.0, **TINY)
+    # ... and embeds with that same stretch (a run cut short keeps no head file): the scores
+    # of its embeddings are those of the head on the encoder's features
+    from insarexplore.embed import Embedder
+
+    emb = Embedder(tmp_path / "on", progress=False).fit()
+    assert (emb.head_.gain, emb.head_.class_gain) == (10.0, 3.0)
+    vectors = emb.transform(ds)
+    features = Embedder(tmp_path / "on", progress=False, gains=(1, 1)).fit().transform(ds)
+    assert not np.allclose(vectors, features, atol=1e-3)
+    plain_head = dataclasses.replace(old, gain=1.0, class_gain=1.0)
+    np.testing.assert_allclose(old.deformation(vectors), plain_head.deformation(features),
+                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    cfg = PretrainConfig(steps=2, embed_gain=1, embed_class_gain=1.0, **TINY)
     pretrain(ds, cfg, out_dir=tmp_path / "plain")
-    assert (load_physics_head(tmp_path / "plain").gain, cfg.embed_class_gain) == (1.0, 1.0)
+    plain = load_physics_head(tmp_path / "plain")
+    assert (plain.gain, plain.class_gain) == (1.0, 1.0) and isinstance(cfg.embed_gain, float)
     for key in ("embed_gain", "embed_class_gain"):
-        for bad in (0.0, -1.0, float("nan"), float("inf")):
+        for bad in (0.0, -1.0, float("nan"), float("inf"), True, "3", None):
             with pytest.raises(ValueError, match=key):
                 PretrainConfig(**{key: bad})
+        assert getattr(PretrainConfig(**{key: np.float32(2.5)}), key) == 2.5  # stored as float
     # a gain is how the model embeds, not what it learns: the same run resumes under another
     assert PretrainConfig(embed_gain=3.0, **TINY).resume_key("phase", 4) == PretrainConfig(
         **TINY).resume_key("phase", 4)  # fmt: skip
