@@ -387,6 +387,38 @@ def test_synth_creates_appends_and_refuses_duplicates(tmp_path, capsys):
     assert "unknown class 'volcano'" in capsys.readouterr().err
 
 
+def test_synth_renders_as_public_sets_ship_them_and_ingest_reads_them_back(tmp_path, capsys):
+    from PIL import Image
+
+    from insarexplore.workspace import Workspace
+
+    pool, argv = tmp_path / "pool", ["synth", str(tmp_path / "s"), "-n", "30", "--size", "24"]
+    real = ["--palette", "grey", "--look", "real", "--flat"]
+    assert cli.main([*argv, "--png-dir", str(pool), *real]) == 0
+    assert "30 images (grey palette as public sets ship them)" in capsys.readouterr().err
+    files = sorted(pool.rglob("*.png"))
+    assert all(f.parent == pool for f in files)  # flat: an unlabelled pool
+    looks = {(Image.open(f).mode, Image.open(f).size) for f in files}
+    assert len(files) == 30 and looks == {("RGB", (24, 24)), ("RGBA", (464, 373))}
+    grey = np.asarray(Image.open(next(f for f in files if Image.open(f).mode == "RGB")))
+    assert (grey[..., 0] == grey[..., 1]).all() and (grey[..., 1] == grey[..., 2]).all()
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(pool)]) == 0
+    assert "30 grey" in capsys.readouterr().err  # read back as wrapped phase, grey palette
+    ds = Workspace.open(tmp_path / "ws").open_data()
+    assert ds.sizes["sample"] == 30 and not any(ds["label"].values.astype(str))
+    plain = tmp_path / "plain"
+    assert cli.main([*argv, "--seed", "1", "--png-dir", str(plain), "--palette", "grey"]) == 0
+    assert {Image.open(f).size for f in plain.rglob("*.png")} == {(24, 24)}
+    assert {f.parent.name for f in plain.rglob("*.png")} <= {
+        "mogi",
+        "dyke",
+        "sill",
+        "earthquake",
+        "subsidence",
+        "none",
+    }
+
+
 def test_pretrain_needs_data(tmp_path, capsys):
     from insarexplore.workspace import Workspace
 

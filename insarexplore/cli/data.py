@@ -58,15 +58,46 @@ def _cmd_synth(args: argparse.Namespace) -> int:
     if args.png_dir:
         import numpy as np
 
-        from insarexplore.data.synthetic import render_dataset
-
-        ds = ws.open_data()
-        new = ~np.isin(ds["sample"].values.astype(str), before.astype(str))
-        paths = render_dataset(
-            ds.isel(sample=np.flatnonzero(new)), args.png_dir, palette=args.palette
+        ds = ws.open_data(lazy=True)
+        new = np.flatnonzero(~np.isin(ds["sample"].values.astype(str), before.astype(str)))
+        n = _render_pngs(
+            ds.isel(sample=new), args.png_dir, args.palette, args.look, args.seed, args.flat
         )
-        say(f"rendered {len(paths):,} PNGs ({args.palette} palette) under {args.png_dir}")
+        look = " as public sets ship them" if args.look == "real" else ""
+        say(f"rendered {n:,} images ({args.palette} palette{look}) under {args.png_dir}")
     return 0
+
+
+def _render_pngs(ds: Any, out: str, palette: str, look: str, seed: int, flat: bool) -> int:
+    """Render a synthesised Dataset into class folders (``flat``: one folder): ``plain`` (one PNG per sample, the
+    workspace's size) or ``real`` (amplitude shading, no-data wedges in 30 %, RGBA 464 x 373
+    scenes in 10 %, ``.tif`` names for none), in blocks so memory stays bounded."""
+    from insarexplore.data.synthetic import render_dataset
+    from insarexplore.data.synthetic.styles import write_styled_folder
+
+    if look == "plain" and palette != "grey":
+        layout = "flat" if flat else "class_folders"
+        return len(render_dataset(ds, out, palette=palette, layout=layout))
+    styles = ("cyclic", "rainbow") if palette == "mixed" else (palette,)
+    n, block = ds.sizes["sample"], 1024
+    starts = range(0, n, block)
+    if n > block:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="rendering", unit="block")
+    for k, start in enumerate(starts):
+        part = ds.isel(sample=slice(start, start + block)).load()
+        real = look == "real"
+        write_styled_folder(
+            part,
+            out,
+            styles=styles,
+            labels=None if flat else [str(v) or "unlabelled" for v in part["label"].values],
+            wedge_p=0.3 if real else 0.0,
+            rgba_p=0.1 if real else 0.0,
+            seed=seed * 100_003 + k,
+        )
+    return n
 
 
 def add_synth(sub: Any) -> None:
@@ -80,6 +111,7 @@ def add_synth(sub: Any) -> None:
   insarexplore synth ws/ -n 600 --classes mogi,dyke,none --difficulty easy
   insarexplore synth ws/ -n 200000 --size 128 --device cuda
   insarexplore synth ws/ -n 600 --png-dir renders/ --palette mixed   # also PNG renderings
+  insarexplore synth ws/ -n 600 --size 227 --png-dir pool/ --palette grey --look real --flat
 """,
         description=(
             "Physics-based interferograms (Mogi, sills, dykes, earthquakes, subsidence, none)\n"
@@ -98,7 +130,25 @@ def add_synth(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per chunk")
     p.add_argument("--png-dir", default=None, help="also render PNGs here (class folders)")
-    p.add_argument("--palette", choices=["cyclic", "rainbow", "mixed"], default="cyclic")
+    p.add_argument(
+        "--palette",
+        choices=["cyclic", "rainbow", "grey", "mixed"],
+        default="cyclic",
+        help="palette of the renderings: cyclic (red-yellow-white-blue), rainbow (hue cycle), "
+        "grey (grey level = wrapped phase), mixed (cyclic or rainbow per sample)",
+    )
+    p.add_argument(
+        "--flat",
+        action="store_true",
+        help="renderings in one folder, no class sub-folders (an unlabelled pool)",
+    )
+    p.add_argument(
+        "--look",
+        choices=["plain", "real"],
+        default="plain",
+        help="plain: one clean PNG per sample; real: as public sets ship renderings (hue "
+        "cycle shaded by amplitude, black no-data wedges, some 464 x 373 RGBA scenes)",
+    )
     add_device(p)
 
 
