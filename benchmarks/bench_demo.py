@@ -138,17 +138,14 @@ def restretched_knn(ws, gains: tuple[float, float], projection: str) -> float:
     """kNN (k = 10) accuracy of ``source_label`` on a map fitted anew to the workspace's
     embeddings stretched with other ``gains`` (``PhysicsHead``: along deformation against
     none, along the head's other class directions; (1, 1): the encoder's plain features)."""
-    import dataclasses
-
-    from insarexplore.explore.deformation import model_physics_head
+    from insarexplore.explore.deformation import restretched_embeddings
     from insarexplore.explore.projection import Projector
 
-    ids, vectors, _ = ws.load_embeddings()
-    head = model_physics_head(ws.model_dir(ws.current_model))
-    if head is None:
-        raise SystemExit("--gains: the demo's model has no physics head")
-    other = dataclasses.replace(head, gain=gains[0], class_gain=gains[1])
-    xy = Projector(projection).fit_transform(other.stretch(head.unstretch(vectors)))
+    try:
+        ids, vectors = restretched_embeddings(ws, gains)
+    except ValueError as exc:
+        raise SystemExit(f"--gains: {exc}") from None
+    xy = Projector(projection).fit_transform(vectors)
     truth = ws.open_data()["label"].to_series()
     truth.index = truth.index.astype(str)
     return knn_accuracy(xy, truth.reindex(np.asarray(ids).astype(str)).to_numpy(), 10)
@@ -159,8 +156,12 @@ def _gains(text: str) -> tuple[float, float]:
         g = tuple(float(v) for v in text.split(","))
     except ValueError:
         g = ()
-    if len(g) != 2 or not all(0 < v < float("inf") for v in g):
-        raise argparse.ArgumentTypeError(f"GAIN,CLASS_GAIN: two finite numbers > 0; got {text!r}")
+    from insarexplore.models.physics_head import GAINS
+
+    if len(g) != 2 or not all(GAINS[0] <= v <= GAINS[1] for v in g):
+        raise argparse.ArgumentTypeError(
+            f"GAIN,CLASS_GAIN: two numbers from {GAINS[0]:g} to {GAINS[1]:g}; got {text!r}"
+        )
     return g  # type: ignore[return-value]
 
 

@@ -480,13 +480,10 @@ def map_structure(ws, data: dict[str, Path]) -> dict:
 
     t0 = time.perf_counter()
     if "gains" in EMBED:  # --gains: the stored embeddings stretched anew, and their own map
-        from insarexplore.explore.deformation import model_physics_head
+        from insarexplore.explore.deformation import restretched_embeddings
         from insarexplore.explore.projection import Projector
 
-        ids, vectors, _ = ws.load_embeddings()
-        head = model_physics_head(ws.model_dir(ws.resolve_model(None)))
-        new = dataclasses.replace(head, gain=EMBED["gains"][0], class_gain=EMBED["gains"][1])
-        vectors = new.stretch(head.unstretch(vectors))
+        ids, vectors = restretched_embeddings(ws, EMBED["gains"])
         xy = Projector("umap").fit_transform(vectors)
     else:
         ids, xy = project(ws, "umap")
@@ -703,8 +700,11 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
             gains = tuple(float(g) for g in args.gains.split(","))
         except ValueError:
             gains = ()
-        if len(gains) != 2 or not all(0 < g < float("inf") for g in gains):
-            p.error(f"--gains: two finite numbers > 0, GAIN,CLASS_GAIN; got {args.gains!r}")
+        from insarexplore.models.physics_head import GAINS
+
+        if len(gains) != 2 or not all(GAINS[0] <= g <= GAINS[1] for g in gains):
+            p.error(f"--gains: two numbers from {GAINS[0]:g} to {GAINS[1]:g}, GAIN,CLASS_GAIN; "
+                    f"got {args.gains!r}")  # fmt: skip
         EMBED["gains"] = gains
     tag = "".join([f"-embed{args.embed_size}" if args.embed_size else "",
                    f"-{args.views}" if args.views else "",

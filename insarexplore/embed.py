@@ -18,7 +18,6 @@
 
 from __future__ import annotations
 
-import numbers
 import os
 import threading
 import zlib
@@ -60,7 +59,9 @@ class Embedder(TransformerMixin, BaseEstimator):
     head's directions by the gains recorded with it (``PhysicsHead.stretch``: deformation
     against none, and which source); ``gains`` = ``(gain, class_gain)`` others ((1, 1): the
     plain features). ``fit`` sets ``model_``, ``config_``, ``head_`` (the physics head with
-    the gains used, or None for plain features), ``device_`` and ``n_features_out_``.
+    the gains used, or None for plain features), ``stretch_`` (those gains as
+    ``[gain, class_gain]``; ``[1.0, 1.0]`` for plain features, as stored embeddings record
+    them), ``device_`` and ``n_features_out_``.
     """
 
     def __init__(
@@ -109,23 +110,19 @@ class Embedder(TransformerMixin, BaseEstimator):
         """The folder's physics head with the gains to embed with; None for plain features.
         The head is read as the deformation scores read it (``model_physics_head``), so the
         scores of stored embeddings take out the stretch that was put in."""
-        from insarexplore.models.physics_head import checked_head
+        from insarexplore.models.physics_head import checked_gain, checked_head
         from insarexplore.ssl.checkpoint import model_physics_head
 
         head = model_physics_head(folder) if folder is not None else None
         if self.gains is not None:
-            gains = tuple(self.gains) if isinstance(self.gains, tuple | list) else ()
-            if len(gains) != 2 or not all(
-                isinstance(g, numbers.Real)
-                and not isinstance(g, bool | np.bool_)
-                and np.isfinite(float(g))
-                and g > 0
-                for g in gains
-            ):
+            pair = tuple(self.gains) if isinstance(self.gains, tuple | list) else ()
+            if len(pair) != 2:
                 raise ValueError(
-                    f"gains: must be two finite numbers > 0 (gain, class_gain); got {self.gains!r}"
+                    f"gains: must be two numbers (gain, class_gain); got {self.gains!r}"
                 )
-            gains = (float(gains[0]), float(gains[1]))
+            gains = tuple(
+                checked_gain(g, f"gains ({name})") for g, name in zip(pair, ("gain", "class_gain"))
+            )
             if head is None:
                 if gains == (1.0, 1.0):
                     return None
@@ -174,6 +171,7 @@ class Embedder(TransformerMixin, BaseEstimator):
             self.model_ = self.model_.to(memory_format=torch.channels_last)
         self.config_ = config
         self.head_ = self._head(self._folder())
+        self.stretch_ = [self.head_.gain, self.head_.class_gain] if self.head_ else [1.0, 1.0]
         self.n_features_out_ = int(getattr(model, "out_dim", config.get("out_dim", 0)))
         if X is not None:
             self._kind_of(X)
@@ -279,7 +277,8 @@ def embed_workspace(
 ) -> int:
     """Embed a workspace's samples with a model (default: current) and store them by id.
 
-    With ``only_missing`` only samples without an embedding for that model are embedded.
+    With ``only_missing`` only samples without an embedding for that model are embedded, unless
+    the stored ones record another stretch than the model's (``Embedder.stretch_``): then all.
     Each ``block`` of samples is appended to the stored embeddings as soon as it is done
     (``Workspace.append_embeddings``: only its rows are written), so an interrupted run keeps
     what it did. Returns the number of samples embedded.
@@ -290,19 +289,25 @@ def embed_workspace(
     version = ws.resolve_model(model_version)
     ds = ws.open_data(lazy=True)
     ids = np.asarray(ds["sample"].values).astype(str)
+    if ids.size == 0:
+        return 0
+    emb = Embedder(version, ws, batch_size=batch_size, device=device, progress=progress)
+    emb.fit(ds.isel(sample=slice(0, 1)))
+    if only_missing and ws.has_embeddings(version):
+        # stored with another stretch (recorded in their meta): every sample again
+        stored = ws.load_embeddings(version)[2].get("stretch", emb.stretch_)
+        only_missing = stored == emb.stretch_
     todo = ws.missing_embedding_ids(version) if only_missing else ids
     if len(todo) == 0:
         return 0
     pos = np.flatnonzero(np.isin(ids, np.asarray(todo).astype(str)))
-    emb = Embedder(version, ws, batch_size=batch_size, device=device, progress=progress)
-    emb.fit(ds.isel(sample=pos[:1]))
     for start in range(0, len(pos), block):
         part = pos[start : start + block]
         runs = np.split(part, np.flatnonzero(np.diff(part) != 1) + 1)  # contiguous reads
         vectors = np.concatenate(
             [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
         )
-        ws.append_embeddings(version, ids[part], vectors)
+        ws.append_embeddings(version, ids[part], vectors, stretch=emb.stretch_)
     return int(len(pos))
 
 

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import functools
 import hashlib
 import json
+import math
 import os
 import secrets
 import shutil
@@ -38,6 +40,19 @@ __all__ = ["Workspace"]
 
 _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
+
+
+def _checked_stretch(stretch: Any) -> list[float] | None:
+    """``(gain, class_gain)`` as a list of two floats > 0 (how meta.json keeps it), or None."""
+    if stretch is None:
+        return None
+    try:
+        out = [float(g) for g in stretch]
+    except (TypeError, ValueError):
+        out = []
+    if len(out) != 2 or not all(math.isfinite(g) and g > 0 for g in out):
+        raise InSARDataError(f"stretch: two numbers > 0 (gain, class_gain); got {stretch!r}")
+    return out
 
 
 def _checked_embeddings(ids: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -433,18 +448,28 @@ class Workspace:
         return version
 
     # -- embeddings -------------------------------------------------------------------------
-    def save_embeddings(self, model_version: str, ids: Any, vectors: np.ndarray) -> int:
-        """Store embeddings for ``model_version``, merged with those already stored by id."""
+    def save_embeddings(
+        self, model_version: str, ids: Any, vectors: np.ndarray, *, stretch: Any = None
+    ) -> int:
+        """Store embeddings for ``model_version``, merged with those already stored by id.
+
+        ``stretch``: the ``(gain, class_gain)`` the vectors were stretched by along the model's
+        physics head (``embed.Embedder``), recorded in ``meta.json`` so that scores take out
+        the stretch that was put in. Stored rows recorded with another stretch are dropped,
+        not merged (they are embedded again as missing ones); rows without a record are kept.
+        """
         ids, vectors = _checked_embeddings(ids, vectors)
+        stretch = _checked_stretch(stretch)
         final = self.embeddings_dir / self.model_dir(model_version).name
         if self.has_embeddings(model_version):  # else none yet, or an unsafe old format
-            old_ids, old_vec, _ = self.load_embeddings(model_version)
+            old_ids, old_vec, old_meta = self.load_embeddings(model_version)
             if old_vec.shape[1] != vectors.shape[1]:
                 raise InSARDataError(
                     f"embeddings of {model_version!r} have dimension "
                     f"{old_vec.shape[1]}, new ones {vectors.shape[1]}"
                 )
-            keep = ~np.isin(old_ids.astype(str), ids)
+            stale = stretch is not None and old_meta.get("stretch", stretch) != stretch
+            keep = ~np.isin(old_ids.astype(str), ids) & (not stale)
             ids = np.concatenate([old_ids[keep].astype(str), ids])
             vectors = np.concatenate([np.asarray(old_vec[keep]), vectors])
         tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
@@ -460,12 +485,15 @@ class Workspace:
                 "dim": int(vectors.shape[1]),
                 "created": _now(),
                 "data_fingerprint": self.data_fingerprint(),
+                **({"stretch": stretch} if stretch is not None else {}),
             },
         )
         _replace_dir(tmp, final)
         return int(ids.size)
 
-    def append_embeddings(self, model_version: str, ids: Any, vectors: np.ndarray) -> int:
+    def append_embeddings(
+        self, model_version: str, ids: Any, vectors: np.ndarray, *, stretch: Any = None
+    ) -> int:
         """Add embeddings for ``model_version`` writing only the given rows (same files as
         :meth:`save_embeddings`): new ids are appended to ``vectors.npy`` in place (its
         header, padded by numpy for growth, is rewritten; the rows before are not touched),
@@ -479,9 +507,18 @@ class Workspace:
         import fcntl
 
         ids, vectors = _checked_embeddings(ids, vectors)
+        stretch = _checked_stretch(stretch)
+        again = functools.partial(
+            self.save_embeddings, model_version, ids, vectors, stretch=stretch
+        )
         if not self.has_embeddings(model_version):
-            return self.save_embeddings(model_version, ids, vectors)
+            return again()
         folder = self._embeddings_folder(model_version)
+        stored = stretch  # unreadable meta: the append below rewrites it
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stored = json.loads((folder / "meta.json").read_text()).get("stretch", stretch)
+        if stretch is not None and stored != stretch:  # stored rows are stale: replaced
+            return again()
         lock = os.open(self.embeddings_dir / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -496,7 +533,7 @@ class Workspace:
                 shape, fortran, dtype = read(fh)
                 data_at = fh.tell()
                 if len(shape) != 2 or fortran or dtype != np.float32:
-                    return self.save_embeddings(model_version, ids, vectors)
+                    return again()
                 if shape[1] != vectors.shape[1]:
                     raise InSARDataError(
                         f"embeddings of {model_version!r} have dimension "
@@ -505,7 +542,7 @@ class Workspace:
                 row = shape[1] * 4
                 size = os.fstat(fh.fileno()).st_size
                 if len(old_ids) != shape[0] and size < data_at + len(old_ids) * row:
-                    return self.save_embeddings(model_version, ids, vectors)
+                    return again()
                 n_old = len(old_ids)  # rows of an append cut short are counted again here
                 where = {s: i for i, s in enumerate(old_ids)}
                 pos = np.fromiter((where.get(s, -1) for s in ids), np.int64, count=len(ids))
@@ -518,7 +555,7 @@ class Workspace:
                 )
                 room = data_at - prefix
                 if len(text) + 1 > room:  # no room to grow the header: write it all anew
-                    return self.save_embeddings(model_version, ids, vectors)
+                    return again()
                 for i in np.flatnonzero(~fresh):  # stored ids: their rows, in place
                     fh.seek(data_at + int(pos[i]) * row)
                     fh.write(vectors[i].tobytes())
@@ -539,6 +576,7 @@ class Workspace:
                 os.fsync(fh.fileno())
             meta = json.loads((folder / "meta.json").read_text())
             meta.update(n=int(n_new), created=_now(), data_fingerprint=self.data_fingerprint())
+            meta.update({"stretch": stretch} if stretch is not None else {})
             _write_json(folder / "meta.json", meta)
             return int(n_new)
         finally:

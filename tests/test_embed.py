@@ -284,7 +284,7 @@ def test_embedder_stretches_along_the_models_physics_head(tmp_path):
                                rtol=1e-4, atol=1e-5)  # a module: no folder, no head  # fmt: skip
     same = Embedder(path, progress=False, gains=(np.float32(3.0), np.int64(1))).fit()
     np.testing.assert_allclose(same.transform(ds), three, rtol=1e-5, atol=1e-6)  # numpy numbers
-    for bad in (float("nan"), (3, 0), (3,), "10,3", (True, 1), (np.bool_(True), 1)):
+    for bad in (float("nan"), (3, 0), (3,), "10,3", (True, 1), (1e39, 1), (3, 10**400)):
         with pytest.raises(ValueError, match="gains"):
             Embedder(path, progress=False, gains=bad).fit()
     # a head whose rows are all alike has no direction of deformation: no stretch along it
@@ -295,3 +295,53 @@ def test_embedder_stretches_along_the_models_physics_head(tmp_path):
     assert Embedder(path, progress=False).fit().head_ is None
     with pytest.raises(ValueError, match="no direction of deformation"):
         Embedder(path, progress=False, gains=(10, 3)).fit()
+
+
+def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path):
+    """Vectors stored with one stretch are never mixed with, or scored as, another."""
+    import json
+
+    from insarexplore.data.synthetic.parameters import CLASSES
+    from insarexplore.explore.deformation import deformation_scores
+    from insarexplore.models.physics_head import HEAD_FILE, load_physics_head, save_physics_head
+    from insarexplore.workspace import Workspace
+
+    torch.manual_seed(5)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(9))
+    version, folder = ws.new_model_dir("test")
+    enc = build_encoder("resnet-micro", 4, image_size=16)
+    save_encoder(folder / "encoder.pt", enc)
+    ws.set_current_model(version)
+    lin = torch.nn.Linear(enc.out_dim, len(CLASSES))
+    save_physics_head(folder / HEAD_FILE, lin, CLASSES)  # gains 1: plain features
+    assert embed_workspace(ws, progress=False, block=4) == 9
+    meta = json.loads((ws.embeddings_dir / folder.name / "meta.json").read_text())
+    assert meta["stretch"] == [1.0, 1.0]
+    plain = deformation_scores(ws)["deformation"].to_numpy()
+    # the head now stretches (10, 3): stored rows are stale, so all are embedded again
+    save_physics_head(folder / HEAD_FILE, lin, CLASSES, embed_gain=10.0, embed_class_gain=3.0)
+    _, before, meta = ws.load_embeddings(version)
+    before = np.array(before)
+    np.testing.assert_allclose(deformation_scores(ws)["deformation"], plain, rtol=1e-5)  # record
+    assert embed_workspace(ws, progress=False, block=4) == 9
+    _, after, meta = ws.load_embeddings(version, aligned=True)
+    assert meta["stretch"] == [10.0, 3.0]
+    head = load_physics_head(folder)
+    np.testing.assert_allclose(after, head.stretch(before), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(deformation_scores(ws)["deformation"], plain, rtol=1e-4, atol=1e-5)
+    assert embed_workspace(ws, progress=False) == 0  # same stretch: nothing to do
+    from insarexplore.explore.deformation import restretched_embeddings
+
+    ids_r, features = restretched_embeddings(ws, (1, 1))  # the encoder's plain features again
+    np.testing.assert_allclose(features, before, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(restretched_embeddings(ws, (10, 3))[1], after, rtol=1e-4, atol=1e-4)
+    # a block of another stretch replaces the stored rows instead of joining them
+    ids = ws.sample_ids()
+    ws.append_embeddings(version, ids[:2], np.array(before[:2]), stretch=(1, 1))
+    ids2, vec2, meta = ws.load_embeddings(version)
+    assert list(ids2) == list(ids[:2]) and meta["stretch"] == [1.0, 1.0]
+    ws.append_embeddings(version, ids[2:], np.array(before[2:]), stretch=[1.0, 1.0])
+    assert ws.load_embeddings(version)[1].shape[0] == 9
+    with pytest.raises(Exception, match="stretch"):
+        ws.save_embeddings(version, ids[:1], np.array(before[:1]), stretch=(0, 1))

@@ -66,6 +66,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+def stretch_gain(text: str) -> float:
+    """A gain of the embeddings' stretch: a number from 0.001 to 1000."""
+    from insarexplore.models.physics_head import GAINS
+
+    value = float(text)
+    if not GAINS[0] <= value <= GAINS[1]:
+        raise argparse.ArgumentTypeError(
+            f"must be a number from {GAINS[0]:g} to {GAINS[1]:g} (1: no stretch), got {text}"
+        )
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < float("inf"):

@@ -14,6 +14,7 @@ from insarexplore.cli._common import (
     positive_float,
     positive_int,
     say,
+    stretch_gain,
 )
 from insarexplore.names import PHASE_INPUTS, RGB_INPUTS
 
@@ -125,7 +126,7 @@ def add_pretrain(sub: Any) -> None:
     )
     p.add_argument(
         "--embed-gain",
-        type=positive_float,
+        type=stretch_gain,
         default=10.0,
         help="with the physics bank: the model embeds with its features stretched by this "
         "factor along the bank classifier's direction of deformation against none, so the map, "
@@ -134,7 +135,7 @@ def add_pretrain(sub: Any) -> None:
     )
     p.add_argument(
         "--embed-class-gain",
-        type=positive_float,
+        type=stretch_gain,
         default=3.0,
         help="the same along the classifier's other class directions (which source: Mogi, "
         "dyke, ...); 1: no stretch (default 3)",
@@ -176,7 +177,11 @@ def _cmd_embed(args: argparse.Namespace) -> int:
             ids, vectors = embed_with_dask(
                 ws.data_path, ws.model_dir(version), client, batch_size=args.batch_size
             )
-        ws.save_embeddings(version, ids, vectors)
+        from insarexplore.ssl.checkpoint import model_physics_head
+
+        head = model_physics_head(ws.model_dir(version))  # as each worker's Embedder reads it
+        stretch = [head.gain, head.class_gain] if head is not None else [1.0, 1.0]
+        ws.save_embeddings(version, ids, vectors, stretch=stretch)
         done = len(ids)
     else:
         from insarexplore.embed import embed_workspace

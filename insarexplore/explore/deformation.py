@@ -15,9 +15,30 @@ from typing import Any
 
 import numpy as np
 
-from insarexplore.ssl.checkpoint import model_physics_head  # one reading, shared with Embedder
+__all__ = [
+    "deformation_scores",
+    "model_physics_head",
+    "ranked_deformation",
+    "restretched_embeddings",
+]
 
-__all__ = ["deformation_scores", "model_physics_head", "ranked_deformation"]
+
+def _stored(ws: Any, model_version: str | None):
+    """``(ids, vectors, head, where)``: the stored embeddings and the model's physics head with
+    the stretch those vectors record (none recorded: the head's own); head None without one."""
+    ids, vectors, meta = ws.load_embeddings(model_version)
+    version = model_version or meta.get("model_version") or ws.current_model
+    folder = ws.model_dir(version)
+    where = f"{folder} (the stored embeddings of {version})"
+    head = model_physics_head(folder)
+    if head is not None and "stretch" in meta:
+        from insarexplore.models.physics_head import checked_head
+
+        record = meta["stretch"]
+        gains = list(record) if isinstance(record, list | tuple) and len(record) == 2 else [0, 0]
+        head = checked_head(head.classes, head.weight, head.bias, where=f"{where}: 'stretch'",
+                            gain=gains[0], class_gain=gains[1])  # fmt: skip
+    return ids, vectors, head, where
 
 
 def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.DataFrame | None
@@ -25,19 +46,34 @@ def deformation_scores(ws: Any, model_version: str | None = None):  # -> pandas.
     or None when the model has no physics head."""
     import pandas as pd
 
-    ids, vectors, meta = ws.load_embeddings(model_version)
-    version = model_version or meta.get("model_version") or ws.current_model
-    folder = ws.model_dir(version)
-    head = model_physics_head(folder)
+    ids, vectors, head, where = _stored(ws, model_version)
     if head is None:
         return None
-    p = head.probabilities(vectors, where=f"{folder} (the stored embeddings of {version})")
+    p = head.probabilities(vectors, where=where)
     table = pd.DataFrame(
         {f"P({c})": p[:, i].astype(np.float32) for i, c in enumerate(head.classes)},
         index=pd.Index(np.asarray(ids).astype(str), name="sample"),
     )
     table.insert(0, "deformation", head.deformation_of(p))
     return table
+
+
+def restretched_embeddings(ws: Any, gains: Any, model_version: str | None = None):
+    """``(ids, vectors)``: the stored embeddings as the model would embed them with other
+    ``(gain, class_gain)``; ``(1, 1)`` gives the encoder's plain features. For comparing
+    stretches without embedding again (benchmarks); other gains than (1, 1) need a head."""
+    import dataclasses
+
+    from insarexplore.models.physics_head import checked_gain
+
+    ids, vectors, head, where = _stored(ws, model_version)
+    gain, class_gain = (checked_gain(g, n) for g, n in zip(gains, ("gain", "class_gain")))
+    if head is None:
+        if (gain, class_gain) != (1.0, 1.0):
+            raise ValueError(f"{where}: the model has no physics head to stretch along")
+        return ids, np.asarray(vectors, dtype=np.float32)
+    other = dataclasses.replace(head, gain=gain, class_gain=class_gain)
+    return ids, other.stretch(head.unstretch(vectors))
 
 
 def ranked_deformation(ws: Any, model_version: str | None = None, *, unlabelled: bool = False):
@@ -77,6 +113,14 @@ def _user_labels(ws: Any) -> dict[str, str]:
 
     with LabelStore(ws.labels_path, readonly=True) as store:
         return store.current()
+
+
+def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
+    """The model's physics head, read as ``embed.Embedder`` reads it to stretch embeddings
+    (``ssl.checkpoint.model_physics_head``; imported here only when called: it needs torch)."""
+    from insarexplore.ssl.checkpoint import model_physics_head as read
+
+    return read(model_dir)
 
 
 def _source_labels(ws: Any) -> dict[str, str] | None:

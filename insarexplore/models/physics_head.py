@@ -34,6 +34,7 @@ transfer proxy's validation sets and the demo's map (benchmarks/RESULTS.md).
 
 from __future__ import annotations
 
+import math
 import numbers
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +49,7 @@ __all__ = [
     "HEAD_FILE",
     "HEAD_FORMAT",
     "PhysicsHead",
+    "checked_gain",
     "checked_head",
     "load_physics_head",
     "save_physics_head",
@@ -151,7 +153,7 @@ def save_physics_head(
     if linear.weight.shape[0] != len(classes) or "none" not in classes:
         raise ValueError(f"a physics head needs one output per class and a 'none' class: {classes}")
     for name, g in (("embed_gain", embed_gain), ("embed_class_gain", embed_class_gain)):
-        _check_gain(g, where=path, name=name)
+        checked_gain(g, name, where=path)
     blob = {
         "embed_gain": float(embed_gain),
         "embed_class_gain": float(embed_class_gain),
@@ -195,14 +197,25 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
     )
 
 
-def _check_gain(gain: Any, *, where: Any, name: str = "embed_gain") -> float:
-    if (
-        isinstance(gain, bool | np.bool_)
-        or not isinstance(gain, numbers.Real)
-        or not (np.isfinite(float(gain)) and gain > 0)
-    ):
-        raise ModelMismatchError(f"{where}: {name} must be a finite number > 0; got {gain!r}")
-    return float(gain)
+GAINS = (1e-3, 1e3)  # the stretch's gains: float32 embeddings stay finite and invertible
+
+
+def checked_gain(gain: Any, name: str = "embed_gain", *, where: Any = None) -> float:
+    """``gain`` as a float if it is a number from 0.001 to 1000 (1: no stretch), else a
+    ``ValueError`` naming ``name`` (a ``ModelMismatchError`` naming ``where`` too when given:
+    a value read from a file)."""
+    value = math.nan
+    if isinstance(gain, numbers.Real) and not isinstance(gain, bool):
+        try:
+            value = float(gain)
+        except OverflowError:
+            value = math.inf
+    if not GAINS[0] <= value <= GAINS[1]:
+        what = f"{name} must be a number from {GAINS[0]:g} to {GAINS[1]:g} (1: no stretch)"
+        if where is None:
+            raise ValueError(f"{what}; got {gain!r}")
+        raise ModelMismatchError(f"{where}: {what}; got {gain!r}")
+    return value
 
 
 def checked_head(
@@ -229,8 +242,8 @@ def checked_head(
         classes,
         weight,
         bias,
-        _check_gain(gain, where=where),
-        _check_gain(class_gain, where=where, name="embed_class_gain"),
+        checked_gain(gain, "embed_gain", where=where),
+        checked_gain(class_gain, "embed_class_gain", where=where),
     )
     if (head.gain, head.class_gain) != (1.0, 1.0) and not np.any(head.axis):
         raise ModelMismatchError(f"{where}: no direction of deformation to stretch along")

@@ -155,4 +155,5 @@ def model_physics_head(model_dir: str | Path):  # -> PhysicsHead | None
     if w is None or b is None:
         return None
     w, b = w.float().numpy(), b.float().numpy()
-    return checked_head(CLASSES, w, b, where=ckpt, gain=gains[0], class_gain=gains[1])
+    checked_head(CLASSES, w, b, where=ckpt)  # its weights, named by the checkpoint
+    return checked_head(CLASSES, w, b, where=meta, gain=gains[0], class_gain=gains[1])

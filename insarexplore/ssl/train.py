@@ -22,13 +22,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
 from insarexplore.models.encoders import PRESETS, build_encoder
-from insarexplore.models.physics_head import HEAD_FILE, save_physics_head
+from insarexplore.models.physics_head import HEAD_FILE, checked_gain, save_physics_head
 from insarexplore.models.serialization import save_encoder
 from insarexplore.ssl import dist
 from insarexplore.ssl.augment import PhaseAugment
@@ -159,16 +158,13 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not (math.isfinite(self.physics) and self.physics >= 0):
+        real = isinstance(self.physics, numbers.Real) and not isinstance(self.physics, bool)
+        if not (real and math.isfinite(self.physics) and self.physics >= 0):
             raise ValueError(
                 f"physics must be a weight >= 0 (0 turns the bank off); got {self.physics}"
             )
-        for name in ("embed_gain", "embed_class_gain"):
-            g = getattr(self, name)
-            real = isinstance(g, numbers.Real) and not isinstance(g, bool | np.bool_)
-            if not (real and math.isfinite(g) and g > 0):
-                raise ValueError(f"{name} must be a finite number > 0 (1: no stretch); got {g!r}")
-            object.__setattr__(self, name, float(g))  # one type in meta.json and the head file
+        for name in ("embed_gain", "embed_class_gain"):  # one type in meta.json, the head file
+            setattr(self, name, checked_gain(getattr(self, name), name))
         if self.physics_n < 1:
             raise ValueError(f"physics_n must be at least 1; got {self.physics_n}")
         if self.physics_crop is not None and not 0 < self.physics_crop <= 1:

@@ -178,7 +178,14 @@ def test_pretraining_logs_the_bank_and_can_turn_it_off(tmp_path, make_toy):
         for bad in (0.0, -1.0, float("nan"), float("inf"), True, "3", None):
             with pytest.raises(ValueError, match=key):
                 PretrainConfig(**{key: bad})
-        assert getattr(PretrainConfig(**{key: np.float32(2.5)}), key) == 2.5  # stored as float
+        value = getattr(PretrainConfig(**{key: np.float32(2.5)}), key)
+        assert type(value) is float and value == 2.5  # stored as a float
+        for bad in (10**400, 1e39, 1e-46, 2000.0, 0.0005):  # float32 embeddings stay finite
+            with pytest.raises(ValueError, match=f"{key} must be a number from 0.001 to 1000"):
+                PretrainConfig(**{key: bad})
+    for bad in ("1", None, True, float("nan"), -1.0):
+        with pytest.raises(ValueError, match="physics must be"):
+            PretrainConfig(physics=bad)
     # a gain is how the model embeds, not what it learns: the same run resumes under another
     assert PretrainConfig(embed_gain=3.0, **TINY).resume_key("phase", 4) == PretrainConfig(
         **TINY).resume_key("phase", 4)  # fmt: skip
