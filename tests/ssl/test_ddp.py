@@ -76,6 +76,7 @@ if part == "steps":
     else:
         everyone = [chunks]
     report["chunks"] = everyone
+    del model, train_model, loss  # as a program would leave them: out of scope
 elif part in ("loop", "interrupted", "resume"):
     steps = 6
     def stop_at_4(info):  # Ctrl-C reaching one rank only (torchrun's reach each at any point)
