@@ -295,8 +295,10 @@ def embed_workspace(
     emb.fit(ds.isel(sample=slice(0, 1)))
     if only_missing and ws.has_embeddings(version):
         # stored with another stretch (recorded in their meta): every sample again
-        stored = ws.load_embeddings(version)[2].get("stretch", emb.stretch_)
-        only_missing = stored == emb.stretch_
+        from insarexplore.ssl.checkpoint import embedded_stretch
+
+        meta = ws.load_embeddings(version)[2]
+        only_missing = embedded_stretch(meta, ws.model_dir(version)) == emb.stretch_
     todo = ws.missing_embedding_ids(version) if only_missing else ids
     if len(todo) == 0:
         return 0

@@ -14,6 +14,7 @@ __all__ = [
     "RGB_INPUTS",
     "STRATEGIES",
     "STRATEGY_LABELS",
+    "STRETCH_GAINS",
     "UNCERTAINTY_STRATEGIES",
 ]
 
@@ -46,3 +47,7 @@ FEWSHOT_METHODS: tuple[str, ...] = ("linear", "prototype", "knn")
 #: Input layers of the encoders (:mod:`insarexplore.models.encoders`): for phase, and for RGB.
 PHASE_INPUTS: tuple[str, ...] = ("raw", "gradient", "gradient+coherence")
 RGB_INPUTS: tuple[str, ...] = ("raw", "hue-gradient")
+
+#: The range of the embeddings' stretch gains (``models.physics_head.checked_gain``, the CLI's
+#: ``--embed-gain``, the workspace's record): float32 embeddings stay finite and invertible.
+STRETCH_GAINS = (1e-3, 1e3)

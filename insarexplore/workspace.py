@@ -23,7 +23,6 @@ import datetime as _dt
 import functools
 import hashlib
 import json
-import math
 import os
 import secrets
 import shutil
@@ -35,6 +34,7 @@ import numpy as np
 
 from insarexplore import _atomic
 from insarexplore.errors import InSARDataError, WorkspaceError
+from insarexplore.names import STRETCH_GAINS
 
 __all__ = ["Workspace"]
 
@@ -50,8 +50,11 @@ def _checked_stretch(stretch: Any) -> list[float] | None:
         out = [float(g) for g in stretch]
     except (TypeError, ValueError):
         out = []
-    if len(out) != 2 or not all(math.isfinite(g) and g > 0 for g in out):
-        raise InSARDataError(f"stretch: two numbers > 0 (gain, class_gain); got {stretch!r}")
+    lo, hi = STRETCH_GAINS
+    if len(out) != 2 or not all(lo <= g <= hi for g in out):
+        raise InSARDataError(
+            f"stretch: two numbers from {lo:g} to {hi:g} (gain, class_gain); got {stretch!r}"
+        )
     return out
 
 
@@ -468,7 +471,9 @@ class Workspace:
                     f"embeddings of {model_version!r} have dimension "
                     f"{old_vec.shape[1]}, new ones {vectors.shape[1]}"
                 )
-            stale = stretch is not None and old_meta.get("stretch", stretch) != stretch
+            if stretch is None:  # the caller does not say: the stored rows' record stays
+                stretch = old_meta.get("stretch")
+            stale = old_meta.get("stretch", stretch) != stretch
             keep = ~np.isin(old_ids.astype(str), ids) & (not stale)
             ids = np.concatenate([old_ids[keep].astype(str), ids])
             vectors = np.concatenate([np.asarray(old_vec[keep]), vectors])
@@ -514,14 +519,14 @@ class Workspace:
         if not self.has_embeddings(model_version):
             return again()
         folder = self._embeddings_folder(model_version)
-        stored = stretch  # unreadable meta: the append below rewrites it
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            stored = json.loads((folder / "meta.json").read_text()).get("stretch", stretch)
-        if stretch is not None and stored != stretch:  # stored rows are stale: replaced
-            return again()
         lock = os.open(self.embeddings_dir / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
+            stored = stretch  # unreadable meta: the append below fails naming it
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                stored = json.loads((folder / "meta.json").read_text()).get("stretch", stretch)
+            if stretch is not None and stored != stretch:  # stored rows are stale: replaced
+                return again()
             old_ids = np.load(folder / "ids.npy", allow_pickle=False).astype(str)
             with (folder / "vectors.npy").open("r+b") as fh:
                 version = np.lib.format.read_magic(fh)
@@ -623,6 +628,10 @@ class Workspace:
             raise WorkspaceError(
                 f"{folder}: unreadable embeddings ({exc}); run `insarexplore embed --all`"
             ) from exc
+        if not isinstance(meta, dict):
+            raise WorkspaceError(
+                f"{folder / 'meta.json'}: not a JSON object; run `insarexplore embed --all`"
+            )
         if vectors.ndim != 2 or vectors.dtype.kind != "f" or len(ids) != vectors.shape[0]:
             raise WorkspaceError(
                 f"{folder}: {vectors.shape} vectors of {vectors.dtype} for {len(ids)} ids; "

@@ -345,3 +345,38 @@ def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path):
     assert ws.load_embeddings(version)[1].shape[0] == 9
     with pytest.raises(Exception, match="stretch"):
         ws.save_embeddings(version, ids[:1], np.array(before[:1]), stretch=(0, 1))
+    with pytest.raises(Exception, match="stretch"):
+        ws.save_embeddings(version, ids[:1], np.array(before[:1]), stretch=(1e6, 1))
+    # a caller that does not say keeps the stored rows and their record
+    ws.save_embeddings(version, ids[:1], np.array(before[:1]))
+    _, kept, meta = ws.load_embeddings(version)
+    assert kept.shape[0] == 9 and meta["stretch"] == [1.0, 1.0]
+
+
+def test_embeddings_stored_before_records_count_as_made_then(tmp_path):
+    """A store without a record was made by the Embedder of its time: the head file's gains,
+    or plain for a model without one (a run cut short: its head only in its checkpoint)."""
+    import json
+
+    from insarexplore.ssl.checkpoint import embedded_stretch
+    from insarexplore.workspace import Workspace
+
+    torch.manual_seed(6)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(6))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
+    ws.set_current_model(version)
+    assert embed_workspace(ws, progress=False) == 6
+    meta_path = ws.embeddings_dir / folder.name / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["stretch"]
+    meta_path.write_text(json.dumps(meta))
+    assert embedded_stretch(meta, folder) == [1.0, 1.0]
+    assert embed_workspace(ws, progress=False) == 0  # plain then, plain now: nothing to do
+    meta_path.write_text(json.dumps({**meta, "stretch": "ten"}))
+    assert embed_workspace(ws, progress=False) == 6  # a record it cannot use: all again
+    assert ws.load_embeddings(version)[2]["stretch"] == [1.0, 1.0]
+    meta_path.write_text("[1, 2]")
+    with pytest.raises(Exception, match="not a JSON object"):
+        ws.load_embeddings(version)

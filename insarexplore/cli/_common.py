@@ -68,12 +68,12 @@ def positive_float(text: str) -> float:
 
 def stretch_gain(text: str) -> float:
     """A gain of the embeddings' stretch: a number from 0.001 to 1000."""
-    from insarexplore.models.physics_head import GAINS
+    from insarexplore.names import STRETCH_GAINS as lo_hi
 
     value = float(text)
-    if not GAINS[0] <= value <= GAINS[1]:
+    if not lo_hi[0] <= value <= lo_hi[1]:
         raise argparse.ArgumentTypeError(
-            f"must be a number from {GAINS[0]:g} to {GAINS[1]:g} (1: no stretch), got {text}"
+            f"must be a number from {lo_hi[0]:g} to {lo_hi[1]:g} (1: no stretch), got {text}"
         )
     return value
 

@@ -70,8 +70,8 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _render_pngs(ds: Any, out: str, palette: str, look: str, seed: int, flat: bool) -> int:
     """Render a synthesised Dataset into class folders (``flat``: one folder): ``plain`` (one PNG per sample, the
-    workspace's size) or ``real`` (amplitude shading, no-data wedges in 30 %, RGBA 464 x 373
-    scenes in 10 %, ``.tif`` names for none), in blocks so memory stays bounded."""
+    workspace's size) or ``real`` (no-data wedges in 30 %, RGBA 464 x 373 scenes in 10 %,
+    the rainbow palette shaded by amplitude), in blocks so memory stays bounded."""
     from insarexplore.data.synthetic import render_dataset
     from insarexplore.data.synthetic.styles import write_styled_folder
 
@@ -129,7 +129,9 @@ def add_synth(sub: Any) -> None:
     p.add_argument("--pixel-spacing", type=positive_float, default=100.0, help="metres")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per chunk")
-    p.add_argument("--png-dir", default=None, help="also render PNGs here (class folders)")
+    p.add_argument(
+        "--png-dir", default=None, help="also render images here (class folders; --flat: one)"
+    )
     p.add_argument(
         "--palette",
         choices=["cyclic", "rainbow", "grey", "mixed"],
@@ -146,8 +148,8 @@ def add_synth(sub: Any) -> None:
         "--look",
         choices=["plain", "real"],
         default="plain",
-        help="plain: one clean PNG per sample; real: as public sets ship renderings (hue "
-        "cycle shaded by amplitude, black no-data wedges, some 464 x 373 RGBA scenes)",
+        help="plain: one clean PNG per sample; real: as public sets ship renderings (black "
+        "no-data wedges in 30 %%, 464 x 373 RGBA scenes in 10 %%, rainbow shaded by amplitude)",
     )
     add_device(p)
 

@@ -26,18 +26,23 @@ __all__ = [
 def _stored(ws: Any, model_version: str | None):
     """``(ids, vectors, head, where)``: the stored embeddings and the model's physics head with
     the stretch those vectors record (none recorded: the head's own); head None without one."""
+    from insarexplore.ssl.checkpoint import embedded_stretch
+
     ids, vectors, meta = ws.load_embeddings(model_version)
     version = model_version or meta.get("model_version") or ws.current_model
     folder = ws.model_dir(version)
     where = f"{folder} (the stored embeddings of {version})"
     head = model_physics_head(folder)
-    if head is not None and "stretch" in meta:
+    record = embedded_stretch(meta, folder)
+    if head is not None and record != [head.gain, head.class_gain]:
         from insarexplore.models.physics_head import checked_head
 
-        record = meta["stretch"]
-        gains = list(record) if isinstance(record, list | tuple) and len(record) == 2 else [0, 0]
-        head = checked_head(head.classes, head.weight, head.bias, where=f"{where}: 'stretch'",
-                            gain=gains[0], class_gain=gains[1])  # fmt: skip
+        pair = isinstance(record, list) and len(record) == 2
+        if not pair:
+            record = [f"{record!r} (not [gain, class_gain])"] * 2
+        path = ws.embeddings_dir / folder.name / "meta.json"
+        head = checked_head(head.classes, head.weight, head.bias, where=f"{path}: 'stretch'",
+                            gain=record[0], class_gain=record[1])  # fmt: skip
     return ids, vectors, head, where
 
 

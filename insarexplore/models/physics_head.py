@@ -44,6 +44,7 @@ import numpy as np
 import torch
 
 from insarexplore.models.serialization import ModelMismatchError, atomic_torch_save
+from insarexplore.names import STRETCH_GAINS
 
 __all__ = [
     "HEAD_FILE",
@@ -197,7 +198,7 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
     )
 
 
-GAINS = (1e-3, 1e3)  # the stretch's gains: float32 embeddings stay finite and invertible
+GAINS = STRETCH_GAINS  # the stretch's gains: float32 embeddings stay finite and invertible
 
 
 def checked_gain(gain: Any, name: str = "embed_gain", *, where: Any = None) -> float:

@@ -25,6 +25,7 @@ __all__ = [
     "encoder_state",
     "find_resumable",
     "load_checkpoint",
+    "embedded_stretch",
     "model_physics_head",
     "rng_state",
     "save_checkpoint",
@@ -157,3 +158,16 @@ def model_physics_head(model_dir: str | Path):  # -> PhysicsHead | None
     w, b = w.float().numpy(), b.float().numpy()
     checked_head(CLASSES, w, b, where=ckpt)  # its weights, named by the checkpoint
     return checked_head(CLASSES, w, b, where=meta, gain=gains[0], class_gain=gains[1])
+
+
+def embedded_stretch(meta: Any, model_dir: str | Path) -> Any:
+    """The stretch a model's stored embeddings were made with: their meta.json record
+    (``stretch``, as written, for the caller to check) or, for embeddings stored before
+    records were kept, what the ``Embedder`` did then: the gains of the model's head file,
+    and none (``[1.0, 1.0]``) for a model without one."""
+    from insarexplore.models.physics_head import load_physics_head
+
+    if isinstance(meta, dict) and "stretch" in meta:
+        return meta["stretch"]
+    head = load_physics_head(model_dir)
+    return [head.gain, head.class_gain] if head is not None else [1.0, 1.0]

@@ -102,10 +102,11 @@ def cleanup_distributed(wait: bool = True) -> None:
     while a peer was still finishing a collective could abort the peer under gloo). Without
     ``wait`` (a rank that failed) it goes at once: a peer that crashed would never arrive."""
     if dist.is_available() and dist.is_initialized():
-        # garbage that still holds the group (a DDP wrapper kept by a cycle, such as a caught
-        # exception's frames) would otherwise take it into the interpreter's finalization,
-        # where a gloo group's teardown can abort the process ("terminate called ..."):
-        # collected now, the group goes while Python is alive
+        # garbage that still holds the group (a DDP wrapper kept only by a reference cycle)
+        # would otherwise take it into the interpreter's finalization, where a gloo group's
+        # teardown can abort the process ("terminate called ..."): collected now, it goes
+        # while Python is alive. Objects still referenced (a propagating exception's frames)
+        # are not garbage and stay
         gc.collect()
         if wait and dist.get_world_size() > 1:
             dist.barrier()
