@@ -278,7 +278,9 @@ def embed_workspace(
     """Embed a workspace's samples with a model (default: current) and store them by id.
 
     With ``only_missing`` only samples without an embedding for that model are embedded, unless
-    the stored ones record another stretch than the model's (``Embedder.stretch_``): then all.
+    the stored ones record another stretch than the model's (``Embedder.stretch_``): then all,
+    held in memory and written in one step that replaces the stored ones (until then they stay
+    as they were, and a crash leaves them so).
     Each ``block`` of samples is appended to the stored embeddings as soon as it is done
     (``Workspace.append_embeddings``: only its rows are written), so an interrupted run keeps
     what it did. Returns the number of samples embedded.
@@ -293,23 +295,29 @@ def embed_workspace(
         return 0
     emb = Embedder(version, ws, batch_size=batch_size, device=device, progress=progress)
     emb.fit(ds.isel(sample=slice(0, 1)))
-    if only_missing and ws.has_embeddings(version):
-        # stored with another stretch (recorded in their meta): every sample again
+    restretch = False  # stored with another stretch (their record): every sample, one write
+    if ws.has_embeddings(version):
         from insarexplore.ssl.checkpoint import embedded_stretch
 
         meta = ws.load_embeddings(version)[2]
-        only_missing = embedded_stretch(meta, ws.model_dir(version)) == emb.stretch_
-    todo = ws.missing_embedding_ids(version) if only_missing else ids
+        restretch = embedded_stretch(meta, ws.model_dir(version)) != emb.stretch_
+    todo = ws.missing_embedding_ids(version) if only_missing and not restretch else ids
     if len(todo) == 0:
         return 0
     pos = np.flatnonzero(np.isin(ids, np.asarray(todo).astype(str)))
+    done = []
     for start in range(0, len(pos), block):
         part = pos[start : start + block]
         runs = np.split(part, np.flatnonzero(np.diff(part) != 1) + 1)  # contiguous reads
         vectors = np.concatenate(
             [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
         )
-        ws.append_embeddings(version, ids[part], vectors, stretch=emb.stretch_)
+        if restretch:  # kept until all are made: the stored ones stay whole until then
+            done.append(vectors)
+        else:
+            ws.append_embeddings(version, ids[part], vectors, stretch=emb.stretch_)
+    if restretch:  # replaces the store at once (a crash before leaves it as it was)
+        ws.save_embeddings(version, ids[pos], np.concatenate(done), stretch=emb.stretch_)
     return int(len(pos))
 
 

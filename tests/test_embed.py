@@ -297,7 +297,7 @@ def test_embedder_stretches_along_the_models_physics_head(tmp_path):
         Embedder(path, progress=False, gains=(10, 3)).fit()
 
 
-def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path):
+def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path, monkeypatch):
     """Vectors stored with one stretch are never mixed with, or scored as, another."""
     import json
 
@@ -324,6 +324,21 @@ def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path):
     _, before, meta = ws.load_embeddings(version)
     before = np.array(before)
     np.testing.assert_allclose(deformation_scores(ws)["deformation"], plain, rtol=1e-5)  # record
+    # a run cut short while making them all again leaves the stored ones as they were
+    transform, calls = Embedder.transform, []
+
+    def fails_second_time(self, X):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return transform(self, X)
+
+    monkeypatch.setattr(Embedder, "transform", fails_second_time)
+    with pytest.raises(KeyboardInterrupt):
+        embed_workspace(ws, progress=False, block=4)
+    monkeypatch.setattr(Embedder, "transform", transform)
+    _, still, meta = ws.load_embeddings(version)
+    assert meta["stretch"] == [1.0, 1.0] and np.array_equal(np.asarray(still), before)
     assert embed_workspace(ws, progress=False, block=4) == 9
     _, after, meta = ws.load_embeddings(version, aligned=True)
     assert meta["stretch"] == [10.0, 3.0]
