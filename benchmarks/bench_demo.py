@@ -156,7 +156,7 @@ def _gains(text: str) -> tuple[float, float]:
         g = tuple(float(v) for v in text.split(","))
     except ValueError:
         g = ()
-    from insarexplore.models.physics_head import GAINS
+    from insarexplore.names import STRETCH_GAINS as GAINS
 
     if len(g) != 2 or not all(GAINS[0] <= v <= GAINS[1] for v in g):
         raise argparse.ArgumentTypeError(

@@ -700,7 +700,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
             gains = tuple(float(g) for g in args.gains.split(","))
         except ValueError:
             gains = ()
-        from insarexplore.models.physics_head import GAINS
+        from insarexplore.names import STRETCH_GAINS as GAINS
 
         if len(gains) != 2 or not all(GAINS[0] <= g <= GAINS[1] for g in gains):
             p.error(f"--gains: two numbers from {GAINS[0]:g} to {GAINS[1]:g}, GAIN,CLASS_GAIN; "

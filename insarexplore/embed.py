@@ -171,7 +171,7 @@ class Embedder(TransformerMixin, BaseEstimator):
             self.model_ = self.model_.to(memory_format=torch.channels_last)
         self.config_ = config
         self.head_ = self._head(self._folder())
-        self.stretch_ = [self.head_.gain, self.head_.class_gain] if self.head_ else [1.0, 1.0]
+        self.stretch_ = self.head_.gains if self.head_ else [1.0, 1.0]
         self.n_features_out_ = int(getattr(model, "out_dim", config.get("out_dim", 0)))
         if X is not None:
             self._kind_of(X)

@@ -69,9 +69,10 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _render_pngs(ds: Any, out: str, palette: str, look: str, seed: int, flat: bool) -> int:
-    """Render a synthesised Dataset into class folders (``flat``: one folder): ``plain`` (one PNG per sample, the
-    workspace's size) or ``real`` (no-data wedges in 30 %, RGBA 464 x 373 scenes in 10 %,
-    the rainbow palette shaded by amplitude), in blocks so memory stays bounded."""
+    """Render a synthesised Dataset into class folders (``flat``: one folder): ``plain`` (one
+    PNG per sample, the workspace's size) or ``real`` (no-data wedges in 30 %, RGBA 464 x 373
+    scenes in 10 %, the rainbow palette shaded by amplitude), in blocks so memory stays
+    bounded."""
     from insarexplore.data.synthetic import render_dataset
     from insarexplore.data.synthetic.styles import write_styled_folder
 
@@ -85,9 +86,9 @@ def _render_pngs(ds: Any, out: str, palette: str, look: str, seed: int, flat: bo
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="rendering", unit="block")
+    real = look == "real"
     for k, start in enumerate(starts):
         part = ds.isel(sample=slice(start, start + block)).load()
-        real = look == "real"
         write_styled_folder(
             part,
             out,

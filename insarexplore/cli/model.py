@@ -180,7 +180,7 @@ def _cmd_embed(args: argparse.Namespace) -> int:
         from insarexplore.ssl.checkpoint import model_physics_head
 
         head = model_physics_head(ws.model_dir(version))  # as each worker's Embedder reads it
-        stretch = [head.gain, head.class_gain] if head is not None else [1.0, 1.0]
+        stretch = head.gains if head is not None else [1.0, 1.0]
         ws.save_embeddings(version, ids, vectors, stretch=stretch)
         done = len(ids)
     else:

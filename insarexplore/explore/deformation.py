@@ -34,7 +34,7 @@ def _stored(ws: Any, model_version: str | None):
     where = f"{folder} (the stored embeddings of {version})"
     head = model_physics_head(folder)
     record = embedded_stretch(meta, folder)
-    if head is not None and record != [head.gain, head.class_gain]:
+    if head is not None and record != head.gains:
         from insarexplore.models.physics_head import checked_head
 
         pair = isinstance(record, list) and len(record) == 2

@@ -73,6 +73,11 @@ class PhysicsHead:
     class_gain: float = 1.0
 
     @property
+    def gains(self) -> list[float]:
+        """``[gain, class_gain]``: the stretch as stored embeddings record it."""
+        return [self.gain, self.class_gain]
+
+    @property
     def axis(self) -> np.ndarray:
         """Unit ``(dim,)`` direction of deformation against none: the deformation classes'
         mean weight row minus the none row (the bank draws its classes in equal shares)."""
@@ -198,9 +203,6 @@ def load_physics_head(model_dir: str | Path) -> PhysicsHead | None:
     )
 
 
-GAINS = STRETCH_GAINS  # the stretch's gains: float32 embeddings stay finite and invertible
-
-
 def checked_gain(gain: Any, name: str = "embed_gain", *, where: Any = None) -> float:
     """``gain`` as a float if it is a number from 0.001 to 1000 (1: no stretch), else a
     ``ValueError`` naming ``name`` (a ``ModelMismatchError`` naming ``where`` too when given:
@@ -211,8 +213,9 @@ def checked_gain(gain: Any, name: str = "embed_gain", *, where: Any = None) -> f
             value = float(gain)
         except OverflowError:
             value = math.inf
-    if not GAINS[0] <= value <= GAINS[1]:
-        what = f"{name} must be a number from {GAINS[0]:g} to {GAINS[1]:g} (1: no stretch)"
+    lo, hi = STRETCH_GAINS  # float32 embeddings stay finite and invertible
+    if not lo <= value <= hi:
+        what = f"{name} must be a number from {lo:g} to {hi:g} (1: no stretch)"
         if where is None:
             raise ValueError(f"{what}; got {gain!r}")
         raise ModelMismatchError(f"{where}: {what}; got {gain!r}")

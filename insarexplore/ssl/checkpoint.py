@@ -22,10 +22,10 @@ from insarexplore.models.serialization import (
 
 __all__ = [
     "CHECKPOINT_FORMAT",
+    "embedded_stretch",
     "encoder_state",
     "find_resumable",
     "load_checkpoint",
-    "embedded_stretch",
     "model_physics_head",
     "rng_state",
     "save_checkpoint",
@@ -170,4 +170,4 @@ def embedded_stretch(meta: Any, model_dir: str | Path) -> Any:
     if isinstance(meta, dict) and "stretch" in meta:
         return meta["stretch"]
     head = load_physics_head(model_dir)
-    return [head.gain, head.class_gain] if head is not None else [1.0, 1.0]
+    return head.gains if head is not None else [1.0, 1.0]
