@@ -279,8 +279,9 @@ def embed_workspace(
 
     With ``only_missing`` only samples without an embedding for that model are embedded, unless
     the stored ones record another stretch than the model's (``Embedder.stretch_``): then all,
-    held in memory and written in one step that replaces the stored ones (until then they stay
-    as they were, and a crash leaves them so).
+    written block by block to a staging file that replaces the stored ones in one step
+    (``Workspace.replacing_embeddings``: until then they stay as they were, and a crash leaves
+    them so; memory stays bounded by a block).
     Each ``block`` of samples is appended to the stored embeddings as soon as it is done
     (``Workspace.append_embeddings``: only its rows are written), so an interrupted run keeps
     what it did. Returns the number of samples embedded.
@@ -305,19 +306,26 @@ def embed_workspace(
     if len(todo) == 0:
         return 0
     pos = np.flatnonzero(np.isin(ids, np.asarray(todo).astype(str)))
-    done = []
-    for start in range(0, len(pos), block):
-        part = pos[start : start + block]
-        runs = np.split(part, np.flatnonzero(np.diff(part) != 1) + 1)  # contiguous reads
-        vectors = np.concatenate(
-            [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
-        )
-        if restretch:  # kept until all are made: the stored ones stay whole until then
-            done.append(vectors)
-        else:
+
+    def blocks():
+        for start in range(0, len(pos), block):
+            part = pos[start : start + block]
+            runs = np.split(part, np.flatnonzero(np.diff(part) != 1) + 1)  # contiguous reads
+            yield (
+                start,
+                part,
+                np.concatenate(
+                    [emb.transform(ds.isel(sample=slice(r[0], r[-1] + 1))) for r in runs]
+                ),
+            )
+
+    if restretch:  # staged on disk, then replaces the store at once: a crash before leaves it
+        with ws.replacing_embeddings(version, ids[pos], stretch=emb.stretch_) as put:
+            for start, _, vectors in blocks():
+                put(start, vectors)
+    else:
+        for _, part, vectors in blocks():
             ws.append_embeddings(version, ids[part], vectors, stretch=emb.stretch_)
-    if restretch:  # replaces the store at once (a crash before leaves it as it was)
-        ws.save_embeddings(version, ids[pos], np.concatenate(done), stretch=emb.stretch_)
     return int(len(pos))
 
 

@@ -26,6 +26,7 @@ import json
 import os
 import secrets
 import shutil
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,14 +59,22 @@ def _checked_stretch(stretch: Any) -> list[float] | None:
     return out
 
 
+def _checked_ids(ids: Any) -> np.ndarray:
+    """Sample ids as a 1-D text array of distinct ids, or an error."""
+    ids = np.asarray(ids).astype(str)
+    if ids.ndim != 1:
+        raise InSARDataError(f"embeddings: ids of shape {ids.shape}, not a list")
+    if np.unique(ids).size != ids.size:
+        raise InSARDataError("embeddings: duplicate sample ids")
+    return ids
+
+
 def _checked_embeddings(ids: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]:
     """Ids as text and vectors as contiguous float32, one row per distinct id, or an error."""
-    ids = np.asarray(ids).astype(str)
+    ids = _checked_ids(ids)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or vectors.shape[0] != ids.shape[0]:
         raise InSARDataError(f"embeddings: {vectors.shape} vectors for {ids.shape[0]} ids")
-    if np.unique(ids).size != ids.size:
-        raise InSARDataError("embeddings: duplicate sample ids")
     return ids, vectors
 
 
@@ -463,7 +472,13 @@ class Workspace:
         """
         ids, vectors = _checked_embeddings(ids, vectors)
         stretch = _checked_stretch(stretch)
-        final = self.embeddings_dir / self.model_dir(model_version).name
+        with self._embeddings_lock(model_version):
+            return self._save_embeddings(model_version, ids, vectors, stretch)
+
+    def _save_embeddings(
+        self, model_version: str, ids: np.ndarray, vectors: np.ndarray, stretch: Any
+    ) -> int:
+        """:meth:`save_embeddings` with checked arguments, under the embeddings' lock."""
         if self.has_embeddings(model_version):  # else none yet, or an unsafe old format
             old_ids, old_vec, old_meta = self.load_embeddings(model_version)
             if old_vec.shape[1] != vectors.shape[1]:
@@ -477,10 +492,25 @@ class Workspace:
             keep = ~np.isin(old_ids.astype(str), ids) & (not stale)
             ids = np.concatenate([old_ids[keep].astype(str), ids])
             vectors = np.concatenate([np.asarray(old_vec[keep]), vectors])
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        tmp = self._embeddings_tmp(model_version)
+        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        return self._publish_embeddings(model_version, tmp, ids, stretch)
+
+    def _embeddings_tmp(self, model_version: str, kind: str = "") -> Path:
+        """A fresh staging folder beside the model's embeddings: ``.NAME.tmp-PID`` (written
+        under the lock), or ``.NAME.KIND.tmp-PID`` for one that is written before the lock is
+        taken (named per thread too). A dead process's are removed by ``Workspace.recover``."""
+        final = self.embeddings_dir / self.model_dir(model_version).name
+        tag = f".{kind}-{threading.get_ident()}" if kind else ""
+        tmp = final.with_name(f".{final.name}{tag}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
-        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        return tmp
+
+    def _publish_embeddings(self, model_version: str, tmp: Path, ids: np.ndarray, stretch: Any):
+        """Complete the staging folder ``tmp`` (its ``vectors.npy`` written) with ids and meta,
+        and make it the model's embeddings in one replacement. Call under the lock."""
+        vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
         np.save(tmp / "ids.npy", ids.astype(str), allow_pickle=False)  # fixed-width unicode
         _write_json(
             tmp / "meta.json",
@@ -493,8 +523,68 @@ class Workspace:
                 **({"stretch": stretch} if stretch is not None else {}),
             },
         )
-        _replace_dir(tmp, final)
+        del vectors
+        _replace_dir(tmp, self.embeddings_dir / self.model_dir(model_version).name)
         return int(ids.size)
+
+    @contextlib.contextmanager
+    def _embeddings_lock(self, model_version: str):
+        """One writer of a model's embeddings at a time, across processes (``flock``)."""
+        import fcntl
+
+        self.embeddings_dir.mkdir(parents=True, exist_ok=True)
+        name = self.model_dir(model_version).name
+        lock = os.open(self.embeddings_dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(lock)  # closing releases the lock
+
+    @contextlib.contextmanager
+    def replacing_embeddings(self, model_version: str, ids: Any, *, stretch: Any = None):
+        """Write a whole new set of embeddings of ``model_version`` block by block, with
+        memory bounded by a block: yields ``put(start, vectors)``, which writes rows
+        ``start:start+len(vectors)`` (in the order of ``ids``) to a staging file on disk (the
+        first block sets the width). When the ``with`` block ends every row must have been
+        put; the staging folder then replaces the stored embeddings in one step. Until then,
+        and if it ends with an error, the stored embeddings stay as they were (the staging
+        folder is removed)."""
+        ids = _checked_ids(ids)
+        stretch = _checked_stretch(stretch)
+        if ids.size == 0:
+            raise InSARDataError("embeddings: no ids to write")
+        tmp = self._embeddings_tmp(model_version, "staged")
+        done = np.zeros(len(ids), bool)
+        out: list[np.memmap] = []  # the staging file, opened by the first block
+
+        def put(start: int, vectors: Any) -> None:
+            vectors = np.asarray(vectors, dtype=np.float32)
+            stop = start + len(vectors)
+            if not out and vectors.ndim == 2 and vectors.shape[1] > 0:
+                shape = (len(ids), vectors.shape[1])
+                out.append(np.lib.format.open_memmap(tmp / "vectors.npy", "w+", np.float32, shape))
+            if not out or vectors.shape[1:] != out[0].shape[1:] or start < 0 or stop > len(ids):
+                raise InSARDataError(
+                    f"embeddings: {vectors.shape} vectors at row {start} of "
+                    f"{out[0].shape if out else len(ids)}"
+                )
+            out[0][start:stop] = vectors
+            done[start:stop] = True
+
+        try:
+            yield put
+            if not done.all():
+                raise InSARDataError(
+                    f"embeddings: {int((~done).sum())} of {len(ids)} rows were not written"
+                )
+            out[0].flush()
+            out.clear()
+            with self._embeddings_lock(model_version):
+                self._publish_embeddings(model_version, tmp, ids, stretch)
+        finally:
+            out.clear()
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def append_embeddings(
         self, model_version: str, ids: Any, vectors: np.ndarray, *, stretch: Any = None
@@ -509,19 +599,13 @@ class Workspace:
 
         A crash between the new ids and the new header leaves the rows written but not
         counted; the next append counts them again (the ids name them)."""
-        import fcntl
-
         ids, vectors = _checked_embeddings(ids, vectors)
         stretch = _checked_stretch(stretch)
-        again = functools.partial(
-            self.save_embeddings, model_version, ids, vectors, stretch=stretch
-        )
-        if not self.has_embeddings(model_version):
-            return again()
-        folder = self._embeddings_folder(model_version)
-        lock = os.open(self.embeddings_dir / f".{folder.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        again = functools.partial(self._save_embeddings, model_version, ids, vectors, stretch)
+        with self._embeddings_lock(model_version):
+            if not self.has_embeddings(model_version):
+                return again()
+            folder = self._embeddings_folder(model_version)
             stored = stretch  # unreadable meta: the append below fails naming it
             with contextlib.suppress(OSError, ValueError, AttributeError):
                 stored = json.loads((folder / "meta.json").read_text()).get("stretch", stretch)
@@ -584,8 +668,6 @@ class Workspace:
             meta.update({"stretch": stretch} if stretch is not None else {})
             _write_json(folder / "meta.json", meta)
             return int(n_new)
-        finally:
-            os.close(lock)
 
     def _embeddings_folder(self, version: str) -> Path:
         folder = self.embeddings_dir / self.model_dir(version).name

@@ -339,6 +339,7 @@ def test_stored_embeddings_record_their_stretch_and_scores_follow_it(tmp_path, m
     monkeypatch.setattr(Embedder, "transform", transform)
     _, still, meta = ws.load_embeddings(version)
     assert meta["stretch"] == [1.0, 1.0] and np.array_equal(np.asarray(still), before)
+    assert not [p.name for p in ws.embeddings_dir.iterdir() if ".tmp-" in p.name]  # staging gone
     assert embed_workspace(ws, progress=False, block=4) == 9
     _, after, meta = ws.load_embeddings(version, aligned=True)
     assert meta["stretch"] == [10.0, 3.0]

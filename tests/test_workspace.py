@@ -48,6 +48,82 @@ def test_embeddings_are_aligned_and_only_new_ones_missing(tmp_path, tiny_phase_d
         ws.save_embeddings(version, ["x"], np.ones((1, 4)))
 
 
+def test_replacing_embeddings_writes_blocks_to_disk_and_swaps_them_in_whole(
+    tmp_path, tiny_phase_ds
+):
+    """A whole new set, block by block: the stored set stays until the last row is in, and
+    a block that fails, a missing row or a block of another width leaves it as it was."""
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, _ = ws.new_model_dir("ssl")
+    ids = ws.sample_ids()
+    old = np.arange(6 * 4, dtype=np.float32).reshape(6, 4)
+    ws.save_embeddings(version, ids, old, stretch=(1, 1))
+
+    def staged():
+        return [p.name for p in ws.embeddings_dir.iterdir() if ".tmp-" in p.name]
+
+    def unchanged(staging=False):
+        got_ids, got, meta = ws.load_embeddings(version)
+        assert list(got_ids) == list(ids) and np.array_equal(got, old)
+        assert meta["stretch"] == [1.0, 1.0]
+        assert bool(staged()) == staging
+
+    new = -old
+    with pytest.raises(KeyboardInterrupt):
+        with ws.replacing_embeddings(version, ids, stretch=(10, 3)) as put:
+            put(0, new[:4])
+            unchanged(staging=True)  # staged on disk, not yet in place
+            raise KeyboardInterrupt
+    unchanged()
+    with pytest.raises(InSARDataError, match="2 of 6 rows were not written"):
+        with ws.replacing_embeddings(version, ids, stretch=(10, 3)) as put:
+            put(2, new[2:])
+    unchanged()
+    with pytest.raises(InSARDataError, match="vectors at row"):
+        with ws.replacing_embeddings(version, ids, stretch=(10, 3)) as put:
+            put(0, new[:3])
+            put(3, np.zeros((3, 5)))
+    unchanged()
+    with pytest.raises(InSARDataError, match="duplicate"):
+        with ws.replacing_embeddings(version, [ids[0], ids[0]]):
+            pass
+    unchanged()
+    with ws.replacing_embeddings(version, ids[::-1], stretch=(10, 3)) as put:
+        put(3, new[::-1][3:])  # any order
+        put(0, new[::-1][:3])
+    got_ids, got, meta = ws.load_embeddings(version, aligned=True)
+    assert np.array_equal(got, new) and meta["stretch"] == [10.0, 3.0] and meta["n"] == 6
+    ws.append_embeddings(version, ids[:1], old[:1], stretch=(10, 3))  # appends still work
+    assert np.array_equal(ws.load_embeddings(version, aligned=True)[1][0], old[0])
+
+
+def test_embedding_writers_wait_for_each_other(tmp_path, tiny_phase_ds):
+    """save_embeddings reads, merges and replaces: it holds the model's embeddings lock, as
+    appends do, so a writer in another process cannot lose its rows in between."""
+    import fcntl
+    import os
+    import threading
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, folder = ws.new_model_dir("ssl")
+    ids = ws.sample_ids()
+    ws.save_embeddings(version, ids[:3], np.zeros((3, 4)))
+    fd = os.open(ws.embeddings_dir / f".{folder.name}.lock", os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another writer holds it (a new open file: flock conflicts)
+    finished = threading.Event()
+    writer = threading.Thread(
+        target=lambda: (ws.save_embeddings(version, ids[3:], np.ones((3, 4))), finished.set())
+    )
+    writer.start()
+    assert not finished.wait(0.5)  # waits for the lock
+    assert ws.load_embeddings(version)[1].shape[0] == 3
+    os.close(fd)
+    writer.join(10)
+    assert finished.is_set() and ws.load_embeddings(version, aligned=True)[1].shape == (6, 4)
+
+
 def test_artifacts_record_provenance_and_staleness(tmp_path, tiny_phase_ds):
     ws = Workspace.create(tmp_path / "ws")
     ws.add_data(tiny_phase_ds)
@@ -81,3 +157,17 @@ def test_import_is_fast_and_light():
     seconds, heavy = out.stdout.split("\n", 1)
     assert heavy.strip() == "False False"  # heavy libraries load on first use only
     assert float(seconds) < 2.0
+
+
+def test_a_dead_writers_staged_embeddings_are_removed_on_open(tmp_path, tiny_phase_ds):
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, folder = ws.new_model_dir("ssl")
+    ws.save_embeddings(version, ws.sample_ids(), np.zeros((6, 4)))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    leftover = ws.embeddings_dir / f".{folder.name}.staged-1.tmp-{dead}"
+    leftover.mkdir()
+    (leftover / "vectors.npy").write_bytes(b"partial")
+    Workspace.open(ws.path)
+    assert not leftover.exists() and ws.load_embeddings(version)[1].shape == (6, 4)
