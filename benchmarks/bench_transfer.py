@@ -214,10 +214,23 @@ def _literal(text: str):
         return text
 
 
+def code_version() -> str:
+    """A short hash of the package's source (every ``insarexplore/**/*.py``): cached
+    workspaces record the code that built them, so figures from stale caches are named."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1] / "insarexplore"
+    h = hashlib.sha256()
+    for f in sorted(root.rglob("*.py")):
+        h.update(f.relative_to(root).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:12]
+
+
 def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, seed: int = 0,
-                    look: str = "exact", difficulty: str = "medium"):  # fmt: skip
+                    look: str = "exact", difficulty: str = "medium", rebuild: bool = False):  # fmt: skip
     """Ingest pool + both labelled sets as a user would, pretrain, embed; cached per config and
-    per look and difficulty of the labelled sets."""
+    per look and difficulty of the labelled sets (``rebuild``: ingest and pretrain anew). A
+    cached workspace built by other code is used as it is, and says so."""
     from insarexplore.embed import embed_workspace
     from insarexplore.intake import add_to_workspace
     from insarexplore.pretraining import PretrainConfig, pretrain_workspace
@@ -231,6 +244,9 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
     reading = config.split("+")[0]
     phase = {"default": None, "rgb": False}[reading]
     ingested = OUT / f"ingested-{reading}-{data['pool'].name}-{data['val'].name}"
+    if rebuild:
+        for folder in (ingested, ws_path):
+            (folder / "done").unlink(missing_ok=True)
     if not (ingested / "done").exists():  # the user's two ingests, shared by runs that read alike
         shutil.rmtree(ingested, ignore_errors=True)
         ws = Workspace.create(ingested)
@@ -262,8 +278,14 @@ def build_workspace(config: str, data: dict[str, Path], steps: int, arch: str, s
         (ws_path / "timing.json").write_text(json.dumps({
             "ingest_s": t_ingest, "pretrain_s": t_pre, "steps": steps,
             "img_per_s": steps * cfg.batch_size * 2 / t_pre, "kind": meta["kind"],
+            "code": code_version(),
         }))  # fmt: skip
         (ws_path / "done").write_text("")
+    built = json.loads((ws_path / "timing.json").read_text()).get("code", "not recorded")
+    if built != code_version():
+        print(f"note: {ws_path.name} was built by code {built}, the code now is {code_version()}: "
+              "its model and stored embeddings are of that code (--rebuild to build it anew)",
+              flush=True)  # fmt: skip
     return Workspace.open(ws_path)
 
 
@@ -677,6 +699,10 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                         "physics bank stay medium): easy draws positives of at least two "
                         "fringes and four times the nuisance, as sets labelled by people who "
                         "saw deformation hold; negatives keep the same atmosphere")  # fmt: skip
+    p.add_argument("--rebuild", action="store_true",
+                   help="ingest and pretrain anew even when a cached workspace of this "
+                        "configuration exists (cached ones built by other code are named, "
+                        "not rebuilt)")  # fmt: skip
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch threads (1 when other jobs share the cores: avoids oversubscription)")  # fmt: skip
@@ -729,7 +755,7 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
                                     difficulty=args.labelled_difficulty)  # fmt: skip
     print(f"fixtures ready in {time.perf_counter() - t0:.0f} s", flush=True)
     ws = build_workspace(args.config, data, args.steps, args.arch, look=args.look,
-                         difficulty=args.labelled_difficulty)  # fmt: skip
+                         difficulty=args.labelled_difficulty, rebuild=args.rebuild)  # fmt: skip
     timing = json.loads((ws.path / "timing.json").read_text())
     print(f"workspace {ws.path.name}: {timing}", flush=True)
     methods = args.methods.split(",") + (["hist", "random"] if args.baselines else [])
@@ -781,7 +807,8 @@ def main(argv: list[str] | None = None, rows: bool = False) -> int | list[dict]:
             kept[key] = {**kept[key], **value} if split else value
         results = kept
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps({"args": vars(args), "timing": timing, "results": results}, indent=1))
+    record = {"args": vars(args), "timing": timing, "code_now": code_version(), "results": results}
+    tmp.write_text(json.dumps(record, indent=1))
     tmp.replace(out)
     print(f"written {out}")
     return _rows(args.config, results, timing) if rows else 0
