@@ -21,11 +21,14 @@ import logging
 import os
 import re
 import shutil
+import threading
 from pathlib import Path
 
 __all__ = ["replace", "recover", "recover_all", "crash_point"]
 
 log = logging.getLogger(__name__)
+# Held by replace and recover: a replacement of this process is never mid-way to its readers
+_IN_PROCESS = threading.RLock()
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>new|old|tmp)-(?P<pid>\d+)$")
 
 
@@ -61,20 +64,21 @@ def running(pid: int) -> bool:
 def replace(tmp: Path, final: Path) -> None:
     """Move the complete result ``tmp`` to ``final``, replacing what is there."""
     tmp, final = Path(tmp), Path(final)
-    recover(final)
-    if not final.is_dir():
-        os.replace(tmp, final)  # a file, or nothing yet: one atomic rename
-        return
-    new, old = _sibling(final, "new"), _sibling(final, "old")
-    _remove(new)
-    _remove(old)
-    os.replace(tmp, new)
-    crash_point("staged", final)
-    os.replace(final, old)
-    crash_point("moved-aside", final)
-    os.replace(new, final)
-    crash_point("moved-in", final)
-    _remove(old)
+    with _IN_PROCESS:  # this process's ``new``/``old`` look abandoned to its other threads
+        recover(final)
+        if not final.is_dir():
+            os.replace(tmp, final)  # a file, or nothing yet: one atomic rename
+            return
+        new, old = _sibling(final, "new"), _sibling(final, "old")
+        _remove(new)
+        _remove(old)
+        os.replace(tmp, new)
+        crash_point("staged", final)
+        os.replace(final, old)
+        crash_point("moved-aside", final)
+        os.replace(new, final)
+        crash_point("moved-in", final)
+        _remove(old)
 
 
 def _leftovers(final: Path) -> dict[str, list[Path]]:
@@ -98,7 +102,11 @@ def _leftovers(final: Path) -> dict[str, list[Path]]:
 def recover(final: Path) -> bool:
     """Finish or undo an interrupted :func:`replace` of ``final``; True when it changed
     something. Errors (a read-only workspace) are logged and leave things as they are."""
-    final = Path(final)
+    with _IN_PROCESS:  # never while a thread of this process is between the renames
+        return _recover(Path(final))
+
+
+def _recover(final: Path) -> bool:
     found = _leftovers(final)
     if not any(found.values()):
         return False

@@ -26,7 +26,6 @@ import json
 import os
 import secrets
 import shutil
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,6 +77,108 @@ def _checked_embeddings(ids: Any, vectors: Any) -> tuple[np.ndarray, np.ndarray]
     return ids, vectors
 
 
+def _same_width(model_version: str, stored: int, new: int) -> None:
+    if stored != new:
+        raise InSARDataError(
+            f"embeddings of {model_version!r} have dimension {stored}, new ones {new}"
+        )
+
+
+def _stretch_record(stretch: Any) -> dict[str, Any]:
+    return {"stretch": stretch} if stretch is not None else {}
+
+
+def _update_json(path: Path, **changes: Any) -> None:
+    """Rewrite the JSON object at ``path`` with ``changes`` (atomically)."""
+    meta = json.loads(path.read_text())
+    meta.update(changes)
+    _write_json(path, meta)
+
+
+def _npy_header(fh: Any) -> tuple[tuple[int, int], tuple[Any, ...], int]:
+    """``(version, (shape, fortran, dtype), data offset)`` of an open ``.npy`` stream."""
+    version = np.lib.format.read_magic(fh)
+    if version == (1, 0):
+        header = np.lib.format.read_array_header_1_0(fh)
+    else:
+        header = np.lib.format.read_array_header_2_0(fh)
+    return version, header, fh.tell()
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    with path.open("rb") as fh:
+        return tuple(_npy_header(fh)[1][0])
+
+
+def _staged_npy(path: Path, n: int, dim: int) -> dict[str, Any]:
+    """A ``(n, dim)`` float32 ``.npy`` file with its space reserved (a full disk is an
+    ``OSError`` here, not a fault when rows are written): ``{"fd", "at" (data offset), "dim"}``
+    for ``os.pwrite``. The header is numpy's, padded for growth, so rows can be appended."""
+    arr = np.lib.format.open_memmap(path, "w+", np.float32, (n, dim))
+    at = int(arr.offset)
+    del arr
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, at + n * dim * 4)
+    except BaseException:
+        os.close(fd)
+        raise
+    return {"fd": fd, "at": at, "dim": dim}
+
+
+def _append_rows(
+    folder: Path, ids: np.ndarray, vectors: np.ndarray, model_version: str
+) -> int | None:
+    """Add rows to the embeddings in ``folder`` in place: stored ids get their rows
+    overwritten, new ids are appended after the stored rows, then ``ids.npy`` is replaced
+    atomically, then the header's row count is rewritten (numpy pads headers for growth).
+    Returns the number of rows now stored, or None when the file cannot grow in place (not
+    plain float32 rows, rows missing, no room in the header). ``meta.json`` is the caller's.
+
+    A crash between the new ids and the new header leaves the rows written but not counted;
+    the next append counts them again (the ids name them)."""
+    old_ids = np.load(folder / "ids.npy", allow_pickle=False).astype(str)
+    with (folder / "vectors.npy").open("r+b") as fh:
+        version, (shape, fortran, dtype), data_at = _npy_header(fh)
+        if len(shape) != 2 or fortran or dtype != np.float32:
+            return None
+        _same_width(model_version, shape[1], vectors.shape[1])
+        row = shape[1] * 4
+        size = os.fstat(fh.fileno()).st_size
+        if len(old_ids) != shape[0] and size < data_at + len(old_ids) * row:
+            return None
+        n_old = len(old_ids)  # rows of an append cut short are counted again here
+        where = {s: i for i, s in enumerate(old_ids)}
+        pos = np.fromiter((where.get(s, -1) for s in ids), np.int64, count=len(ids))
+        fresh = pos < 0
+        new_ids = np.concatenate([old_ids, ids[fresh]])
+        n_new = len(new_ids)
+        prefix = 10 if version == (1, 0) else 12  # magic, version, header length
+        text = f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({n_new}, {shape[1]}), }}"
+        room = data_at - prefix
+        if len(text) + 1 > room:  # no room to grow the header: the caller writes it anew
+            return None
+        for i in np.flatnonzero(~fresh):  # stored ids: their rows, in place
+            fh.seek(data_at + int(pos[i]) * row)
+            fh.write(vectors[i].tobytes())
+        fh.seek(data_at + n_old * row)
+        fh.write(vectors[fresh].tobytes())
+        fh.truncate()
+        fh.flush()
+        os.fsync(fh.fileno())
+        tmp = folder / f".ids.npy.tmp-{os.getpid()}"
+        with tmp.open("wb") as out:
+            np.save(out, new_ids.astype(str), allow_pickle=False)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, folder / "ids.npy")
+        fh.seek(prefix)
+        fh.write((text + " " * (room - len(text) - 1) + "\n").encode("latin1"))
+        fh.flush()
+        os.fsync(fh.fileno())
+    return int(n_new)
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -96,12 +197,7 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 def _plain_npy(fh: Any) -> bool:
     """Whether an open ``.npy`` stream holds a plain array (no Python objects to unpickle)."""
-    version = np.lib.format.read_magic(fh)
-    if version == (1, 0):
-        _, _, dtype = np.lib.format.read_array_header_1_0(fh)
-    else:
-        _, _, dtype = np.lib.format.read_array_header_2_0(fh)
-    return not dtype.hasobject
+    return not _npy_header(fh)[1][2].hasobject
 
 
 def _is_plain(path: Path) -> bool:
@@ -481,11 +577,7 @@ class Workspace:
         """:meth:`save_embeddings` with checked arguments, under the embeddings' lock."""
         if self.has_embeddings(model_version):  # else none yet, or an unsafe old format
             old_ids, old_vec, old_meta = self.load_embeddings(model_version)
-            if old_vec.shape[1] != vectors.shape[1]:
-                raise InSARDataError(
-                    f"embeddings of {model_version!r} have dimension "
-                    f"{old_vec.shape[1]}, new ones {vectors.shape[1]}"
-                )
+            _same_width(model_version, old_vec.shape[1], vectors.shape[1])
             if stretch is None:  # the caller does not say: the stored rows' record stays
                 stretch = old_meta.get("stretch")
             stale = old_meta.get("stretch", stretch) != stretch
@@ -494,49 +586,57 @@ class Workspace:
             vectors = np.concatenate([np.asarray(old_vec[keep]), vectors])
         tmp = self._embeddings_tmp(model_version)
         np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
-        return self._publish_embeddings(model_version, tmp, ids, stretch)
+        self._complete(model_version, tmp, ids, stretch)
+        _replace_dir(tmp, self._embeddings_folder(model_version))
+        return int(ids.size)
 
     def _embeddings_tmp(self, model_version: str, kind: str = "") -> Path:
         """A fresh staging folder beside the model's embeddings: ``.NAME.tmp-PID`` (written
-        under the lock), or ``.NAME.KIND.tmp-PID`` for one that is written before the lock is
-        taken (named per thread too). A dead process's are removed by ``Workspace.recover``."""
+        under the lock), or ``.NAME.KIND-TOKEN.tmp-PID`` for one that is written before the
+        lock is taken. A dead process's are removed by ``Workspace.recover``."""
         final = self.embeddings_dir / self.model_dir(model_version).name
-        tag = f".{kind}-{threading.get_ident()}" if kind else ""
+        tag = f".{kind}-{secrets.token_hex(4)}" if kind else ""
         tmp = final.with_name(f".{final.name}{tag}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         return tmp
 
-    def _publish_embeddings(self, model_version: str, tmp: Path, ids: np.ndarray, stretch: Any):
-        """Complete the staging folder ``tmp`` (its ``vectors.npy`` written) with ids and meta,
-        and make it the model's embeddings in one replacement. Call under the lock."""
-        vectors = np.load(tmp / "vectors.npy", mmap_mode="r", allow_pickle=False)
-        np.save(tmp / "ids.npy", ids.astype(str), allow_pickle=False)  # fixed-width unicode
+    def _complete(self, model_version: str, folder: Path, ids: np.ndarray, stretch: Any) -> None:
+        """Write ``ids.npy`` and ``meta.json`` beside a written ``vectors.npy``."""
+        np.save(folder / "ids.npy", ids.astype(str), allow_pickle=False)  # fixed-width unicode
         _write_json(
-            tmp / "meta.json",
+            folder / "meta.json",
             {
                 "model_version": model_version,
                 "n": int(ids.size),
-                "dim": int(vectors.shape[1]),
+                "dim": _npy_shape(folder / "vectors.npy")[1],
                 "created": _now(),
                 "data_fingerprint": self.data_fingerprint(),
                 **({"stretch": stretch} if stretch is not None else {}),
             },
         )
-        del vectors
-        _replace_dir(tmp, self.embeddings_dir / self.model_dir(model_version).name)
-        return int(ids.size)
 
     @contextlib.contextmanager
     def _embeddings_lock(self, model_version: str):
-        """One writer of a model's embeddings at a time, across processes (``flock``)."""
+        """One writer of a model's embeddings at a time, across processes and threads
+        (``flock`` on ``embeddings/.VERSION.lock``; the kernel releases it however its holder
+        exits). A writer that has to wait says so on stderr."""
         import fcntl
 
         self.embeddings_dir.mkdir(parents=True, exist_ok=True)
         name = self.model_dir(model_version).name
         lock = os.open(self.embeddings_dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                import sys
+
+                print(
+                    f"{self.path}: another process is writing embeddings of {name}; waiting ...",
+                    file=sys.stderr,
+                )
+                fcntl.flock(lock, fcntl.LOCK_EX)
             yield
         finally:
             os.close(lock)  # closing releases the lock
@@ -546,30 +646,36 @@ class Workspace:
         """Write a whole new set of embeddings of ``model_version`` block by block, with
         memory bounded by a block: yields ``put(start, vectors)``, which writes rows
         ``start:start+len(vectors)`` (in the order of ``ids``) to a staging file on disk (the
-        first block sets the width). When the ``with`` block ends every row must have been
-        put; the staging folder then replaces the stored embeddings in one step. Until then,
-        and if it ends with an error, the stored embeddings stay as they were (the staging
-        folder is removed)."""
+        first block sets the width; its space is reserved then, so a full disk is an
+        ``OSError`` there). When the ``with`` block ends every row must have been put; the
+        staging folder then replaces the stored embeddings in one step, keeping the stored
+        rows of other ids that another writer stored meanwhile with the same ``stretch``
+        (None: no record). Until then, and if it ends with an error, the stored embeddings
+        stay as they were (the staging folder is removed)."""
         ids = _checked_ids(ids)
         stretch = _checked_stretch(stretch)
         if ids.size == 0:
             raise InSARDataError("embeddings: no ids to write")
         tmp = self._embeddings_tmp(model_version, "staged")
+        staged = tmp / "vectors.npy"
         done = np.zeros(len(ids), bool)
-        out: list[np.memmap] = []  # the staging file, opened by the first block
+        file: dict[str, Any] = {}  # the staging file, opened by the first block
 
         def put(start: int, vectors: Any) -> None:
-            vectors = np.asarray(vectors, dtype=np.float32)
-            stop = start + len(vectors)
-            if not out and vectors.ndim == 2 and vectors.shape[1] > 0:
-                shape = (len(ids), vectors.shape[1])
-                out.append(np.lib.format.open_memmap(tmp / "vectors.npy", "w+", np.float32, shape))
-            if not out or vectors.shape[1:] != out[0].shape[1:] or start < 0 or stop > len(ids):
+            vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+            stop = start + len(vectors) if vectors.ndim else -1
+            if not file and vectors.ndim == 2 and vectors.shape[1] > 0:
+                file.update(_staged_npy(staged, len(ids), vectors.shape[1]))
+            if (
+                not file
+                or vectors.shape[1:] != (file["dim"],)
+                or not 0 <= start <= stop <= len(ids)
+            ):
                 raise InSARDataError(
                     f"embeddings: {vectors.shape} vectors at row {start} of "
-                    f"{out[0].shape if out else len(ids)}"
+                    f"{(len(ids), file['dim']) if file else len(ids)}"
                 )
-            out[0][start:stop] = vectors
+            os.pwrite(file["fd"], vectors.tobytes(), file["at"] + start * vectors.shape[1] * 4)
             done[start:stop] = True
 
         try:
@@ -578,12 +684,24 @@ class Workspace:
                 raise InSARDataError(
                     f"embeddings: {int((~done).sum())} of {len(ids)} rows were not written"
                 )
-            out[0].flush()
-            out.clear()
+            os.fsync(file["fd"])
             with self._embeddings_lock(model_version):
-                self._publish_embeddings(model_version, tmp, ids, stretch)
+                self._complete(model_version, tmp, ids, stretch)
+                if self.has_embeddings(model_version):  # rows stored meanwhile: kept
+                    old_ids, old_vec, old_meta = self.load_embeddings(model_version)
+                    keep = np.flatnonzero(~np.isin(old_ids.astype(str), ids))
+                    if (
+                        keep.size
+                        and old_meta.get("stretch") == stretch
+                        and old_vec.shape[1] == file["dim"]
+                    ):
+                        more = old_ids[keep].astype(str), np.asarray(old_vec[keep])
+                        n = _append_rows(tmp, *more, model_version)
+                        _update_json(tmp / "meta.json", n=n)
+                _replace_dir(tmp, self._embeddings_folder(model_version))
         finally:
-            out.clear()
+            if "fd" in file:
+                os.close(file["fd"])
             shutil.rmtree(tmp, ignore_errors=True)
 
     def append_embeddings(
@@ -611,63 +729,12 @@ class Workspace:
                 stored = json.loads((folder / "meta.json").read_text()).get("stretch", stretch)
             if stretch is not None and stored != stretch:  # stored rows are stale: replaced
                 return again()
-            old_ids = np.load(folder / "ids.npy", allow_pickle=False).astype(str)
-            with (folder / "vectors.npy").open("r+b") as fh:
-                version = np.lib.format.read_magic(fh)
-                read = (
-                    np.lib.format.read_array_header_1_0
-                    if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0
-                )
-                shape, fortran, dtype = read(fh)
-                data_at = fh.tell()
-                if len(shape) != 2 or fortran or dtype != np.float32:
-                    return again()
-                if shape[1] != vectors.shape[1]:
-                    raise InSARDataError(
-                        f"embeddings of {model_version!r} have dimension "
-                        f"{shape[1]}, new ones {vectors.shape[1]}"
-                    )
-                row = shape[1] * 4
-                size = os.fstat(fh.fileno()).st_size
-                if len(old_ids) != shape[0] and size < data_at + len(old_ids) * row:
-                    return again()
-                n_old = len(old_ids)  # rows of an append cut short are counted again here
-                where = {s: i for i, s in enumerate(old_ids)}
-                pos = np.fromiter((where.get(s, -1) for s in ids), np.int64, count=len(ids))
-                fresh = pos < 0
-                new_ids = np.concatenate([old_ids, ids[fresh]])
-                n_new = len(new_ids)
-                prefix = 10 if version == (1, 0) else 12  # magic, version, header length
-                text = (
-                    f"{{'descr': '<f4', 'fortran_order': False, 'shape': ({n_new}, {shape[1]}), }}"
-                )
-                room = data_at - prefix
-                if len(text) + 1 > room:  # no room to grow the header: write it all anew
-                    return again()
-                for i in np.flatnonzero(~fresh):  # stored ids: their rows, in place
-                    fh.seek(data_at + int(pos[i]) * row)
-                    fh.write(vectors[i].tobytes())
-                fh.seek(data_at + n_old * row)
-                fh.write(vectors[fresh].tobytes())
-                fh.truncate()
-                fh.flush()
-                os.fsync(fh.fileno())
-                tmp = folder / f".ids.npy.tmp-{os.getpid()}"
-                with tmp.open("wb") as out:
-                    np.save(out, new_ids.astype(str), allow_pickle=False)
-                    out.flush()
-                    os.fsync(out.fileno())
-                os.replace(tmp, folder / "ids.npy")
-                fh.seek(prefix)
-                fh.write((text + " " * (room - len(text) - 1) + "\n").encode("latin1"))
-                fh.flush()
-                os.fsync(fh.fileno())
-            meta = json.loads((folder / "meta.json").read_text())
-            meta.update(n=int(n_new), created=_now(), data_fingerprint=self.data_fingerprint())
-            meta.update({"stretch": stretch} if stretch is not None else {})
-            _write_json(folder / "meta.json", meta)
-            return int(n_new)
+            n = _append_rows(folder, ids, vectors, model_version)
+            if n is None:  # not appendable in place: written anew
+                return again()
+            changes = dict(n=n, created=_now(), data_fingerprint=self.data_fingerprint())
+            _update_json(folder / "meta.json", **changes, **_stretch_record(stretch))
+            return n
 
     def _embeddings_folder(self, version: str) -> Path:
         folder = self.embeddings_dir / self.model_dir(version).name

@@ -171,3 +171,49 @@ def test_a_dead_writers_staged_embeddings_are_removed_on_open(tmp_path, tiny_pha
     (leftover / "vectors.npy").write_bytes(b"partial")
     Workspace.open(ws.path)
     assert not leftover.exists() and ws.load_embeddings(version)[1].shape == (6, 4)
+
+
+def test_replacing_embeddings_keeps_rows_stored_meanwhile_with_the_same_stretch(
+    tmp_path, tiny_phase_ds
+):
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, _ = ws.new_model_dir("ssl")
+    ids = ws.sample_ids()
+    with ws.replacing_embeddings(version, ids[:4], stretch=(10, 3)) as put:
+        put(0, np.ones((4, 4)))
+        ws.save_embeddings(version, ids[4:], np.full((2, 4), 2.0), stretch=(10, 3))  # meanwhile
+    got = ws.load_embeddings(version, aligned=True)[1]
+    assert np.array_equal(got, np.array([[1.0] * 4] * 4 + [[2.0] * 4] * 2))
+    with ws.replacing_embeddings(version, ids[:4], stretch=(1, 1)) as put:  # another stretch:
+        put(0, np.zeros((4, 4)))  # the stored rows are stale, none kept
+    got_ids, got, meta = ws.load_embeddings(version)
+    assert list(got_ids) == list(ids[:4]) and not got.any() and meta["n"] == 4
+
+
+def test_a_full_disk_while_staging_embeddings_is_an_error_and_keeps_the_stored_ones(
+    tmp_path, tiny_phase_ds
+):
+    """The staging file's space is reserved when it is made, so a full disk (here a file-size
+    limit) is an OSError there, not a fault of the process when a row lands on a hole."""
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, _ = ws.new_model_dir("ssl")
+    ws.save_embeddings(version, ws.sample_ids(), np.ones((6, 4)))
+    script = f"""
+import resource, numpy as np
+from insarexplore.workspace import Workspace
+ws = Workspace.open({str(ws.path)!r})
+ids = [f"s{{i}}" for i in range(200_000)]
+resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))
+try:
+    with ws.replacing_embeddings({version!r}, ids) as put:
+        put(0, np.zeros((10, 64)))
+except OSError as exc:
+    print("OSError", exc.errno)
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("OSError"), out.stdout + out.stderr
+    got_ids, got, _ = ws.load_embeddings(version, aligned=True)
+    assert np.array_equal(got, np.ones((6, 4)))
+    assert not [p.name for p in ws.embeddings_dir.iterdir() if ".tmp-" in p.name]

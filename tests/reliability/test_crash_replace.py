@@ -152,3 +152,35 @@ def test_leftovers_of_a_running_process_are_left_alone(ws):
     finally:
         proc.kill()
         proc.wait()
+
+
+@pytest.mark.parametrize("step", ["staged", "moved-aside"])
+def test_a_reader_thread_never_undoes_a_replacement_in_progress(ws, monkeypatch, step):
+    """Leftovers of this process look abandoned to ``recover`` (its pid is not "another
+    running process"): a reader thread must wait for the writer thread, not roll it back."""
+    import threading
+
+    import insarexplore._atomic as atomic
+
+    version, ids = ws.current_model, ws.sample_ids()
+    paused, go = threading.Event(), threading.Event()
+
+    def pause(name, final):
+        if name == step and threading.current_thread() is not threading.main_thread():
+            paused.set()
+            go.wait(10)
+
+    monkeypatch.setattr(atomic, "crash_point", pause)
+    new = np.full((len(ids), 8), 7.0, np.float32)
+    writer = threading.Thread(target=ws.save_embeddings, args=(version, ids, new))
+    writer.start()
+    assert paused.wait(10)
+    read = threading.Thread(target=ws.has_embeddings, args=(version,))  # recovers first
+    read.start()
+    read.join(0.5)
+    assert read.is_alive()  # waits for the replacement instead of undoing it
+    go.set()
+    writer.join(10)
+    read.join(10)
+    np.testing.assert_array_equal(ws.load_embeddings(aligned=True)[1], new)
+    assert not _hidden_leftovers(ws.embeddings_dir)
