@@ -340,6 +340,20 @@ class Workspace:
         meta.update(changes)
         _write_json(self.meta_path, meta)
 
+    def owns(self, path: str | os.PathLike) -> bool:
+        """Whether ``path`` (links followed) is the workspace folder or one of its own files:
+        ``workspace.json``, the label store, the data store, ``models/``, ``embeddings/``,
+        ``artifacts/``, and hidden files (locks, staging). Exports never write there."""
+        try:
+            rel = Path(path).expanduser().resolve().relative_to(self.path.resolve())
+        except ValueError:
+            return False
+        if not rel.parts:
+            return True
+        head = rel.parts[0]
+        own = ("workspace.json", "data.zarr", "models", "embeddings", "artifacts")
+        return head.startswith((".", self.labels_path.name)) or head in own
+
     @property
     def data_path(self) -> Path:
         return self.path / "data.zarr"

@@ -45,6 +45,17 @@ def _label_store(ws: Any, author: str | None = None, *, readonly: bool = False):
     )
 
 
+def _output(ws: Any, text: str, force: bool) -> Path:
+    """Where ``-o``/``--output`` writes: never over the workspace's own files, and over an
+    existing file only with ``--force``."""
+    out = Path(text).expanduser()
+    if ws.owns(out):
+        raise ValueError(f"{out}: is part of the workspace {ws.path}; write exports elsewhere")
+    if (out.exists() or out.is_symlink()) and not force and not out.is_dir():
+        raise ValueError(f"{out}: already exists (pass --force to replace it)")
+    return out
+
+
 def _export_target(text: str, given: str) -> tuple[Path, str]:
     """The export path and format; a path that names neither a known file type nor a folder
     (an existing one, or one written with a trailing /) is an error naming it."""
@@ -63,6 +74,7 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
 
     ws = open_workspace(args.workspace)
     out, fmt = _export_target(args.output, args.format)
+    _output(ws, args.output, force=True)  # --force is the exporters' own check
     if not ws.labels_path.exists():
         raise ValueError(f"{ws.path}: no labels yet, nothing to export")
     target: Any = str(out) + os.sep if str(args.output).endswith(("/", os.sep)) else out
@@ -182,6 +194,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
     from insarexplore.explore.workspace_suggest import suggest_workspace
 
     ws = open_workspace(args.workspace)
+    out = _output(ws, args.output, args.force) if args.output else None
     picks = suggest_workspace(
         ws, args.n, args.strategy, method=args.method, model_version=args.model, seed=args.seed
     )
@@ -189,10 +202,9 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
         {"rank": r, "sample": s.sample, "score": s.score, "reason": s.reason}
         for r, s in enumerate(picks, 1)
     ]
-    if args.output:
+    if out is not None:
         from insarexplore.explore.labelio import write_rows_csv
 
-        out = Path(args.output).expanduser()
         write_rows_csv(out, rows, ["rank", "sample", "score", "reason"])
         say(f"wrote {len(rows)} suggestions to {out}")
     if args.json:
@@ -247,6 +259,7 @@ def add_suggest(sub: Any) -> None:
     p.add_argument("--model", default=None, help="model version (default: current)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", default=None, help="also write a CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -259,11 +272,11 @@ def _cmd_scores(args: argparse.Namespace) -> int:
     from insarexplore.explore.deformation import ranked_deformation
 
     ws = open_workspace(args.workspace)
+    out = _output(ws, args.output, args.force) if args.output else None
     table = ranked_deformation(ws, model_version=args.model, unlabelled=args.unlabelled)
-    if args.output:
+    if out is not None:
         from insarexplore.explore.labelio import write_rows_csv
 
-        out = Path(args.output).expanduser()
         rows = table.reset_index().to_dict("records")
         write_rows_csv(out, rows, ["sample", *table.columns])
         say(f"wrote the scores of {len(rows):,} samples to {out}")
@@ -312,6 +325,7 @@ def add_scores(sub: Any) -> None:
     p.add_argument("--unlabelled", action="store_true", help="only samples without a label")
     p.add_argument("--model", default=None, help="model version (default: current)")
     p.add_argument("-o", "--output", default=None, help="write every sample's scores to a CSV")
+    p.add_argument("--force", action="store_true", help="replace an existing --output file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 

@@ -89,6 +89,11 @@ def _check_target(path: Path, overwrite: bool) -> None:
 
 
 def _write_atomic(path: Path, text: str) -> None:
+    for up in (path.parent, *path.parent.parents):  # the nearest existing one must be a folder
+        if up.exists():
+            if not up.is_dir():
+                raise InSARDataError(f"{path}: {up} is a file, not a folder")
+            break
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -112,7 +117,8 @@ def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[s
     if path.exists() and not path.is_file():
         raise InSARDataError(f"{path}: not a regular file; name a file to write")
     if not path.parent.is_dir():
-        raise FileNotFoundError(f"{path}: the folder {path.parent} does not exist")
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise FileNotFoundError(f"{path}: {path.parent} {what}")
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()

@@ -154,3 +154,53 @@ def test_suggestion_csv_cells_cannot_run_as_formulas(tmp_path, capsys):
         rows = list(csv.DictReader(fh))
     assert len(rows) == 5
     assert all(r["sample"][:1] == "'" and r["sample"][1:] in ids for r in rows)
+
+
+def test_cli_outputs_never_replace_a_file_unasked_nor_the_workspaces_own(tmp_path, capsys):
+    """`suggest -o` / `scores -o` replace an existing file only with --force, and no export
+    ever writes over the workspace's own files (its label store above all)."""
+    import numpy as np
+
+    from insarexplore.data.schema import new_dataset
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ids = [f"s{i}" for i in range(10)]
+    ws.add_data(new_dataset(phase=np.zeros((10, 4, 4), np.float32), sample=ids))
+    version, _ = ws.new_model_dir("test")
+    ws.set_current_model(version)
+    ws.save_embeddings(version, ids, np.random.default_rng(0).normal(size=(10, 4)))
+    with LabelStore(ws.labels_path, author="ana") as s:
+        s.assign("s1", "mogi")
+    labels_before = ws.labels_path.read_bytes()
+    out = tmp_path / "keep.csv"
+    out.write_text("precious")
+    suggest = ["suggest", str(ws.path), "-n", "3", "--strategy", "diversity", "-o"]
+    assert cli.main([*suggest, str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "keep.csv" in err[0] and "--force" in err[0]
+    assert out.read_text() == "precious"
+    assert cli.main([*suggest, str(out), "--force"]) == 0
+    assert out.read_text().startswith("rank,sample")
+    capsys.readouterr()
+    link = tmp_path / "link.csv"
+    link.symlink_to(ws.labels_path)
+    for argv in (
+        [*suggest, str(ws.labels_path), "--force"],
+        [*suggest, str(link), "--force"],
+        ["scores", str(ws.path), "-o", str(ws.path / "workspace.json"), "--force"],
+        ["scores", str(ws.path), "-o", str(ws.path / "labels.sqlite-wal")],
+        ["labels", "export", str(ws.path), str(ws.labels_path), "--force", "--format", "csv"],
+        ["labels", "export", str(ws.path), str(ws.path / "models" / "x.csv")],
+    ):
+        assert cli.main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "part of the workspace" in err[0], (argv, err)
+    assert ws.labels_path.read_bytes() == labels_before
+    assert json.loads((ws.path / "workspace.json").read_text())["current_model"] == version
+    # a file where a folder should be is named as such
+    (tmp_path / "afile").write_text("x")
+    assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "afile" / "x.csv")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err
+    assert cli.main([*suggest, str(tmp_path / "afile" / "x.csv")]) == 2
+    assert "afile is a file, not a folder" in capsys.readouterr().err
