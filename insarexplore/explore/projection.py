@@ -482,6 +482,8 @@ def project(
     digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     key = f"{method}-{version}-{digest[:10]}"
     pos = {s: i for i, s in enumerate(ids)}
+    # the map is as current as the embeddings it shows (made from the data they record)
+    made_from = {"data_fingerprint": emb_meta.get("data_fingerprint") or ws.data_fingerprint()}
 
     if not refit and ws.has_artifact("projection", key):
         arrays, meta = ws.load_artifact("projection", key)
@@ -505,7 +507,9 @@ def project(
                         xy[new] = placed
                         meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0))}
                         meta["n_transformed"] += int(new.size)
-                    if new.size or len(have) != len(arrays["ids"]):
+                    moved = new.size or len(have) != len(arrays["ids"])
+                    if moved or meta.get("data_fingerprint") != made_from["data_fingerprint"]:
+                        meta = {**meta, **made_from}
                         _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays))
                     return ids, xy
 
@@ -519,6 +523,7 @@ def project(
         "n_fit": int(len(ids)),
         "n_transformed": 0,
         "embeddings_created": emb_meta.get("created"),
+        **made_from,
     }
     if method == "umap":
         meta["knn"] = projector.knn_

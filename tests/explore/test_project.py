@@ -85,3 +85,32 @@ def test_fitted_umap_survives_joblib(umap_fit, tmp_path):
     joblib.dump(proj, tmp_path / "reducer.joblib")
     again = joblib.load(tmp_path / "reducer.joblib")
     np.testing.assert_allclose(again.transform(X[:5]), proj.transform(X[:5]), atol=1e-4)
+
+
+def test_a_map_with_new_samples_placed_is_current_again(tmp_path):
+    """New data ingested, embedded and placed into the map: `info` must not call it stale."""
+    from insarexplore.data.schema import new_dataset
+    from insarexplore.workspace import Workspace
+
+    rng = np.random.default_rng(0)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(
+        new_dataset(phase=np.zeros((40, 4, 4), np.float32), sample=[f"a{i}" for i in range(40)])
+    )
+    version, _ = ws.new_model_dir("test")
+    ws.set_current_model(version)
+    ws.save_embeddings(version, ws.sample_ids(), rng.normal(size=(40, 6)))
+    project(ws, "pca")
+    key = ws.list_artifacts("projection")[0][1]
+    assert not ws.is_stale(ws.load_artifact("projection", key)[1])
+    ws.add_data(
+        new_dataset(phase=np.zeros((5, 4, 4), np.float32), sample=[f"b{i}" for i in range(5)])
+    )
+    assert ws.is_stale(ws.load_artifact("projection", key)[1])  # new data: not yet shown
+    ws.save_embeddings(version, [f"b{i}" for i in range(5)], rng.normal(size=(5, 6)))
+    ids, _ = project(ws, "pca")
+    _, meta = ws.load_artifact("projection", key)
+    assert len(ids) == 45 and meta["n_transformed"] == 5 and not ws.is_stale(meta)
+    ws.add_data(new_dataset(phase=np.zeros((1, 4, 4), np.float32), sample=["c0"]))
+    project(ws, "pca")  # nothing new embedded: the map shows what the embeddings hold
+    assert ws.is_stale(ws.load_artifact("projection", key)[1])
