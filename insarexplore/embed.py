@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import zlib
@@ -33,6 +34,8 @@ from torch import nn
 
 from insarexplore.errors import InSARDataError
 from insarexplore.ssl.augment import resize_batch
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Embedder", "embed_with_dask", "embed_workspace"]
 
@@ -298,10 +301,15 @@ def embed_workspace(
     emb.fit(ds.isel(sample=slice(0, 1)))
     restretch = False  # stored with another stretch (their record): every sample, one write
     if ws.has_embeddings(version):
+        from insarexplore.errors import WorkspaceError
         from insarexplore.ssl.checkpoint import embedded_stretch
 
-        meta = ws.load_embeddings(version)[2]
-        restretch = embedded_stretch(meta, ws.model_dir(version)) != emb.stretch_
+        try:
+            meta = ws.load_embeddings(version)[2]
+            restretch = embedded_stretch(meta, ws.model_dir(version)) != emb.stretch_
+        except WorkspaceError as exc:  # unreadable: made again in full, replacing them
+            log.warning("%s; embedding every sample again", exc)
+            restretch = True
     todo = ws.missing_embedding_ids(version) if only_missing and not restretch else ids
     if len(todo) == 0:
         return 0

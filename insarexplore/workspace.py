@@ -179,6 +179,21 @@ def _append_rows(
     return int(n_new)
 
 
+def _read_object(path: Path, fix: str = "") -> dict[str, Any]:
+    """The JSON object in ``path``; anything else is a one-line error naming the file (and
+    ``fix``, what to run to make it again). A missing file raises FileNotFoundError."""
+    fix = f"; {fix}" if fix else ""
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise WorkspaceError(f"{path}: unreadable ({exc}){fix}") from exc
+    if not isinstance(obj, dict):
+        raise WorkspaceError(f"{path}: not a JSON object{fix}")
+    return obj
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -331,9 +346,15 @@ class Workspace:
     @property
     def meta(self) -> dict[str, Any]:
         try:
-            return json.loads(self.meta_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise WorkspaceError(f"{self.meta_path}: unreadable ({exc})") from exc
+            meta = _read_object(self.meta_path)
+        except FileNotFoundError as exc:
+            raise WorkspaceError(f"{self.meta_path}: missing") from exc
+        current = meta.get("current_model")
+        if current is not None and not (isinstance(current, str) and current):
+            raise WorkspaceError(
+                f"{self.meta_path}: current_model must be a model version (text); got {current!r}"
+            )
+        return meta
 
     def _update_meta(self, **changes: Any) -> None:
         meta = self.meta
@@ -701,8 +722,11 @@ class Workspace:
             os.fsync(file["fd"])
             with self._embeddings_lock(model_version):
                 self._complete(model_version, tmp, ids, stretch)
-                if self.has_embeddings(model_version):  # rows stored meanwhile: kept
-                    old_ids, old_vec, old_meta = self.load_embeddings(model_version)
+                old_ids, old_vec, old_meta = np.array([], str), np.zeros((0, 0)), {}
+                with contextlib.suppress(WorkspaceError):  # unreadable ones: nothing to keep
+                    if self.has_embeddings(model_version):  # rows stored meanwhile: kept
+                        old_ids, old_vec, old_meta = self.load_embeddings(model_version)
+                if len(old_ids):
                     keep = np.flatnonzero(~np.isin(old_ids.astype(str), ids))
                     if (
                         keep.size
@@ -783,18 +807,14 @@ class Workspace:
                     f"{_old_format(folder / name)}; run `insarexplore embed {self.path}` "
                     "to compute the embeddings again"
                 )
+        meta = self._embeddings_meta(folder)
         try:
             ids = np.load(folder / "ids.npy", allow_pickle=False).astype(object)
             vectors = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
-            meta = json.loads((folder / "meta.json").read_text())
         except (OSError, ValueError) as exc:
             raise WorkspaceError(
-                f"{folder}: unreadable embeddings ({exc}); run `insarexplore embed --all`"
+                f"{folder}: unreadable embeddings ({exc}); run `insarexplore embed`"
             ) from exc
-        if not isinstance(meta, dict):
-            raise WorkspaceError(
-                f"{folder / 'meta.json'}: not a JSON object; run `insarexplore embed --all`"
-            )
         if vectors.ndim != 2 or vectors.dtype.kind != "f" or len(ids) != vectors.shape[0]:
             raise WorkspaceError(
                 f"{folder}: {vectors.shape} vectors of {vectors.dtype} for {len(ids)} ids; "
@@ -812,6 +832,15 @@ class Workspace:
             idx = np.fromiter((pos[s] for s in order), dtype=np.int64, count=len(order))
             ids, vectors = order, np.asarray(vectors[idx])
         return ids, vectors, meta
+
+    @staticmethod
+    def _embeddings_meta(folder: Path) -> dict[str, Any]:
+        try:
+            return _read_object(folder / "meta.json", "run `insarexplore embed` to make them again")
+        except FileNotFoundError as exc:
+            raise WorkspaceError(
+                f"{folder / 'meta.json'}: missing; run `insarexplore embed` to make them again"
+            ) from exc
 
     def missing_embedding_ids(self, model_version: str | None = None) -> np.ndarray:
         all_ids = self.sample_ids()
@@ -870,11 +899,9 @@ class Workspace:
         """The ``meta.json`` of an artefact, without reading its arrays."""
         path = self._artifact_dir(kind, key) / "meta.json"
         try:
-            return json.loads(path.read_text())
+            return _read_object(path, f"compute the {kind} again")
         except FileNotFoundError:
             raise WorkspaceError(f"{self.path}: no {kind} artefact {key!r}") from None
-        except (OSError, ValueError) as exc:
-            raise WorkspaceError(f"{path}: unreadable ({exc})") from exc
 
     def load_artifact(self, kind: str, key: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         folder = self._artifact_dir(kind, key)
@@ -935,21 +962,32 @@ class Workspace:
         out["models"] = self.list_models()
         out["unfinished_runs"] = self.unfinished_runs()
         emb = {}
-        for version in out["models"]:
+        stored = [p.name for p in self.embeddings_dir.glob("*") if p.is_dir()]
+        for version in dict.fromkeys([*out["models"], *sorted(stored)]):
+            if version.startswith("."):
+                continue
             folder = self._embeddings_folder(version)
-            if (folder / "meta.json").exists():
-                meta = json.loads((folder / "meta.json").read_text())
-                emb[version] = {
-                    "n": meta["n"],
-                    "dim": meta["dim"],
-                    "missing": int(self.missing_embedding_ids(version).size),
-                }
-                if not self.has_embeddings(version):
-                    emb[version]["old_format"] = True
+            if (folder / "meta.json").exists() or (folder / "vectors.npy").exists():
+                try:
+                    if not self.has_embeddings(version):
+                        emb[version] = {"old_format": True}
+                        continue
+                    ids, vectors, _ = self.load_embeddings(version)
+                    emb[version] = {
+                        "n": int(len(ids)),
+                        "dim": int(vectors.shape[1]),
+                        "missing": int(self.missing_embedding_ids(version).size),
+                    }
+                except (WorkspaceError, OSError, ValueError) as exc:
+                    emb[version] = {"unreadable": str(exc)}
         out["embeddings"] = emb
         arts = []
         for k, key in self.list_artifacts():
-            art = {"kind": k, "key": key, "stale": self.is_stale(self.artifact_meta(k, key))}
+            art: dict[str, Any] = {"kind": k, "key": key}
+            try:
+                art["stale"] = self.is_stale(self.artifact_meta(k, key))
+            except WorkspaceError as exc:
+                art.update(stale=True, unreadable=str(exc))
             if not self.has_artifact(k, key):
                 art["old_format"] = True
             arts.append(art)

@@ -396,3 +396,24 @@ def test_embeddings_stored_before_records_count_as_made_then(tmp_path):
     meta_path.write_text("[1, 2]")
     with pytest.raises(Exception, match="not a JSON object"):
         ws.load_embeddings(version)
+
+
+def test_embed_makes_unreadable_stored_embeddings_again(tmp_path):
+    """An embeddings record edited into junk is not a dead end: embed replaces it in full."""
+    from insarexplore.workspace import Workspace
+
+    torch.manual_seed(0)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(9))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
+    ws.set_current_model(version)
+    assert embed_workspace(ws, progress=False) == 9
+    before = np.array(ws.load_embeddings(version, aligned=True)[1])
+    meta_path = ws.embeddings_dir / folder.name / "meta.json"
+    for text in ("[]", "junk", '{"stretch": "ten"}'):
+        meta_path.write_text(text)
+        assert embed_workspace(ws, progress=False, block=4) == 9, text
+        _, after, meta = ws.load_embeddings(version, aligned=True)
+        np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)
+        assert meta["n"] == 9 and meta["stretch"] == [1.0, 1.0]

@@ -347,12 +347,17 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for version, why in (status.get("unfinished_runs") or {}).items():
         print(f"run        {version}: {why}")
     for version, emb in (status.get("embeddings") or {}).items():
-        missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
         if emb.get("old_format"):
-            missing = " (old unsafe format, not read: run `insarexplore embed` again)"
-        print(f"embedding  {version}: {emb['n']:,} x {emb['dim']}{missing}")
+            print(f"embedding  {version}: old unsafe format, not read (run `insarexplore embed`)")
+        elif emb.get("unreadable"):
+            print(f"embedding  {version}: UNREADABLE: {emb['unreadable']}")
+        else:
+            missing = f", {emb['missing']:,} samples missing" if emb["missing"] else ""
+            print(f"embedding  {version}: {emb['n']:,} x {emb['dim']}{missing}")
     for art in status.get("artifacts") or []:
         flag = "STALE" if art["stale"] else "current"
+        if art.get("unreadable"):
+            flag = "UNREADABLE (computed again when next needed)"
         if art.get("old_format"):
             flag = "old unsafe format, not read (computed again when needed)"
         print(f"artefact   {art['kind']}/{art['key']}: {flag}")

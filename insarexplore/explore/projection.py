@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sys
 import warnings
@@ -63,6 +64,10 @@ from typing import Any
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
+
+from insarexplore.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Projector",
@@ -485,33 +490,14 @@ def project(
     # the map is as current as the embeddings it shows (made from the data they record)
     made_from = {"data_fingerprint": emb_meta.get("data_fingerprint") or ws.data_fingerprint()}
 
+    cached = None
     if not refit and ws.has_artifact("projection", key):
-        arrays, meta = ws.load_artifact("projection", key)
-        fit_ids = arrays["fit_ids"].astype(str)
-        if _same_fit(meta, len(fit_ids)) and all(s in pos for s in fit_ids):
-            fit_rows = np.fromiter((pos[s] for s in fit_ids), np.int64, len(fit_ids))
-            if embedding_hash(fit_ids, np.asarray(vectors[fit_rows])) == meta["fit_hash"]:
-                cached = dict(zip(arrays["ids"].astype(str), range(len(arrays["ids"]))))
-                new = np.array([i for i, s in enumerate(ids) if s not in cached], dtype=np.int64)
-                xy = np.empty((len(ids), arrays["xy"].shape[1]), dtype=np.float32)
-                have = np.setdiff1d(np.arange(len(ids)), new)
-                xy[have] = arrays["xy"][[cached[s] for s in ids[have]]]
-                placed = None
-                if new.size:
-                    fit_xy = arrays["xy"][[cached[s] for s in fit_ids]]
-                    placed = _place(
-                        arrays, meta, vectors[fit_rows], fit_xy, np.asarray(vectors[new])
-                    )
-                if not new.size or placed is not None:
-                    if new.size:
-                        xy[new] = placed
-                        meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0))}
-                        meta["n_transformed"] += int(new.size)
-                    moved = new.size or len(have) != len(arrays["ids"])
-                    if moved or meta.get("data_fingerprint") != made_from["data_fingerprint"]:
-                        meta = {**meta, **made_from}
-                        _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays))
-                    return ids, xy
+        try:
+            cached = _cached(ws, key, ids, vectors, pos, made_from)
+        except (WorkspaceError, KeyError, IndexError, TypeError, ValueError) as exc:
+            log.warning("the stored map %s cannot be used (%s); fitting it again", key, exc)
+    if cached is not None:
+        return cached
 
     projector = Projector(method, **kw)
     xy = projector.fit_transform(np.asarray(vectors))
@@ -535,6 +521,36 @@ def project(
         }
     _save(ws, key, ids, xy, ids, meta, extra)
     return ids, xy
+
+
+def _cached(ws: Any, key: str, ids: np.ndarray, vectors: Any, pos: dict, made_from: dict):
+    """``(ids, xy)`` from the stored map ``key`` with new samples placed into it, or None when
+    it must be fitted again (its training vectors changed, or it cannot place them)."""
+    arrays, meta = ws.load_artifact("projection", key)
+    fit_ids = arrays["fit_ids"].astype(str)
+    if _same_fit(meta, len(fit_ids)) and all(s in pos for s in fit_ids):
+        fit_rows = np.fromiter((pos[s] for s in fit_ids), np.int64, len(fit_ids))
+        if embedding_hash(fit_ids, np.asarray(vectors[fit_rows])) == meta["fit_hash"]:
+            cached = dict(zip(arrays["ids"].astype(str), range(len(arrays["ids"]))))
+            new = np.array([i for i, s in enumerate(ids) if s not in cached], dtype=np.int64)
+            xy = np.empty((len(ids), arrays["xy"].shape[1]), dtype=np.float32)
+            have = np.setdiff1d(np.arange(len(ids)), new)
+            xy[have] = arrays["xy"][[cached[s] for s in ids[have]]]
+            placed = None
+            if new.size:
+                fit_xy = arrays["xy"][[cached[s] for s in fit_ids]]
+                placed = _place(arrays, meta, vectors[fit_rows], fit_xy, np.asarray(vectors[new]))
+            if not new.size or placed is not None:
+                if new.size:
+                    xy[new] = placed
+                    meta = {**meta, "n_transformed": int(meta.get("n_transformed", 0))}
+                    meta["n_transformed"] += int(new.size)
+                moved = new.size or len(have) != len(arrays["ids"])
+                if moved or meta.get("data_fingerprint") != made_from["data_fingerprint"]:
+                    meta = {**meta, **made_from}
+                    _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays))
+                return ids, xy
+    return None
 
 
 def _same_fit(meta: dict, n_fit: int) -> bool:

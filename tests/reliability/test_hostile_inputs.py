@@ -107,3 +107,47 @@ def test_a_full_or_read_only_disk_is_one_line(tmp_path, monkeypatch, capsys, cod
     assert cli.main(["ingest", str(tmp_path / "ws"), str(tmp_path / "src")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and os.strerror(getattr(errno, code)) in err[0] and "ws" in err[0]
+
+
+def test_malformed_workspace_json_files_are_one_line_or_computed_again(tmp_path, capsys):
+    """JSON files of the workspace edited into other shapes: its own file is a one-line error
+    naming it; embeddings' and maps' records are reported unreadable, and the command that
+    makes them makes them again."""
+    from insarexplore.explore.projection import project
+
+    from .conftest import make_workspace
+
+    ws = make_workspace(tmp_path / "ws")
+    meta_path = ws.path / "workspace.json"
+    good = meta_path.read_text()
+    for text, words in (("[]", "not a JSON object"), ('{"current_model": 5}', "current_model")):
+        meta_path.write_text(text)
+        assert cli.main(["info", str(ws.path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "workspace.json" in err[0] and words in err[0], err
+    meta_path.write_text(good)
+    version = ws.current_model
+    emb_meta = ws.embeddings_dir / version / "meta.json"
+    emb_good = emb_meta.read_text()
+    for text in ("[]", "junk"):
+        emb_meta.write_text(text)
+        assert cli.main(["info", str(ws.path)]) == 0
+        out = capsys.readouterr().out
+        assert f"embedding  {version}: UNREADABLE: {emb_meta}" in out, out
+        assert cli.main(["scores", str(ws.path)]) == 2  # readers: one line naming the file
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(emb_meta) in err[0], err
+    emb_meta.write_text('{"model_version": "x"}')  # no counts: read from the arrays
+    assert cli.main(["info", str(ws.path)]) == 0
+    assert f"embedding  {version}: 40 x 8" in capsys.readouterr().out
+    emb_meta.write_text(emb_good)
+    kind, key = ws.list_artifacts("projection")[0]
+    art_meta = ws.artifact_path(kind, key) / "meta.json"
+    for text in ("[]", "{}"):
+        art_meta.write_text(text)
+        assert cli.main(["info", str(ws.path)]) == 0
+        out = capsys.readouterr().out
+        assert f"artefact   {kind}/{key}: " in out
+        project(ws, "pca")  # the map is fitted again
+        meta = json.loads(art_meta.read_text())
+        assert meta["fit_hash"] and not ws.is_stale(meta)
