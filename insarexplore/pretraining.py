@@ -8,6 +8,7 @@ Under torchrun rank 0 chooses the folder and every rank trains into it.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +30,22 @@ def pretrain_workspace(
     setup_device(cfg.device)  # the process group counts ranks for the resume key
     data = data_source(ws)
     choice: list[Any] = [None, None]
+    fresh = False
     if dist.is_main_process():
         run = find_resumable(ws.models_dir, run_key(data, cfg)) if cfg.resume else None
         if run is None:
             version, run = ws.new_model_dir(f"{cfg.method}-{cfg.arch}")
+            fresh = True
         choice = [run.name, str(run)]
     version, run_dir = dist.broadcast_object(choice)
-    train(data, cfg, Path(run_dir), version=version,
-          meta_extra={"data_fingerprint": ws.data_fingerprint()}, on_step=on_step)  # fmt: skip
+    try:
+        train(data, cfg, Path(run_dir), version=version,
+              meta_extra={"data_fingerprint": ws.data_fingerprint()}, on_step=on_step)  # fmt: skip
+    except BaseException:
+        run = Path(run_dir)
+        if fresh and not any((run / f).exists() for f in ("checkpoint.pt", "encoder.pt")):
+            shutil.rmtree(run, ignore_errors=True)  # nothing to resume: no empty run left behind
+        raise
     if dist.is_main_process():
         ws.set_current_model(version)
     dist.barrier()

@@ -427,6 +427,18 @@ def test_pretrain_needs_data(tmp_path, capsys):
     assert "no data" in capsys.readouterr().err
 
 
+def test_pretrain_views_larger_than_the_store_are_refused_and_leave_no_run(tmp_path, capsys):
+    """Views are crops of the stored images: a larger view size is one line (it once ran the
+    machine out of memory), and the failed start leaves no empty run folder behind."""
+    ws = make_embedded_workspace(tmp_path / "ws", size=16)
+    models = sorted(p.name for p in ws.models_dir.iterdir())
+    argv = ["pretrain", str(ws.path), "--steps", "1", "--image-size", "64"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "image_size 64" in err[0] and "16 px" in err[0], err
+    assert sorted(p.name for p in ws.models_dir.iterdir()) == models
+
+
 @pytest.mark.slow
 def test_pretrain_ctrl_c_then_resume(tmp_path):
     """SIGINT mid-run exits 130 with a checkpoint; the same command then finishes that run."""

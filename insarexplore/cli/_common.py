@@ -78,6 +78,50 @@ def stretch_gain(text: str) -> float:
     return value
 
 
+def at_least(lower: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``lower``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = lower - 1
+        if value < lower:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lower}, got {text}")
+        return value
+
+    return parse
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
+def seed_int(text: str) -> int:
+    """A random seed: an integer from 0 to 2**32 - 1 (what numpy and torch accept)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number from 0 to 1 (UMAP's min_dist: at most its spread, 1)."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
+    return value
+
+
 def non_negative_float(text: str) -> float:
     value = float(text)
     if not 0.0 <= value < float("inf"):

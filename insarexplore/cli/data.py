@@ -14,6 +14,7 @@ from insarexplore.cli._common import (
     positive_float,
     positive_int,
     say,
+    seed_int,
 )
 
 _CLASSES = ("mogi", "sill", "dyke", "earthquake", "subsidence", "none")
@@ -128,7 +129,7 @@ def add_synth(sub: Any) -> None:
     p.add_argument("--classes", type=_classes, default=_CLASSES, help="comma-separated subset")
     p.add_argument("--difficulty", choices=["easy", "medium", "hard"], default="medium")
     p.add_argument("--pixel-spacing", type=positive_float, default=100.0, help="metres")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--chunk-size", type=positive_int, default=1024, help="samples per chunk")
     p.add_argument(
         "--png-dir", default=None, help="also render images here (class folders; --flat: one)"

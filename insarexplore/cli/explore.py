@@ -15,6 +15,7 @@ from insarexplore.cli._common import (
     open_workspace,
     positive_int,
     say,
+    seed_int,
 )
 from insarexplore.names import FEWSHOT_METHODS, STRATEGIES
 
@@ -257,7 +258,7 @@ def add_suggest(sub: Any) -> None:
     )
     p.add_argument("--method", choices=FEWSHOT_METHODS, default="linear", help="classifier")
     p.add_argument("--model", default=None, help="model version (default: current)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("-o", "--output", default=None, help="also write a CSV")
     p.add_argument("--force", action="store_true", help="replace an existing --output file")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")

@@ -8,13 +8,17 @@ from typing import Any
 from insarexplore.cli._common import (
     add_command,
     add_device,
+    at_least,
     image_size,
     non_negative_float,
+    non_negative_int,
     open_workspace,
     positive_float,
     positive_int,
     say,
+    seed_int,
     stretch_gain,
+    unit_float,
 )
 from insarexplore.names import PHASE_INPUTS, RGB_INPUTS
 
@@ -140,8 +144,10 @@ def add_pretrain(sub: Any) -> None:
         help="the same along the classifier's other class directions (which source: Mogi, "
         "dyke, ...); 1: no stretch (default 3)",
     )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=None, help="DataLoader workers")
+    p.add_argument("--seed", type=seed_int, default=0)
+    p.add_argument(
+        "--workers", type=non_negative_int, default=None, help="DataLoader workers (0: none)"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
     p.add_argument("--fresh", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-monitor", action="store_true", help="skip the kNN/linear-probe monitor")
@@ -276,8 +282,10 @@ def add_project(sub: Any) -> None:
     p.add_argument("--method", choices=["umap", "pca"], default="umap")
     p.add_argument("--model", default=None, help="model version (default: current)")
     p.add_argument("--n-neighbors", type=positive_int, default=None, help="UMAP n_neighbors")
-    p.add_argument("--min-dist", type=float, default=None, help="UMAP min_dist")
-    p.add_argument("--max-fit", type=positive_int, default=None, help="fit on a subsample")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    p.add_argument("--min-dist", type=unit_float, default=None, help="UMAP min_dist, 0 to 1")
+    p.add_argument(
+        "--max-fit", type=at_least(10), default=None, help="fit on a subsample of at most this many"
+    )
+    p.add_argument("--seed", type=seed_int, default=None, help="random seed (default 0)")
     p.add_argument("--refit", action="store_true", help="ignore the cached map")
     p.add_argument("--clusters", action="store_true", help="also propose clusters (HDBSCAN)")

@@ -14,6 +14,7 @@ from insarexplore.cli._common import (
     positive_float,
     positive_int,
     say,
+    seed_int,
 )
 
 
@@ -152,7 +153,7 @@ def add_demo(sub: Any) -> None:
     )
     p.add_argument("--projection", choices=["umap", "pca"], default=None, help="map (umap)")
     p.add_argument("--quick", action="store_true", help="tiny sizes for a smoke test")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed_int, default=0)
     p.add_argument("--no-serve", action="store_true", help="build the workspace, do not serve")
     p.add_argument("--port", type=int, default=5006, help="dashboard port (0: any free port)")
     p.add_argument("--address", default="127.0.0.1", help="bind address (default: local only)")

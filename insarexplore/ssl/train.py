@@ -26,6 +26,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
+from insarexplore.errors import InSARDataError
 from insarexplore.models.encoders import PRESETS, build_encoder
 from insarexplore.models.physics_head import HEAD_FILE, checked_gain, save_physics_head
 from insarexplore.models.serialization import save_encoder
@@ -319,6 +320,11 @@ def train(
     cuda = device.type == "cuda"
     main = rank == 0
     kind, in_ch, stored = _probe(data_src, cfg)
+    if cfg.image_size is not None and cfg.image_size > stored:
+        raise InSARDataError(
+            f"image_size {cfg.image_size}: larger than the stored images ({stored} px); views "
+            f"are crops of them, so at most {stored}"
+        )
     # views: image_size if given, else the data's size capped at the size the arch is built for
     size = cfg.image_size or min(stored, PRESETS.get(cfg.arch, {}).get("image_size", 4096))
     # views are cut from the data brought down to a third more than the view (random crops of
