@@ -81,9 +81,10 @@ def suggest_workspace(
     ids, vectors, _ = ws.load_embeddings(model_version)
     ids = np.asarray(ids).astype(str)
     own = store is None
-    store = store or LabelStore(ws.labels_path)
+    if own and ws.labels_path.is_file():  # a reader: opens no lock, writes nothing
+        store = LabelStore(ws.labels_path, readonly=True)
     try:
-        current, revision = store.current(), store.revision()
+        current, revision = (store.current(), store.revision()) if store else ({}, 0)
         labelled = np.fromiter((s in current for s in ids), dtype=bool, count=len(ids))
         proba = classes = None
         if "proba" in uses and len(set(current.values())) >= 2:
@@ -95,7 +96,7 @@ def suggest_workspace(
                 " first, or use strategy='typical' or 'diversity'"
             )
     finally:
-        if own:
+        if own and store is not None:
             store.close()
     return suggest(
         n,

@@ -193,6 +193,10 @@ def test_a_readonly_workspace_can_count_and_export_labels(tmp_path, capsys):
         assert cli.main(["labels", "export", str(ws.path), os.path.join(base, "warm.csv")]) == 0
         assert cli.main(["labels", "counts", str(ws.path)]) == 0
         assert cli.main(["info", str(ws.path)]) == 0
+        assert cli.main(["suggest", str(ws.path), "-n", "3"]) == 0
+        import shutil
+
+        shutil.rmtree(ws.artifacts_dir / "predictions")  # made again, and not kept, below
         capsys.readouterr()
         _chmod_tree(ws.path, writable=False)
         with _unprivileged():
@@ -202,8 +206,11 @@ def test_a_readonly_workspace_can_count_and_export_labels(tmp_path, capsys):
             out_csv = os.path.join(out_dir, "labels.csv")
             rc_export = cli.main(["labels", "export", str(ws.path), out_csv])
             rc_info = cli.main(["info", str(ws.path)])
+            rc_suggest = cli.main(["suggest", str(ws.path), "-n", "3"])
+            rc_diverse = cli.main(["suggest", str(ws.path), "-n", "3", "--strategy", "diversity"])
         captured = capsys.readouterr()
         assert (rc_counts, rc_export, rc_info) == (0, 0, 0), captured.err
+        assert (rc_suggest, rc_diverse) == (0, 0), captured.err
         assert "2  mogi" in captured.out
         with open(out_csv) as fh:
             assert fh.read().count("\n") == 4
