@@ -489,3 +489,29 @@ def test_names_module_holds_the_encoders_input_names():
 
     assert cli_model.PHASE_INPUTS is PHASE_INPUTS and cli_model.RGB_INPUTS is RGB_INPUTS
     assert encoders.PHASE_INPUTS is PHASE_INPUTS and encoders.RGB_INPUTS is RGB_INPUTS
+
+
+def test_ctrl_c_says_one_thing_not_the_event_loops_teardown(tmp_path):
+    """The data store's I/O runs asyncio tasks; Ctrl-C mid-write left them pending, and the
+    interpreter's teardown printed a screenful about them. After an interrupt: one line."""
+    script = """
+import asyncio, sys
+import insarexplore.cli as cli
+import insarexplore.cli.explore as explore
+
+def interrupted(args):
+    loop = asyncio.new_event_loop()
+    async def write_chunk():
+        await asyncio.sleep(3600)
+    loop.create_task(write_chunk())
+    loop.run_until_complete(asyncio.sleep(0))
+    loop.close()  # the task is destroyed pending when collected
+    raise KeyboardInterrupt
+
+explore._cmd_info = interrupted
+sys.exit(cli.main(["info", "ws"]))
+"""
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert res.returncode == 130
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "interrupted" in lines[0], res.stderr

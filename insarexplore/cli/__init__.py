@@ -77,6 +77,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RESUME = "What was finished is saved; run the same command again to resume."
+_AFTER_INTERRUPT = {
+    "ingest": "Nothing was added (an ingest adds all of its files or none); run it again.",
+}
+
+
+def _quiet_teardown() -> None:
+    """After Ctrl-C, the data store's I/O tasks still pending in their event loop are torn
+    down with the interpreter; their complaints (asyncio's "Task was destroyed but it is
+    pending!", "Exception ignored ... Event loop is closed") say nothing to the user."""
+    import logging
+
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 ok, 2 bad input, 130 interrupted)."""
     from insarexplore.errors import InSARError
@@ -90,10 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        say(
-            f"\n{PROG} {args.command}: interrupted. What was finished is saved; "
-            "run the same command again to resume."
-        )
+        _quiet_teardown()
+        say(f"\n{PROG} {args.command}: interrupted. {_AFTER_INTERRUPT.get(args.command, _RESUME)}")
         return EXIT_INTERRUPTED
     except (InSARError, *_HANDLED) as exc:
         if debug:
