@@ -487,6 +487,21 @@ class Workspace:
             return np.array([], dtype=object)
         return store_sample_ids(self.data_path)
 
+    def source_labels(self) -> dict[str, str]:
+        """The labels the data came with (class folders, annotations; the store's ``label``
+        variable), by sample id; samples without one are left out. Not the label store's."""
+        if not self.has_data():
+            return {}
+        ds = self.open_data(lazy=True)
+        try:
+            if "label" not in ds.variables:
+                return {}
+            ids = ds["sample"].values.astype(str)
+            labels = ds["label"].values.astype(str)
+        finally:
+            ds.close()
+        return {s: lab for s, lab in zip(ids, labels) if lab}
+
     def data_fingerprint(self) -> str:
         """A short hash of what the data store holds ("empty" without data).
 

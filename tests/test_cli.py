@@ -417,6 +417,45 @@ def test_synth_renders_as_public_sets_ship_them_and_ingest_reads_them_back(tmp_p
         "subsidence",
         "none",
     }
+    # class folders: their labels come with the data, and the ingest says how to adopt them
+    assert cli.main(["ingest", str(tmp_path / "ws"), str(plain)]) == 0
+    err = capsys.readouterr().err
+    assert "the data came with labels (" in err and "labels import" in err and "--from-data" in err
+
+
+def test_labels_the_data_came_with_become_labels_on_request(tmp_path, capsys):
+    """Class folders' labels stay with the data until `labels import --from-data` records
+    them (never over a label a person gave); `labels counts` says they are waiting."""
+    from insarexplore.data.schema import new_dataset
+    from insarexplore.explore.labels import LabelStore
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ids = [f"s{i}" for i in range(6)]
+    given = ["mogi", "mogi", "none", "none", "", "dyke"]
+    ws.add_data(new_dataset(phase=np.zeros((6, 4, 4), np.float32), sample=ids, label=given))
+    assert ws.source_labels() == {s: g for s, g in zip(ids, given) if g}
+    with LabelStore(ws.labels_path, author="ana") as store:
+        store.assign("s0", "sill")  # a person's label is kept
+    assert cli.main(["labels", "counts", str(ws.path)]) == 0
+    out = capsys.readouterr()
+    assert "1  sill" in out.out and "4 labels not in the label store" in out.err
+    assert cli.main(["labels", "import", str(ws.path), "--from-data"]) == 0
+    err = capsys.readouterr().err
+    assert "recorded 4 labels" in err and "1 samples kept the label they had" in err
+    with LabelStore(ws.labels_path, readonly=True) as store:
+        assert store.current() == {"s0": "sill", "s1": "mogi", "s2": "none", "s3": "none",
+                                   "s5": "dyke"}  # fmt: skip
+    assert cli.main(["labels", "import", str(ws.path), "--from-data"]) == 0
+    assert "nothing to record" in capsys.readouterr().err
+    assert cli.main(["labels", "counts", str(ws.path)]) == 0
+    assert "not in the label store" not in capsys.readouterr().err
+    assert cli.main(["labels", "import", str(ws.path)]) == 2  # neither a file nor --from-data
+    assert "one of the two" in capsys.readouterr().err
+    bare = Workspace.create(tmp_path / "bare")
+    bare.add_data(new_dataset(phase=np.zeros((2, 4, 4), np.float32), sample=["a", "b"]))
+    assert cli.main(["labels", "import", str(bare.path), "--from-data"]) == 2
+    assert "came with no labels" in capsys.readouterr().err
 
 
 def test_pretrain_needs_data(tmp_path, capsys):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from insarexplore.cli._common import (
+    PROG,
     add_command,
     add_device,
     fraction,
@@ -164,6 +165,7 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
     if not source.exists():
         raise FileNotFoundError(f"{source}: no such file or folder")
     ws = Workspace.create(args.workspace, exist_ok=True)
+    had = len(ws.source_labels())
     report = add_to_workspace(
         ws,
         source,
@@ -193,6 +195,21 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
             else ""
         )
     )
+    for entry in skipped[1 : None if args.list_skipped else 10]:
+        say(f"  skipped {entry['file']}: {entry['problem']}")
+    if len(skipped) > 10 and not args.list_skipped:
+        say(f"  ... and {len(skipped) - 10:,} more (--list-skipped shows them all)")
+    if report.added and len(ws.source_labels()) > had:
+        from insarexplore.cli.explore import summary, unadopted_source_labels
+
+        waiting = unadopted_source_labels(ws)
+        if waiting:
+            say(
+                f"the data came with labels ({summary(waiting)}): kept with it and shown as "
+                "the source's; "
+                f"`{PROG} labels import {ws.path} --from-data` makes them labels that "
+                "suggestions and the few-shot model use"
+            )
     return 0
 
 
@@ -222,6 +239,9 @@ def add_ingest(sub: Any) -> None:
     p.add_argument("--format", choices=["auto", "licsar", "images", "hephaestus"], default="auto")
     p.add_argument("--strict", action="store_true", help="fail on the first bad file")
     p.add_argument("--workers", type=positive_int, default=None, help="reader threads")
+    p.add_argument(
+        "--list-skipped", action="store_true", help="name every skipped file (default: 10)"
+    )
     g = p.add_argument_group("LiCSAR GeoTIFF frames")
     g.add_argument("--patch-size", type=image_size, default=None, help="cut frames into N px")
     g.add_argument("--stride", type=positive_int, default=None, help="patch step (default N)")

@@ -11,6 +11,7 @@ from typing import Any
 
 from insarexplore.cli._common import (
     EXIT_USAGE,
+    PROG,
     add_command,
     open_workspace,
     positive_int,
@@ -96,6 +97,10 @@ def _cmd_labels_import(args: argparse.Namespace) -> int:
     from insarexplore.explore import labelio
 
     ws = open_workspace(args.workspace)
+    if args.from_data == bool(args.file):
+        raise ValueError("labels import: name a FILE or give --from-data (one of the two)")
+    if args.from_data:
+        return _import_source_labels(ws, args.author)
     src = Path(args.file).expanduser()
     if not src.exists():
         raise FileNotFoundError(f"{src}: no such file or folder")
@@ -109,20 +114,72 @@ def _cmd_labels_import(args: argparse.Namespace) -> int:
         else:
             n = labelio.import_hephaestus(store, src, ws, known_ids=known)
         counts = store.counts()
-    summary = ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items()))
-    say(f"imported {n:,} labels from {src} ({fmt}); now: {summary}")
+    say(f"imported {n:,} labels from {src} ({fmt}); now: {summary(counts)}")
     return 0
+
+
+def summary(counts: dict[str, int]) -> str:
+    """``a 20, b 10``: counts, most first."""
+    return ", ".join(
+        f"{k} {v:,}" for k, v in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
+
+
+def _import_source_labels(ws: Any, author: str | None) -> int:
+    """``labels import --from-data``: the data's own labels become label events (origin
+    'import'), except on samples that already carry a label in the store."""
+    from collections import Counter
+
+    given = ws.source_labels()
+    if not given:
+        raise ValueError(
+            f"{ws.path}: the data came with no labels (ingest class folders or annotations)"
+        )
+    with _label_store(ws, author=author) as store:
+        current = store.current()
+        pairs = [(s, lab) for s, lab in given.items() if s not in current]
+        if pairs:
+            store.assign_many(pairs, origin="import", description="labels the data came with")
+        counts = store.counts()
+    kept = len(given) - len(pairs)
+    added = summary(Counter(label for _, label in pairs))
+    say(
+        (f"recorded {len(pairs):,} labels the data came with ({added})" if pairs else
+         "nothing to record")
+        + (f"; {kept:,} samples kept the label they had" if kept else "")
+        + f"; now: {summary(counts)}"
+    )  # fmt: skip
+    return 0
+
+
+def unadopted_source_labels(ws: Any) -> dict[str, int]:
+    """Counts of the labels the data came with on samples the label store does not label."""
+    from collections import Counter
+
+    given = ws.source_labels()
+    if given and ws.labels_path.exists():
+        with _label_store(ws, readonly=True) as store:
+            current = store.current()
+        given = {s: lab for s, lab in given.items() if s not in current}
+    return dict(Counter(given.values()))
 
 
 def _cmd_labels_counts(args: argparse.Namespace) -> int:
     ws = open_workspace(args.workspace)
+    waiting = unadopted_source_labels(ws)
     if not ws.labels_path.exists():
         say(f"{ws.path}: no labels yet")
-        return 0
-    with _label_store(ws, readonly=True) as store:
-        counts = store.counts()
-    for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
-        print(f"{count:>9,}  {label}")
+    else:
+        with _label_store(ws, readonly=True) as store:
+            counts = store.counts()
+        for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            print(f"{count:>9,}  {label}")
+    if waiting:
+        say(
+            f"the data came with {sum(waiting.values()):,} labels not in the label store "
+            f"({summary(waiting)}): "
+            f"`{PROG} labels import {ws.path} --from-data` makes them labels"
+        )
     return 0
 
 
@@ -173,11 +230,18 @@ def add_labels(sub: Any) -> None:
         """
   insarexplore labels import ws/ labels.csv
   insarexplore labels import ws/ annotations.tar.gz --format hephaestus
+  insarexplore labels import ws/ --from-data     # the class folders' labels, as ingested
 """,
     )
     i.set_defaults(command="labels import")
     i.add_argument("workspace", help="workspace folder")
-    i.add_argument("file", help="CSV, GeoJSON, Hephaestus JSON file, folder or .tar.gz")
+    i.add_argument("file", nargs="?", help="CSV, GeoJSON, Hephaestus JSON file, folder or .tar.gz")
+    i.add_argument(
+        "--from-data",
+        action="store_true",
+        help="instead of a file: the labels the data came with (class folders, annotations "
+        "read at ingest), for samples you have not labelled yourself",
+    )
     i.add_argument("--format", choices=["auto", *_LABEL_FORMATS], default="auto", help=fmt_help)
     i.add_argument("--author", default=None, help="recorded author (default: OS user)")
     c = add_command(

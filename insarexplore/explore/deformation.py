@@ -100,7 +100,7 @@ def ranked_deformation(ws: Any, model_version: str | None = None, *, unlabelled:
     table.insert(1, "source", table[sources].idxmax(axis=1).str[2:-1])
     mine = _user_labels(ws)
     table.insert(2, "label", [mine.get(s, "") for s in table.index])
-    given = _source_labels(ws)
+    given = ws.source_labels() or None
     if given is not None:
         table.insert(3, "source_label", [given.get(s, "") for s in table.index])
     if unlabelled:
@@ -126,17 +126,3 @@ def model_physics_head(model_dir: Any):  # -> PhysicsHead | None
     from insarexplore.ssl.checkpoint import model_physics_head as read
 
     return read(model_dir)
-
-
-def _source_labels(ws: Any) -> dict[str, str] | None:
-    """The store's ``label`` variable (the labels the data came with), or None without any."""
-    if not ws.has_data():
-        return None
-    ds = ws.open_data(lazy=True)
-    try:
-        if "label" not in ds.variables:
-            return None
-        given = dict(zip(ds["sample"].values.astype(str), ds["label"].values.astype(str)))
-    finally:
-        ds.close()
-    return given if any(v for v in given.values()) else None
