@@ -411,7 +411,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
     print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
     for version, why in (status.get("unfinished_runs") or {}).items():
         print(f"run        {version}: {why}")
-    for version, emb in (status.get("embeddings") or {}).items():
+    embedded = status.get("embeddings") or {}
+    if current and current not in embedded:
+        print(f"embedding  {current} (current): none yet (run `{PROG} embed`)")
+    for version, emb in embedded.items():
+        if version == current:
+            version = f"{version} (current)"
+        elif current:
+            version = f"{version} (not the current model's)"
         if emb.get("old_format"):
             print(f"embedding  {version}: old unsafe format, not read (run `insarexplore embed`)")
         elif emb.get("unreadable"):

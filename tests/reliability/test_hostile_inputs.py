@@ -133,13 +133,13 @@ def test_malformed_workspace_json_files_are_one_line_or_computed_again(tmp_path,
         emb_meta.write_text(text)
         assert cli.main(["info", str(ws.path)]) == 0
         out = capsys.readouterr().out
-        assert f"embedding  {version}: UNREADABLE: {emb_meta}" in out, out
+        assert f"embedding  {version} (current): UNREADABLE: {emb_meta}" in out, out
         assert cli.main(["scores", str(ws.path)]) == 2  # readers: one line naming the file
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and str(emb_meta) in err[0], err
     emb_meta.write_text('{"model_version": "x"}')  # no counts: read from the arrays
     assert cli.main(["info", str(ws.path)]) == 0
-    assert f"embedding  {version}: 40 x 8" in capsys.readouterr().out
+    assert f"embedding  {version} (current): 40 x 8" in capsys.readouterr().out
     emb_meta.write_text(emb_good)
     kind, key = ws.list_artifacts("projection")[0]
     art_meta = ws.artifact_path(kind, key) / "meta.json"
