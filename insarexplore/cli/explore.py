@@ -77,9 +77,13 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
     ws = open_workspace(args.workspace)
     out, fmt = _export_target(args.output, args.format)
     _output(ws, args.output, force=True)  # --force is the exporters' own check
-    if not ws.labels_path.exists():
-        raise ValueError(f"{ws.path}: no labels yet, nothing to export")
     target: Any = str(out) + os.sep if str(args.output).endswith(("/", os.sep)) else out
+    if not ws.labels_path.exists():
+        if not (fmt == "geojson" and args.all):
+            raise ValueError(f"{ws.path}: no labels yet, nothing to export")
+        n = labelio.export_geojson(None, out, ws, include_unlabelled=True, overwrite=args.force)
+        say(f"wrote {n:,} footprints (no labels yet) to {out} ({fmt})")
+        return 0
     with _label_store(ws, readonly=True) as store:
         if fmt == "csv":
             n = labelio.export_csv(store, out, ws, overwrite=args.force)

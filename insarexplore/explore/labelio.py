@@ -224,9 +224,9 @@ def labels_geojson(store: LabelStore, table: Any, *, include_unlabelled: bool = 
     return json.dumps(_geojson_doc(store, table, include_unlabelled), allow_nan=False)
 
 
-def _geojson_doc(store: LabelStore, table: Any, include_unlabelled: bool) -> dict[str, Any]:
+def _geojson_doc(store: LabelStore | None, table: Any, include_unlabelled: bool) -> dict[str, Any]:
     meta = sample_table(table)
-    labels = store.current()
+    labels = store.current() if store is not None else {}  # None: no label store yet
     ids = meta.index.astype(str)
     chosen = ids if include_unlabelled else [s for s in ids if s in labels]
     sub = meta.loc[chosen].copy()
@@ -238,7 +238,7 @@ def _geojson_doc(store: LabelStore, table: Any, include_unlabelled: bool) -> dic
 
 
 def export_geojson(
-    store: LabelStore,
+    store: LabelStore | None,
     path: str | Path,
     table: Any,
     *,

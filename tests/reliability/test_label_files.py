@@ -130,6 +130,14 @@ def test_cli_export_without_labels_is_one_line(tmp_path, capsys):
     assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "x.csv")]) == 2
     assert "no labels" in capsys.readouterr().err
     assert not ws.labels_path.exists()  # a reader creates nothing
+    # every footprint, for a map before the first label
+    out = tmp_path / "all.geojson"
+    assert cli.main(["labels", "export", str(ws.path), str(out), "--all"]) == 0
+    doc = json.loads(out.read_text())
+    assert len(doc["features"]) == 40 and {f["properties"]["label"] for f in doc["features"]} == {
+        ""
+    }
+    assert not ws.labels_path.exists()
 
 
 def test_suggestion_csv_cells_cannot_run_as_formulas(tmp_path, capsys):
