@@ -270,6 +270,11 @@ class Workspace:
     ) -> Workspace:
         """Create a workspace folder (or open it when it exists and ``exist_ok``)."""
         ws = cls(path)
+        for up in (ws.path, *ws.path.parents):  # the nearest existing one must be a folder
+            if up.exists():
+                if not up.is_dir():
+                    raise WorkspaceError(f"{ws.path}: {up} is a file, not a folder")
+                break
         if ws.meta_path.exists():
             if not exist_ok:
                 raise WorkspaceError(f"{ws.path}: a workspace already exists here")

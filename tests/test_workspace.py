@@ -217,3 +217,11 @@ except OSError as exc:
     got_ids, got, _ = ws.load_embeddings(version, aligned=True)
     assert np.array_equal(got, np.ones((6, 4)))
     assert not [p.name for p in ws.embeddings_dir.iterdir() if ".tmp-" in p.name]
+
+
+def test_a_file_where_the_workspace_folder_should_be_is_named(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    for where in (tmp_path / "afile", tmp_path / "afile" / "ws"):
+        with pytest.raises(WorkspaceError, match="afile is a file, not a folder"):
+            Workspace.create(where)
+    assert (tmp_path / "afile").read_text() == "x"
