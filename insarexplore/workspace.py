@@ -95,6 +95,24 @@ def _update_json(path: Path, **changes: Any) -> None:
     _write_json(path, meta)
 
 
+class _Chunked:
+    """A file as numpy's writer sees a stream: arrays are written in chunks through
+    ``write``, so a full disk is the OSError Python raises (ENOSPC, naming nothing lost),
+    not numpy's errno-less "requested and written" of ``ndarray.tofile``."""
+
+    def __init__(self, fh: Any) -> None:
+        self.write = fh.write
+
+
+def _save_npy(target: Any, array: np.ndarray) -> None:
+    """``np.save`` without pickles to a path or an open binary file, failing as Python does."""
+    if isinstance(target, (str, os.PathLike)):
+        with open(target, "wb") as fh:
+            np.lib.format.write_array(_Chunked(fh), np.asanyarray(array), allow_pickle=False)
+    else:
+        np.lib.format.write_array(_Chunked(target), np.asanyarray(array), allow_pickle=False)
+
+
 def _npy_header(fh: Any) -> tuple[tuple[int, int], tuple[Any, ...], int]:
     """``(version, (shape, fortran, dtype), data offset)`` of an open ``.npy`` stream."""
     version = np.lib.format.read_magic(fh)
@@ -168,7 +186,7 @@ def _append_rows(
         os.fsync(fh.fileno())
         tmp = folder / f".ids.npy.tmp-{os.getpid()}"
         with tmp.open("wb") as out:
-            np.save(out, new_ids.astype(str), allow_pickle=False)
+            _save_npy(out, new_ids.astype(str))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, folder / "ids.npy")
@@ -640,7 +658,11 @@ class Workspace:
             ids = np.concatenate([old_ids[keep].astype(str), ids])
             vectors = np.concatenate([np.asarray(old_vec[keep]), vectors])
         tmp = self._embeddings_tmp(model_version)
-        np.save(tmp / "vectors.npy", vectors, allow_pickle=False)
+        try:
+            _save_npy(tmp / "vectors.npy", vectors)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         self._complete(model_version, tmp, ids, stretch)
         _replace_dir(tmp, self._embeddings_folder(model_version))
         return int(ids.size)
@@ -658,7 +680,7 @@ class Workspace:
 
     def _complete(self, model_version: str, folder: Path, ids: np.ndarray, stretch: Any) -> None:
         """Write ``ids.npy`` and ``meta.json`` beside a written ``vectors.npy``."""
-        np.save(folder / "ids.npy", ids.astype(str), allow_pickle=False)  # fixed-width unicode
+        _save_npy(folder / "ids.npy", ids.astype(str))  # fixed-width unicode: no pickles
         _write_json(
             folder / "meta.json",
             {
