@@ -95,6 +95,27 @@ def _update_json(path: Path, **changes: Any) -> None:
     _write_json(path, meta)
 
 
+@contextlib.contextmanager
+def _flock(path: Path, waiting: str):
+    """Hold an exclusive advisory ``flock`` on ``path`` (created if needed), yielding its
+    descriptor; ``waiting`` goes to stderr when another holder makes this one wait. The
+    kernel releases the lock however its holder exits, so none is ever left stale."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            import sys
+
+            print(waiting, file=sys.stderr)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield fd
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
 class _Chunked:
     """A file as numpy's writer sees a stream: arrays are written in chunks through
     ``write``, so a full disk is the OSError Python raises (ENOSPC, naming nothing lost),
@@ -441,26 +462,11 @@ class Workspace:
         An advisory ``flock`` on ``.data.lock``: the kernel releases it when its holder exits,
         however it exits, so a killed writer never leaves a stale lock behind.
         """
-        import fcntl
-
-        lock = self.path / ".data.lock"
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                import sys
-
-                print(
-                    f"{self.path}: another process is adding data; waiting for it ...",
-                    file=sys.stderr,
-                )
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        waiting = f"{self.path}: another process is adding data; waiting for it ..."
+        with _flock(self.path / ".data.lock", waiting) as fd:
             os.ftruncate(fd, 0)
             os.write(fd, str(os.getpid()).encode())
             yield
-        finally:
-            os.close(fd)  # closing releases the lock
 
     def add_data(self, ds) -> int:
         """Add samples (create the store or append to it); returns the new sample count."""
@@ -698,25 +704,11 @@ class Workspace:
         """One writer of a model's embeddings at a time, across processes and threads
         (``flock`` on ``embeddings/.VERSION.lock``; the kernel releases it however its holder
         exits). A writer that has to wait says so on stderr."""
-        import fcntl
-
         self.embeddings_dir.mkdir(parents=True, exist_ok=True)
         name = self.model_dir(model_version).name
-        lock = os.open(self.embeddings_dir / f".{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                import sys
-
-                print(
-                    f"{self.path}: another process is writing embeddings of {name}; waiting ...",
-                    file=sys.stderr,
-                )
-                fcntl.flock(lock, fcntl.LOCK_EX)
+        waiting = f"{self.path}: another process is writing embeddings of {name}; waiting ..."
+        with _flock(self.embeddings_dir / f".{name}.lock", waiting):
             yield
-        finally:
-            os.close(lock)  # closing releases the lock
 
     @contextlib.contextmanager
     def replacing_embeddings(self, model_version: str, ids: Any, *, stretch: Any = None):

@@ -375,15 +375,8 @@ def test_embeddings_stored_before_records_count_as_made_then(tmp_path):
     import json
 
     from insarexplore.ssl.checkpoint import embedded_stretch
-    from insarexplore.workspace import Workspace
 
-    torch.manual_seed(6)
-    ws = Workspace.create(tmp_path / "ws")
-    ws.add_data(_toy(6))
-    version, folder = ws.new_model_dir("test")
-    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
-    ws.set_current_model(version)
-    assert embed_workspace(ws, progress=False) == 6
+    ws, version, folder = _embedded_toy(tmp_path, 6, seed=6)
     meta_path = ws.embeddings_dir / folder.name / "meta.json"
     meta = json.loads(meta_path.read_text())
     del meta["stretch"]
@@ -400,15 +393,8 @@ def test_embeddings_stored_before_records_count_as_made_then(tmp_path):
 
 def test_embed_makes_unreadable_stored_embeddings_again(tmp_path):
     """An embeddings record edited into junk is not a dead end: embed replaces it in full."""
-    from insarexplore.workspace import Workspace
 
-    torch.manual_seed(0)
-    ws = Workspace.create(tmp_path / "ws")
-    ws.add_data(_toy(9))
-    version, folder = ws.new_model_dir("test")
-    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
-    ws.set_current_model(version)
-    assert embed_workspace(ws, progress=False) == 9
+    ws, version, folder = _embedded_toy(tmp_path, 9, seed=0)
     before = np.array(ws.load_embeddings(version, aligned=True)[1])
     meta_path = ws.embeddings_dir / folder.name / "meta.json"
     for text in ("[]", "junk", '{"stretch": "ten"}'):
@@ -417,3 +403,17 @@ def test_embed_makes_unreadable_stored_embeddings_again(tmp_path):
         _, after, meta = ws.load_embeddings(version, aligned=True)
         np.testing.assert_allclose(after, before, rtol=1e-4, atol=1e-5)
         assert meta["n"] == 9 and meta["stretch"] == [1.0, 1.0]
+
+
+def _embedded_toy(tmp_path, n: int, seed: int):
+    """A workspace of ``n`` toy samples embedded by a fresh (seeded) encoder without a head."""
+    from insarexplore.workspace import Workspace
+
+    torch.manual_seed(seed)
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(n))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-micro", 4, image_size=16))
+    ws.set_current_model(version)
+    assert embed_workspace(ws, progress=False) == n
+    return ws, version, folder

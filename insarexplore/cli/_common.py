@@ -93,23 +93,13 @@ def at_least(lower: int) -> Callable[[str], int]:
     return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
-    return value
+non_negative_int = at_least(0)
 
 
 def seed_int(text: str) -> int:
     """A random seed: an integer from 0 to 2**32 - 1 (what numpy and torch accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
+    value = at_least(0)(text)
+    if value >= 2**32:
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
     return value
 
