@@ -60,7 +60,7 @@ def _checked_stretch(stretch: Any) -> list[float] | None:
 
 def _checked_ids(ids: Any) -> np.ndarray:
     """Sample ids as a 1-D text array of distinct ids, or an error."""
-    ids = np.asarray(ids).astype(str)
+    ids = np.asarray(ids).astype(str, copy=False)
     if ids.ndim != 1:
         raise InSARDataError(f"embeddings: ids of shape {ids.shape}, not a list")
     if np.unique(ids).size != ids.size:
@@ -686,7 +686,7 @@ class Workspace:
 
     def _complete(self, model_version: str, folder: Path, ids: np.ndarray, stretch: Any) -> None:
         """Write ``ids.npy`` and ``meta.json`` beside a written ``vectors.npy``."""
-        _save_npy(folder / "ids.npy", ids.astype(str))  # fixed-width unicode: no pickles
+        _save_npy(folder / "ids.npy", ids.astype(str, copy=False))  # fixed-width unicode: no pickles
         _write_json(
             folder / "meta.json",
             {
