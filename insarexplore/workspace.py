@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import functools
 import hashlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -37,6 +39,8 @@ from insarexplore.errors import InSARDataError, WorkspaceError
 from insarexplore.names import STRETCH_GAINS
 
 __all__ = ["Workspace"]
+
+log = logging.getLogger(__name__)
 
 _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
@@ -409,8 +413,9 @@ class Workspace:
         """Whether ``path`` (links followed) is the workspace folder or one of its own files:
         ``workspace.json``, the label store, the data store, ``models/``, ``embeddings/``,
         ``artifacts/``, and hidden files (locks, staging). Exports never write there."""
+        real = Path(os.path.realpath(Path(path).expanduser()))  # a link loop: no error here
         try:
-            rel = Path(path).expanduser().resolve().relative_to(self.path.resolve())
+            rel = real.relative_to(os.path.realpath(self.path))
         except ValueError:
             return False
         if not rel.parts:
@@ -529,7 +534,7 @@ class Workspace:
             labels = ds["label"].values.astype(str)
         finally:
             ds.close()
-        return {s: lab for s, lab in zip(ids, labels) if lab}
+        return {str(s): str(lab) for s, lab in zip(ids, labels) if lab}
 
     def data_fingerprint(self) -> str:
         """A short hash of what the data store holds ("empty" without data).
@@ -666,11 +671,10 @@ class Workspace:
         tmp = self._embeddings_tmp(model_version)
         try:
             _save_npy(tmp / "vectors.npy", vectors)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        self._complete(model_version, tmp, ids, stretch)
-        _replace_dir(tmp, self._embeddings_folder(model_version))
+            self._complete(model_version, tmp, ids, stretch)
+            _replace_dir(tmp, self._embeddings_folder(model_version))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)  # gone once moved in; else a failed write
         return int(ids.size)
 
     def _embeddings_tmp(self, model_version: str, kind: str = "") -> Path:
@@ -686,7 +690,9 @@ class Workspace:
 
     def _complete(self, model_version: str, folder: Path, ids: np.ndarray, stretch: Any) -> None:
         """Write ``ids.npy`` and ``meta.json`` beside a written ``vectors.npy``."""
-        _save_npy(folder / "ids.npy", ids.astype(str, copy=False))  # fixed-width unicode: no pickles
+        _save_npy(
+            folder / "ids.npy", ids.astype(str, copy=False)
+        )  # fixed-width unicode: no pickles
         _write_json(
             folder / "meta.json",
             {
@@ -769,7 +775,8 @@ class Workspace:
                     ):
                         more = old_ids[keep].astype(str), np.asarray(old_vec[keep])
                         n = _append_rows(tmp, *more, model_version)
-                        _update_json(tmp / "meta.json", n=n)
+                        if n is not None:  # else not kept: embedded again as missing ones
+                            _update_json(tmp / "meta.json", n=n)
                 _replace_dir(tmp, self._embeddings_folder(model_version))
         finally:
             if "fd" in file:
@@ -918,6 +925,21 @@ class Workspace:
         _write_json(tmp / "meta.json", full)
         _replace_dir(tmp, final)
         return final
+
+    def keep_artifact(
+        self, kind: str, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None
+    ) -> bool:
+        """:meth:`save_artifact` for a result that can be computed again (a cache): on a
+        workspace this process may read but not write, it is not kept (logged) and the caller
+        goes on with it. Returns whether it was stored."""
+        try:
+            self.save_artifact(kind, key, arrays, meta)
+        except OSError as exc:
+            if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise
+            log.warning("%s: %s %s not stored (%s)", self.path, kind, key, exc.strerror or exc)
+            return False
+        return True
 
     def has_artifact(self, kind: str, key: str) -> bool:
         """Whether the artefact is stored (in a format that is safe to read: one of an older

@@ -425,29 +425,33 @@ def test_synth_renders_as_public_sets_ship_them_and_ingest_reads_them_back(tmp_p
 
 def test_labels_the_data_came_with_become_labels_on_request(tmp_path, capsys):
     """Class folders' labels stay with the data until `labels import --from-data` records
-    them (never over a label a person gave); `labels counts` says they are waiting."""
+    them, never over a person's decision (a label given, or one removed); labels the store
+    cannot keep are named and skipped; `labels counts` says how many are waiting."""
     from insarexplore.data.schema import new_dataset
     from insarexplore.explore.labels import LabelStore
     from insarexplore.workspace import Workspace
 
     ws = Workspace.create(tmp_path / "ws")
-    ids = [f"s{i}" for i in range(6)]
-    given = ["mogi", "mogi", "none", "none", "", "dyke"]
-    ws.add_data(new_dataset(phase=np.zeros((6, 4, 4), np.float32), sample=ids, label=given))
+    ids = [f"s{i}" for i in range(8)]
+    given = ["mogi", "mogi", "none", "none", "", "dyke", "a\tb", "dyke"]
+    ws.add_data(new_dataset(phase=np.zeros((8, 4, 4), np.float32), sample=ids, label=given))
     assert ws.source_labels() == {s: g for s, g in zip(ids, given) if g}
     with LabelStore(ws.labels_path, author="ana") as store:
         store.assign("s0", "sill")  # a person's label is kept
+        store.assign("s7", "mogi")
+        store.remove("s7")  # and so is a person's removal
     assert cli.main(["labels", "counts", str(ws.path)]) == 0
     out = capsys.readouterr()
-    assert "1  sill" in out.out and "4 labels not in the label store" in out.err
+    assert "1  sill" in out.out and "4 labels not in the label store" in out.err, out
     assert cli.main(["labels", "import", str(ws.path), "--from-data"]) == 0
     err = capsys.readouterr().err
-    assert "recorded 4 labels" in err and "1 samples kept the label they had" in err
+    assert "recorded 4 label(s)" in err and "2 sample(s) already labelled, or decided" in err
+    assert "skipped 1 sample(s) labelled 'a\\tb' in the data: a label must be one line" in err
     with LabelStore(ws.labels_path, readonly=True) as store:
         assert store.current() == {"s0": "sill", "s1": "mogi", "s2": "none", "s3": "none",
                                    "s5": "dyke"}  # fmt: skip
     assert cli.main(["labels", "import", str(ws.path), "--from-data"]) == 0
-    assert "nothing to record" in capsys.readouterr().err
+    assert "nothing new to record" in capsys.readouterr().err
     assert cli.main(["labels", "counts", str(ws.path)]) == 0
     assert "not in the label store" not in capsys.readouterr().err
     assert cli.main(["labels", "import", str(ws.path)]) == 2  # neither a file nor --from-data

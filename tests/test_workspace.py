@@ -225,3 +225,52 @@ def test_a_file_where_the_workspace_folder_should_be_is_named(tmp_path):
         with pytest.raises(WorkspaceError, match="afile is a file, not a folder"):
             Workspace.create(where)
     assert (tmp_path / "afile").read_text() == "x"
+
+
+def test_a_save_of_embeddings_that_fails_part_way_leaves_no_staging(
+    tmp_path, tiny_phase_ds, monkeypatch
+):
+    import errno
+
+    import insarexplore.workspace as workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+    version, _ = ws.new_model_dir("ssl")
+    ws.save_embeddings(version, ws.sample_ids(), np.ones((6, 4)))
+    save = workspace._save_npy
+
+    def full_at_ids(target, array):
+        if str(target).endswith("ids.npy"):
+            raise OSError(errno.ENOSPC, "No space left on device", str(target))
+        save(target, array)
+
+    monkeypatch.setattr(workspace, "_save_npy", full_at_ids)
+    with pytest.raises(OSError, match="No space"):
+        ws.save_embeddings(version, ws.sample_ids(), np.zeros((6, 4)))
+    assert not [p.name for p in ws.embeddings_dir.iterdir() if ".tmp-" in p.name]
+    assert np.array_equal(ws.load_embeddings(version, aligned=True)[1], np.ones((6, 4)))
+
+
+def test_caches_are_used_without_being_kept_on_a_workspace_that_cannot_be_written(
+    tmp_path, tiny_phase_ds, monkeypatch
+):
+    import errno
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(tiny_phase_ds)
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(ws.artifacts_dir))
+
+    monkeypatch.setattr(Workspace, "save_artifact", read_only)
+    assert ws.keep_artifact("anomaly", "k", {"score": np.zeros(3)}) is False
+    with pytest.raises(OSError):
+        ws.save_artifact("anomaly", "k", {"score": np.zeros(3)})  # results that must be kept
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, "I/O error")
+
+    monkeypatch.setattr(Workspace, "save_artifact", broken)
+    with pytest.raises(OSError, match="I/O"):  # only a read-only workspace goes without
+        ws.keep_artifact("anomaly", "k", {"score": np.zeros(3)})

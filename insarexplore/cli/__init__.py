@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 _RESUME = "What was finished is saved; run the same command again to resume."
 _AFTER_INTERRUPT = {
-    "ingest": "Nothing was added (an ingest adds all of its files or none); run it again.",
+    "ingest": "An ingest adds all of its files or none: `insarexplore info` shows whether "
+    "this one's were added; if not, run it again.",
 }
 
 

@@ -98,8 +98,11 @@ non_negative_int = at_least(0)
 
 def seed_int(text: str) -> int:
     """A random seed: an integer from 0 to 2**32 - 1 (what numpy and torch accept)."""
-    value = at_least(0)(text)
-    if value >= 2**32:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
         raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
     return value
 

@@ -131,28 +131,43 @@ def summary(counts: dict[str, int]) -> str:
 
 def _import_source_labels(ws: Any, author: str | None) -> int:
     """``labels import --from-data``: the data's own labels become label events (origin
-    'import'), except on samples that already carry a label in the store."""
+    'import'), except on samples a person labelled or unlabelled (their decision stands) and
+    labels the store cannot keep (named, and skipped)."""
     from collections import Counter
+
+    from insarexplore.explore.labels import check_label
 
     given = ws.source_labels()
     if not given:
         raise ValueError(
             f"{ws.path}: the data came with no labels (ingest class folders or annotations)"
         )
+    refused: dict[str, str] = {}
+    for label in set(given.values()):
+        try:
+            check_label(label)
+        except ValueError as exc:
+            refused[label] = str(exc).split(": ", 1)[-1].split(", got ")[0]
     with _label_store(ws, author=author) as store:
-        current = store.current()
-        pairs = [(s, lab) for s, lab in given.items() if s not in current]
+        current, person = store.current(), store.decided_by_person()
+        pairs = [(s, lab) for s, lab in given.items()
+                 if s not in current and s not in person and lab not in refused]  # fmt: skip
         if pairs:
             store.assign_many(pairs, origin="import", description="labels the data came with")
         counts = store.counts()
-    kept = len(given) - len(pairs)
     added = summary(Counter(label for _, label in pairs))
+    skipped = sum(1 for lab in given.values() if lab in refused)
+    kept = len(given) - len(pairs) - skipped
     say(
-        (f"recorded {len(pairs):,} labels the data came with ({added})" if pairs else
-         "nothing to record")
-        + (f"; {kept:,} samples kept the label they had" if kept else "")
-        + f"; now: {summary(counts)}"
+        (f"recorded {len(pairs):,} label(s) the data came with ({added})" if pairs else
+         "nothing new to record")
+        + (f"; {kept:,} sample(s) already labelled, or decided by hand, left as they are"
+           if kept else "")
+        + f"; now: {summary(counts) or 'no labels'}"
     )  # fmt: skip
+    for label, why in sorted(refused.items()):
+        n = sum(1 for lab in given.values() if lab == label)
+        say(f"  skipped {n:,} sample(s) labelled {label!r} in the data: a label {why}")
     return 0
 
 
@@ -160,12 +175,20 @@ def unadopted_source_labels(ws: Any) -> dict[str, int]:
     """Counts of the labels the data came with on samples the label store does not label."""
     from collections import Counter
 
+    from insarexplore.explore.labels import check_label
+
     given = ws.source_labels()
     if given and ws.labels_path.exists():
         with _label_store(ws, readonly=True) as store:
-            current = store.current()
-        given = {s: lab for s, lab in given.items() if s not in current}
-    return dict(Counter(given.values()))
+            done = set(store.current()) | store.decided_by_person()
+        given = {s: lab for s, lab in given.items() if s not in done}
+    counts = Counter(given.values())
+    for label in list(counts):  # labels the store refuses are not waiting for it
+        try:
+            check_label(label)
+        except ValueError:
+            del counts[label]
+    return dict(counts)
 
 
 def _cmd_labels_counts(args: argparse.Namespace) -> int:

@@ -99,7 +99,7 @@ def anomaly_scores(
         if ameta.get("source_hash") == source and ameta.get("params") == kw:
             return rank_anomalies(arrays["score"], arrays["ids"])
     score = knn_scores(vectors, **kw) if method == "knn" else isolation_forest_scores(vectors, **kw)
-    ws.save_artifact(
+    ws.keep_artifact(  # a cache: a read-only workspace scores without keeping them
         "anomaly",
         key,
         {"ids": ids.astype(object), "score": score},

@@ -20,8 +20,6 @@ logistic ones (``calibrated_`` is False).
 
 from __future__ import annotations
 
-import errno
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,8 +30,6 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from insarexplore.names import FEWSHOT_METHODS
-
-log = logging.getLogger(__name__)
 
 __all__ = [
     "FewShotClassifier",
@@ -365,12 +361,7 @@ def train_fewshot(
         "classes": preds.classes.astype(object),
     }
     report(0.95, "storing predictions")
-    try:
-        ws.save_artifact("predictions", f"{method}-{version}", arrays, preds.meta)
-    except OSError as exc:  # a workspace this process may read but not write: not kept
-        if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):
-            raise
-        log.warning("%s: predictions not stored (%s)", ws.path, exc.strerror or exc)
+    ws.keep_artifact("predictions", f"{method}-{version}", arrays, preds.meta)
     return clf, preds
 
 

@@ -264,7 +264,7 @@ class LabelStore:
         self, samples: str | Iterable[str], label: str, *, origin: str = "person"
     ) -> int | None:
         """Give ``label`` to ``samples``; returns the operation id (None when nothing changed)."""
-        label = _check_label(label)
+        label = check_label(label)
         ids = _as_ids(samples)
         self._check_known(ids)
         return self._write(lambda c: self._apply(c, "assign", ids, label, origin))
@@ -279,7 +279,7 @@ class LabelStore:
         that all belong to one operation: undo reverts the whole import. An import cut short
         keeps the batches committed before; running it again completes it.
         """
-        pairs = [(str(s), _check_label(lab)) for s, lab in pairs]
+        pairs = [(str(s), check_label(lab)) for s, lab in pairs]
         _as_ids([s for s, _ in pairs])
         self._check_known([s for s, _ in pairs])
 
@@ -305,7 +305,7 @@ class LabelStore:
 
     def add_class(self, name: str) -> int | None:
         """Declare a class before any sample carries it (the dashboard's "new class")."""
-        name = _check_label(name)
+        name = check_label(name)
 
         def run(c: sqlite3.Connection) -> int | None:
             if name in self._classes(c):
@@ -318,13 +318,11 @@ class LabelStore:
 
     def rename_class(self, old: str, new: str) -> int:
         """Rename a class: every sample carrying ``old`` gets ``new`` (history is kept)."""
-        return self.merge_classes(
-            [old], _check_label(new), description=f"rename {old!r} to {new!r}"
-        )
+        return self.merge_classes([old], check_label(new), description=f"rename {old!r} to {new!r}")
 
     def merge_classes(self, sources: Iterable[str], target: str, *, description: str = "") -> int:
         """Relabel every sample of ``sources`` as ``target`` and retire the source classes."""
-        sources, target = [str(s) for s in sources], _check_label(target)
+        sources, target = [str(s) for s in sources], check_label(target)
 
         def run(c: sqlite3.Connection) -> int:
             known = self._classes(c)
@@ -410,6 +408,12 @@ class LabelStore:
         keys = ("id", "op", "sample", "label", "action", "prev", "author", "origin", "time")
         rows = self._read(f"SELECT {', '.join(keys)}, session FROM events ORDER BY id")
         return [dict(zip(keys + ("session",), r)) for r in rows]
+
+    def decided_by_person(self) -> set[str]:
+        """Samples with any event a person made (a label given, changed or removed): imports
+        that fill in labels leave them as the person left them."""
+        return {r[0] for r in self._read("SELECT DISTINCT sample FROM events WHERE origin = ?",
+                                         ("person",))}  # fmt: skip
 
     def revision(self) -> int:
         """A number that grows with every committed operation (for caches and provenance)."""
@@ -589,7 +593,8 @@ def _as_ids(samples: str | Iterable[str]) -> list[str]:
     return ids
 
 
-def _check_label(label: str) -> str:
+def check_label(label: str) -> str:
+    """``label`` as the store keeps it (stripped), or a ValueError saying why not."""
     if not isinstance(label, str) or not label.strip():
         raise ValueError(f"label: must be a non-empty string, got {label!r}")
     if any(ch in label for ch in "\r\n\t"):

@@ -548,7 +548,7 @@ def _cached(ws: Any, key: str, ids: np.ndarray, vectors: Any, pos: dict, made_fr
                 moved = new.size or len(have) != len(arrays["ids"])
                 if moved or meta.get("data_fingerprint") != made_from["data_fingerprint"]:
                     meta = {**meta, **made_from}
-                    _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays))
+                    _save(ws, key, ids, xy, fit_ids, meta, _extra(arrays), cache=True)
                 return ids, xy
     return None
 
@@ -577,6 +577,10 @@ def _save(
     fit_ids: np.ndarray,
     meta: dict,
     extra: dict | None = None,
+    *,
+    cache: bool = False,
 ) -> None:
+    """Store a map; ``cache``: one that a read-only workspace uses without keeping."""
     arrays = {"ids": ids.astype(str), "xy": xy, "fit_ids": np.asarray(fit_ids).astype(str)}
-    ws.save_artifact("projection", key, {**arrays, **(extra or {})}, meta)
+    save = ws.keep_artifact if cache else ws.save_artifact
+    save("projection", key, {**arrays, **(extra or {})}, meta)

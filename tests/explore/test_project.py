@@ -87,7 +87,7 @@ def test_fitted_umap_survives_joblib(umap_fit, tmp_path):
     np.testing.assert_allclose(again.transform(X[:5]), proj.transform(X[:5]), atol=1e-4)
 
 
-def test_a_map_with_new_samples_placed_is_current_again(tmp_path):
+def test_a_map_with_new_samples_placed_is_current_again(tmp_path, monkeypatch):
     """New data ingested, embedded and placed into the map: `info` must not call it stale."""
     from insarexplore.data.schema import new_dataset
     from insarexplore.workspace import Workspace
@@ -114,3 +114,16 @@ def test_a_map_with_new_samples_placed_is_current_again(tmp_path):
     ws.add_data(new_dataset(phase=np.zeros((1, 4, 4), np.float32), sample=["c0"]))
     project(ws, "pca")  # nothing new embedded: the map shows what the embeddings hold
     assert ws.is_stale(ws.load_artifact("projection", key)[1])
+    # on a workspace that cannot be written, the stored map is placed into and used, not kept
+    import errno
+
+    ws.save_embeddings(version, ["c0"], rng.normal(size=(1, 6)))
+    before = ws.load_artifact("projection", key)[1]
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EACCES, "Permission denied", str(ws.artifacts_dir))
+
+    monkeypatch.setattr(Workspace, "save_artifact", read_only)
+    ids, xy = project(ws, "pca")
+    assert len(ids) == 46 and np.isfinite(xy).all()
+    assert ws.load_artifact("projection", key)[1] == before

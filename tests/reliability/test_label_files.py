@@ -206,6 +206,15 @@ def test_cli_outputs_never_replace_a_file_unasked_nor_the_workspaces_own(tmp_pat
         assert len(err) == 1 and "part of the workspace" in err[0], (argv, err)
     assert ws.labels_path.read_bytes() == labels_before
     assert json.loads((ws.path / "workspace.json").read_text())["current_model"] == version
+    # a link loop on the way is one line too
+    (tmp_path / "loopa").symlink_to(tmp_path / "loopb")
+    (tmp_path / "loopb").symlink_to(tmp_path / "loopa")
+    for argv in (
+        ["labels", "export", str(ws.path), str(tmp_path / "loopa" / "x.csv")],
+        [*suggest, str(tmp_path / "loopa" / "x.csv")],
+    ):
+        assert cli.main(argv) == 2, argv
+        assert len(capsys.readouterr().err.strip().splitlines()) == 1
     # a file where a folder should be is named as such
     (tmp_path / "afile").write_text("x")
     assert cli.main(["labels", "export", str(ws.path), str(tmp_path / "afile" / "x.csv")]) == 2

@@ -197,6 +197,7 @@ def test_a_readonly_workspace_can_count_and_export_labels(tmp_path, capsys):
         import shutil
 
         shutil.rmtree(ws.artifacts_dir / "predictions")  # made again, and not kept, below
+        shutil.rmtree(ws.artifacts_dir / "anomaly", ignore_errors=True)
         capsys.readouterr()
         _chmod_tree(ws.path, writable=False)
         with _unprivileged():
@@ -208,9 +209,10 @@ def test_a_readonly_workspace_can_count_and_export_labels(tmp_path, capsys):
             rc_info = cli.main(["info", str(ws.path)])
             rc_suggest = cli.main(["suggest", str(ws.path), "-n", "3"])
             rc_diverse = cli.main(["suggest", str(ws.path), "-n", "3", "--strategy", "diversity"])
+            rc_anomaly = cli.main(["suggest", str(ws.path), "-n", "3", "--strategy", "anomaly"])
         captured = capsys.readouterr()
         assert (rc_counts, rc_export, rc_info) == (0, 0, 0), captured.err
-        assert (rc_suggest, rc_diverse) == (0, 0), captured.err
+        assert (rc_suggest, rc_diverse, rc_anomaly) == (0, 0, 0), captured.err
         assert "2  mogi" in captured.out
         with open(out_csv) as fh:
             assert fh.read().count("\n") == 4
