@@ -8,6 +8,7 @@ focused suggestion with class 1-9 and move to the next one (``n`` skips, ``u`` u
 
 from __future__ import annotations
 
+import html
 from typing import Any
 
 import panel as pn
@@ -75,8 +76,10 @@ class ModelView(pn.viewable.Viewer):
         self.n = pn.widgets.IntInput(label="How many", value=12, start=1, end=200, width=80)
         self.suggest = pn.widgets.Button(label="Suggest next", width=120, margin=(23, 5, 5, 5))
         self.keys = KeyListener(width=0, height=0, margin=0)
-        self.status = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
-        self.summary = pn.pane.Markdown("", sizing_mode="stretch_width", margin=(0, 10))
+        # plain text in HTML panes, escaped: messages and class names are user text (a class
+        # named like markup must show as its name, never run as the page's own code)
+        self.status = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
+        self.summary = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.train.on_click(self._on_train)
         self.suggest.on_click(self._on_suggest)
         self.keys.param.watch(self._on_key, "presses")
@@ -113,14 +116,14 @@ class ModelView(pn.viewable.Viewer):
         self.progress.active = False
         self.train.disabled = s.busy
         self.train.label = "Training..." if s.busy else "Train few-shot"
-        self.status.object = s.message
+        self.status.object = _text(s.message)
         if s.has_predictions:
             vc = s.table["predicted"].value_counts()
             parts = ", ".join(f"{k}: {v:,}" for k, v in vc.items() if k != "")
             mean = s.table["confidence"].mean()
-            self.summary.object = f"Predicted: {parts} · mean confidence {mean:.2f}"
+            self.summary.object = _text(f"Predicted: {parts} · mean confidence {mean:.2f}")
         else:
-            self.summary.object = "No predictions yet: label 2+ classes, then train."
+            self.summary.object = _text("No predictions yet: label 2+ classes, then train.")
 
     def __panel__(self) -> pn.viewable.Viewable:
         help_text = pn.pane.Markdown(
@@ -138,3 +141,8 @@ class ModelView(pn.viewable.Viewer):
             self.keys,
             sizing_mode="stretch_width",
         )
+
+
+def _text(text: str) -> str:
+    """``text`` as one HTML paragraph, every character shown as itself."""
+    return f"<p style='margin:4px 0'>{html.escape(str(text))}</p>" if text else ""

@@ -248,6 +248,24 @@ def test_model_panel_trains_and_keys_label(workspace_copy):
         assert len(set(queue)) == 12 and (st.table.loc[queue, "label"] == "").all()
 
 
+def test_class_names_show_as_text_in_the_model_panel_never_as_markup(workspace_copy):
+    """A class name is user text (typed, or imported from a colleague's CSV): in the status
+    line and the predictions summary it shows as itself and never runs as the page's code."""
+    from insarexplore.app.model import ModelView
+
+    data = ExplorerData.from_workspace(workspace_copy, projection="pca")
+    st = ExplorerState(data, author="x")
+    view = ModelView(st)
+    evil = "<img src=x onerror=alert(1)>"
+    for k, c in enumerate(("none", evil)):  # the evil one last: the status names it
+        st.assign([f"s{i:04d}" for i in range(k, 24, 2)], c)
+    assert "<img" not in view.status.object and "&lt;img src=x" in view.status.object
+    view.train.clicks += 1
+    st.wait(60)
+    assert st.has_predictions and "&lt;img src=x onerror=alert(1)&gt;" in view.summary.object
+    assert "<img" not in view.summary.object
+
+
 def test_explorer_assembles_inline(app_data):
     from insarexplore.app import Explorer
 
