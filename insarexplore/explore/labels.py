@@ -79,7 +79,19 @@ INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');
 _CLASSES_SQL = """
 SELECT name FROM class_events AS ce
 WHERE id = (SELECT MAX(id) FROM class_events WHERE name = ce.name) AND action = 'create'
-UNION SELECT DISTINCT label FROM current ORDER BY 1
+UNION SELECT DISTINCT label FROM current
+"""
+# the classes in the order they came into the store: the first operation that created a
+# class or gave a label now held with it (ties, one operation's classes, by name)
+_CLASS_ORDER_SQL = f"""
+WITH live(name) AS ({_CLASSES_SQL}),
+firsts(name, first) AS (
+  SELECT name, MIN(op) FROM class_events WHERE action = 'create' GROUP BY name
+  UNION ALL
+  SELECT f.label, e.op FROM (SELECT label, MIN(event) AS ev FROM current GROUP BY label) AS f
+  JOIN events AS e ON e.id = f.ev)
+SELECT live.name FROM live JOIN firsts USING(name)
+GROUP BY live.name ORDER BY MIN(firsts.first), live.name
 """
 
 
@@ -389,8 +401,9 @@ class LabelStore:
         return counts
 
     def classes(self) -> list[str]:
-        """Class names in use or declared, sorted."""
-        return [r[0] for r in self._read(_CLASSES_SQL)]
+        """Class names in use or declared, in the order they came into the store (so keys
+        and colours given by position stay the same in every session)."""
+        return [r[0] for r in self._read(_CLASS_ORDER_SQL)]
 
     def history(self, sample: str) -> list[dict[str, Any]]:
         """Every event of one sample, oldest first, with the operation that made it."""

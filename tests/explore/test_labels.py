@@ -180,3 +180,16 @@ def test_writer_killed_mid_transaction_leaves_store_intact(tmp_path):
         assert s.rebuild() == s.current()
         s.assign(["after"], "crash")  # and it still takes writes
         assert s.current()["after"] == "crash"
+
+
+def test_classes_keep_the_order_they_came_in_across_sessions(tmp_path):
+    """Keys 1-9 and colours follow the class order: a reload must not swap them (the order
+    was alphabetical in a new session and creation order in a live one)."""
+    with LabelStore(tmp_path / "l.sqlite", author="a") as store:
+        store.add_class("zebra")
+        store.assign(["s1"], "zebra")
+        store.assign(["s2", "s3"], "apple")  # used before it was declared: order of first use
+        store.add_class("mango")
+        store.assign_many([("s4", "b"), ("s5", "a")])  # one operation: by name
+    with LabelStore(tmp_path / "l.sqlite", readonly=True) as again:
+        assert again.classes() == ["zebra", "apple", "mango", "a", "b"]
