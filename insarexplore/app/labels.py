@@ -13,6 +13,7 @@ import param
 
 from insarexplore.app import engine
 from insarexplore.app.session import SessionBase
+from insarexplore.explore.labels import check_label
 
 __all__ = ["Labels", "default_author"]
 
@@ -58,6 +59,7 @@ class Labels(SessionBase):
         name = name.strip()
         if not name:
             raise ValueError("a class name must not be empty")
+        name = check_label(name)  # one line, of a legend's length: as the store keeps names
         if name not in self.classes:
             if self.store is not None:
                 self.store.add_class(name)

@@ -76,6 +76,8 @@ CREATE TRIGGER IF NOT EXISTS class_events_no_delete BEFORE DELETE ON class_event
 BEGIN SELECT RAISE(ABORT, 'class events are append-only'); END;
 INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', '1');
 """
+MAX_LABEL = 100  # characters in a class name: a name, not a note (it is shown in legends)
+
 _CLASSES_SQL = """
 SELECT name FROM class_events AS ce
 WHERE id = (SELECT MAX(id) FROM class_events WHERE name = ce.name) AND action = 'create'
@@ -612,4 +614,9 @@ def check_label(label: str) -> str:
         raise ValueError(f"label: must be a non-empty string, got {label!r}")
     if any(ch in label for ch in "\r\n\t"):
         raise ValueError(f"label: must be one line, got {label!r}")
+    if len(label.strip()) > MAX_LABEL:
+        raise ValueError(
+            f"label: at most {MAX_LABEL} characters, got {len(label.strip())} "
+            f"({label.strip()[:20]!r}...)"
+        )
     return label.strip()

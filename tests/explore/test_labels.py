@@ -193,3 +193,14 @@ def test_classes_keep_the_order_they_came_in_across_sessions(tmp_path):
         store.assign_many([("s4", "b"), ("s5", "a")])  # one operation: by name
     with LabelStore(tmp_path / "l.sqlite", readonly=True) as again:
         assert again.classes() == ["zebra", "apple", "mango", "a", "b"]
+
+
+def test_class_names_are_names_not_notes(tmp_path):
+    """A 3,000-character class name once widened the dashboard to 22,000 px."""
+    with LabelStore(tmp_path / "l.sqlite", author="a") as store:
+        store.add_class("x" * 100)
+        with pytest.raises(ValueError, match="at most 100 characters, got 3000"):
+            store.add_class("y" * 3000)
+        with pytest.raises(ValueError, match="at most 100 characters"):
+            store.assign_many([("s1", "ok"), ("s2", "z" * 101)])
+        assert store.current() == {}  # every pair is checked before anything is written
