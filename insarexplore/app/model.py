@@ -24,29 +24,58 @@ STRATEGIES = {label: name for name, label in STRATEGY_LABELS.items()}
 
 
 class KeyListener(pn.custom.ReactiveHTML):
-    """Reports key presses on the page (outside text inputs) as ``key`` + ``presses``."""
+    """Reports key presses on the page (outside text inputs) in ``log``: ``"COUNT:TAIL"``, the
+    presses since the page was drawn and the last of their keys. One value carries both, so
+    presses faster than the page syncs (which merges updates of a value) are all counted;
+    :meth:`new_keys` says which keys came since the last call."""
 
-    key = param.String(default="")
-    presses = param.Integer(default=0)
+    log = param.String(default="0:")
     keys = param.String(default="123456789nu", doc="Keys that are reported.")
+    _TAIL = 64  # keys kept: more than can pile up between two syncs
 
     _template = "<div id='keys' style='width:0;height:0;overflow:hidden'></div>"
     _scripts = {
         "render": """
           if (window.__insarKeys) { document.removeEventListener('keydown', window.__insarKeys); }
+          let count = 0, tail = '';
           const handler = (e) => {
             const t = e.composedPath ? e.composedPath()[0] : e.target;
             if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.tagName === 'SELECT'
                       || t.isContentEditable)) { return; }
             if (e.ctrlKey || e.metaKey || e.altKey || !data.keys.includes(e.key)) { return; }
-            data.key = e.key;
-            data.presses = data.presses + 1;
+            count += 1;
+            tail = (tail + e.key).slice(-64);
+            data.log = count + ':' + tail;
           };
           window.__insarKeys = handler;
           document.addEventListener('keydown', handler);
         """,
         "remove": "document.removeEventListener('keydown', window.__insarKeys);",
     }
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        self._handled = 0
+
+    def new_keys(self) -> str:
+        """The keys pressed since the last call, oldest first (a count below the handled
+        one is a page drawn again: its presses count from zero)."""
+        count_text, _, tail = self.log.partition(":")
+        try:
+            count = int(count_text)
+        except ValueError:
+            return ""
+        if count < self._handled:
+            self._handled = 0
+        fresh = min(count - self._handled, len(tail))
+        self._handled = count
+        return "".join(k for k in tail[len(tail) - fresh :] if k in self.keys) if fresh else ""
+
+    def press(self, keys: str) -> None:
+        """What the page sends when ``keys`` are pressed (for notebooks and tests)."""
+        count_text, _, tail = self.log.partition(":")
+        count = int(count_text or 0) + len(keys)
+        self.log = f"{count}:{(tail + keys)[-self._TAIL :]}"
 
 
 class ModelView(pn.viewable.Viewer):
@@ -82,7 +111,7 @@ class ModelView(pn.viewable.Viewer):
         self.summary = pn.pane.HTML("", sizing_mode="stretch_width", margin=(0, 10))
         self.train.on_click(self._on_train)
         self.suggest.on_click(self._on_suggest)
-        self.keys.param.watch(self._on_key, "presses")
+        self.keys.param.watch(self._on_key, "log")
         state.param.watch(self._sync, ["busy", "progress", "message", "version"])
         self._sync()
 
@@ -100,13 +129,16 @@ class ModelView(pn.viewable.Viewer):
             self.state.message = f"⚠ {exc}"
 
     def _on_key(self, *_: Any) -> None:
-        key = self.keys.key
+        keys = self.keys.new_keys()
+        if not keys:
+            return
         try:
-            with self.state.batch():  # one keystroke, one update of the page
-                if key == "u":
-                    self.state.undo()
-                else:
-                    self.state.key_label(key)
+            with self.state.batch():  # the keys of one sync, one update of the page
+                for key in keys:  # each press labels one sample (or undoes one step)
+                    if key == "u":
+                        self.state.undo()
+                    else:
+                        self.state.key_label(key)
         except (ValueError, KeyError) as exc:
             self.state.message = f"⚠ {exc}"
 

@@ -235,12 +235,19 @@ def test_model_panel_trains_and_keys_label(workspace_copy):
     view.suggest.clicks += 1
     queue = list(st.suggestions)
     assert len(queue) == 12 and st.focused == queue[0]
-    view.keys.key = "3"
-    view.keys.presses += 1
+    view.keys.press("3")
     assert st.table.at[queue[0], "label"] == st.classes[2] and st.focused == queue[1]
-    view.keys.key = "u"
-    view.keys.presses += 1
+    view.keys.press("u")
     assert st.table.at[queue[0], "label"] == ""
+    # presses faster than the page syncs arrive merged in one update: each one counts
+    assert st.focused == queue[1]  # undo leaves the focus where it is
+    view.keys.press("212")
+    assert list(st.table.loc[queue[1:4], "label"]) == [st.classes[1], st.classes[0], st.classes[1]]
+    assert st.focused == queue[4]
+    view.keys.log = "2:x"  # the page drawn again: its count starts anew
+    assert st.focused == queue[4] and st.table.at[queue[4], "label"] == ""
+    view.keys.log = "3:x1"
+    assert st.table.at[queue[4], "label"] == st.classes[0]
     for strategy in ("margin_diverse", "typical"):
         view.strategy.value = strategy
         view.suggest.clicks += 1
