@@ -44,6 +44,12 @@ class LabellingView(pn.viewable.Viewer):
         self.reload = pn.widgets.Button(
             label="Reload", width=75, description="Re-read labels (e.g. made in another tab)"
         )
+        self.adopt = pn.widgets.Button(
+            label="Use the data's labels",
+            width=170,
+            description="Record the labels the data came with (class folders, annotations) "
+            "as labels; samples you labelled or unlabelled stay as they are",
+        )
         self.counts = pn.pane.HTML(sizing_mode="stretch_width")
         self.csv = pn.widgets.FileDownload(
             callback=lambda: self._export("csv"),
@@ -67,6 +73,7 @@ class LabellingView(pn.viewable.Viewer):
         self.undo.on_click(lambda e: self._act(state.undo))
         self.redo.on_click(lambda e: self._act(state.redo))
         self.reload.on_click(lambda e: self._act(state.refresh_labels))
+        self.adopt.on_click(lambda e: self._act(state.adopt_source_labels))
         self.class_select.param.watch(self._on_pick, "value")
         state.param.watch(self._sync_classes, ["classes", "active_class"])
         state.param.watch(self._render_counts, ["counts", "classes"])
@@ -95,6 +102,9 @@ class LabellingView(pn.viewable.Viewer):
 
     def _render_counts(self, *_: Any) -> None:
         s = self.state
+        waiting = s.waiting_source_labels()
+        self.adopt.visible = waiting > 0
+        self.adopt.label = f"Use the data's labels ({waiting:,})"
         rows = []
         for i, name in enumerate(s.classes):
             color = CATEGORY_COLORS[i % len(CATEGORY_COLORS)]
@@ -123,6 +133,7 @@ class LabellingView(pn.viewable.Viewer):
             pn.Row(self.class_select, self.new_class, self.create),
             pn.Row(self.apply_selection, self.apply_cluster, self.remove),
             pn.Row(self.undo, self.redo, self.reload),
+            self.adopt,
             self.counts,
             pn.Row(pn.pane.Markdown("Export:", margin=(12, 5)), self.csv, self.geojson),
             sizing_mode="stretch_width",

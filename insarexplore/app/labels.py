@@ -84,7 +84,51 @@ class Labels(SessionBase):
         self.message = f"labelled {len(ids):,} as {label!r}"
         return len(ids)
 
+    def source_labels(self) -> dict[str, str]:
+        """The labels the data came with (class folders, annotations), by sample."""
+        if "source_label" not in self.table:
+            return {}
+        col = self.table["source_label"].astype(str)
+        return {s: lab for s, lab in col.items() if lab}
+
+    def waiting_source_labels(self) -> int:
+        """How many of them the label store could still take (see :meth:`adopt`)."""
+        from insarexplore.explore.labelio import waiting_source_labels
+
+        return len(waiting_source_labels(self.source_labels(), self.store))
+
+    def adopt_source_labels(self) -> int:
+        """Make the labels the data came with labels of the store (origin ``import``; one
+        operation, so one undo), except where a person decided; returns how many."""
+        from insarexplore.explore.labelio import adopt_source_labels, waiting_source_labels
+
+        given = self.source_labels()
+        if self.store is not None:
+            done = adopt_source_labels(given, self.store)
+            n, added = sum(done.added.values()), done.added
+            self.refresh_labels()
+        else:
+            pairs = waiting_source_labels(given, None)
+            col = self.table["label"].copy()
+            pairs = {s: lab for s, lab in pairs.items() if col.at[s] == ""}
+            col.loc[list(pairs)] = list(pairs.values())
+            new = [lab for lab in dict.fromkeys(pairs.values()) if lab not in self.classes]
+            self.classes = [*self.classes, *new]
+            self._set_labels(col)
+            n, added = len(pairs), pd.Series(list(pairs.values())).value_counts().to_dict()
+        shown = ", ".join(f"{k} {v:,}" for k, v in added.items())
+        self.message = (
+            f"recorded {n:,} labels the data came with ({shown})"
+            if n
+            else ("no labels of the data left to record")
+        )
+        if not self.active_class and self.classes:
+            self.active_class = self.classes[0]
+        return n
+
     def remove(self, ids: Sequence[str]) -> int:
+        if not list(ids):
+            raise ValueError("nothing is selected: lasso or box-select samples first")
         ids = [i for i in self._known(ids) if self.table.at[i, "label"] != ""]
         if ids and self.store is not None:
             self.store.remove(ids)

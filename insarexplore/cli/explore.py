@@ -130,65 +130,43 @@ def summary(counts: dict[str, int]) -> str:
 
 
 def _import_source_labels(ws: Any, author: str | None) -> int:
-    """``labels import --from-data``: the data's own labels become label events (origin
-    'import'), except on samples a person labelled or unlabelled (their decision stands) and
-    labels the store cannot keep (named, and skipped)."""
-    from collections import Counter
-
-    from insarexplore.explore.labels import check_label
+    """``labels import --from-data``: :func:`labelio.adopt_source_labels`, said in a line."""
+    from insarexplore.explore.labelio import adopt_source_labels
 
     given = ws.source_labels()
     if not given:
         raise ValueError(
             f"{ws.path}: the data came with no labels (ingest class folders or annotations)"
         )
-    refused: dict[str, str] = {}
-    for label in set(given.values()):
-        try:
-            check_label(label)
-        except ValueError as exc:
-            refused[label] = str(exc).split(": ", 1)[-1].split(", got ")[0]
     with _label_store(ws, author=author) as store:
-        current, person = store.current(), store.decided_by_person()
-        pairs = [(s, lab) for s, lab in given.items()
-                 if s not in current and s not in person and lab not in refused]  # fmt: skip
-        if pairs:
-            store.assign_many(pairs, origin="import", description="labels the data came with")
+        done = adopt_source_labels(given, store)
         counts = store.counts()
-    added = summary(Counter(label for _, label in pairs))
-    skipped = sum(1 for lab in given.values() if lab in refused)
-    kept = len(given) - len(pairs) - skipped
+    n = sum(done.added.values())
     say(
-        (f"recorded {len(pairs):,} label(s) the data came with ({added})" if pairs else
+        (f"recorded {n:,} label(s) the data came with ({summary(done.added)})" if n else
          "nothing new to record")
-        + (f"; {kept:,} sample(s) already labelled, or decided by hand, left as they are"
-           if kept else "")
+        + (f"; {done.kept:,} sample(s) already labelled, or decided by hand, left as they are"
+           if done.kept else "")
         + f"; now: {summary(counts) or 'no labels'}"
     )  # fmt: skip
-    for label, why in sorted(refused.items()):
-        n = sum(1 for lab in given.values() if lab == label)
-        say(f"  skipped {n:,} sample(s) labelled {label!r} in the data: a label {why}")
+    for label, (why, count) in sorted(done.refused.items()):
+        say(f"  skipped {count:,} sample(s) labelled {label!r} in the data: a label {why}")
     return 0
 
 
 def unadopted_source_labels(ws: Any) -> dict[str, int]:
-    """Counts of the labels the data came with on samples the label store does not label."""
+    """Counts of the labels the data came with that the label store could still take."""
     from collections import Counter
 
-    from insarexplore.explore.labels import check_label
+    from insarexplore.explore.labelio import waiting_source_labels
 
     given = ws.source_labels()
-    if given and ws.labels_path.exists():
-        with _label_store(ws, readonly=True) as store:
-            done = set(store.current()) | store.decided_by_person()
-        given = {s: lab for s, lab in given.items() if s not in done}
-    counts = Counter(given.values())
-    for label in list(counts):  # labels the store refuses are not waiting for it
-        try:
-            check_label(label)
-        except ValueError:
-            del counts[label]
-    return dict(counts)
+    if not given:
+        return {}
+    if not ws.labels_path.exists():
+        return dict(Counter(waiting_source_labels(given, None).values()))
+    with _label_store(ws, readonly=True) as store:
+        return dict(Counter(waiting_source_labels(given, store).values()))
 
 
 def _cmd_labels_counts(args: argparse.Namespace) -> int:

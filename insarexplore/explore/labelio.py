@@ -21,6 +21,7 @@ import json
 import os
 import tarfile
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ import numpy as np
 from insarexplore.data.accessor import table_footprints
 from insarexplore.data.schema import FOOTPRINT_COORDS as _FOOTPRINT
 from insarexplore.errors import InSARDataError
-from insarexplore.explore.labels import LabelStore, UnknownSampleError
+from insarexplore.explore.labels import LabelStore, UnknownSampleError, check_label
 
 __all__ = [
     "neutralise_cell",
@@ -429,3 +430,48 @@ def import_hephaestus(
     if unmatched:
         raise UnknownSampleError(unmatched, where=f"{path} (records matching no sample)")
     return _import(store, pairs, known, str(path))
+
+
+@dataclass
+class Adoption:
+    """What :func:`adopt_source_labels` did: labels recorded per class, samples left as they
+    were (already labelled, or decided by a person), and labels the store cannot keep (label
+    -> why, with how many samples carry it)."""
+
+    added: dict[str, int] = field(default_factory=dict)
+    kept: int = 0
+    refused: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+def waiting_source_labels(given: dict[str, str], store: LabelStore | None) -> dict[str, str]:
+    """The labels the data came with (``Workspace.source_labels``) that the label store could
+    take: on samples it does not label and no person decided, and that it can keep."""
+    done = set(store.current()) | store.decided_by_person() if store is not None else set()
+    ok = {lab for lab in set(given.values()) if _keepable(lab) is None}
+    return {s: lab for s, lab in given.items() if s not in done and lab in ok}
+
+
+def adopt_source_labels(given: dict[str, str], store: LabelStore) -> Adoption:
+    """Record the labels the data came with as label events (origin ``import``), except on
+    samples already labelled or decided by a person (labelled or unlabelled: their decision
+    stands), and except labels the store refuses (reported, not raised)."""
+    from collections import Counter
+
+    pairs = sorted(waiting_source_labels(given, store).items())
+    if pairs:
+        store.assign_many(pairs, origin="import", description="labels the data came with")
+    why = {lab: _keepable(lab) for lab in set(given.values())}
+    refused = {lab: (w, sum(1 for g in given.values() if g == lab))
+               for lab, w in why.items() if w is not None}  # fmt: skip
+    n_refused = sum(n for _, n in refused.values())
+    added = dict(Counter(lab for _, lab in pairs))
+    return Adoption(added=added, kept=len(given) - len(pairs) - n_refused, refused=refused)
+
+
+def _keepable(label: str) -> str | None:
+    """None when the label store can keep ``label``, else why not."""
+    try:
+        check_label(label)
+    except ValueError as exc:
+        return str(exc).split(": ", 1)[-1].split(", got ")[0]
+    return None

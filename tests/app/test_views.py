@@ -307,3 +307,28 @@ def test_table_only_data_has_no_images():
         d.png("a")
     with pytest.raises(ValueError, match="'x'"):
         ExplorerData(t.drop(columns="x"))
+
+
+def test_labelling_panel_offers_the_labels_the_data_came_with(tmp_path):
+    """Class folders' labels come with the data; one click makes them labels (one undo),
+    leaving what a person decided as it is."""
+    from insarexplore.app.labelling import LabellingView
+    from insarexplore.explore.labels import LabelStore
+
+    ids = [f"s{i}" for i in range(6)]
+    table = pd.DataFrame(
+        {"x": np.arange(6.0), "y": np.arange(6.0), "label": ["a", "a", "b", "b", "", "b"]},
+        index=ids,
+    )
+    store = LabelStore(tmp_path / "labels.sqlite", author="ana", session="s1")
+    st = ExplorerState(ExplorerData(table), label_store=store, author="ana", session="s1")
+    st.assign(["s0"], "c")  # a person's label
+    view = LabellingView(st)
+    assert view.adopt.visible and view.adopt.label == "Use the data's labels (4)"
+    view.adopt.clicks += 1
+    assert st.counts == {"c": 1, "a": 1, "b": 3} and "recorded 4 labels" in st.message
+    assert not view.adopt.visible
+    assert {e["origin"] for e in store.events() if e["sample"] != "s0"} == {"import"}
+    view.undo.clicks += 1  # one operation: one undo
+    assert st.counts.get("a", 0) == 0 and st.counts["c"] == 1 and view.adopt.visible
+    store.close()
