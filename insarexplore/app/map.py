@@ -233,7 +233,12 @@ class MapView(pn.viewable.Viewer):
         if not n_sel:
             n_all = int(np.isfinite(_boxes(s.table, np.arange(s.n))).all(axis=1).sum())
             how = "density of " if self.overview_kind == "density" else ""
-            note = f"{how}all {n_all:,} footprints · draw a rectangle or polygon to select by place"
+            note = (
+                f"{how}all {n_all:,} footprints · draw a rectangle or polygon to select by place"
+                if n_all
+                else "no footprints: these samples carry no location (images without "
+                "georeferencing or coordinates in their names)"
+            )
         elif self.shown < n_sel:
             how = ", merged by colour" if merged else ""
             note = f"{self.shown:,} of {n_sel:,} selected footprints drawn{how}"

@@ -126,7 +126,7 @@ class ModelView(pn.viewable.Viewer):
             with self.state.batch():
                 self.state.suggest_next(int(self.n.value), self.strategy.value)
         except (ValueError, RuntimeError) as exc:
-            self.state.message = f"⚠ {exc}"
+            self.state.message = f"⚠ {_as_shown(str(exc))}"
 
     def _on_key(self, *_: Any) -> None:
         keys = self.keys.new_keys()
@@ -178,3 +178,11 @@ class ModelView(pn.viewable.Viewer):
 def _text(text: str) -> str:
     """``text`` as one HTML paragraph, every character shown as itself."""
     return f"<p style='margin:4px 0'>{html.escape(str(text))}</p>" if text else ""
+
+
+def _as_shown(message: str) -> str:
+    """``message`` with strategy names as the dropdown shows them ('typical' -> 'Typical
+    (first labels)'), so the advice names what the user can pick."""
+    for name, label in STRATEGY_LABELS.items():
+        message = message.replace(f"'{name}'", f"'{label}'")
+    return message

@@ -332,3 +332,17 @@ def test_labelling_panel_offers_the_labels_the_data_came_with(tmp_path):
     view.undo.clicks += 1  # one operation: one undo
     assert st.counts.get("a", 0) == 0 and st.counts["c"] == 1 and view.adopt.visible
     store.close()
+
+
+def test_map_says_when_samples_carry_no_location_and_errors_name_what_can_be_picked():
+    from insarexplore.app.map import MapView
+    from insarexplore.app.model import _as_shown
+
+    table = pd.DataFrame({"x": np.arange(4.0), "y": np.arange(4.0)}, index=list("abcd"))
+    view = MapView(ExplorerState(ExplorerData(table)))
+    assert "no footprints: these samples carry no location" in view._note.object
+    said = _as_shown("strategy 'margin_balanced' needs predictions; use 'typical' or 'diversity'")
+    assert said == (
+        "strategy 'Margin, every class' needs predictions; use 'Typical (first labels)' or "
+        "'Diversity'"
+    )
