@@ -420,7 +420,7 @@ class Workspace:
             return False
         if not rel.parts:
             return True
-        head = rel.parts[0]
+        head = rel.parts[0].casefold()  # as a case-insensitive filesystem (macOS) sees it
         own = ("workspace.json", "data.zarr", "models", "embeddings", "artifacts")
         return head.startswith((".", self.labels_path.name)) or head in own
 
