@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["Coloring", "coloring", "MISSING", "CATEGORY_COLORS", "RAMP"]
+__all__ = ["Coloring", "coloring", "category_color", "MISSING", "CATEGORY_COLORS", "RAMP"]
 
 MISSING = "#c8c8c8"
 # Tableau-like qualitative colours, readable on white and distinct for colour-blind users first
@@ -37,6 +37,23 @@ CATEGORY_COLORS = [
     "#dbdb8d",
     "#393b79",
 ]
+
+
+def category_color(i: int) -> str:
+    """The colour of category ``i``: the table above, then hues a golden angle apart at two
+    lightnesses (distinct from each other for a few hundred, never a repeat of the table)."""
+    if i < len(CATEGORY_COLORS):
+        return CATEGORY_COLORS[i]
+    import colorsys
+
+    j = i - len(CATEGORY_COLORS)
+    hue = (0.07 + j * 0.381966) % 1.0
+    value = (0.62, 0.82)[j % 2]
+    saturation = (0.85, 0.6)[(j // 2) % 2]
+    r, g, b = colorsys.hsv_to_rgb(hue, saturation, value)
+    return f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
+
+
 # viridis sampled at 8 stops
 RAMP = ["#440154", "#46327e", "#365c8d", "#277f8e", "#1fa187", "#4ac16d", "#a0da39", "#fde725"]
 
@@ -116,7 +133,7 @@ def coloring(
         if name == "cluster":  # 0, 1, 2, ..., 10 (ids are numbered from the largest cluster)
             cats = sorted(cats, key=lambda v: (len(v), v))
         codes = pd.Index(cats, dtype=object).get_indexer(as_str).astype(np.int64)  # -1: none
-        key = [CATEGORY_COLORS[i % len(CATEGORY_COLORS)] for i in range(len(cats))]
+        key = [category_color(i) for i in range(len(cats))]
         lut = np.array([*key, MISSING], dtype=object)
         return Coloring(name, kind, lut[codes], cats, key, codes=codes)
     if kind == "date":

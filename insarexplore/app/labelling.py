@@ -10,7 +10,7 @@ from typing import Any
 import panel as pn
 import param
 
-from insarexplore.app.colors import CATEGORY_COLORS
+from insarexplore.app.colors import category_color
 from insarexplore.app.state import ExplorerState
 
 __all__ = ["LabellingView"]
@@ -107,7 +107,7 @@ class LabellingView(pn.viewable.Viewer):
         self.adopt.label = f"Use the data's labels ({waiting:,})"
         rows = []
         for i, name in enumerate(s.classes):
-            color = CATEGORY_COLORS[i % len(CATEGORY_COLORS)]
+            color = category_color(i)
             key = f"{i + 1}" if i < 9 else ""
             rows.append(
                 f"<tr><td><span style='display:inline-block;width:10px;height:10px;"

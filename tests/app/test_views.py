@@ -346,3 +346,12 @@ def test_map_says_when_samples_carry_no_location_and_errors_name_what_can_be_pic
         "strategy 'Margin, every class' needs predictions; use 'Typical (first labels)' or "
         "'Diversity'"
     )
+
+
+def test_more_than_twenty_categories_get_colours_of_their_own():
+    from insarexplore.app.colors import CATEGORY_COLORS, coloring
+
+    table = pd.DataFrame({"cluster": np.arange(60) % 30})
+    c = coloring(table, "cluster", "categorical")
+    assert len(c.color_key) == 30 and len(set(c.color_key)) == 30  # 20 and 0 were both blue
+    assert c.color_key[:20] == CATEGORY_COLORS
