@@ -558,3 +558,19 @@ sys.exit(cli.main(["info", "ws"]))
     assert res.returncode == 130
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "interrupted" in lines[0], res.stderr
+
+
+def test_project_clusters_are_the_dashboards(tmp_path, capsys):
+    """`project --clusters` proposes clusters on the map, as the dashboard does (it clustered
+    the embeddings, so the two counts disagreed), and the dashboard then reads them cached."""
+    from insarexplore.explore.clusters import cluster
+
+    ws = make_embedded_workspace(tmp_path / "ws", n=60)
+    assert cli.main(["project", str(ws.path), "--method", "pca", "--clusters"]) == 0
+    err = capsys.readouterr().err
+    assert "cluster proposals on the pca map, as the dashboard shows them" in err
+    said = int(err.split(" cluster proposals")[0].split()[-1])
+    table = cluster(ws, space="pca")
+    assert said == int(table["cluster"].max()) + 1
+    kinds = [k for k, _ in ws.list_artifacts("clusters")]
+    assert len(kinds) == 1  # the dashboard's call found the CLI's result cached

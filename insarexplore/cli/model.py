@@ -252,9 +252,13 @@ def _cmd_project(args: argparse.Namespace) -> int:
     if args.clusters:
         from insarexplore.explore.clusters import cluster
 
-        table = cluster(ws, model_version=args.model)
+        # on the map, as the dashboard proposes them (groups a user can lasso), and cached
+        table = cluster(ws, model_version=args.model, space=args.method)
         n = int(table["cluster"].max()) + 1 if len(table) else 0
-        say(f"{n} cluster proposals ({int((table['cluster'] < 0).sum()):,} samples unassigned)")
+        say(
+            f"{n} cluster proposals on the {args.method} map, as the dashboard shows them "
+            f"({int((table['cluster'] < 0).sum()):,} samples unassigned)"
+        )
     return 0
 
 
@@ -288,4 +292,9 @@ def add_project(sub: Any) -> None:
     )
     p.add_argument("--seed", type=seed_int, default=None, help="random seed (default 0)")
     p.add_argument("--refit", action="store_true", help="ignore the cached map")
-    p.add_argument("--clusters", action="store_true", help="also propose clusters (HDBSCAN)")
+    p.add_argument(
+        "--clusters",
+        action="store_true",
+        help="also propose clusters (HDBSCAN) on the map with the default settings, the ones "
+        "the dashboard shows",
+    )
