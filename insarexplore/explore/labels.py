@@ -554,6 +554,32 @@ class LabelStore:
                 done.append(op)
         return done, undone
 
+    def _held_before(
+        self, c: sqlite3.Connection, sample: str, event: int, prev: str | None, void: dict
+    ) -> str | None:
+        """The label ``sample`` held before ``event``, not counting operations undone since
+        (another session's undo that left this sample alone because it had been relabelled
+        meanwhile): undoing the later relabel must not bring their label back."""
+        while True:
+            row = c.execute(
+                "SELECT id, op, label, action, prev FROM events WHERE sample = ? AND id < ? "
+                "ORDER BY id DESC LIMIT 1",
+                (sample, event),
+            ).fetchone()
+            if row is None:
+                return prev
+            event, op, label, action, earlier = row
+            if op not in void:  # undone: its latest undo or redo is an undo
+                last = c.execute(
+                    "SELECT kind FROM ops WHERE ref = ? AND kind IN ('undo', 'redo') "
+                    "ORDER BY op DESC LIMIT 1",
+                    (op,),
+                ).fetchone()
+                void[op] = last is not None and last[0] == "undo"
+            if not void[op]:
+                return label if action == "assign" else None
+            prev = earlier
+
     def _undo_redo(self, c: sqlite3.Connection, *, undo: bool) -> int | None:
         done, undone = self._stacks(c)
         stack = done if undo else undone
@@ -561,13 +587,15 @@ class LabelStore:
             return None
         target = stack[-1]
         events = c.execute(
-            "SELECT sample, label, action, prev, origin FROM events WHERE op = ? ORDER BY id",
+            "SELECT id, sample, label, action, prev, origin FROM events WHERE op = ? ORDER BY id",
             (target,),
         ).fetchall()
         before: dict[str, str | None] = {}
         after: dict[str, tuple[str | None, str]] = {}
-        for sample, label, action, prev, origin in events:
-            before.setdefault(sample, prev)
+        void: dict[int, bool] = {}
+        for event, sample, label, action, prev, origin in events:
+            if sample not in before:  # what the sample held before, less undone operations
+                before[sample] = self._held_before(c, sample, event, prev, void)
             after[sample] = (label if action == "assign" else None, origin)
         states = self._states(c, list(after))
         rows, skipped = [], 0

@@ -204,3 +204,25 @@ def test_class_names_are_names_not_notes(tmp_path):
         with pytest.raises(ValueError, match="at most 100 characters"):
             store.assign_many([("s1", "ok"), ("s2", "z" * 101)])
         assert store.current() == {}  # every pair is checked before anything is written
+
+
+def test_undo_does_not_bring_back_a_label_its_author_undid(tmp_path):
+    """Tab A labels, tab B relabels, A undoes (nothing to revert: B's label is later), B
+    undoes: the samples go back to no label, not to A's label that A took back."""
+    path = tmp_path / "l.sqlite"
+    with (
+        LabelStore(path, author="a", session="A") as a,
+        LabelStore(path, author="b", session="B") as b,
+    ):
+        a.assign(["s1", "s2"], "tabA")
+        b.assign(["s1"], "tabB")
+        a.undo()
+        assert a.current() == {"s1": "tabB"}  # s2 reverted; s1 left to B's later label
+        b.undo()
+        assert b.current() == {}
+        b.redo()
+        assert b.current() == {"s1": "tabB"}
+        a.redo()  # A takes its label back again: s2 returns, s1 stays B's later label
+        assert a.current() == {"s1": "tabB", "s2": "tabA"}
+        b.undo()  # s1 as it was before B's redo: A's redo had left it alone
+        assert b.current() == {"s2": "tabA"}
