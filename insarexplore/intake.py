@@ -57,6 +57,15 @@ def _is_float_raster(path: Path) -> bool:
             return False
 
 
+def _geo_at(name: str) -> list[int]:
+    """Where ``.geo.`` occurs in a file name (a LiCSAR product's pair stem ends there)."""
+    low, out, i = name.lower(), [], name.lower().find(".geo.")
+    while i >= 0:
+        out.append(i)
+        i = low.find(".geo.", i + 1)
+    return out
+
+
 def detect_format(path: str | Path) -> tuple[str, str]:
     """(format, why) of ``path``, decided by what most of its files are.
 
@@ -77,7 +86,7 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         if name.endswith(_RENDER_SUFFIXES + _TIFF_SUFFIXES):
             return "images", "one image file"
         raise InSARDataError(f"{path}: cannot tell its format; pass --format")
-    renders, phase_tifs, other_tifs, jsons = 0, [], 0, 0
+    rendered, phase_tifs, other_tifs, jsons = [], [], 0, 0
     for p in path.rglob("*"):
         n = p.name.lower()
         if n.startswith("."):
@@ -87,9 +96,16 @@ def detect_format(path: str | Path) -> tuple[str, str]:
         elif n.endswith(_TIFF_SUFFIXES):
             other_tifs += 1
         elif n.endswith(_RENDER_SUFFIXES):
-            renders += 1
+            rendered.append(p)
         elif n.endswith(".json") and p.parent == path:
             jsons += 1
+    # LiCSAR's own previews of a pair (PAIR.geo.diff.png, PAIR.geo.unw.png beside
+    # PAIR.geo.diff_pha.tif) belong to that pair: they are not a folder of renderings
+    pairs = {(p.parent, p.name[: -len("diff_pha.tif")].lower()) for p in phase_tifs}
+    renders = sum(
+        not any((p.parent, p.name[: i + 5].lower()) in pairs for i in _geo_at(p.name))
+        for p in rendered
+    )
     if jsons and jsons >= renders + len(phase_tifs):
         return "hephaestus", f"{jsons:,} JSON annotation files"
     float_tifs = sum(_is_float_raster(p) for p in phase_tifs[:5])

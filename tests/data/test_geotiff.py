@@ -67,7 +67,8 @@ def test_every_entry_point_finds_the_same_pairs(tmp_path):
 
 
 def test_phase_outside_range_is_rewrapped(tmp_path):
-    pha = np.linspace(0, 4 * np.pi, 30 * 30, dtype=np.float32).reshape(30, 30)
+    """Phase wrapped to [0, 2 pi) (other processors' convention) reads as [-pi, pi)."""
+    pha = np.linspace(0, 2 * np.pi, 30 * 30, dtype=np.float32).reshape(30, 30)
     pha[0, 0] = np.pi  # the upper edge belongs to -pi
     pair = tmp_path / FRAME / "interferograms" / "20200101_20200113"
     write_geotiff(pair / "20200101_20200113.geo.diff_pha.tif", pha)
@@ -76,6 +77,37 @@ def test_phase_outside_range_is_rewrapped(tmp_path):
     assert out.min() >= -np.pi and out.max() < np.pi
     assert out[0, 0] == pytest.approx(-np.pi)
     np.testing.assert_allclose(np.exp(1j * out), np.exp(1j * pha), atol=1e-5)
+
+
+@pytest.mark.parametrize("top", [180.0, 4 * np.pi])  # degrees; unwrapped phase
+def test_phase_that_is_not_wrapped_radians_is_refused_not_wrapped_again(tmp_path, top):
+    pha = np.linspace(-top, top, 30 * 30, dtype=np.float32).reshape(30, 30)
+    pair = tmp_path / FRAME / "interferograms" / "20200101_20200113"
+    write_geotiff(pair / "20200101_20200113.geo.diff_pha.tif", pha)
+    with pytest.raises(InSARDataError, match="beyond 2 pi: not wrapped phase in radians"):
+        read_licsar(pair, progress=False)
+
+
+def test_a_frame_with_licsar_previews_beside_its_pairs_is_licsar(tmp_path):
+    """LiCSAR ships PAIR.geo.diff.png and PAIR.geo.unw.png beside each pair's GeoTIFFs: they
+    are previews of the pair, not a folder of renderings (the frame was read as images)."""
+    from PIL import Image
+
+    from insarexplore.intake import detect_format
+
+    for a, b in (("20200101", "20200113"), ("20200113", "20200125")):
+        folder = write_licsar_pair(tmp_path, FRAME, a, b)["folder"]
+        for kind in ("diff", "unw", "cc"):
+            Image.new("RGB", (8, 8)).save(folder / f"{a}_{b}.geo.{kind}.png")
+    fmt, why = detect_format(tmp_path / FRAME)
+    assert fmt == "licsar" and why == "2 phase GeoTIFFs"
+    # renderings named like LiCSAR products but of other pairs stay renderings
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for i in range(3):
+        Image.new("RGB", (8, 8)).save(flat / f"x_20170104_20170317.geo.diff_pha_{i}.png")
+    write_geotiff(flat / "y_20200101_20200113.geo.diff_pha.tif", np.zeros((8, 8), np.float32))
+    assert detect_format(flat)[0] == "images"
 
 
 def test_exact_zeros_are_nodata_unless_told_otherwise(tmp_path):

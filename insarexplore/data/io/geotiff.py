@@ -174,6 +174,12 @@ def read_licsar_pair(
         phase[phase == 0] = np.nan
     if not np.isfinite(phase).any():
         raise InSARDataError(f"{pair.phase}: wrapped phase is all NaN / nodata")
+    top = float(np.nanmax(np.abs(phase)))
+    if top > 2 * np.pi + 0.01:  # [-pi, pi) or [0, 2 pi) are wrapped; beyond, wrapping again
+        raise InSARDataError(  # would make a valid-looking phase of anything
+            f"{pair.phase}: wrapped phase reaches {top:.4g}, beyond 2 pi: not wrapped phase in "
+            "radians (degrees? unwrapped phase?)"
+        )
     extra: dict[str, np.ndarray] = {}
     layers: dict[str, np.ndarray] = {}
     for name, path in (("coherence", pair.coherence), ("unwrapped", pair.unwrapped)):
