@@ -97,7 +97,7 @@ def add_pretrain(sub: Any) -> None:
         "(GPU, 224 px), resnet34, vit-tiny",
     )
     p.add_argument("--method", choices=["simclr", "moco", "vicreg"], default="simclr")
-    p.add_argument("--batch-size", type=positive_int, default=128)
+    p.add_argument("--batch-size", type=at_least(2), default=128, help="images a step (>= 2)")
     p.add_argument("--lr", type=positive_float, default=None, help="default scales with batch")
     p.add_argument(
         "--image-size",

@@ -159,6 +159,11 @@ class PretrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.batch_size, numbers.Integral) or self.batch_size < 2:
+            raise ValueError(  # one image has no others to be told apart from: no loss at all
+                f"batch_size must be an integer of at least 2 (the other images of a batch are "
+                f"what contrastive learning tells each apart from); got {self.batch_size!r}"
+            )
         real = isinstance(self.physics, numbers.Real) and not isinstance(self.physics, bool)
         if not (real and math.isfinite(self.physics) and self.physics >= 0):
             raise ValueError(

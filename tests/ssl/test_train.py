@@ -207,3 +207,18 @@ def test_sigkill_mid_run_then_resume(toy_workspace):
     assert version == ckpt.parent.name  # the same run folder was continued
     assert steps[0] == killed_at + 1 and steps[-1] == 24
     assert load_checkpoint(ckpt)["step"] == 24
+
+
+def test_a_batch_of_one_is_refused_it_would_learn_nothing_from_the_data():
+    """With one image a batch, the contrastive loss has no negatives: it was 0 and the run
+    trained on the physics bank alone, silently."""
+    from insarexplore import cli
+    from insarexplore.ssl.train import PretrainConfig
+
+    for bad in (1, 0, 2.5):
+        with pytest.raises(ValueError, match="batch_size must be an integer of at least 2"):
+            PretrainConfig(batch_size=bad)
+    assert PretrainConfig(batch_size=2).batch_size == 2
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["pretrain", "ws", "--batch-size", "1"])
+    assert exc.value.code == 2
