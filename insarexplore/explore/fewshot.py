@@ -313,7 +313,7 @@ def train_fewshot(
     store = store or LabelStore(ws.labels_path)
     try:
         labels = store.current()
-        revision = store.revision()
+        revision, store_id = store.revision(), store.store_id()
     finally:
         if own_store:
             store.close()
@@ -348,6 +348,7 @@ def train_fewshot(
             "classes": [str(c) for c in clf.classes_],
             "n_labels": int(rows.size),
             "labels_revision": revision,
+            "labels_store": store_id,
             "temperature": clf.temperature_,
             "calibrated": clf.calibrated_,
             **({"C": clf.C_} if method == "linear" else {}),

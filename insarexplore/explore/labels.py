@@ -161,6 +161,12 @@ class LabelStore:
             self._conn.execute("PRAGMA synchronous = FULL")
             if self._schema_version() != _SCHEMA_VERSION:
                 self._retry(self._create_schema)
+            self._retry(  # this store's identity (caches of another store are not its own)
+                lambda: self._conn.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
+                    (uuid.uuid4().hex,),
+                )
+            )
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise InSARDataError(f"{self.path}: cannot open the label store ({exc})") from exc
@@ -433,6 +439,13 @@ class LabelStore:
     def revision(self) -> int:
         """A number that grows with every committed operation (for caches and provenance)."""
         return int(self._read("SELECT COALESCE(MAX(op), 0) FROM ops")[0][0])
+
+    def store_id(self) -> str:
+        """This store's identity, made when it was created or first opened for writing (""
+        for an older store opened read-only): with :meth:`revision`, what caches are keyed by,
+        since a store made anew counts its revisions from 1 again."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'store_id'")
+        return str(rows[0][0]) if rows else ""
 
     def can_undo(self) -> bool:
         with self._lock:

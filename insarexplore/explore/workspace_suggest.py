@@ -25,7 +25,12 @@ def _predictions(ws: Any, method: str, model_version: str | None, store: Any, id
     version = model_version or ws.current_model
     try:
         preds = load_predictions(ws, method, version)
-        fresh = preds.meta.get("labels_revision") == revision and np.array_equal(preds.ids, ids)
+        same_store = preds.meta.get("labels_store", "") == store.store_id()  # one made anew
+        fresh = (  # counts its revisions from 1 again
+            same_store
+            and preds.meta.get("labels_revision") == revision
+            and np.array_equal(preds.ids, ids)
+        )
     except Exception:  # none stored yet
         fresh = False
     if not fresh:

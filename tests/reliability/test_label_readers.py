@@ -249,3 +249,26 @@ def test_writing_labels_to_a_readonly_workspace_is_one_line(tmp_path, capsys):
         import shutil
 
         shutil.rmtree(base, ignore_errors=True)
+
+
+def test_predictions_of_a_label_store_made_anew_are_not_reused(tmp_path):
+    """A label store deleted and made again counts its revisions from 1 again: predictions
+    trained on the old one (same revision number) must not be taken as current."""
+    from insarexplore.explore.fewshot import load_predictions
+    from insarexplore.explore.labels import LabelStore
+    from insarexplore.explore.workspace_suggest import suggest_workspace
+
+    from .conftest import make_workspace
+
+    ws = make_workspace(tmp_path / "ws")  # labels: mogi (2 samples), none (1), in 2 operations
+    suggest_workspace(ws, 3, "margin")
+    assert set(load_predictions(ws).classes) == {"mogi", "none"}
+    for name in os.listdir(ws.path):
+        if name.startswith("labels.sqlite"):
+            os.remove(ws.path / name)
+    with LabelStore(ws.labels_path, author="bo") as store:
+        store.assign(["s005", "s006"], "uplift")
+        store.assign(["s007"], "noise")
+        assert store.revision() == 2
+    suggest_workspace(ws, 3, "margin")
+    assert set(load_predictions(ws).classes) == {"uplift", "noise"}
