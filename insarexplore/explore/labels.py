@@ -161,12 +161,13 @@ class LabelStore:
             self._conn.execute("PRAGMA synchronous = FULL")
             if self._schema_version() != _SCHEMA_VERSION:
                 self._retry(self._create_schema)
-            self._retry(  # this store's identity (caches of another store are not its own)
-                lambda: self._conn.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
-                    (uuid.uuid4().hex,),
+            if not self.store_id():  # an older store: given its identity once (one write)
+                self._retry(
+                    lambda: self._conn.execute(
+                        "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
+                        (uuid.uuid4().hex,),
+                    )
                 )
-            )
         except sqlite3.DatabaseError as exc:
             self._conn.close()
             raise InSARDataError(f"{self.path}: cannot open the label store ({exc})") from exc
@@ -237,7 +238,10 @@ class LabelStore:
     def _create_schema(self) -> None:
         # executescript commits any open transaction first, so it carries its own BEGIN/COMMIT
         try:
-            self._conn.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            self._conn.executescript(  # with this store's identity (caches are keyed by it)
+                "BEGIN IMMEDIATE;" + _SCHEMA + "INSERT OR IGNORE INTO meta(key, value) VALUES "
+                f"('store_id', '{uuid.uuid4().hex}');COMMIT;"
+            )
         except BaseException:
             if self._conn.in_transaction:
                 self._conn.execute("ROLLBACK")
