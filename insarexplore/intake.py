@@ -198,12 +198,9 @@ def add_to_workspace(
     if store is not None:
         (sy, sx), pixel = store
         if format == "licsar":
-            if patch_size is None:
-                if sy != sx:
-                    raise InSARDataError(
-                        f"{ws.data_path}: the store holds {sy}x{sx} samples; LiCSAR frames "
-                        "can only be cut into square patches (--patch-size)"
-                    )
+            if patch_size is None and sy != sx:  # whole frames: they must be the store's size
+                notes.append(f"reading whole frames, as the store holds ({sy}x{sx})")
+            elif patch_size is None:
                 patch_size = sy
                 notes.append(f"cutting frames into {sy} px patches to fit the store")
         elif size is None:

@@ -304,3 +304,24 @@ def test_ingest_streams_the_same_samples_into_zarr(tmp_path):
     assert not (tmp_path / "other.zarr").exists()
     with pytest.raises(InSARDataError, match="already exists"):
         ingest_licsar(tmp_path / "in", store, patch_size=16, progress=False)
+
+
+def test_whole_frames_can_be_ingested_again_into_their_own_store(tmp_path, capsys):
+    """Real frames are never square: a store of whole 40x48 frames takes more of them (it
+    used to ask for square patches, although the frames were the store's size)."""
+    from insarexplore import cli
+    from insarexplore.workspace import Workspace
+
+    write_licsar_pair(tmp_path / "a", FRAME, "20200101", "20200113")
+    write_licsar_pair(tmp_path / "b", FRAME, "20200113", "20200125", seed=1)
+    write_licsar_pair(tmp_path / "c", FRAME, "20200125", "20200206", shape=(30, 48), seed=2)
+    ws = tmp_path / "ws"
+    assert cli.main(["ingest", str(ws), str(tmp_path / "a" / FRAME)]) == 0
+    assert cli.main(["ingest", str(ws), str(tmp_path / "b" / FRAME)]) == 0
+    assert "reading whole frames, as the store holds (40x48)" in capsys.readouterr().err
+    ds = Workspace.open(ws).open_data()
+    assert ds.sizes["sample"] == 2 and (ds.sizes["y"], ds.sizes["x"]) == (40, 48)
+    assert cli.main(["ingest", str(ws), str(tmp_path / "c" / FRAME)]) == 2  # another size
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "30" in err[0], err
+    assert Workspace.open(ws).open_data().sizes["sample"] == 2
