@@ -262,6 +262,15 @@ def add_to_workspace(
                 notes.append(
                     f"palettes read back to phase: {read_as} (--palette to read all as one)"
                 )
+        if format == "hephaestus":
+            import zarr
+
+            lost = int(zarr.open_group(str(staging), mode="r").attrs.get("n_without_images", 0))
+            if lost:  # annotations whose interferogram is not under --images: said, not hidden
+                notes.append(
+                    f"{lost:,} annotation(s) have no image under {images}: not added "
+                    "(are their frames' folders there?)"
+                )
         total = ws.add_store(staging, drop=drop)
     finally:  # a failed ingest leaves no staging store behind
         shutil.rmtree(staging, ignore_errors=True)

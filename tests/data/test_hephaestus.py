@@ -203,3 +203,15 @@ def test_join_without_images_is_a_clear_error(tmp_path):
         read_hephaestus(folder, tmp_path / "images", progress=False)
     with pytest.raises(InSARDataError, match="does not exist"):
         read_hephaestus(folder, tmp_path / "nope", progress=False)
+
+
+def test_the_ingest_says_how_many_annotations_had_no_image(tmp_path, capsys):
+    """Annotations whose interferogram is not under --images are not added: the command
+    line says how many (it said nothing; only the store's attributes counted them)."""
+    from insarexplore import cli
+
+    folder, root = _image_tree(tmp_path)
+    argv = ["ingest", str(tmp_path / "ws"), str(folder), "--images", str(root), "--size", "32"]
+    assert cli.main(argv) == 0
+    err = capsys.readouterr().err
+    assert f"1 annotation(s) have no image under {root}: not added" in err
