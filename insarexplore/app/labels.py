@@ -85,17 +85,24 @@ class Labels(SessionBase):
         return len(ids)
 
     def source_labels(self) -> dict[str, str]:
-        """The labels the data came with (class folders, annotations), by sample."""
-        if "source_label" not in self.table:
-            return {}
-        col = self.table["source_label"].astype(str)
-        return {s: lab for s, lab in col.items() if lab}
+        """The labels the data came with (class folders, annotations), by sample; read from
+        the table once (they do not change in a session)."""
+        cached = getattr(self, "_source_labels", None)
+        if cached is None:
+            cached = {}
+            if "source_label" in self.table:
+                col = self.table["source_label"].astype(str)
+                cached = {s: lab for s, lab in col.items() if lab}
+            self._source_labels = cached
+        return cached
 
     def waiting_source_labels(self) -> int:
-        """How many of them the label store could still take (see :meth:`adopt`)."""
+        """How many of them the label store could still take (see :meth:`adopt`); no store
+        read when the data came with none (the labelling panel asks after every action)."""
         from insarexplore.explore.labelio import waiting_source_labels
 
-        return len(waiting_source_labels(self.source_labels(), self.store))
+        given = self.source_labels()
+        return len(waiting_source_labels(given, self.store)) if given else 0
 
     def adopt_source_labels(self) -> int:
         """Make the labels the data came with labels of the store (origin ``import``; one
