@@ -19,14 +19,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+$(VENV)/.installed: pyproject.toml binder/requirements.txt | $(BIN)/python
 	@if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then \
 	  echo "CUDA found: installing torch with CUDA"; $(BIN)/pip install -q "torch>=2.2"; \
 	else \
 	  echo "no CUDA: installing the CPU build of torch $(TORCH_VERSION) first"; \
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	$(BIN)/pip install -q -e ".[dev,binder]"
+	grep -v '^-' binder/requirements.txt > $(VENV)/constraints.txt
+	$(BIN)/pip install -q -e ".[dev,binder]" -c $(VENV)/constraints.txt
 	touch $@
 
 install: $(VENV)/.installed
