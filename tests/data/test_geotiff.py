@@ -166,6 +166,47 @@ def test_frames_of_different_sizes_need_patch_size(tmp_path):
     assert ds.sizes["sample"] == 2 * 3 + 2 * 3
 
 
+def test_an_odd_sized_pair_is_skipped_and_named_not_the_whole_frame(tmp_path):
+    """One truncated or reprocessed pair must not stop its frame: it is skipped, with why."""
+    write_licsar_pair(tmp_path, primary="20150819", secondary="20150912")
+    write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", seed=1)
+    write_licsar_pair(tmp_path, primary="20151006", secondary="20151030", shape=(39, 48), seed=2)
+    ds = read_licsar(tmp_path, progress=False)
+    assert list(ds["sample"].values) == [f"{FRAME}/20150819_20150912", f"{FRAME}/20150912_20151006"]
+    (entry,) = json.loads(ds.attrs["skipped"])
+    assert "20151006_20151030" in entry["file"]
+    assert "size 39x48" in entry["problem"] and "40x48" in entry["problem"]
+    assert "patch_size" in entry["problem"]
+    with pytest.raises(InSARDataError, match="39x48"):  # strict: the odd pair is an error
+        read_licsar(tmp_path, progress=False, strict=True)
+    assert read_licsar(tmp_path, patch_size=16, progress=False).sizes["sample"] == 3 * 2 * 3
+
+
+def test_a_frame_with_no_usual_size_still_needs_patch_size(tmp_path):
+    write_licsar_pair(tmp_path, primary="20150819", secondary="20150912")
+    write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", shape=(39, 48), seed=1)
+    with pytest.raises(InSARDataError, match=f"frame {FRAME} have different sizes.*patch_size"):
+        read_licsar(tmp_path, progress=False)
+
+
+def test_impossible_and_reversed_dates_are_kept_and_reported(tmp_path, caplog):
+    write_licsar_pair(tmp_path, primary="20200230", secondary="20200312")
+    write_licsar_pair(tmp_path, primary="20200401", secondary="20200310", seed=1)
+    with caplog.at_level(logging.WARNING, logger="insarexplore.data.io"):
+        ds = read_licsar(tmp_path, progress=False)
+    assert ds.sizes["sample"] == 2
+    text = caplog.text
+    assert (
+        "1 of 2 interferograms: a date in the name is not a calendar date" in text
+        and "20200230" in text
+    )
+    assert (
+        "1 of 2 interferograms: the name puts the later date first" in text and "20200401" in text
+    )
+    bad = ds.sel(sample=f"{FRAME}/20200230_20200312")
+    assert np.isnat(bad["primary_date"].values)
+
+
 def test_pairs_with_and_without_coherence_concatenate(tmp_path):
     write_licsar_pair(tmp_path, primary="20150819", secondary="20150912", coherence="uint8")
     write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", coherence=None, seed=2)

@@ -20,9 +20,11 @@ import numpy as np
 import xarray as xr
 
 from insarexplore.data.io._common import (
+    DATE_PAIR_RE,
     SkipLog,
     check_path,
     find_frame,
+    logger,
     nothing_read,
     parse_date_pair,
 )
@@ -234,24 +236,74 @@ def _check_options(patch_size: int | None, stride: int | None, min_valid: float)
         raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
 
 
-def _check_shapes(pairs: list[LicsarPair], path: str | Path) -> None:
-    """Fail fast (from the headers) when frames of different sizes would need ``patch_size``."""
+def _odd_sizes(pairs: list[LicsarPair], path: str | Path) -> dict[Path, str]:
+    """From the headers: the pairs whose size differs from the rest of their frame, with why.
+
+    The pairs of one frame share its size; an odd one (a truncated file, a reprocessed pair) is
+    skipped and named. Frames of different sizes cannot share a Dataset without ``patch_size``:
+    that raises, as does a frame with no majority size."""
     import rasterio
     from rasterio.errors import RasterioError
 
-    examples: dict[tuple[int, int], str] = {}
+    sizes: dict[str, dict[tuple[int, int], list[LicsarPair]]] = {}
     for pair in pairs:
         try:
             with rasterio.open(pair.phase) as src:
-                examples.setdefault((src.height, src.width), pair.sample)
+                shape = (src.height, src.width)
         except RasterioError:
             continue  # reported as a bad file when it is read
-    if len(examples) > 1:
-        detail = "; ".join(f"{sid}: {h}x{w}" for (h, w), sid in examples.items())
+        sizes.setdefault(pair.frame, {}).setdefault(shape, []).append(pair)
+    odd: dict[Path, str] = {}
+    usual: dict[tuple[int, int], str] = {}
+    for frame, by_size in sizes.items():
+        ranked = sorted(by_size.items(), key=lambda kv: -len(kv[1]))
+        (shape, members), rest = ranked[0], ranked[1:]
+        if rest and len(rest[0][1]) == len(members):
+            detail = "; ".join(f"{v[0].sample}: {h}x{w}" for (h, w), v in ranked[:4])
+            raise InSARDataError(
+                f"{path}: the pairs of frame {frame or '(none)'} have different sizes ({detail}) "
+                "and none is the most common; pass patch_size to cut them into patches of one size"
+            )
+        usual.setdefault(shape, members[0].sample)
+        for (h, w), others in rest:
+            for pair in others:
+                odd[pair.phase] = (
+                    f"size {h}x{w} differs from the {len(members)} other pairs of frame "
+                    f"{frame or '(none)'} ({shape[0]}x{shape[1]}); cut patches (patch_size, --patch-size) to keep it"
+                )
+    if len(usual) > 1:
+        detail = "; ".join(f"{sid}: {h}x{w}" for (h, w), sid in usual.items())
         raise InSARDataError(
             f"{path}: interferograms have different sizes ({detail}); read the frames one at a "
             "time or pass patch_size to cut them into patches of one size"
         )
+    return odd
+
+
+def _warn_dates(pairs: list[LicsarPair], path: str | Path) -> None:
+    """One warning for names whose dates are impossible (kept, with no dates) or reversed."""
+    impossible = [
+        p.phase
+        for p in pairs
+        if (np.isnat(p.primary_date) or np.isnat(p.secondary_date))
+        and (DATE_PAIR_RE.search(p.phase.name) or DATE_PAIR_RE.search(p.phase.parent.name))
+    ]
+    backwards = [p.phase for p in pairs if p.secondary_date < p.primary_date]
+    for files, what in (
+        (impossible, "a date in the name is not a calendar date; kept without dates"),
+        (backwards, "the name puts the later date first; kept as named (primary, secondary)"),
+    ):
+        if files:
+            more = f" and {len(files) - 1} more" if len(files) > 1 else ""
+            logger.warning(
+                "%s: %d of %d interferograms: %s (%s%s)",
+                path,
+                len(files),
+                len(pairs),
+                what,
+                files[0],
+                more,
+            )
 
 
 def iter_licsar(
@@ -277,8 +329,8 @@ def iter_licsar(
     _check_options(patch_size, stride, min_valid)
     skipped = skipped if skipped is not None else SkipLog(strict=strict)
     pairs = find_licsar_pairs(path)
-    if patch_size is None:
-        _check_shapes(pairs, path)
+    odd = _odd_sizes(pairs, path) if patch_size is None else {}
+    _warn_dates(pairs, path)
     want = [
         name
         for name, present in (
@@ -292,6 +344,9 @@ def iter_licsar(
         if pair.sample in seen:
             problem = f"duplicate sample id {pair.sample!r} (also {seen[pair.sample]})"
             skipped.fail(pair.phase, problem)
+            continue
+        if pair.phase in odd:
+            skipped.fail(pair.phase, odd[pair.phase])
             continue
         try:
             ds = read_licsar_pair(pair, wavelength_m=wavelength_m, zero_nodata=zero_nodata)
@@ -326,7 +381,8 @@ def read_licsar(
     ``_r<row>_c<col>`` and keep the pair id as ``group``). With ``patch_size`` every frame is cut
     into ``patch_size`` squares every ``stride`` pixels (default: no overlap), each with its own
     footprint; patches whose valid fraction is at most ``min_valid`` are dropped (all-NaN ones
-    always). Without ``patch_size``, frames of different sizes cannot share one Dataset and raise
+    always). Without ``patch_size``, a pair whose size differs from the rest of its frame is
+    skipped (and named), and frames of different sizes cannot share one Dataset and raise
     :class:`InSARDataError`. Pairs missing the coherence or unwrapped file get NaN there
     (see the ``has_coherence`` / ``has_displacement`` variables). Exact zeros of the phase are
     no data unless ``zero_nodata=False`` (see :func:`read_licsar_pair`). Bad files are skipped and
