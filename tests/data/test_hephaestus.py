@@ -196,6 +196,23 @@ def test_ingest_streams_the_same_samples(tmp_path):
     assert ds.attrs["n_without_images"] == 1
 
 
+def test_skip_counts_do_not_mix_annotation_files_and_images(tmp_path, caplog):
+    """Unreadable annotation files and unreadable images are counted against the files they
+    come from (it said 'skipped 3 of 3' for 2 bad annotations and 1 bad image of 3 joined)."""
+    import logging
+
+    from insarexplore.data.io.ingest import ingest_hephaestus
+
+    folder, root = _image_tree(tmp_path)
+    (folder / "bad1.json").write_text("{")
+    (folder / "bad2.json").write_text("[]")
+    with caplog.at_level(logging.WARNING, logger="insarexplore.data.io"):
+        report = ingest_hephaestus(folder, root, tmp_path / "h.zarr", size=32, progress=False)
+    # 3 annotations with an image (1 unreadable) + 2 unreadable annotation files
+    assert (report.n_files, report.n_written, len(report.skipped)) == (5, 2, 3)
+    assert "skipped 3 of 5 files" in caplog.text
+
+
 def test_join_without_images_is_a_clear_error(tmp_path):
     folder = write_annotations(tmp_path / "ann", [annotation(1)])
     (tmp_path / "images").mkdir()

@@ -270,6 +270,13 @@ class HephaestusJoin:
     root: Path
     n_without_images: int
     skipped: SkipLog
+    #: annotation files that could not be read (their entries open ``skipped``)
+    n_bad_annotations: int = 0
+
+    @property
+    def n_files(self) -> int:
+        """Files this join stands for: annotations with an image, and unreadable annotations."""
+        return len(self.table) + self.n_bad_annotations
 
 
 def join_hephaestus(
@@ -302,6 +309,7 @@ def join_hephaestus(
         root=root,
         n_without_images=int((~have).sum()),
         skipped=skipped,
+        n_bad_annotations=len(skipped.entries),
     )
 
 
@@ -416,5 +424,5 @@ def read_hephaestus(
         raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
     ds.attrs["n_without_images"] = join.n_without_images
     ds.attrs["skipped"] = join.skipped.to_json()
-    join.skipped.warn(f"read_hephaestus({join.root})", n)
+    join.skipped.warn(f"read_hephaestus({join.root})", join.n_files)
     return ds

@@ -287,7 +287,7 @@ def ingest_hephaestus(
     The same samples as :func:`insarexplore.data.io.hephaestus.read_hephaestus`, decoded
     ``chunk_size`` at a time (threads) and written as they come, so the 19,919 interferograms of
     the full set never sit in memory at once. ``n_files`` in the report counts the annotations
-    with an image on disk. ``mode`` as :func:`ingest_image_folder`.
+    with an image on disk and the annotation files that could not be read. ``mode`` as :func:`ingest_image_folder`.
     """
     from tqdm.auto import tqdm
 
@@ -318,10 +318,10 @@ def ingest_hephaestus(
     if written == 0:
         raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
     _finish(store, mode, join.skipped, n_without_images=join.n_without_images)
-    join.skipped.warn(f"ingest_hephaestus({join.root})", n)
+    join.skipped.warn(f"ingest_hephaestus({join.root})", join.n_files)
     return IngestReport(
         store_path=str(store),
-        n_files=n,
+        n_files=join.n_files,
         n_written=written,
         skipped=list(join.skipped.entries),
         size=target,
