@@ -298,16 +298,62 @@ def _hephaestus_labels(label: str) -> list[str]:
     return [label]
 
 
+def _unique_ids(samples: list[str]) -> list[int]:
+    """Hephaestus ``uniqueID`` of each sample: its own for ``hephaestus/<n>`` samples, else the
+    smallest numbers no Hephaestus sample uses (so that files named by id never collide)."""
+    own = [
+        int(sid[11:]) if sid.startswith("hephaestus/") and sid[11:].isdigit() else None
+        for sid in samples
+    ]
+    used, free, out = {u for u in own if u is not None}, 0, []
+    for u in own:
+        if u is None:
+            while free in used:
+                free += 1
+            u, free = free, free + 1
+        out.append(u)
+    return out
+
+
+def _annotation_fields(row: Any, label: str) -> dict[str, Any]:
+    """``activity_type``, ``intensity_level``, ``phase`` and ``confidence`` as the data came
+    with them (a Hephaestus ingest keeps them) while the label is still the data's own label;
+    for a label a person gave or changed, none are known and confidence is 1."""
+
+    def parts(name: str) -> list[str]:
+        value = row.get(name) if name in row else None
+        return [v for v in str(value).split("+") if v] if isinstance(value, str) else []
+
+    same = "label" in row and isinstance(row.get("label"), str) and row.get("label") == label
+    if not same:
+        return {"activity_type": [], "confidence": 1.0}
+    fields: dict[str, Any] = {
+        "activity_type": parts("activity_type"),
+        "intensity_level": parts("intensity_level"),
+    }
+    if isinstance(row.get("activity_phase") if "activity_phase" in row else None, str):
+        fields["phase"] = row.get("activity_phase")
+    confidence = row.get("confidence") if "confidence" in row else None
+    try:
+        confidence = float(confidence)
+    except (TypeError, ValueError):
+        confidence = float("nan")
+    fields["confidence"] = confidence if np.isfinite(confidence) else 1.0
+    return fields
+
+
 def export_hephaestus(
     store: LabelStore, path: str | Path, table: Any = None, *, overwrite: bool = False
 ) -> int:
     """Labelled samples as Hephaestus-style annotation records.
 
     ``path`` ending in ``.json`` gets one JSON list. A folder - one that exists, or a path
-    given as a string ending in ``/`` - gets one ``<n>.json`` file per sample, as in the
-    Hephaestus release; any other path is an error (a mistyped file name does not silently
-    become a folder). ``label`` is a list (a ``"+"``-joined multi-label is split back),
-    ``sample`` keeps our id so the round trip is exact.
+    given as a string ending in ``/`` - gets one ``<uniqueID>.json`` file per sample, as in
+    the Hephaestus release; any other path is an error (a mistyped file name does not silently
+    become a folder). ``uniqueID`` is the Hephaestus id of a Hephaestus sample; ``label`` is a
+    list (a ``"+"``-joined multi-label is split back); ``sample`` keeps our id so the round
+    trip is exact. Where the label is the data's own, the data's ``activity_type``,
+    ``intensity_level``, ``phase`` and ``confidence`` go with it.
     """
     import pandas as pd
 
@@ -328,22 +374,21 @@ def export_hephaestus(
     labels = store.current()
     meta = sample_table(table) if table is not None else pd.DataFrame(index=pd.Index([]))
     records = []
-    for i, (sid, label) in enumerate(sorted(labels.items())):
+    for uid, (sid, label) in zip(_unique_ids(sorted(labels)), sorted(labels.items())):
         row = meta.loc[sid] if sid in meta.index else {}
         date = {
             k: _iso(row.get(k)) if k in row else None for k in ("primary_date", "secondary_date")
         }
         records.append(
             {
-                "uniqueID": sid.split("/", 1)[1] if sid.startswith("hephaestus/") else i,
+                "uniqueID": uid,
                 "sample": sid,
                 "frameID": _iso(row.get("frame")) if "frame" in row else None,
                 "primary_date": date["primary_date"] and date["primary_date"].replace("-", ""),
                 "secondary_date": date["secondary_date"]
                 and date["secondary_date"].replace("-", ""),
                 "label": _hephaestus_labels(label),
-                "activity_type": [],
-                "confidence": 1.0,
+                **_annotation_fields(row, label),
                 "annotator": store.author,
             }
         )
@@ -351,11 +396,12 @@ def export_hephaestus(
         _write_atomic(path, json.dumps(records, indent=1))
     else:
         path.mkdir(parents=True, exist_ok=True)
+        names = {f"{rec['uniqueID']}.json" for rec in records}
         for old in path.glob("*.json"):  # overwrite: no stale records of an earlier export
-            if old.stem.isdigit() and int(old.stem) >= len(records):
+            if old.stem.isdigit() and old.name not in names:
                 old.unlink()
-        for i, rec in enumerate(records):
-            _write_atomic(path / f"{i}.json", json.dumps(rec))
+        for rec in records:
+            _write_atomic(path / f"{rec['uniqueID']}.json", json.dumps(rec))
     return len(records)
 
 

@@ -189,3 +189,41 @@ def test_rows_csv_refuses_folders_and_special_files_and_writes_through_links(tmp
     assert write_rows_csv(link, rows, ["sample", "score"]) == 1
     assert link.is_symlink() and target.read_text() == "sample,score\n'=cmd,1.0\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fifo.csv", "link.csv", "target.csv"]
+
+
+def test_hephaestus_folder_export_names_files_by_unique_id_and_keeps_the_annotation(tmp_path):
+    """Files are ``<uniqueID>.json`` as in the release (they were 0.json, 1.json, ...), and a
+    label that is still the data's own keeps the data's activity type, intensity, phase and
+    confidence (they were dropped: [] and 1.0)."""
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {
+            "label": ["Deformation", "Non_Deformation", "Non_Deformation", ""],
+            "activity_type": ["Dyke+Sill", "", "", ""],
+            "intensity_level": ["Low", "", "", ""],
+            "activity_phase": ["Unrest", "Rest", "Rest", ""],
+            "confidence": [0.7, 0.9, 0.8, np.nan],
+        },
+        index=pd.Index(["hephaestus/5", "hephaestus/9", "hephaestus/0", "s0"], name="sample"),
+    )
+    a, b = _stores(tmp_path)
+    a.assign(["hephaestus/5"], "Deformation")  # the data's own label
+    a.assign(["hephaestus/9"], "Deformation")  # a person changed it
+    a.assign(["hephaestus/0", "s0"], "Non_Deformation")
+    folder = tmp_path / "out"
+    assert export_hephaestus(a, str(folder) + "/", table) == 4
+    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "5.json", "9.json"]
+    rec5 = json.loads((folder / "5.json").read_text())
+    assert rec5["uniqueID"] == 5 and rec5["sample"] == "hephaestus/5"
+    assert rec5["activity_type"] == ["Dyke", "Sill"] and rec5["intensity_level"] == ["Low"]
+    assert rec5["phase"] == "Unrest" and rec5["confidence"] == 0.7
+    rec9 = json.loads((folder / "9.json").read_text())
+    assert rec9["label"] == ["Deformation"]
+    assert rec9["activity_type"] == [] and rec9["confidence"] == 1.0 and "phase" not in rec9
+    assert json.loads((folder / "1.json").read_text())["sample"] == "s0"  # 0 is taken
+    assert import_hephaestus(b, folder, known_ids=table.index) == 4
+    assert b.current() == a.current()
+    a.remove(["hephaestus/9"])  # overwrite leaves no stale record behind
+    assert export_hephaestus(a, folder, table, overwrite=True) == 3
+    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "5.json"]
