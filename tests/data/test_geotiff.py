@@ -207,6 +207,28 @@ def test_impossible_and_reversed_dates_are_kept_and_reported(tmp_path, caplog):
     assert np.isnat(bad["primary_date"].values)
 
 
+def test_an_unusable_coherence_file_keeps_its_pair_without_coherence(tmp_path):
+    """A coherence raster that cannot be read as coherence (here uint16 up to 65535) is named,
+    and the phase is kept with NaN coherence (the whole pair used to be skipped)."""
+    from readers_fixtures import write_geotiff
+
+    write_licsar_pair(tmp_path, primary="20150819", secondary="20150912")
+    truth = write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", seed=1)
+    cc = next(tmp_path.rglob("20150912_20151006.geo.cc.tif"))
+    write_geotiff(cc, np.full((40, 48), 60000, np.uint16))
+    ds = read_licsar(tmp_path, progress=False)
+    assert ds.sizes["sample"] == 2
+    kept = ds.sel(sample=f"{FRAME}/20150912_20151006")
+    np.testing.assert_allclose(kept["phase"].values, truth["phase"], atol=1e-6)
+    assert np.isnan(kept["coherence"].values).all() and not bool(kept["has_coherence"])
+    assert bool(ds.sel(sample=f"{FRAME}/20150819_20150912")["has_coherence"])
+    (entry,) = json.loads(ds.attrs["skipped"])
+    assert entry["file"] == str(cc)
+    assert entry["problem"].startswith("coherence not loaded: coherence values up to 6e+04")
+    with pytest.raises(InSARDataError, match="coherence"):
+        read_licsar(tmp_path, progress=False, strict=True)
+
+
 def test_pairs_with_and_without_coherence_concatenate(tmp_path):
     write_licsar_pair(tmp_path, primary="20150819", secondary="20150912", coherence="uint8")
     write_licsar_pair(tmp_path, primary="20150912", secondary="20151006", coherence=None, seed=2)
@@ -272,16 +294,18 @@ def test_bad_files_are_skipped_and_reported(tmp_path, caplog):
     _bad_folder(tmp_path)
     with caplog.at_level(logging.WARNING, logger="insarexplore.data.io"):
         ds = read_licsar(tmp_path, progress=False)
-    assert list(ds["sample"].values) == [f"{FRAME}/20150101_20150113"]
+    # the pair whose coherence raster has the wrong size is kept, without coherence
+    assert list(ds["sample"].values) == [f"{FRAME}/20150101_20150113", f"{FRAME}/20150302_20150314"]
     skipped = {e["file"].split("/")[-1]: e["problem"] for e in json.loads(ds.attrs["skipped"])}
     assert len(skipped) == 5
     assert "cannot read" in skipped["20150113_20150125.geo.diff_pha.tif"]
     assert "cannot read" in skipped["20150125_20150206.geo.diff_pha.tif"]
     assert "dtype int16" in skipped["20150206_20150218.geo.diff_pha.tif"]
     assert "all NaN" in skipped["20150218_20150302.geo.diff_pha.tif"]
-    assert "40x47" in skipped["20150302_20150314.geo.diff_pha.tif"]
-    assert "20150302_20150314.geo.cc.tif" in skipped["20150302_20150314.geo.diff_pha.tif"]
-    assert "skipped 5 of 6 files" in caplog.text
+    assert skipped["20150302_20150314.geo.cc.tif"].startswith("coherence not loaded: ")
+    assert "40x47" in skipped["20150302_20150314.geo.cc.tif"]
+    assert np.isnan(ds["coherence"].values[1]).all()
+    assert "skipped 5 of 12 files" in caplog.text  # 6 phase, 3 coherence, 3 unwrapped files
 
 
 @pytest.mark.parametrize(

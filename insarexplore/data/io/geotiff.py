@@ -12,7 +12,7 @@ towards the satellite, so that ``phase = -4 pi / wavelength * displacement`` as 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -155,14 +155,35 @@ def _coherence(values: np.ndarray, dtype: str, path: Path) -> np.ndarray:
     return np.clip(values, 0.0, 1.0).astype(np.float32)
 
 
+def _read_layer(
+    path: Path, name: str, shape: tuple[int, ...], bounds: tuple[float, ...], phase_name: str
+) -> np.ndarray:
+    """A coherence (in [0, 1]) or unwrapped-phase raster that matches its phase raster."""
+    values, b, dt = _read_band(path, name)
+    if values.shape != shape:
+        raise InSARDataError(
+            f"{path}: {name} raster is {values.shape[0]}x{values.shape[1]} but the phase "
+            f"raster {phase_name} is {shape[0]}x{shape[1]}"
+        )
+    if not np.allclose(b, bounds, atol=1e-6, rtol=0):
+        raise InSARDataError(f"{path}: {name} bounds {b} differ from the phase bounds {bounds}")
+    return _coherence(values, dt, path) if name == "coherence" else values
+
+
 def read_licsar_pair(
-    pair: LicsarPair, *, wavelength_m: float | None = None, zero_nodata: bool = True
+    pair: LicsarPair,
+    *,
+    wavelength_m: float | None = None,
+    zero_nodata: bool = True,
+    on_bad_layer: Callable[[Path, str], None] | None = None,
 ) -> xr.Dataset:
     """One interferogram as a one-sample Dataset; raises InSARDataError naming the bad file.
 
     ``zero_nodata``: exact zeros of the wrapped and unwrapped phase are no data (LiCSAR writes 0
     outside the frame and over masked water, often without a nodata tag; a measured float phase
     is never exactly 0). Coherence and displacement are NaN wherever the phase is.
+    ``on_bad_layer(file, problem)``: called for a coherence or unwrapped file that cannot be
+    used, and the pair is read without that layer; without it such a file raises.
     """
     from insarexplore.data.schema import S1_WAVELENGTH_M, new_dataset
 
@@ -187,25 +208,22 @@ def read_licsar_pair(
     for name, path in (("coherence", pair.coherence), ("unwrapped", pair.unwrapped)):
         if path is None:
             continue
-        values, b, dt = _read_band(path, name)
-        if values.shape != phase.shape:
-            raise InSARDataError(
-                f"{path}: {name} raster is {values.shape[0]}x{values.shape[1]} but the phase "
-                f"raster {pair.phase.name} is {phase.shape[0]}x{phase.shape[1]}"
-            )
-        if not np.allclose(b, bounds, atol=1e-6, rtol=0):
-            raise InSARDataError(f"{path}: {name} bounds {b} differ from the phase bounds {bounds}")
-        if name == "coherence":
-            values = _coherence(values, dt, path)
-        elif zero_nodata:
+        try:
+            values = _read_layer(path, name, phase.shape, bounds, pair.phase.name)
+        except InSARDataError as err:
+            if on_bad_layer is None:
+                raise
+            on_bad_layer(path, f"{name} not loaded: {str(err).removeprefix(f'{path}: ')}")
+            continue
+        if name != "coherence" and zero_nodata:
             values[values == 0] = np.nan
         values[np.isnan(phase)] = np.nan
         layers[name] = values
     displacement = None
     if "unwrapped" in layers:
         displacement = (-wavelength / (4 * np.pi) * layers["unwrapped"]).astype(np.float32)
-    extra["has_coherence"] = np.array([pair.coherence is not None])
-    extra["has_displacement"] = np.array([pair.unwrapped is not None])
+    extra["has_coherence"] = np.array(["coherence" in layers])
+    extra["has_displacement"] = np.array(["unwrapped" in layers])
     h = phase.shape[0]
     ds = new_dataset(
         phase=phase[None],
@@ -234,6 +252,11 @@ def _check_options(patch_size: int | None, stride: int | None, min_valid: float)
         raise ValueError("stride needs patch_size")
     if not 0.0 <= min_valid < 1.0:
         raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
+
+
+def count_files(pairs: list[LicsarPair]) -> int:
+    """The files of ``pairs``: phase, and coherence and unwrapped phase where present."""
+    return sum(1 + (p.coherence is not None) + (p.unwrapped is not None) for p in pairs)
 
 
 def _odd_sizes(pairs: list[LicsarPair], path: str | Path) -> dict[Path, str]:
@@ -349,7 +372,12 @@ def iter_licsar(
             skipped.fail(pair.phase, odd[pair.phase])
             continue
         try:
-            ds = read_licsar_pair(pair, wavelength_m=wavelength_m, zero_nodata=zero_nodata)
+            ds = read_licsar_pair(
+                pair,
+                wavelength_m=wavelength_m,
+                zero_nodata=zero_nodata,
+                on_bad_layer=None if skipped.strict else skipped.fail,
+            )
             if patch_size is not None:
                 ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
         except InSARDataError as err:
@@ -392,7 +420,8 @@ def read_licsar(
     from insarexplore.data.schema import concat
 
     skipped = SkipLog(strict=strict)
-    n = len(find_licsar_pairs(path))
+    pairs = find_licsar_pairs(path)
+    n = len(pairs)
     parts = list(
         iter_licsar(
             path,
@@ -413,5 +442,5 @@ def read_licsar(
     ds = parts[0] if len(parts) == 1 else concat(parts)
     ds.attrs["pixel_spacing_m"] = float(np.median([p.attrs["pixel_spacing_m"] for p in parts]))
     ds.attrs["skipped"] = skipped.to_json()
-    skipped.warn(f"read_licsar({path})", n)
+    skipped.warn(f"read_licsar({path})", count_files(pairs))
     return ds
