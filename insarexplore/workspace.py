@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from insarexplore import _atomic
+from insarexplore._checks import check_name
 from insarexplore.errors import InSARDataError, WorkspaceError
 from insarexplore.names import STRETCH_GAINS
 
@@ -634,6 +635,7 @@ class Workspace:
 
     def resolve_model(self, model_version: str | None = None) -> str:
         """``model_version``, or the current model; a clear error when there is none."""
+        check_name("model_version", model_version, optional=True)
         version = model_version or self.current_model
         if not version:
             raise WorkspaceError(f"{self.path}: no model yet (run `insarexplore pretrain`)")

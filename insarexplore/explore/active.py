@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from insarexplore._checks import check_whole
 from insarexplore.explore.selection import (
     balanced_uncertain,
     diverse_uncertain,
@@ -318,8 +319,8 @@ def suggest(
     """
     if strategy not in REGISTRY:
         raise ValueError(f"strategy: must be one of {STRATEGIES}, got {strategy!r}")
-    if n < 1:
-        raise ValueError(f"n: must be at least 1, got {n}")
+    check_whole("n", n, 1)
+    check_whole("seed", seed, 0, 2**32 - 1)
     given = (proba, embeddings, footprints, anomaly)
     size = next((len(a) for a in given if a is not None), None)
     if size is None:

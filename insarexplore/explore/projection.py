@@ -65,6 +65,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from insarexplore._checks import check_name, check_unit, check_whole
 from insarexplore.errors import WorkspaceError
 
 log = logging.getLogger(__name__)
@@ -351,9 +352,23 @@ class Projector(TransformerMixin, BaseEstimator):
         self.max_fit = max_fit
         self.random_state = random_state
 
-    def _fit(self, X: np.ndarray) -> np.ndarray:
+    def _check_params(self) -> None:
+        """Each parameter's type and range, named when wrong (before numpy, UMAP or sklearn
+        meet it with an error of their own)."""
         if self.method not in METHODS:
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
+
+        check_whole("n_components", self.n_components, 1)
+        check_whole("n_neighbors", self.n_neighbors, 2)
+        if self.max_fit is not None:
+            check_whole("max_fit", self.max_fit, 10)
+        if self.random_state is not None:
+            check_whole("random_state", self.random_state, 0, 2**32 - 1)
+        check_unit("min_dist", self.min_dist)
+        check_name("metric", self.metric)
+
+    def _fit(self, X: np.ndarray) -> np.ndarray:
+        self._check_params()
         X = validate_data(self, X, dtype=np.float32, ensure_min_samples=3)
         n = X.shape[0]
         if self.n_components >= n or self.n_components < 1:
@@ -480,10 +495,12 @@ def project(
     ``metric``, ``max_fit``, ``random_state``). Samples embedded since the map was fitted are
     placed into it (see the module notes); a map whose training vectors changed is refitted.
     """
+    projector = Projector(method, **kw)
+    projector._check_params()  # before any reading, and before a cache lookup by them
     ids, vectors, emb_meta = ws.load_embeddings(model_version)
     ids = np.asarray(ids).astype(str)
     version = model_version or emb_meta.get("model_version") or ws.current_model
-    params = Projector(method, **kw).get_params()
+    params = projector.get_params()
     digest = hashlib.sha1(json.dumps(params, sort_keys=True, default=str).encode()).hexdigest()
     key = f"{method}-{version}-{digest[:10]}"
     pos = {s: i for i, s in enumerate(ids)}
@@ -499,7 +516,6 @@ def project(
     if cached is not None:
         return cached
 
-    projector = Projector(method, **kw)
     xy = projector.fit_transform(np.asarray(vectors))
     meta = {
         "model_version": version,

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from insarexplore._checks import check_whole
 from insarexplore.explore.active import REGISTRY, STRATEGIES, Suggestion, suggest
 from insarexplore.names import UNCERTAINTY_STRATEGIES
 
@@ -82,6 +83,8 @@ def suggest_workspace(
 
     if strategy not in REGISTRY:
         raise ValueError(f"strategy: must be one of {STRATEGIES}, got {strategy!r}")
+    check_whole("n", n, 1)
+    check_whole("seed", seed, 0, 2**32 - 1)
     uses = REGISTRY[strategy].uses
     ids, vectors, _ = ws.load_embeddings(model_version)
     ids = np.asarray(ids).astype(str)
