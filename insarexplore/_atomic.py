@@ -10,26 +10,59 @@ A folder cannot be renamed over another one, so a replacement takes three rename
 :func:`recover` repairs what a crash between these steps leaves: when ``NAME`` is missing it
 rolls forward to the complete new result, or back to the old one when there is no new one;
 when ``NAME`` exists the leftovers are removed. Leftovers of processes that are still running
-are never touched. Readers call :func:`recover` before they look at a result, writers before
+are never touched. ``PID`` is :func:`owner`: the process id and a tag of the machine and PID
+namespace it runs in, for a process id means nothing in another container or on another host
+sharing the workspace; leftovers of another machine are left alone (:func:`abandoned`). Readers call :func:`recover` before they look at a result, writers before
 they replace one. :func:`crash_point` is called between the steps; tests make it raise to
 simulate a crash at each of them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import shutil
+import socket
 import threading
 from pathlib import Path
 
-__all__ = ["replace", "recover", "recover_all", "crash_point"]
+__all__ = ["abandoned", "crash_point", "owner", "recover", "recover_all", "replace", "running"]
 
 log = logging.getLogger(__name__)
 # Held by replace and recover: a replacement of this process is never mid-way to its readers
 _IN_PROCESS = threading.RLock()
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>new|old|tmp)-(?P<pid>\d+)$")
+#: ``PID`` alone (older names), or ``PID.TAG`` (:func:`owner`)
+OWNER = r"(?P<pid>\d+)(?:\.(?P<tag>[0-9a-f]{8}))?"
+_LEFTOVER = re.compile(rf"^\.(?P<name>.+)\.(?P<kind>new|old|tmp)-{OWNER}$")
+
+
+def _namespace_tag() -> str:
+    """This machine and PID namespace, in 8 hex digits (process ids are unique only there)."""
+    try:
+        ns = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        ns = 0
+    return hashlib.sha1(f"{socket.gethostname()}/{ns}".encode()).hexdigest()[:8]
+
+
+_TAG = _namespace_tag()
+
+
+def owner() -> str:
+    """``PID.TAG``: this process, as leftover names and markers record it."""
+    return f"{os.getpid()}.{_TAG}"
+
+
+def abandoned(pid: int | str, tag: str | None = None) -> bool:
+    """Whether the process that left something has ended. Only a process of this machine and
+    PID namespace can be checked: another's (``tag`` not ours) counts as running. ``tag``
+    None (names of older versions) counts as ours. This process counts as ended (see
+    :func:`running`)."""
+    if tag is not None and tag != _TAG:
+        return False
+    return not running(int(pid))
 
 
 def crash_point(step: str, final: Path) -> None:
@@ -37,8 +70,8 @@ def crash_point(step: str, final: Path) -> None:
     ``moved-in``); does nothing. Tests replace it by one that raises at a chosen step."""
 
 
-def _sibling(final: Path, kind: str, pid: int | None = None) -> Path:
-    return final.with_name(f".{final.name}.{kind}-{os.getpid() if pid is None else pid}")
+def _sibling(final: Path, kind: str) -> Path:
+    return final.with_name(f".{final.name}.{kind}-{owner()}")
 
 
 def _remove(p: Path) -> None:
@@ -91,10 +124,10 @@ def _leftovers(final: Path) -> dict[str, list[Path]]:
         m = _LEFTOVER.match(p.name)
         if not m or m["name"] != final.name:
             continue
-        pid = int(m["pid"])
-        if m["kind"] == "tmp" and pid == os.getpid():
+        mine = int(m["pid"]) == os.getpid() and m["tag"] in (None, _TAG)
+        if m["kind"] == "tmp" and mine:
             continue  # may be this process's write in progress
-        if not running(pid):
+        if abandoned(m["pid"], m["tag"]):
             found[m["kind"]].append(p)
     return found
 

@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Sequence
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 _FORMAT = "insarexplore-workspace"
 _FORMAT_VERSION = 1
+#: ``.staging-<what>-<owner>.zarr`` (see :func:`insarexplore._atomic.owner`)
+_STAGING = re.compile(rf"^\.staging-.*-{_atomic.OWNER}\.zarr$")
 
 
 def _checked_stretch(stretch: Any) -> list[float] | None:
@@ -210,7 +213,7 @@ def _append_rows(
         fh.truncate()
         fh.flush()
         os.fsync(fh.fileno())
-        tmp = folder / f".ids.npy.tmp-{os.getpid()}"
+        tmp = folder / f".ids.npy.tmp-{_atomic.owner()}"
         with tmp.open("wb") as out:
             _save_npy(out, new_ids.astype(str))
             out.flush()
@@ -243,7 +246,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_atomic.owner()}")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
 
@@ -328,7 +331,7 @@ class Workspace:
         # built beside the target and renamed into place: a second process creating the same
         # workspace at the same moment finds either nothing or a whole workspace
         ws.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ws.path.with_name(f".{ws.path.name}.new-{os.getpid()}")
+        tmp = ws.path.with_name(f".{ws.path.name}.new-{_atomic.owner()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for sub in ("models", "embeddings", "artifacts"):
@@ -489,10 +492,10 @@ class Workspace:
         Staging stores left by processes that no longer run are removed here.
         """
         for old in self.path.glob(".staging-*.zarr"):
-            pid = old.name.split("-")[-1].split(".")[0]
-            if pid.isdigit() and int(pid) != os.getpid() and not _atomic.running(int(pid)):
+            m = _STAGING.match(old.name)
+            if m and int(m["pid"]) != os.getpid() and _atomic.abandoned(m["pid"], m["tag"]):
                 shutil.rmtree(old, ignore_errors=True)
-        return self.path / f".staging-{what}-{os.getpid()}.zarr"
+        return self.path / f".staging-{what}-{_atomic.owner()}.zarr"
 
     def add_store(self, staging: str | os.PathLike, *, drop: Sequence[str] = ()) -> int:
         """Move a complete staging store into the workspace: it becomes ``data.zarr`` when
@@ -685,7 +688,7 @@ class Workspace:
         lock is taken. A dead process's are removed by ``Workspace.recover``."""
         final = self.embeddings_dir / self.model_dir(model_version).name
         tag = f".{kind}-{secrets.token_hex(4)}" if kind else ""
-        tmp = final.with_name(f".{final.name}{tag}.tmp-{os.getpid()}")
+        tmp = final.with_name(f".{final.name}{tag}.tmp-{_atomic.owner()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         return tmp
@@ -913,7 +916,7 @@ class Workspace:
         final = self._artifact_dir(kind, key)
         arrays = {k: _storable(f"artefact {kind}/{key}: {k}", v) for k, v in arrays.items()}
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+        tmp = final.with_name(f".{final.name}.tmp-{_atomic.owner()}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from insarexplore import _atomic
 from insarexplore.data.accessor import table_footprints
 from insarexplore.data.schema import FOOTPRINT_COORDS as _FOOTPRINT
 from insarexplore.errors import InSARDataError
@@ -96,7 +97,7 @@ def _write_atomic(path: Path, text: str) -> None:
                 raise InSARDataError(f"{path}: {up} is a file, not a folder")
             break
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{_atomic.owner()}")
     try:
         tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
         os.replace(tmp, path)

@@ -154,6 +154,44 @@ def test_leftovers_of_a_running_process_are_left_alone(ws):
         proc.wait()
 
 
+def test_leftovers_of_another_machine_are_left_alone(ws):
+    """A process id means nothing in another container or host sharing the workspace: a
+    leftover named by a process there is never taken for abandoned (it was removed, or rolled
+    into place, whenever no process of that id ran here). Ours, by a dead process, still are."""
+    from insarexplore import _atomic
+
+    version = ws.current_model
+    final = ws.embeddings_dir / version
+    pid = dead_pid()
+    other = "0badc0de" if _atomic.owner().split(".")[1] != "0badc0de" else "0badc0df"
+    theirs = final.with_name(f".{version}.tmp-{pid}.{other}")
+    theirs.mkdir()
+    staging = ws.path / f".staging-ingest-{pid}.{other}.zarr"
+    staging.mkdir()
+    dead_here = ws.path / f".staging-ingest-{pid}.{_atomic.owner().split('.')[1]}.zarr"
+    dead_here.mkdir()
+    legacy = ws.path / f".staging-ingest-{pid}.zarr"
+    legacy.mkdir()
+    again = Workspace.open(ws.path)
+    again.load_embeddings()
+    again.staging_path("ingest")
+    assert theirs.exists() and staging.exists()
+    assert not dead_here.exists() and not legacy.exists()
+    assert _atomic.abandoned(pid) and _atomic.abandoned(pid, _atomic.owner().split(".")[1])
+    assert not _atomic.abandoned(pid, other)
+    # a data store another machine is appending to is not rolled back; a dead process's is
+    import json
+
+    n = len(again.open_data(lazy=True)["sample"])
+    marker = ws.data_path.with_name(f".{ws.data_path.name}.append-pending.json")
+    marker.write_text(json.dumps({"n": n - 1, "pid": pid, "tag": other, "attrs": {}}))
+    assert len(Workspace.open(ws.path).open_data(lazy=True)["sample"]) == n
+    assert marker.exists()
+    marker.write_text(json.dumps({"n": n - 1, "pid": pid, "tag": _atomic.owner()[-8:]}))
+    assert len(Workspace.open(ws.path).open_data(lazy=True)["sample"]) == n - 1
+    assert not marker.exists()
+
+
 @pytest.mark.parametrize("step", ["staged", "moved-aside"])
 def test_a_reader_thread_never_undoes_a_replacement_in_progress(ws, monkeypatch, step):
     """Leftovers of this process look abandoned to ``recover`` (its pid is not "another

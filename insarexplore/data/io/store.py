@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from insarexplore._atomic import running
+from insarexplore._atomic import abandoned, owner
 from insarexplore.data import schema
 from insarexplore.errors import InSARDataError
 
@@ -109,7 +109,7 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
     fmt = _format(path)
     schema.validate(ds, where=str(path), check_values=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{owner()}")
     _remove(tmp)
     ds = _prepare(ds)
     ds.attrs[REVISION_ATTR] = new_revision()  # new pixels, whatever revision ``ds`` came with
@@ -183,10 +183,11 @@ def _repair(path: Path) -> None:
             info = json.loads(marker.read_text())
             target, pid = int(info["n"]), int(info.get("pid", 0))
             attrs = info.get("attrs")  # absent in markers of older versions
+            tag = info.get("tag")  # absent in markers of older versions
         except (OSError, ValueError, KeyError, TypeError):
-            target, pid = None, 0
-        if pid and pid != os.getpid() and running(pid):
-            return  # another process is appending right now: not ours to roll back
+            target, pid, tag = None, 0, None
+        if pid and pid != os.getpid() and not abandoned(pid, tag if isinstance(tag, str) else None):
+            return  # another process is appending right now (or may be): not ours to roll back
     group = zarr.open_group(str(path), mode="r")
     lengths = {}
     for name, arr in group.arrays():
@@ -406,8 +407,9 @@ def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> str:
 
     marker = _pending(path)
     before = dict(zarr.open_group(str(path), mode="r").attrs)
-    tmp = marker.with_name(f"{marker.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps({"n": n0, "pid": os.getpid(), "attrs": before}))
+    tmp = marker.with_name(f"{marker.name}.tmp-{owner()}")
+    pid, tag = owner().split(".")
+    tmp.write_text(json.dumps({"n": n0, "pid": int(pid), "tag": tag, "attrs": before}))
     os.replace(tmp, marker)
     n = ds.sizes["sample"]
     step = _piece_len(ds)
@@ -472,7 +474,7 @@ class ZarrWriter:
         if _format(self.path) != "zarr":
             raise InSARDataError(f"{self.path}: ZarrWriter writes .zarr stores")
         self.chunk = chunk
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{owner()}")
         self.n = 0
         self._arrays: dict[str, Any] = {}  # per-sample arrays of the open store (async zarr)
         self._encodings: dict[str, dict[str, Any]] = {}
