@@ -1023,6 +1023,7 @@ class Workspace:
         out["models"] = self.list_models()
         out["unfinished_runs"] = self.unfinished_runs()
         emb = {}
+        all_ids = np.asarray(ds["sample"].values).astype(str) if out["data"] else np.array([], str)
         stored = [p.name for p in self.embeddings_dir.glob("*") if p.is_dir()]
         for version in dict.fromkeys([*out["models"], *sorted(stored)]):
             if version.startswith("."):
@@ -1037,7 +1038,7 @@ class Workspace:
                     emb[version] = {
                         "n": int(len(ids)),
                         "dim": int(vectors.shape[1]),
-                        "missing": int(self.missing_embedding_ids(version).size),
+                        "missing": int((~np.isin(all_ids, ids.astype(str))).sum()),
                     }
                 except (WorkspaceError, OSError, ValueError) as exc:
                     emb[version] = {"unreadable": str(exc)}

@@ -138,8 +138,10 @@ def test_artifacts_record_provenance_and_staleness(tmp_path, tiny_phase_ds):
     v2, _ = ws.new_model_dir()
     ws.set_current_model(v2)
     assert ws.is_stale(ws.load_artifact("projection", "pca")[1])  # another model is current
+    ws.save_embeddings(v2, list(tiny_phase_ds["sample"].values[:4]) + ["gone"], np.ones((5, 3)))
     status = ws.status()
     assert status["data"]["samples"] == 7
+    assert status["embeddings"][v2] == {"n": 5, "dim": 3, "missing": 3}  # 7 samples, 4 embedded
     assert status["artifacts"] == [{"kind": "projection", "key": "pca", "stale": True}]
     with pytest.raises(WorkspaceError):
         ws.load_artifact("projection", "../etc")
