@@ -19,6 +19,8 @@ simulate a crash at each of them.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import logging
 import os
@@ -26,9 +28,22 @@ import re
 import shutil
 import socket
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["abandoned", "crash_point", "owner", "recover", "recover_all", "replace", "running"]
+__all__ = [
+    "abandoned",
+    "beside",
+    "claimed",
+    "crash_point",
+    "mine",
+    "owner",
+    "recover",
+    "recover_all",
+    "replace",
+    "running",
+    "sweep_alive",
+]
 
 log = logging.getLogger(__name__)
 # Held by replace and recover: a replacement of this process is never mid-way to its readers
@@ -36,6 +51,7 @@ _IN_PROCESS = threading.RLock()
 #: ``PID`` alone (older names), or ``PID.TAG`` (:func:`owner`)
 OWNER = r"(?P<pid>\d+)(?:\.(?P<tag>[0-9a-f]{8}))?"
 _LEFTOVER = re.compile(rf"^\.(?P<name>.+)\.(?P<kind>new|old|tmp)-{OWNER}$")
+_ALIVE_NAME = re.compile(rf"^\.alive-{OWNER}$")
 
 
 def _namespace_tag() -> str:
@@ -50,19 +66,157 @@ def _namespace_tag() -> str:
 _TAG = _namespace_tag()
 
 
-def owner() -> str:
-    """``PID.TAG``: this process, as leftover names and markers record it."""
-    return f"{os.getpid()}.{_TAG}"
+# (pid, folder) -> [descriptor of our liveness file there, claims open, held for good]
+_ALIVE: dict[tuple[int, str], list] = {}
+_ALIVE_LOCK = threading.Lock()
 
 
-def abandoned(pid: int | str, tag: str | None = None) -> bool:
-    """Whether the process that left something has ended. Only a process of this machine and
-    PID namespace can be checked: another's (``tag`` not ours) counts as running. ``tag``
-    None (names of older versions) counts as ours. This process counts as ended (see
-    :func:`running`)."""
-    if tag is not None and tag != _TAG:
-        return False
-    return not running(int(pid))
+def _alive_name(who: str) -> str:
+    return f".alive-{who}"
+
+
+def owner(folder: str | os.PathLike | None = None) -> str:
+    """``PID.TAG``: this process, as the names of its leftovers and its markers record it.
+
+    With ``folder`` (where the named thing is made), this process first holds its liveness
+    file there, ``.alive-PID.TAG``, under an ``flock`` for as long as it runs: a process of
+    another container or host sharing the folder, where the process id means nothing, tells
+    from that lock whether the owner still runs (:func:`abandoned`); the kernel drops the
+    lock however the owner ends. The file goes when the process exits normally, or when a
+    later :func:`recover_all` of the folder finds it unlocked."""
+    me = f"{os.getpid()}.{_TAG}"
+    if folder is not None:
+        _hold_alive(Path(folder), me, claim=0)
+    return me
+
+
+@contextlib.contextmanager
+def claimed(folder: str | os.PathLike) -> Iterator[str]:
+    """:func:`owner` for the time of one write into ``folder``, yielding ``PID.TAG``: the
+    liveness file goes when the last claim there ends (unless :func:`owner` holds it for
+    good), so a folder of the user's keeps none once a save is done."""
+    folder = Path(folder)
+    me = f"{os.getpid()}.{_TAG}"
+    key = _hold_alive(folder, me, claim=1)
+    try:
+        yield me
+    finally:
+        with _ALIVE_LOCK:
+            entry = _ALIVE.get(key) if key else None
+            if entry is not None:
+                entry[1] -= 1
+                if entry[1] <= 0 and not entry[2]:
+                    _close_alive(folder / _alive_name(me), entry[0])
+                    del _ALIVE[key]
+
+
+def _close_alive(path: Path, fd: int) -> None:
+    try:
+        if os.stat(path).st_ino == os.fstat(fd).st_ino:
+            path.unlink()
+    except OSError:
+        pass
+    os.close(fd)
+
+
+def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
+    """Make sure this process holds its liveness file in ``folder``: for good (``claim`` 0)
+    or for one more claim. Returns its key, or None where the folder cannot be written."""
+    import fcntl
+
+    key = (os.getpid(), os.path.abspath(folder))
+    path = folder / _alive_name(me)
+    with _ALIVE_LOCK:
+        entry = _ALIVE.get(key)
+        if entry is not None:
+            try:
+                fresh = os.stat(path).st_ino == os.fstat(entry[0]).st_ino
+            except OSError:
+                fresh = False  # removed by hand (or its folder renamed): made again
+            if not fresh:
+                os.close(entry[0])
+                del _ALIVE[key]
+                entry = None
+        if entry is None:
+            staged = folder / f"{_alive_name(me)}.new"
+            try:  # locked before it has its name: whoever sees the name sees it locked
+                fd = os.open(staged, os.O_RDWR | os.O_CREAT, 0o644)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                os.replace(staged, path)
+            except OSError:
+                return None  # a folder we cannot write: nothing of ours will be made there
+            entry = _ALIVE[key] = [fd, 0, False]
+        if claim:
+            entry[1] += claim
+        else:
+            entry[2] = True
+        return key
+
+
+@atexit.register
+def _drop_alive() -> None:
+    """On a normal exit, this process's liveness files go (a crash leaves them unlocked)."""
+    me = f"{os.getpid()}.{_TAG}"
+    with _ALIVE_LOCK:
+        for (pid, folder), entry in list(_ALIVE.items()):
+            if pid == os.getpid():
+                _close_alive(Path(folder) / _alive_name(me), entry[0])
+                del _ALIVE[(pid, folder)]
+
+
+def mine(pid: int | str, tag: str | None) -> bool:
+    """Whether ``PID.TAG`` (or an untagged ``PID``) names this process."""
+    return int(pid) == os.getpid() and tag in (None, _TAG)
+
+
+def abandoned(pid: int | str, tag: str | None, folder: str | os.PathLike) -> bool:
+    """Whether the process named ``PID.TAG`` that left something in ``folder`` has ended.
+
+    This process counts as ended (see :func:`running`). Untagged names (older versions) are
+    checked by process id. Tagged ones by their owner's liveness file in ``folder``: locked,
+    the owner runs; unlocked, it ended (and the file goes); absent, it ended too (the owner
+    makes it before naming anything there and removes it only when it exits), unless the tag
+    is ours and the process id runs here (a liveness file removed by hand)."""
+    import fcntl
+
+    if mine(pid, tag):
+        return True
+    pid = int(pid)
+    if tag is None:
+        return not running(pid)
+    path = Path(folder) / _alive_name(f"{pid}.{tag}")
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return tag != _TAG or not running(pid)
+    except OSError:
+        return False  # cannot tell: leave it
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return False
+        try:
+            path.unlink()
+        except OSError:
+            pass
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep_alive(folder: Path) -> None:
+    """Remove the liveness files in ``folder`` of processes that have ended."""
+    try:
+        names = [p.name for p in Path(folder).iterdir() if p.name.startswith(".alive-")]
+    except OSError:
+        return
+    for name in names:
+        m = _ALIVE_NAME.match(name)
+        if m and m["tag"]:
+            abandoned(m["pid"], m["tag"], folder)  # removes it when unlocked
 
 
 def crash_point(step: str, final: Path) -> None:
@@ -70,8 +224,14 @@ def crash_point(step: str, final: Path) -> None:
     ``moved-in``); does nothing. Tests replace it by one that raises at a chosen step."""
 
 
-def _sibling(final: Path, kind: str) -> Path:
-    return final.with_name(f".{final.name}.{kind}-{owner()}")
+def beside(path: str | os.PathLike, kind: str = "tmp", *, checked: bool = True) -> Path:
+    """``.NAME.KIND-PID.TAG`` beside ``path``: this process's temporary name for it.
+
+    ``checked`` (the default) where other processes look for leftovers (:func:`recover`):
+    this process then holds its liveness file in that folder (:func:`owner`). Inside a
+    folder of its own, which nobody else inspects, ``checked=False`` leaves none there."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{kind}-{owner(path.parent if checked else None)}")
 
 
 def _remove(p: Path) -> None:
@@ -97,12 +257,13 @@ def running(pid: int) -> bool:
 def replace(tmp: Path, final: Path) -> None:
     """Move the complete result ``tmp`` to ``final``, replacing what is there."""
     tmp, final = Path(tmp), Path(final)
-    with _IN_PROCESS:  # this process's ``new``/``old`` look abandoned to its other threads
+    # _IN_PROCESS: this process's ``new``/``old`` look abandoned to its other threads
+    with _IN_PROCESS, claimed(final.parent):
         recover(final)
         if not final.is_dir():
             os.replace(tmp, final)  # a file, or nothing yet: one atomic rename
             return
-        new, old = _sibling(final, "new"), _sibling(final, "old")
+        new, old = beside(final, "new", checked=False), beside(final, "old", checked=False)
         _remove(new)
         _remove(old)
         os.replace(tmp, new)
@@ -124,10 +285,9 @@ def _leftovers(final: Path) -> dict[str, list[Path]]:
         m = _LEFTOVER.match(p.name)
         if not m or m["name"] != final.name:
             continue
-        mine = int(m["pid"]) == os.getpid() and m["tag"] in (None, _TAG)
-        if m["kind"] == "tmp" and mine:
+        if m["kind"] == "tmp" and mine(m["pid"], m["tag"]):
             continue  # may be this process's write in progress
-        if abandoned(m["pid"], m["tag"]):
+        if abandoned(m["pid"], m["tag"], final.parent):
             found[m["kind"]].append(p)
     return found
 
@@ -171,6 +331,7 @@ def recover_all(folder: Path) -> None:
         return
     for name in sorted(names):
         recover(Path(folder) / name)
+    sweep_alive(Path(folder))
 
 
 def _mtime(p: Path) -> float:

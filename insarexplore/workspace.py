@@ -213,7 +213,7 @@ def _append_rows(
         fh.truncate()
         fh.flush()
         os.fsync(fh.fileno())
-        tmp = folder / f".ids.npy.tmp-{_atomic.owner()}"
+        tmp = _atomic.beside(folder / "ids.npy", checked=False)
         with tmp.open("wb") as out:
             _save_npy(out, new_ids.astype(str))
             out.flush()
@@ -245,8 +245,10 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{_atomic.owner()}")
+def _write_json(path: Path, obj: dict[str, Any], *, checked: bool = False) -> None:
+    """Write ``obj`` to ``path`` atomically; ``checked`` where other processes look for
+    leftovers (the workspace's own folder; see :func:`insarexplore._atomic.beside`)."""
+    tmp = _atomic.beside(path, checked=checked)
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     os.replace(tmp, path)
 
@@ -331,7 +333,7 @@ class Workspace:
         # built beside the target and renamed into place: a second process creating the same
         # workspace at the same moment finds either nothing or a whole workspace
         ws.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = ws.path.with_name(f".{ws.path.name}.new-{_atomic.owner()}")
+        tmp = _atomic.beside(ws.path, "new", checked=False)  # nobody inspects the parent
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         for sub in ("models", "embeddings", "artifacts"):
@@ -411,7 +413,7 @@ class Workspace:
     def _update_meta(self, **changes: Any) -> None:
         meta = self.meta
         meta.update(changes)
-        _write_json(self.meta_path, meta)
+        _write_json(self.meta_path, meta, checked=True)
 
     def owns(self, path: str | os.PathLike) -> bool:
         """Whether ``path`` (links followed) is the workspace folder or one of its own files:
@@ -493,9 +495,10 @@ class Workspace:
         """
         for old in self.path.glob(".staging-*.zarr"):
             m = _STAGING.match(old.name)
-            if m and int(m["pid"]) != os.getpid() and _atomic.abandoned(m["pid"], m["tag"]):
+            mine = m and _atomic.mine(m["pid"], m["tag"])
+            if m and not mine and _atomic.abandoned(m["pid"], m["tag"], self.path):
                 shutil.rmtree(old, ignore_errors=True)
-        return self.path / f".staging-{what}-{_atomic.owner()}.zarr"
+        return self.path / f".staging-{what}-{_atomic.owner(self.path)}.zarr"
 
     def add_store(self, staging: str | os.PathLike, *, drop: Sequence[str] = ()) -> int:
         """Move a complete staging store into the workspace: it becomes ``data.zarr`` when
@@ -688,7 +691,7 @@ class Workspace:
         lock is taken. A dead process's are removed by ``Workspace.recover``."""
         final = self.embeddings_dir / self.model_dir(model_version).name
         tag = f".{kind}-{secrets.token_hex(4)}" if kind else ""
-        tmp = final.with_name(f".{final.name}{tag}.tmp-{_atomic.owner()}")
+        tmp = final.with_name(f".{final.name}{tag}.tmp-{_atomic.owner(final.parent)}")
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         return tmp
@@ -916,7 +919,7 @@ class Workspace:
         final = self._artifact_dir(kind, key)
         arrays = {k: _storable(f"artefact {kind}/{key}: {k}", v) for k, v in arrays.items()}
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".{final.name}.tmp-{_atomic.owner()}")
+        tmp = _atomic.beside(final)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         np.savez(tmp / "arrays.npz", allow_pickle=False, **arrays)

@@ -97,10 +97,11 @@ def _write_atomic(path: Path, text: str) -> None:
                 raise InSARDataError(f"{path}: {up} is a file, not a folder")
             break
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{_atomic.owner()}")
+    tmp = _atomic.beside(path, checked=False)
     try:
-        tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
-        os.replace(tmp, path)
+        with _atomic.claimed(path.parent):
+            tmp.write_bytes(text.encode("utf-8"))  # the exact text, as the dashboard's downloads
+            os.replace(tmp, path)
     except OSError as exc:  # name the file the user gave, leave no temporary behind
         tmp.unlink(missing_ok=True)
         raise type(exc)(exc.errno, exc.strerror, str(path)) from exc

@@ -154,42 +154,103 @@ def test_leftovers_of_a_running_process_are_left_alone(ws):
         proc.wait()
 
 
-def test_leftovers_of_another_machine_are_left_alone(ws):
-    """A process id means nothing in another container or host sharing the workspace: a
-    leftover named by a process there is never taken for abandoned (it was removed, or rolled
-    into place, whenever no process of that id ran here). Ours, by a dead process, still are."""
-    from insarexplore import _atomic
+OTHER_TAG = "0badc0de"
+
+
+def _holder(*paths):
+    """A process that holds ``flock``s on ``paths`` (another machine's liveness files) until
+    it is killed; returns it once the locks are held."""
+    import subprocess
+    import sys
+
+    code = (
+        "import fcntl, os, sys, time\n"
+        "fds = [os.open(p, os.O_RDWR | os.O_CREAT) for p in sys.argv[1:]]\n"
+        "[fcntl.flock(fd, fcntl.LOCK_EX) for fd in fds]\n"
+        "print('held', flush=True); time.sleep(600)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, paths)], stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"held"
+    return proc
+
+
+def _other_machine_leftovers(ws, pid):
+    """What a process of another container left mid-way: a replacement of the embeddings
+    between its renames (NAME missing), a staging store and an append marker."""
+    import json
+
+    import zarr
 
     version = ws.current_model
     final = ws.embeddings_dir / version
-    pid = dead_pid()
-    other = "0badc0de" if _atomic.owner().split(".")[1] != "0badc0de" else "0badc0df"
-    theirs = final.with_name(f".{version}.tmp-{pid}.{other}")
-    theirs.mkdir()
-    staging = ws.path / f".staging-ingest-{pid}.{other}.zarr"
+    who = f"{pid}.{OTHER_TAG}"
+    os.replace(final, final.with_name(f".{version}.old-{who}"))
+    staging = ws.path / f".staging-ingest-{who}.zarr"
     staging.mkdir()
-    dead_here = ws.path / f".staging-ingest-{pid}.{_atomic.owner().split('.')[1]}.zarr"
-    dead_here.mkdir()
-    legacy = ws.path / f".staging-ingest-{pid}.zarr"
-    legacy.mkdir()
-    again = Workspace.open(ws.path)
-    again.load_embeddings()
-    again.staging_path("ingest")
-    assert theirs.exists() and staging.exists()
-    assert not dead_here.exists() and not legacy.exists()
-    assert _atomic.abandoned(pid) and _atomic.abandoned(pid, _atomic.owner().split(".")[1])
-    assert not _atomic.abandoned(pid, other)
-    # a data store another machine is appending to is not rolled back; a dead process's is
-    import json
-
-    n = len(again.open_data(lazy=True)["sample"])
+    n = len(ws.open_data(lazy=True)["sample"])
     marker = ws.data_path.with_name(f".{ws.data_path.name}.append-pending.json")
-    marker.write_text(json.dumps({"n": n - 1, "pid": pid, "tag": other, "attrs": {}}))
-    assert len(Workspace.open(ws.path).open_data(lazy=True)["sample"]) == n
-    assert marker.exists()
-    marker.write_text(json.dumps({"n": n - 1, "pid": pid, "tag": _atomic.owner()[-8:]}))
-    assert len(Workspace.open(ws.path).open_data(lazy=True)["sample"]) == n - 1
-    assert not marker.exists()
+    attrs = dict(zarr.open_group(str(ws.data_path), mode="r").attrs)
+    marker.write_text(json.dumps({"n": n - 1, "pid": pid, "tag": OTHER_TAG, "attrs": attrs}))
+    return final, staging, marker, n
+
+
+@pytest.mark.parametrize("pid", ["dead", "ours"])
+def test_leftovers_of_another_machine_that_runs_are_left_alone(ws, pid):
+    """A process id means nothing in another container or host sharing the workspace (there it
+    may even be ours): its leftovers are live while it holds its liveness file's lock."""
+    pid = dead_pid() if pid == "dead" else os.getpid()
+    proc = _holder(
+        ws.path / f".alive-{pid}.{OTHER_TAG}", ws.embeddings_dir / f".alive-{pid}.{OTHER_TAG}"
+    )
+    try:
+        final, staging, marker, n = _other_machine_leftovers(ws, pid)
+        again = Workspace.open(ws.path)
+        again.staging_path("ingest")
+        assert len(again.open_data(lazy=True)["sample"]) == n and marker.exists()
+        assert staging.exists() and not final.exists()  # mid-way: not ours to finish
+    finally:
+        proc.kill()
+        proc.wait()
+    # its owner has ended (the lock is gone): everything is repaired, its files swept
+    again = Workspace.open(ws.path)
+    again.staging_path("ingest")
+    assert final.exists() and again.load_embeddings()[1].shape[0] == 40
+    assert len(again.open_data(lazy=True)["sample"]) == n - 1 and not marker.exists()
+    assert not staging.exists()
+    assert not list(ws.path.glob(".alive-*0badc0de")) and not list(
+        ws.embeddings_dir.glob(".alive-*0badc0de")
+    )
+
+
+def test_leftovers_of_another_machine_without_a_liveness_file_are_repaired(ws):
+    """A container that exited (or was restarted: a new namespace) left no liveness file, or
+    an unlocked one: its crash is repaired as a crash of ours would be."""
+    pid = dead_pid()
+    final, staging, marker, n = _other_machine_leftovers(ws, pid)
+    again = Workspace.open(ws.path)
+    again.staging_path("ingest")
+    assert len(again.open_data(lazy=True)["sample"]) == n - 1
+    assert final.exists() and not staging.exists() and not marker.exists()
+
+
+def test_this_process_holds_its_liveness_file_where_it_writes(ws):
+    from insarexplore import _atomic
+
+    me = _atomic.owner(ws.path)
+    alive = ws.path / f".alive-{me}"
+    assert alive.exists()
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from insarexplore import _atomic; "
+        "pid, tag = sys.argv[1].split('.'); print(_atomic.abandoned(pid, tag, sys.argv[2]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, me, str(ws.path)], capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "False", out.stderr
+    assert alive.exists()
 
 
 @pytest.mark.parametrize("step", ["staged", "moved-aside"])

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from insarexplore._atomic import abandoned, owner
+from insarexplore._atomic import abandoned, beside, claimed
 from insarexplore.data import schema
 from insarexplore.errors import InSARDataError
 
@@ -109,7 +109,13 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
     fmt = _format(path)
     schema.validate(ds, where=str(path), check_values=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{owner()}")
+    with claimed(path.parent):  # others see the temporary store as live while we write it
+        _save_new(ds, path, fmt, chunk)
+    return path
+
+
+def _save_new(ds: xr.Dataset, path: Path, fmt: str, chunk: int | None) -> None:
+    tmp = beside(path, checked=False)
     _remove(tmp)
     ds = _prepare(ds)
     ds.attrs[REVISION_ATTR] = new_revision()  # new pixels, whatever revision ``ds`` came with
@@ -133,7 +139,6 @@ def save_dataset(ds: xr.Dataset, path: str | os.PathLike, *, chunk: int | None =
     except BaseException:
         _remove(tmp)
         raise
-    return path
 
 
 def _replace(tmp: Path, path: Path) -> None:
@@ -186,7 +191,8 @@ def _repair(path: Path) -> None:
             tag = info.get("tag")  # absent in markers of older versions
         except (OSError, ValueError, KeyError, TypeError):
             target, pid, tag = None, 0, None
-        if pid and pid != os.getpid() and not abandoned(pid, tag if isinstance(tag, str) else None):
+        tag = tag if isinstance(tag, str) else None
+        if pid and not abandoned(pid, tag, marker.parent):
             return  # another process is appending right now (or may be): not ours to roll back
     group = zarr.open_group(str(path), mode="r")
     lengths = {}
@@ -401,14 +407,19 @@ def _append_pieces(ds: xr.Dataset, path: Path, n0: int) -> str:
     Pieces are loaded into memory before writing, so the source's own (dask) chunking never
     has to line up with the store's.
     """
+    marker = _pending(path)
+    with claimed(marker.parent) as me:  # others see the marker as live while we append
+        return _append_marked(ds, path, n0, marker, me)
+
+
+def _append_marked(ds: xr.Dataset, path: Path, n0: int, marker: Path, me: str) -> str:
     import json
 
     import zarr
 
-    marker = _pending(path)
     before = dict(zarr.open_group(str(path), mode="r").attrs)
-    tmp = marker.with_name(f"{marker.name}.tmp-{owner()}")
-    pid, tag = owner().split(".")
+    tmp = marker.with_name(f"{marker.name}.tmp-{me}")
+    pid, tag = me.split(".")
     tmp.write_text(json.dumps({"n": n0, "pid": int(pid), "tag": tag, "attrs": before}))
     os.replace(tmp, marker)
     n = ds.sizes["sample"]
@@ -474,14 +485,17 @@ class ZarrWriter:
         if _format(self.path) != "zarr":
             raise InSARDataError(f"{self.path}: ZarrWriter writes .zarr stores")
         self.chunk = chunk
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{owner()}")
+        self.tmp = beside(self.path, checked=False)
         self.n = 0
+        self._claim: Any = None
         self._arrays: dict[str, Any] = {}  # per-sample arrays of the open store (async zarr)
         self._encodings: dict[str, dict[str, Any]] = {}
 
     def __enter__(self) -> ZarrWriter:
-        _remove(self.tmp)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._claim = claimed(self.path.parent)  # others see our temporary store as live
+        self._claim.__enter__()
+        _remove(self.tmp)
         self.n, self._arrays, self._encodings = 0, {}, {}
         return self
 
@@ -550,10 +564,15 @@ class ZarrWriter:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._arrays = {}
-        if exc_type is None and self.n > 0:
-            _replace(self.tmp, self.path)
-        else:
-            _remove(self.tmp)
+        try:
+            if exc_type is None and self.n > 0:
+                _replace(self.tmp, self.path)
+            else:
+                _remove(self.tmp)
+        finally:
+            claim, self._claim = self._claim, None
+            if claim is not None:
+                claim.__exit__(None, None, None)
 
 
 async def _sample_arrays(path: Path, names: set[str]) -> dict[str, Any]:
