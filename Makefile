@@ -26,7 +26,9 @@ $(VENV)/.installed: pyproject.toml binder/requirements.txt | $(BIN)/python
 	  echo "no CUDA: installing the CPU build of torch $(TORCH_VERSION) first"; \
 	  $(BIN)/pip install -q "torch==$(TORCH_VERSION)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)); \
 	fi
-	grep -v '^-' binder/requirements.txt > $(VENV)/constraints.txt
+	@# the Binder pins (binder/requirements.txt) as constraints: the tested set is the Binder set.
+	@# torch is left to the line above (CPU or CUDA build); the pins need Python 3.11+.
+	sed -n -e '/^[a-zA-Z]/{/^torch/d;s/$$/ ; python_version >= "3.11"/;p}' binder/requirements.txt > $(VENV)/constraints.txt
 	$(BIN)/pip install -q -e ".[dev,binder]" -c $(VENV)/constraints.txt
 	touch $@
 

@@ -305,7 +305,10 @@ def test_bad_files_are_skipped_and_reported(tmp_path, caplog):
     assert skipped["20150302_20150314.geo.cc.tif"].startswith("coherence not loaded: ")
     assert "40x47" in skipped["20150302_20150314.geo.cc.tif"]
     assert np.isnan(ds["coherence"].values[1]).all()
-    assert "skipped 5 of 12 files" in caplog.text  # 6 phase, 3 coherence, 3 unwrapped files
+    assert (
+        "skipped 4 of 6 files; 1 companion files (coherence, unwrapped phase) not loaded"
+        in caplog.text
+    )
 
 
 @pytest.mark.parametrize(

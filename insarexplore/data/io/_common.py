@@ -82,6 +82,8 @@ class SkipLog:
 
     strict: bool = False
     entries: list[dict[str, str]] = field(default_factory=list)
+    #: entries for a companion file (coherence, unwrapped phase) whose sample was kept without it
+    n_partial: int = 0
 
     def fail(self, file: str | Path, problem: str) -> None:
         """Record (or, when strict, raise) that ``file`` was not loaded because of ``problem``."""
@@ -90,6 +92,11 @@ class SkipLog:
         if self.strict:
             raise InSARDataError(f"{name}: {problem}")
         self.entries.append({"file": name, "problem": problem})
+
+    def partial(self, file: str | Path, problem: str) -> None:
+        """Record that a companion ``file`` was not loaded, its sample kept without it."""
+        self.fail(file, problem)
+        self.n_partial += 1
 
     def to_json(self) -> str:
         return json.dumps(self.entries)
@@ -100,9 +107,14 @@ class SkipLog:
             return
         head = "; ".join(f"{e['file']}: {e['problem']}" for e in self.entries[:3])
         more = f" (and {len(self.entries) - 3} more)" if len(self.entries) > 3 else ""
-        logger.warning(
-            "%s: skipped %d of %d files: %s%s", what, len(self.entries), total, head, more
+        kept = (
+            f"; {self.n_partial} companion files (coherence, unwrapped phase) not loaded, "
+            "their samples kept without them"
+            if self.n_partial
+            else ""
         )
+        skipped = len(self.entries) - self.n_partial
+        logger.warning("%s: skipped %d of %d files%s: %s%s", what, skipped, total, kept, head, more)
 
 
 def nothing_read(path: str | Path, n: int, what: str, skipped: SkipLog) -> InSARDataError:

@@ -254,11 +254,6 @@ def _check_options(patch_size: int | None, stride: int | None, min_valid: float)
         raise ValueError(f"min_valid must lie in [0, 1); got {min_valid}")
 
 
-def count_files(pairs: list[LicsarPair]) -> int:
-    """The files of ``pairs``: phase, and coherence and unwrapped phase where present."""
-    return sum(1 + (p.coherence is not None) + (p.unwrapped is not None) for p in pairs)
-
-
 def _odd_sizes(pairs: list[LicsarPair], path: str | Path) -> dict[Path, str]:
     """From the headers: the pairs whose size differs from the rest of their frame, with why.
 
@@ -371,18 +366,21 @@ def iter_licsar(
         if pair.phase in odd:
             skipped.fail(pair.phase, odd[pair.phase])
             continue
+        layers: list[tuple[Path, str]] = []  # reported once the pair itself is read
         try:
             ds = read_licsar_pair(
                 pair,
                 wavelength_m=wavelength_m,
                 zero_nodata=zero_nodata,
-                on_bad_layer=None if skipped.strict else skipped.fail,
+                on_bad_layer=None if skipped.strict else lambda *bad: layers.append(bad),  # noqa: B023
             )
             if patch_size is not None:
                 ds = ds.insar.patches(patch_size, stride, min_valid=max(min_valid, 1e-9))
         except InSARDataError as err:
             skipped.fail(pair.phase, str(err).removeprefix(f"{pair.phase}: "))
             continue
+        for file, why in layers:
+            skipped.partial(file, why)
         seen[pair.sample] = pair.phase
         for name in want:
             if name not in ds:
@@ -442,5 +440,5 @@ def read_licsar(
     ds = parts[0] if len(parts) == 1 else concat(parts)
     ds.attrs["pixel_spacing_m"] = float(np.median([p.attrs["pixel_spacing_m"] for p in parts]))
     ds.attrs["skipped"] = skipped.to_json()
-    skipped.warn(f"read_licsar({path})", count_files(pairs))
+    skipped.warn(f"read_licsar({path})", n)
     return ds

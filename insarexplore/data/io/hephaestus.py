@@ -352,7 +352,7 @@ def hephaestus_dataset(
         results = _decode_all(cpaths, size, fit, workers, progress)
         for i, cpath, (arr, _, problem) in zip(idx, cpaths, results):
             if arr is None:
-                join.skipped.fail(cpath, f"coherence not loaded: {problem}")
+                join.skipped.partial(cpath, f"coherence not loaded: {problem}")
             else:
                 coh[i] = arr.mean(axis=2, dtype=np.float32) / np.float32(255.0)
     pair = (

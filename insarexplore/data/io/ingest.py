@@ -30,7 +30,7 @@ from insarexplore.data.io._batch import (
     to_dataset,
 )
 from insarexplore.data.io._common import SkipLog, nothing_read
-from insarexplore.data.io.geotiff import count_files, find_licsar_pairs, iter_licsar
+from insarexplore.data.io.geotiff import find_licsar_pairs, iter_licsar
 from insarexplore.data.io.images import Labels, list_image_files
 from insarexplore.data.io.store import ZarrWriter, append_dataset
 from insarexplore.data.schema import concat
@@ -256,7 +256,7 @@ def ingest_licsar(
     if written == 0:
         raise nothing_read(path, n_pairs, "interferograms", skipped)
     _finish(store, mode, skipped)
-    skipped.warn(f"ingest_licsar({path})", count_files(pairs))
+    skipped.warn(f"ingest_licsar({path})", n_pairs)
     return IngestReport(
         store_path=str(store),
         n_files=n_pairs,
