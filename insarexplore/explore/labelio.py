@@ -300,13 +300,33 @@ def _hephaestus_labels(label: str) -> list[str]:
     return [label]
 
 
-def _unique_ids(samples: list[str]) -> list[int]:
-    """Hephaestus ``uniqueID`` of each sample: its own for ``hephaestus/<n>`` samples, else the
-    smallest numbers no Hephaestus sample uses (so that files named by id never collide)."""
-    own = [
-        int(sid[11:]) if sid.startswith("hephaestus/") and sid[11:].isdigit() else None
-        for sid in samples
-    ]
+def _exported(path: Path) -> bool:
+    """Whether ``path`` holds a record this export wrote (it names our ``sample``): files
+    of another origin in the folder, such as the Hephaestus release's own, stay."""
+    try:
+        return "sample" in json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, TypeError):
+        return False
+
+
+def _unique_ids(samples: list[str], meta: Any) -> list[int]:
+    """Hephaestus ``uniqueID`` of each sample: its own (the ``uniqueID`` a Hephaestus ingest
+    stores, else the number of a ``hephaestus/<n>`` id), else the smallest numbers no
+    Hephaestus sample uses (so that files named by id never collide)."""
+    stored = meta["uniqueID"] if "uniqueID" in getattr(meta, "columns", ()) else None
+
+    def own_id(sid: str) -> int | None:
+        if stored is not None and sid in stored.index:
+            try:
+                value = float(stored.loc[sid])
+            except (TypeError, ValueError):
+                value = float("nan")
+            if np.isfinite(value) and value >= 0 and value == int(value):
+                return int(value)
+        tail = sid.removeprefix("hephaestus/")
+        return int(tail) if tail != sid and tail.isdigit() else None
+
+    own = [own_id(sid) for sid in samples]
     used, free, out = {u for u in own if u is not None}, 0, []
     for u in own:
         if u is None:
@@ -355,7 +375,9 @@ def export_hephaestus(
     become a folder). ``uniqueID`` is the Hephaestus id of a Hephaestus sample; ``label`` is a
     list (a ``"+"``-joined multi-label is split back); ``sample`` keeps our id so the round
     trip is exact. Where the label is the data's own, the data's ``activity_type``,
-    ``intensity_level``, ``phase`` and ``confidence`` go with it.
+    ``intensity_level``, ``phase`` and ``confidence`` go with it. With ``overwrite``, a folder
+    loses the records of an earlier export that this one no longer has; other ``.json``
+    files in it (the release's own annotations) stay.
     """
     import pandas as pd
 
@@ -376,7 +398,7 @@ def export_hephaestus(
     labels = store.current()
     meta = sample_table(table) if table is not None else pd.DataFrame(index=pd.Index([]))
     records = []
-    for uid, (sid, label) in zip(_unique_ids(sorted(labels)), sorted(labels.items())):
+    for uid, (sid, label) in zip(_unique_ids(sorted(labels), meta), sorted(labels.items())):
         row = meta.loc[sid] if sid in meta.index else {}
         date = {
             k: _iso(row.get(k)) if k in row else None for k in ("primary_date", "secondary_date")
@@ -400,7 +422,7 @@ def export_hephaestus(
         path.mkdir(parents=True, exist_ok=True)
         names = {f"{rec['uniqueID']}.json" for rec in records}
         for old in path.glob("*.json"):  # overwrite: no stale records of an earlier export
-            if old.stem.isdigit() and old.name not in names:
+            if old.stem.isdigit() and old.name not in names and _exported(old):
                 old.unlink()
         for rec in records:
             _write_atomic(path / f"{rec['uniqueID']}.json", json.dumps(rec))

@@ -359,13 +359,14 @@ class Projector(TransformerMixin, BaseEstimator):
             raise ValueError(f"method: must be one of {METHODS}, got {self.method!r}")
 
         check_whole("n_components", self.n_components, 1)
-        check_whole("n_neighbors", self.n_neighbors, 2)
+        check_whole("n_neighbors", self.n_neighbors, 1)  # UMAP uses at least 2
         if self.max_fit is not None:
             check_whole("max_fit", self.max_fit, 10)
         if self.random_state is not None:
             check_whole("random_state", self.random_state, 0, 2**32 - 1)
         check_unit("min_dist", self.min_dist)
-        check_name("metric", self.metric)
+        if not callable(self.metric):  # a name, or UMAP's numba-compiled distance
+            check_name("metric", self.metric)
 
     def _fit(self, X: np.ndarray) -> np.ndarray:
         self._check_params()

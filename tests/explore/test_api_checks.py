@@ -16,7 +16,7 @@ from insarexplore.explore.projection import Projector
         ({"min_dist": "a"}, "min_dist"),
         ({"min_dist": float("nan")}, "min_dist"),
         ({"min_dist": 1.5}, "min_dist"),
-        ({"n_neighbors": 1}, "n_neighbors"),
+        ({"n_neighbors": 0}, "n_neighbors"),
         ({"n_neighbors": 7.5}, "n_neighbors"),
         ({"n_components": "2"}, "n_components"),
         ({"max_fit": 3}, "max_fit"),

@@ -224,6 +224,23 @@ def test_hephaestus_folder_export_names_files_by_unique_id_and_keeps_the_annotat
     assert json.loads((folder / "1.json").read_text())["sample"] == "s0"  # 0 is taken
     assert import_hephaestus(b, folder, known_ids=table.index) == 4
     assert b.current() == a.current()
-    a.remove(["hephaestus/9"])  # overwrite leaves no stale record behind
+    a.remove(["hephaestus/9"])  # overwrite leaves no stale record behind ...
+    (folder / "77.json").write_text(json.dumps(annotation_like := {"uniqueID": 77, "label": []}))
     assert export_hephaestus(a, folder, table, overwrite=True) == 3
-    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "5.json"]
+    names = sorted(f.name for f in folder.glob("*.json"))
+    assert names == ["0.json", "1.json", "5.json", "77.json"]  # ... and keeps what it did not write
+    assert json.loads((folder / "77.json").read_text()) == annotation_like
+
+
+def test_hephaestus_export_takes_the_stored_unique_id(tmp_path):
+    import pandas as pd
+
+    table = pd.DataFrame(
+        {"label": ["Deformation", ""], "uniqueID": [1234, np.nan]},
+        index=pd.Index(["frame/a", "frame/b"], name="sample"),
+    )
+    a, _ = _stores(tmp_path)
+    a.assign(["frame/a", "frame/b"], "Deformation")
+    folder = tmp_path / "out"
+    assert export_hephaestus(a, str(folder) + "/", table) == 2
+    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1234.json"]
