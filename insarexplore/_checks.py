@@ -4,16 +4,15 @@ command line checks its options in ``cli._common``.)"""
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
-
-import numpy as np
 
 __all__ = ["check_name", "check_unit", "check_whole"]
 
 
 def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` as an int when it is a whole number in ``[low, high]``; else ValueError."""
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)  # numpy's too
     if not ok or value < low or (high is not None and value > high):
         span = f"from {low} to {high}" if high is not None else f"at least {low}"
         raise ValueError(f"{name}: must be a whole number {span}, got {value!r}")
@@ -22,7 +21,7 @@ def check_whole(name: str, value: Any, low: int, high: int | None = None) -> int
 
 def check_unit(name: str, value: Any) -> float:
     """``value`` as a float when it is a number in ``[0, 1]``; else ValueError."""
-    ok = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
     if not ok or not 0 <= value <= 1:  # NaN fails both comparisons
         raise ValueError(f"{name}: must be a number from 0 to 1, got {value!r}")
     return float(value)

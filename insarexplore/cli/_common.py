@@ -9,6 +9,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from insarexplore._checks import check_unit, check_whole
+
 PROG = "insarexplore"
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -31,13 +33,6 @@ def open_workspace(path: str | Path, *, need_data: bool = False):  # -> Workspac
             "(add some with `insarexplore synth` or `insarexplore ingest`)"
         )
     return ws
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
 
 
 def bounded_int(upper: int, what: str = "a value") -> Callable[[str], int]:
@@ -78,41 +73,34 @@ def stretch_gain(text: str) -> float:
     return value
 
 
-def at_least(lower: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``lower``."""
+def _checked(check: Callable[..., Any], convert: type, *bounds: int) -> Callable[[str], Any]:
+    """An argparse type: ``text`` converted, then held to the rule the Python API checks
+    (:mod:`insarexplore._checks`), so the command line and the API agree."""
 
-    def parse(text: str) -> int:
+    def parse(text: str) -> Any:
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
-            value = lower - 1
-        if value < lower:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lower}, got {text}")
-        return value
+            value = text
+        try:
+            return check("value", value, *bounds)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("value: ")) from None
 
     return parse
 
 
+def at_least(lower: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``lower``."""
+    return _checked(check_whole, int, lower)
+
+
 non_negative_int = at_least(0)
-
-
-def seed_int(text: str) -> int:
-    """A random seed: an integer from 0 to 2**32 - 1 (what numpy and torch accept)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"must be an integer from 0 to 2**32 - 1, got {text}")
-    return value
-
-
-def unit_float(text: str) -> float:
-    """A number from 0 to 1 (UMAP's min_dist: at most its spread, 1)."""
-    value = float(text)
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number from 0 to 1, got {text}")
-    return value
+positive_int = at_least(1)
+#: A random seed: an integer from 0 to 2**32 - 1 (what numpy and torch accept).
+seed_int = _checked(check_whole, int, 0, 2**32 - 1)
+#: A number from 0 to 1 (UMAP's min_dist: at most its spread, 1).
+unit_float = _checked(check_unit, float)
 
 
 def non_negative_float(text: str) -> float:
