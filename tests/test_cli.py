@@ -574,3 +574,19 @@ def test_project_clusters_are_the_dashboards(tmp_path, capsys):
     assert said == int(table["cluster"].max()) + 1
     kinds = [k for k, _ in ws.list_artifacts("clusters")]
     assert len(kinds) == 1  # the dashboard's call found the CLI's result cached
+
+
+def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path):
+    """`insarexplore suggest ws | head -1`: a closed pipe is no traceback (it printed a
+    BrokenPipeError traceback and exited 1)."""
+    make_embedded_workspace(tmp_path / "ws")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "insarexplore.cli", "suggest", str(tmp_path / "ws"), "-n", "20",
+         "--strategy", "diversity"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    proc.stdout.close()  # the reader is gone before the first line
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 141, err.decode()
+    assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()

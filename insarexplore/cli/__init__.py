@@ -77,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a tool killed by it reports
+
 _RESUME = "What was finished is saved; run the same command again to resume."
 _AFTER_INTERRUPT = {
     "ingest": "An ingest adds all of its files or none: `insarexplore info` shows whether "
@@ -105,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     debug = bool(getattr(args, "debug", False) or os.environ.get("INSAREXPLORE_DEBUG"))
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, so that a reader gone away is seen below, not at exit
+        return status
     except KeyboardInterrupt:
         _quiet_teardown()
         say(f"\n{PROG} {args.command}: interrupted. {_AFTER_INTERRUPT.get(args.command, _RESUME)}")
@@ -115,6 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         say(f"{PROG} {args.command}: error: {exc}")
         return EXIT_USAGE
+    except BrokenPipeError:
+        # the reader went away (`insarexplore info ws | head -3`): stop quietly, as a shell
+        # tool does; the output left unflushed goes nowhere instead of raising again at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except OSError as exc:
         # the machine, not the code: a read-only or full disk, a quota, a missing mount
         if debug or exc.errno not in _SYSTEM_ERRNOS:
