@@ -151,3 +151,25 @@ def test_malformed_workspace_json_files_are_one_line_or_computed_again(tmp_path,
         project(ws, "pca")  # the map is fitted again
         meta = json.loads(art_meta.read_text())
         assert meta["fit_hash"] and not ws.is_stale(meta)
+
+
+def test_a_store_without_its_sample_ids_is_one_line(tmp_path, capsys):
+    """`rm -r ws/data.zarr/sample`: info, embed and the readers name the damaged store (it was
+    a KeyError traceback)."""
+    import shutil
+
+    from insarexplore.cli import main
+    from insarexplore.data.io.store import open_dataset, store_sample_ids
+    from insarexplore.errors import InSARDataError
+
+    from .conftest import make_workspace
+
+    ws = make_workspace(tmp_path / "ws")
+    shutil.rmtree(ws.data_path / "sample")
+    for read in (store_sample_ids, open_dataset):
+        with pytest.raises(InSARDataError, match="data.zarr: the store has no 'sample' array"):
+            read(ws.data_path)
+    for command in (["info"], ["embed"], ["labels", "counts"]):
+        assert main([*command, str(ws.path)]) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert "no 'sample' array" in err and "\n" not in err, (command, err)

@@ -240,6 +240,8 @@ def open_dataset(path: str | os.PathLike, *, lazy: bool = True) -> xr.Dataset:
             ds = xr.open_dataset(path, engine="h5netcdf", chunks={} if lazy else None)
     except (OSError, ValueError, KeyError) as exc:
         raise InSARDataError(f"{path}: cannot open store ({exc})") from exc
+    if "sample" not in ds.variables or ds["sample"].dims != ("sample",):
+        raise _no_ids(path)
     per_sample = [n for n, v in ds.variables.items() if v.dims == ("sample",)]
     ds = ds.assign_coords({}).copy()
     for name in per_sample:
@@ -264,7 +266,18 @@ def store_sample_ids(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     _repair(path)
     group = zarr.open_group(str(path), mode="r")
-    return np.asarray(group["sample"][:]).astype(object)
+    try:
+        ids = group["sample"]
+    except KeyError:
+        raise _no_ids(path) from None
+    return np.asarray(ids[:]).astype(object)
+
+
+def _no_ids(path: Path) -> InSARDataError:
+    return InSARDataError(
+        f"{path}: the store has no 'sample' array (its sample ids): it is damaged; restore it "
+        "from a copy, or make the workspace again"
+    )
 
 
 def store_revision(path: str | os.PathLike) -> str | None:
