@@ -46,6 +46,12 @@ def _device(device: Any) -> torch.device:
     return resolve_device(device)
 
 
+def _plain_name(name: Any) -> bool:
+    """A model version's name rather than a path (no folder separator in it)."""
+    text = os.fspath(name) if isinstance(name, str | os.PathLike) else ""
+    return isinstance(name, str) and bool(text) and "/" not in text and os.sep not in text
+
+
 class Embedder(TransformerMixin, BaseEstimator):
     """Dataset in, ``(n_samples, dim)`` float32 embeddings out.
 
@@ -93,21 +99,43 @@ class Embedder(TransformerMixin, BaseEstimator):
         self.dihedral = dihedral
         self.gains = gains
 
-    def _folder(self) -> Path | None:
-        """The model folder (where a physics head would be), None for a module."""
+    def _where(self) -> Path | None:
+        """The model's folder or weights file (None for a module). With a workspace, a name
+        is one of its model versions, never a same-named path in the current folder."""
         if isinstance(self.model, nn.Module):
             return None
-        if self.model is not None and Path(str(self.model)).exists():
-            path = Path(str(self.model))
-            return path if path.is_dir() else path.parent
-        from insarexplore.workspace import Workspace
+        name = self.model
+        if self.workspace is not None and (name is None or _plain_name(name)):
+            from insarexplore.errors import WorkspaceError
+            from insarexplore.workspace import Workspace
 
-        ws = (
-            self.workspace
-            if isinstance(self.workspace, Workspace)
-            else Workspace.open(self.workspace)
-        )
-        return ws.model_dir(ws.resolve_model(self.model))
+            ws = (
+                self.workspace
+                if isinstance(self.workspace, Workspace)
+                else Workspace.open(self.workspace)
+            )
+            version = ws.resolve_model(name)
+            folder = ws.model_dir(version)
+            if not (folder / "encoder.pt").is_file():
+                known = ", ".join(ws.list_models()) or "none"
+                raise WorkspaceError(
+                    f"{ws.path}: no model {version!r} in {ws.models_dir} (its models: {known})"
+                )
+            return folder
+        if name is not None and Path(str(name)).exists():
+            return Path(str(name))
+        if self.workspace is None:
+            raise ValueError(
+                "Embedder: give model= (an encoder, a saved encoder path) or workspace="
+            )
+        raise ValueError(f"model: {name!r} is neither a model of the workspace nor a path")
+
+    def _folder(self) -> Path | None:
+        """The model folder (where a physics head would be), None for a module."""
+        path = self._where()
+        if path is None:
+            return None
+        return path if path.is_dir() else path.parent
 
     def _head(self, folder: Path | None):  # -> PhysicsHead | None
         """The folder's physics head with the gains to embed with; None for plain features.
@@ -149,21 +177,7 @@ class Embedder(TransformerMixin, BaseEstimator):
 
         if isinstance(self.model, nn.Module):
             return self.model, dict(getattr(self.model, "config", {}))
-        if self.model is not None and Path(str(self.model)).exists():
-            return load_encoder(self.model)
-        if self.workspace is None:
-            raise ValueError(
-                "Embedder: give model= (an encoder, a saved encoder path) or workspace="
-            )
-        from insarexplore.workspace import Workspace
-
-        ws = (
-            self.workspace
-            if isinstance(self.workspace, Workspace)
-            else Workspace.open(self.workspace)
-        )
-        version = ws.resolve_model(self.model)
-        return load_encoder(ws.model_dir(version))
+        return load_encoder(self._where())
 
     def fit(self, X: Any = None, y: Any = None) -> Embedder:
         """Load the model and, when ``X`` is given, check that its channels fit the model."""

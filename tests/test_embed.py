@@ -417,3 +417,28 @@ def _embedded_toy(tmp_path, n: int, seed: int):
     ws.set_current_model(version)
     assert embed_workspace(ws, progress=False) == n
     return ws, version, folder
+
+
+def test_a_model_name_is_a_version_of_the_workspace_not_a_folder_here(tmp_path, monkeypatch):
+    """`embed ws --model extmodel` with a folder ./extmodel: it embedded with that outside
+    model and stored the vectors as a model of the workspace."""
+    from insarexplore.errors import WorkspaceError
+    from insarexplore.workspace import Workspace
+
+    ws = Workspace.create(tmp_path / "ws")
+    ws.add_data(_toy(6))
+    version, folder = ws.new_model_dir("test")
+    save_encoder(folder / "encoder.pt", build_encoder("resnet-tiny", 4))
+    ws.set_current_model(version)
+    monkeypatch.chdir(tmp_path)
+    save_encoder(tmp_path / "extmodel" / "encoder.pt", build_encoder("resnet-tiny", 4))
+    save_encoder(tmp_path / version / "encoder.pt", build_encoder("resnet-tiny", 4))
+    with pytest.raises(WorkspaceError, match=f"no model 'extmodel' in .*its models: {version}"):
+        embed_workspace(ws, "extmodel", progress=False)
+    assert not (ws.embeddings_dir / "extmodel").exists()
+    torch.manual_seed(0)
+    assert embed_workspace(ws, version, progress=False) == 6  # the workspace's, not ./<version>
+    mine = Embedder(folder, progress=False).fit().transform(ws.open_data())
+    np.testing.assert_allclose(ws.load_embeddings(version, aligned=True)[1], mine, atol=1e-5)
+    # a path still names a saved encoder (no workspace)
+    assert Embedder(tmp_path / "extmodel", progress=False).fit().n_features_out_ == 256
