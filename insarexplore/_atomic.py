@@ -139,12 +139,19 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
                 entry = None
         if entry is None:
             staged = folder / f"{_alive_name(me)}.new"
+            fd = -1
             try:  # locked before it has its name: whoever sees the name sees it locked
                 fd = os.open(staged, os.O_RDWR | os.O_CREAT, 0o644)
                 fcntl.flock(fd, fcntl.LOCK_EX)
                 os.replace(staged, path)
-            except OSError:
-                return None  # a folder we cannot write: nothing of ours will be made there
+            except BaseException as exc:
+                with contextlib.suppress(OSError):
+                    staged.unlink()
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                if isinstance(exc, OSError):
+                    return None  # a folder we cannot write: nothing of ours will be made there
+                raise
             entry = _ALIVE[key] = [fd, 0, False]
         if claim:
             entry[1] += claim

@@ -83,6 +83,8 @@ _RESUME = "What was finished is saved; run the same command again to resume."
 _AFTER_INTERRUPT = {
     "ingest": "An ingest adds all of its files or none: `insarexplore info` shows whether "
     "this one's were added; if not, run it again.",
+    "labels": "An import records all of its labels or none, and an export replaces its files "
+    "only once all are written: run it again.",
 }
 
 

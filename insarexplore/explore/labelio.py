@@ -17,8 +17,10 @@ removes that one ``'`` again, so an export imports back exactly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tarfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -105,6 +107,9 @@ def _write_atomic(path: Path, text: str) -> None:
     except OSError as exc:  # name the file the user gave, leave no temporary behind
         tmp.unlink(missing_ok=True)
         raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+    except BaseException:  # an interrupt: no temporary behind either
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_rows_csv(path: str | Path, rows: list[dict[str, Any]], columns: list[str]) -> int:
@@ -311,8 +316,9 @@ def _exported(path: Path) -> bool:
 
 def _unique_ids(samples: list[str], meta: Any) -> list[int]:
     """Hephaestus ``uniqueID`` of each sample: its own (the ``uniqueID`` a Hephaestus ingest
-    stores, else the number of a ``hephaestus/<n>`` id), else the smallest numbers no
-    Hephaestus sample uses (so that files named by id never collide)."""
+    stores, else the number of a ``hephaestus/<n>`` id), else a number made from the sample
+    id (48 bits): the same in every export, and never one another sample holds (files are
+    named by it)."""
     stored = meta["uniqueID"] if "uniqueID" in getattr(meta, "columns", ()) else None
 
     def own_id(sid: str) -> int | None:
@@ -327,12 +333,13 @@ def _unique_ids(samples: list[str], meta: Any) -> list[int]:
         return int(tail) if tail != sid and tail.isdigit() else None
 
     own = [own_id(sid) for sid in samples]
-    used, free, out = {u for u in own if u is not None}, 0, []
-    for u in own:
-        if u is None:
-            while free in used:
-                free += 1
-            u, free = free, free + 1
+    used, out = {u for u in own if u is not None}, []
+    for sid, u in zip(samples, own):
+        if u is None:  # from the sample id alone: the same in every export
+            u = int(hashlib.sha1(sid.encode("utf-8", "surrogatepass")).hexdigest()[:12], 16)
+            while u in used:
+                u += 1
+            used.add(u)
         out.append(u)
     return out
 
@@ -398,6 +405,7 @@ def export_hephaestus(
     labels = store.current()
     meta = sample_table(table) if table is not None else pd.DataFrame(index=pd.Index([]))
     records = []
+    authors = store.authors()
     for uid, (sid, label) in zip(_unique_ids(sorted(labels), meta), sorted(labels.items())):
         row = meta.loc[sid] if sid in meta.index else {}
         date = {
@@ -413,20 +421,35 @@ def export_hephaestus(
                 and date["secondary_date"].replace("-", ""),
                 "label": _hephaestus_labels(label),
                 **_annotation_fields(row, label),
-                "annotator": store.author,
+                "annotator": authors.get(sid, store.author),
             }
         )
     if path.suffix.lower() == ".json" and not as_folder:
         _write_atomic(path, json.dumps(records, indent=1))
     else:
-        path.mkdir(parents=True, exist_ok=True)
-        names = {f"{rec['uniqueID']}.json" for rec in records}
-        for old in path.glob("*.json"):  # overwrite: no stale records of an earlier export
-            if old.stem.isdigit() and old.name not in names and _exported(old):
-                old.unlink()
-        for rec in records:
-            _write_atomic(path / f"{rec['uniqueID']}.json", json.dumps(rec))
+        _write_folder(path, {f"{rec['uniqueID']}.json": json.dumps(rec) for rec in records})
     return len(records)
+
+
+def _write_folder(path: Path, files: dict[str, str]) -> None:
+    """One file per record in ``path``: all written into a staging folder beside it first (the
+    slow part, where an interrupt leaves ``path`` as it was), then renamed into place, then
+    the records of an earlier export that this one does not have are removed."""
+    path.mkdir(parents=True, exist_ok=True)
+    with _atomic.claimed(path.parent):
+        staging = _atomic.beside(path, checked=False)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        try:
+            for name, text in files.items():
+                (staging / name).write_bytes(text.encode("utf-8"))
+            for name in files:
+                os.replace(staging / name, path / name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    for old in path.glob("*.json"):  # overwrite: no stale records of an earlier export
+        if old.stem.isdigit() and old.name not in files and _exported(old):
+            old.unlink()
 
 
 def _records(path: Path) -> Iterator[tuple[str, Any]]:

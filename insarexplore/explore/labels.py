@@ -401,6 +401,11 @@ class LabelStore:
             out.update(dict.fromkeys(joined.split(_SEP), label))
         return out
 
+    def authors(self) -> dict[str, str]:
+        """Who gave each labelled sample its current label (the author of that event)."""
+        rows = self._read("SELECT c.sample, e.author FROM current c JOIN events e ON e.id = c.event")
+        return dict(rows)
+
     def labels_for(self, samples: Iterable[str]) -> list[str]:
         """Current label of each of ``samples`` in order, "" for unlabelled ones."""
         cur = self.current()

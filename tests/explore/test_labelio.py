@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -213,7 +214,13 @@ def test_hephaestus_folder_export_names_files_by_unique_id_and_keeps_the_annotat
     a.assign(["hephaestus/0", "s0"], "Non_Deformation")
     folder = tmp_path / "out"
     assert export_hephaestus(a, str(folder) + "/", table) == 4
-    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1.json", "5.json", "9.json"]
+    s0 = json.loads(
+        next(f for f in folder.glob("*.json") if f.stem not in ("0", "5", "9")).read_text()
+    )
+    assert s0["sample"] == "s0" and s0["uniqueID"] > 10**6  # made from its id, stable
+    assert sorted(f.name for f in folder.glob("*.json")) == sorted(
+        ["0.json", "5.json", "9.json", f"{s0['uniqueID']}.json"]
+    )
     rec5 = json.loads((folder / "5.json").read_text())
     assert rec5["uniqueID"] == 5 and rec5["sample"] == "hephaestus/5"
     assert rec5["activity_type"] == ["Dyke", "Sill"] and rec5["intensity_level"] == ["Low"]
@@ -221,14 +228,13 @@ def test_hephaestus_folder_export_names_files_by_unique_id_and_keeps_the_annotat
     rec9 = json.loads((folder / "9.json").read_text())
     assert rec9["label"] == ["Deformation"]
     assert rec9["activity_type"] == [] and rec9["confidence"] == 1.0 and "phase" not in rec9
-    assert json.loads((folder / "1.json").read_text())["sample"] == "s0"  # 0 is taken
     assert import_hephaestus(b, folder, known_ids=table.index) == 4
     assert b.current() == a.current()
     a.remove(["hephaestus/9"])  # overwrite leaves no stale record behind ...
     (folder / "77.json").write_text(json.dumps(annotation_like := {"uniqueID": 77, "label": []}))
     assert export_hephaestus(a, folder, table, overwrite=True) == 3
     names = sorted(f.name for f in folder.glob("*.json"))
-    assert names == ["0.json", "1.json", "5.json", "77.json"]  # ... and keeps what it did not write
+    assert names == sorted(["0.json", "5.json", "77.json", f"{s0['uniqueID']}.json"])  # keeps 77
     assert json.loads((folder / "77.json").read_text()) == annotation_like
 
 
@@ -243,4 +249,15 @@ def test_hephaestus_export_takes_the_stored_unique_id(tmp_path):
     a.assign(["frame/a", "frame/b"], "Deformation")
     folder = tmp_path / "out"
     assert export_hephaestus(a, str(folder) + "/", table) == 2
-    assert sorted(f.name for f in folder.glob("*.json")) == ["0.json", "1234.json"]
+    names = sorted(f.name for f in folder.glob("*.json"))
+    assert len(names) == 2 and "1234.json" in names
+    with LabelStore(tmp_path / "a.sqlite", author="carla") as other:
+        other.assign(["frame/c"], "Deformation")  # another sample: the others keep their ids
+    table.loc["frame/c"] = {"label": "", "uniqueID": np.nan}
+    assert export_hephaestus(a, folder, table, overwrite=True) == 3
+    assert set(names) < {f.name for f in folder.glob("*.json")}
+    by_sample = {
+        r["sample"]: r for r in map(json.loads, map(Path.read_text, folder.glob("*.json")))
+    }
+    assert by_sample["frame/c"]["annotator"] == "carla"  # who gave the label, not who exports
+    assert by_sample["frame/a"]["annotator"] == "ana"

@@ -222,3 +222,33 @@ def test_cli_outputs_never_replace_a_file_unasked_nor_the_workspaces_own(tmp_pat
     assert "afile is a file, not a folder" in capsys.readouterr().err
     assert cli.main([*suggest, str(tmp_path / "afile" / "x.csv")]) == 2
     assert "afile is a file, not a folder" in capsys.readouterr().err
+
+
+def test_an_interrupted_folder_export_leaves_the_folder_as_it_was(store, tmp_path, monkeypatch):
+    """Ctrl-C part-way through `labels export ws folder/ --format hephaestus --force` left a
+    mix of old and new records, and temporary files in the user's folder."""
+    from pathlib import Path
+
+    folder = tmp_path / "annotations"
+    export_hephaestus(store, str(folder) + "/")
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    store.assign(sorted(TRICKY), "changed")
+    written = []
+    real = Path.write_bytes
+
+    def interrupted(self, data):
+        if len(written) == 3:
+            raise KeyboardInterrupt
+        written.append(self)
+        return real(self, data)
+
+    monkeypatch.setattr(Path, "write_bytes", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        export_hephaestus(store, folder, overwrite=True)
+    monkeypatch.undo()
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+    hidden = [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert hidden == []  # no staging folder, no liveness file beside the folder
+    export_hephaestus(store, folder, overwrite=True)
+    labels = {json.loads(f.read_text())["label"][0] for f in folder.iterdir()}
+    assert labels == {"changed"}
