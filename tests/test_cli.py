@@ -590,3 +590,17 @@ def test_a_reader_that_goes_away_stops_the_output_quietly(tmp_path):
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 141, err.decode()
     assert b"Traceback" not in err and b"Exception ignored" not in err, err.decode()
+
+
+def test_commands_say_when_samples_have_no_embedding_yet(tmp_path, capsys):
+    """After an ingest without `embed`, scores, suggest and project left the new samples out
+    without a word."""
+    from insarexplore.cli import main
+    from insarexplore.data.schema import new_dataset
+
+    ws = make_embedded_workspace(tmp_path / "ws")
+    ws.add_data(new_dataset(phase=np.zeros((3, 16, 16), np.float32), sample=["n1", "n2", "n3"]))
+    for command in (["suggest", "--strategy", "diversity"], ["project", "--method", "pca"]):
+        assert main([command[0], str(ws.path), *command[1:]]) == 0
+        err = capsys.readouterr().err
+        assert "note: 3 samples have no embedding" in err and "insarexplore embed" in err, err

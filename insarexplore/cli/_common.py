@@ -35,6 +35,23 @@ def open_workspace(path: str | Path, *, need_data: bool = False):  # -> Workspac
     return ws
 
 
+def note_unembedded(ws: Any, model: str | None) -> None:
+    """Say how many samples a command leaves out for having no embedding yet (after an
+    ingest without `embed`), and how to add them."""
+    from insarexplore.errors import WorkspaceError
+
+    try:
+        version = ws.resolve_model(model)
+        n = int(ws.missing_embedding_ids(version).size) if ws.has_embeddings(version) else 0
+    except (WorkspaceError, OSError, ValueError):
+        return  # the command itself reports what is wrong
+    if n:
+        say(
+            f"note: {n:,} samples have no embedding with {version} yet and are left out "
+            f"(run `insarexplore embed {ws.path}`)"
+        )
+
+
 def bounded_int(upper: int, what: str = "a value") -> Callable[[str], int]:
     """An argparse type: a positive integer of at most ``upper``."""
 

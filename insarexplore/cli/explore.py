@@ -13,6 +13,7 @@ from insarexplore.cli._common import (
     EXIT_USAGE,
     PROG,
     add_command,
+    note_unembedded,
     open_workspace,
     positive_int,
     say,
@@ -265,6 +266,7 @@ def _cmd_suggest(args: argparse.Namespace) -> int:
 
     ws = open_workspace(args.workspace)
     out = _output(ws, args.output, args.force) if args.output else None
+    note_unembedded(ws, args.model)
     picks = suggest_workspace(
         ws, args.n, args.strategy, method=args.method, model_version=args.model, seed=args.seed
     )
@@ -343,6 +345,7 @@ def _cmd_scores(args: argparse.Namespace) -> int:
 
     ws = open_workspace(args.workspace)
     out = _output(ws, args.output, args.force) if args.output else None
+    note_unembedded(ws, args.model)
     table = ranked_deformation(ws, model_version=args.model, unlabelled=args.unlabelled)
     if out is not None:
         from insarexplore.explore.labelio import write_rows_csv

@@ -12,6 +12,7 @@ from insarexplore.cli._common import (
     image_size,
     non_negative_float,
     non_negative_int,
+    note_unembedded,
     open_workspace,
     positive_float,
     positive_int,
@@ -247,6 +248,7 @@ def _cmd_project(args: argparse.Namespace) -> int:
     if args.seed is not None:
         kw["random_state"] = args.seed
     say(f"projecting embeddings with {args.method} (cached after the first fit) ...")
+    note_unembedded(ws, args.model)
     ids, xy = project(ws, method=args.method, model_version=args.model, refit=args.refit, **kw)
     say(f"{len(ids):,} samples projected to 2-D; stored in {ws.artifacts_dir / 'projection'}")
     if args.clusters:

@@ -403,7 +403,9 @@ class LabelStore:
 
     def authors(self) -> dict[str, str]:
         """Who gave each labelled sample its current label (the author of that event)."""
-        rows = self._read("SELECT c.sample, e.author FROM current c JOIN events e ON e.id = c.event")
+        rows = self._read(
+            "SELECT c.sample, e.author FROM current c JOIN events e ON e.id = c.event"
+        )
         return dict(rows)
 
     def labels_for(self, samples: Iterable[str]) -> list[str]:
