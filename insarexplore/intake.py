@@ -150,6 +150,20 @@ def _renderings_read_as(staging: Path) -> str:
     return ", ".join(f"{counts[i]:,} {_STYLE_NAMES.get(styles[i], styles[i])}" for i in order)
 
 
+def _ingested(ws: Any, format: str) -> dict[str, str]:
+    """Sample id -> source file of what the workspace holds (for LiCSAR also the
+    interferograms its patches came from), so that a folder ingested again adds only what is
+    new (:func:`insarexplore.data.io._common.ingested_before`)."""
+    ds = ws.open_data(lazy=True)
+    sources = [str(s) for s in ds["source"].values] if "source" in ds else None
+    if sources is None:
+        return {}
+    out = dict(zip(map(str, ds["sample"].values), sources))
+    if format == "licsar" and "group" in ds:
+        out.update(zip(map(str, ds["group"].values), sources))
+    return out
+
+
 def add_to_workspace(
     ws: Any,
     path: str | Path,
@@ -212,6 +226,7 @@ def add_to_workspace(
             if "image" not in pixel:
                 drop.append("image")
                 notes.append("the store holds phase only: keeping the recovered phase")
+    before = _ingested(ws, format) if store is not None else {}
     staging = ws.staging_path(format)
     try:
         if format == "images":
@@ -226,6 +241,7 @@ def add_to_workspace(
                 palette=palette,
                 recover_phase=True if recover_phase is None else recover_phase,
                 id_prefix=id_prefix,
+                skip_ids=before,
                 workers=workers,
                 progress=progress,
             )
@@ -242,6 +258,7 @@ def add_to_workspace(
                 stride=stride,
                 min_valid=min_valid,
                 strict=strict,
+                skip_ids=before,
                 progress=progress,
             )
         else:
@@ -256,6 +273,15 @@ def add_to_workspace(
                 workers=workers,
                 progress=progress,
             )
+        if report.n_present:
+            what = "files" if format == "images" else "interferograms"
+            notes.append(
+                f"{report.n_present:,} {what} already in the workspace (ingested before): not "
+                "added again"
+                + (" (--id-prefix adds a folder as new samples)" if what == "files" else "")
+            )
+        if report.n_written == 0:  # nothing new in a folder ingested before
+            return IntakeReport(format=format, added=0, total=len(ws.sample_ids()), notes=notes)
         if format == "images":
             read_as = _renderings_read_as(staging)
             if read_as:

@@ -134,9 +134,10 @@ def test_ingest_image_folder_then_info(tmp_path, capsys):
     assert status["data"]["samples"] == 6 and status["data"]["size"] == "16x16"
     assert cli.main(["info", str(ws)]) == 0
     assert "6 samples, 16x16 px" in capsys.readouterr().out
-    # ingesting the same files again is refused (duplicate ids) with a clear error
-    assert cli.main(["ingest", str(ws), str(src)]) == 2
-    assert "insarexplore ingest: error:" in capsys.readouterr().err
+    # the same files again add nothing, and say why
+    assert cli.main(["ingest", str(ws), str(src)]) == 0
+    err = capsys.readouterr().err
+    assert "6 files already in the workspace (ingested before)" in err and "added 0" in err
     from insarexplore.workspace import Workspace
 
     labels = Workspace.open(ws).open_data()["label"].to_numpy()

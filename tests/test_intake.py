@@ -206,3 +206,31 @@ def test_two_folders_with_the_same_names_need_an_id_prefix(tmp_path, capsys):
     assert cli.main(["ingest", ws, str(tmp_path / "b"), "--id-prefix", "b/"]) == 0
     ids = Workspace.open(ws).open_data()["sample"].values
     assert len(ids) == 8 and sum(str(i).startswith("b/") for i in ids) == 4
+
+
+def test_a_folder_that_has_grown_adds_only_its_new_files(tmp_path, capsys):
+    """Ingesting a folder again after files arrived was refused whole ('ids already in the
+    store ... --id-prefix', advice that would store the old files twice)."""
+    import shutil
+
+    grey_pool(tmp_path / "first", n=6, seed=0, tifs=0)
+    grey_pool(tmp_path / "later", n=9, seed=1, tifs=0)
+    folder = tmp_path / "archive"
+    shutil.copytree(tmp_path / "first", folder)
+    ws = str(tmp_path / "ws")
+    assert cli.main(["ingest", ws, str(folder)]) == 0
+    before = Workspace.open(ws).open_data(lazy=False)
+    for f in (tmp_path / "later").iterdir():
+        if not (folder / f.name).exists():
+            shutil.copy(f, folder / f.name)
+    new = len(list(folder.iterdir())) - 6
+    assert new > 0
+    capsys.readouterr()
+    assert cli.main(["ingest", ws, str(folder)]) == 0
+    err = capsys.readouterr().err
+    assert "6 files already in the workspace (ingested before): not added again" in err
+    after = Workspace.open(ws).open_data(lazy=False)
+    assert after.sizes["sample"] == 6 + new
+    np.testing.assert_array_equal(after["phase"].values[:6], before["phase"].values)
+    assert cli.main(["ingest", ws, str(folder)]) == 0  # nothing new: nothing added, no error
+    assert f"added 0 samples to {Path(ws)} (now {6 + new})" in capsys.readouterr().err

@@ -393,3 +393,25 @@ def test_whole_frames_can_be_ingested_again_into_their_own_store(tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "30" in err[0], err
     assert Workspace.open(ws).open_data().sizes["sample"] == 2
+
+
+def test_a_frame_ingested_again_adds_only_its_new_pairs(tmp_path):
+    """LiCSAR frames grow a pair every few days: ingesting the frame again adds the new pairs
+    (whole frames and patches alike); the old ones are not read again."""
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    write_licsar_pair(tmp_path / "in", primary="20150819", secondary="20150912")
+    write_licsar_pair(tmp_path / "in", primary="20150912", secondary="20151006", seed=1)
+    for patches in (None, 16):
+        ws = Workspace.create(tmp_path / f"ws{patches}")
+        first = add_to_workspace(ws, tmp_path / "in", patch_size=patches, progress=False)
+        again = add_to_workspace(ws, tmp_path / "in", patch_size=patches, progress=False)
+        assert again.added == 0 and again.total == first.total
+        assert any("2 interferograms already in the workspace" in n for n in again.notes)
+    write_licsar_pair(tmp_path / "in", primary="20151006", secondary="20151030", seed=2)
+    for patches, per_pair in ((None, 1), (16, 6)):
+        ws = Workspace.open(tmp_path / f"ws{patches}")
+        more = add_to_workspace(ws, tmp_path / "in", patch_size=patches, progress=False)
+        assert more.added == per_pair and more.total == 3 * per_pair
+        assert sum(f"{FRAME}/20151006_20151030" in str(s) for s in ws.sample_ids()) == per_pair

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +25,7 @@ __all__ = [
     "FRAME_RE",
     "SkipLog",
     "check_path",
+    "ingested_before",
     "nothing_read",
     "find_frame",
     "parse_date",
@@ -66,6 +68,20 @@ def find_frame(*texts: str) -> str:
         if m:
             return m.group(1)
     return ""
+
+
+def ingested_before(stored: Mapping[str, str], sample: str, path: str | Path) -> bool:
+    """Whether ``sample`` read from ``path`` is already in a store whose samples came from
+    ``stored`` (id -> source file): the same id from the same file, or from a file no longer
+    where it was (a folder moved). The same id from another existing file is new data that
+    collides (the append refuses it, naming ``--id-prefix``)."""
+    source = stored.get(sample)
+    if source is None:
+        return False
+    try:
+        return os.path.samefile(source, path)
+    except OSError:
+        return not os.path.exists(source)
 
 
 def check_path(path: str | Path, what: str = "path") -> Path:

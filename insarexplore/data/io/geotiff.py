@@ -12,7 +12,7 @@ towards the satellite, so that ``phase = -4 pi / wavelength * displacement`` as 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,18 +335,20 @@ def iter_licsar(
     zero_nodata: bool = True,
     progress: bool = True,
     skipped: SkipLog | None = None,
+    skip_ids: Collection[str] = frozenset(),
 ) -> Iterator[xr.Dataset]:
     """Yield one Dataset per readable interferogram under ``path`` (its patches, with
     ``patch_size``), one frame in memory at a time. Every part has the same variables: when any
     pair has coherence or unwrapped phase, pairs without them get NaN. Options as
-    :func:`read_licsar`; bad files go to ``skipped`` (or raise when ``strict``)."""
+    :func:`read_licsar`; bad files go to ``skipped`` (or raise when ``strict``). Pairs whose
+    sample id is in ``skip_ids`` are left out unread."""
     from tqdm.auto import tqdm
 
     from insarexplore.data import accessor as _accessor  # noqa: F401  (registers ds.insar)
 
     _check_options(patch_size, stride, min_valid)
     skipped = skipped if skipped is not None else SkipLog(strict=strict)
-    pairs = find_licsar_pairs(path)
+    pairs = [p for p in find_licsar_pairs(path) if p.sample not in skip_ids]
     odd = _odd_sizes(pairs, path) if patch_size is None else {}
     _warn_dates(pairs, path)
     want = [

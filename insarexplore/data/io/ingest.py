@@ -11,10 +11,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import zarr
@@ -29,7 +30,7 @@ from insarexplore.data.io._batch import (
     target_size,
     to_dataset,
 )
-from insarexplore.data.io._common import SkipLog, nothing_read
+from insarexplore.data.io._common import SkipLog, ingested_before, nothing_read
 from insarexplore.data.io.geotiff import find_licsar_pairs, iter_licsar
 from insarexplore.data.io.images import Labels, list_image_files
 from insarexplore.data.io.store import ZarrWriter, append_dataset
@@ -70,6 +71,8 @@ class IngestReport:
     seconds: float
     executor: str
     workers: int
+    #: files not read because their sample ids were in ``skip_ids`` (ingested before)
+    n_present: int = 0
 
     @property
     def images_per_s(self) -> float:
@@ -118,6 +121,7 @@ def ingest_image_folder(
     palette: str | None = None,
     recover_phase: bool = True,
     id_prefix: str = "",
+    skip_ids: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> IngestReport:
     """Stream a folder of renderings (10,000+ files) into a Zarr store with bounded memory.
@@ -129,7 +133,10 @@ def ingest_image_folder(
     in powers of two of about 4 MiB along ``sample`` for fast random access later. ``mode``: "w-" refuses an existing store, "w" replaces it
     (atomically, when the ingestion completes), "a" appends (refusing ids already there). Other
     options as :func:`read_image_folder`. Skipped files are returned in the report and stored
-    in the store's ``skipped`` attribute (JSON).
+    in the store's ``skipped`` attribute (JSON). ``skip_ids`` (sample id -> source file, of a
+    store the data goes to): files ingested before (:func:`ingested_before`: a folder that
+    has grown) are not read (``n_present``); when no other is left, nothing is written and
+    the report says so (``n_written`` 0).
     """
     from tqdm.auto import tqdm
 
@@ -139,7 +146,12 @@ def ingest_image_folder(
     target = target_size(size)
     skipped = SkipLog(strict=strict)
     files = list_image_files(path, labels=labels, skipped=skipped, id_prefix=id_prefix)
+    n_present = len(files)
+    files = [f for f in files if not ingested_before(skip_ids or {}, f.sample, f.path)]
+    n_present -= len(files)
     n_files, n_workers = len(files) + len(skipped.entries), default_workers(workers)
+    if n_present and not files:
+        return _nothing_new(store, n_present, target, t0, executor, n_workers)
     recover = (palette or "auto") if recover_phase else None
     written = 0
     with _executor(executor, n_workers) as pool:
@@ -187,6 +199,24 @@ def ingest_image_folder(
         seconds=time.perf_counter() - t0,
         executor=executor,
         workers=n_workers,
+        n_present=n_present,
+    )
+
+
+def _nothing_new(
+    store: Path, n_present: int, size: Any, t0: float, executor: str, workers: int
+) -> IngestReport:
+    """The report of an ingest whose every file was ingested before: nothing written."""
+    return IngestReport(
+        store_path=str(store),
+        n_files=0,
+        n_written=0,
+        skipped=[],
+        size=size or (0, 0),
+        seconds=time.perf_counter() - t0,
+        executor=executor,
+        workers=workers,
+        n_present=n_present,
     )
 
 
@@ -202,6 +232,7 @@ def ingest_licsar(
     strict: bool = False,
     wavelength_m: float | None = None,
     zero_nodata: bool = True,
+    skip_ids: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> IngestReport:
     """Stream LiCSAR interferograms (or their patches) into a Zarr store, one frame at a time.
@@ -209,14 +240,18 @@ def ingest_licsar(
     Samples are written ``chunk_size`` at a time, so memory stays near one frame plus one chunk
     whatever the number of interferograms. ``mode``: "w-" refuses an existing store, "w"
     replaces it when done, "a" appends (refusing ids already there). Other options as
-    :func:`read_licsar`. Returns an :class:`IngestReport`
+    :func:`read_licsar`. Interferograms ingested before (whole or as patches; ``skip_ids`` as
+    :func:`ingest_image_folder`) are not read (``n_present``). Returns an :class:`IngestReport`
     (``n_files`` counts interferograms, ``n_written`` samples).
     """
     t0 = time.perf_counter()
     store = _open_store(store_path, mode, chunk_size)
     skipped = SkipLog(strict=strict)
     pairs = find_licsar_pairs(path)
-    n_pairs = len(pairs)
+    new = [p for p in pairs if not ingested_before(skip_ids or {}, p.sample, p.phase)]
+    n_present, n_pairs = len(pairs) - len(new), len(new)
+    if n_present and not new:
+        return _nothing_new(store, n_present, None, t0, "serial", 1)
     parts = iter_licsar(
         path,
         patch_size=patch_size,
@@ -226,6 +261,7 @@ def ingest_licsar(
         zero_nodata=zero_nodata,
         progress=progress,
         skipped=skipped,
+        skip_ids=frozenset(p.sample for p in pairs) - {p.sample for p in new},
     )
     written, size, buffer = 0, (0, 0), []
     sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
@@ -266,6 +302,7 @@ def ingest_licsar(
         seconds=time.perf_counter() - t0,
         executor="serial",
         workers=1,
+        n_present=n_present,
     )
 
 
