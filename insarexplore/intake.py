@@ -205,6 +205,11 @@ def add_to_workspace(
         raise ValueError(f"--patch-size/--stride apply to LiCSAR frames, not to {format}")
     if id_prefix and format != "images":
         raise ValueError(f"--id-prefix applies to image folders, not to {format}")
+    if recover_phase is not None and format != "images":
+        raise ValueError(
+            f"--phase applies to image folders, not to {format}"
+            + (" (its images are kept as RGB renderings)" if format == "hephaestus" else "")
+        )
     if format == "hephaestus" and images is None:
         raise ValueError("--images: Hephaestus ingest needs the folder holding <frame>/... images")
     store = _store_shape(ws)

@@ -158,6 +158,10 @@ def test_ingest_rejects_bad_input(tmp_path, capsys):
     src = write_pngs(tmp_path / "pngs", n_per_class=1)
     assert cli.main(["ingest", str(tmp_path / "ws"), str(src), "--patch-size", "8"]) == 2
     assert "--patch-size/--stride apply to LiCSAR" in capsys.readouterr().err
+    # --phase reads renderings of an image folder; elsewhere it was ignored without a word
+    args = ["ingest", str(tmp_path / "ws"), str(src), "--format", "hephaestus", "--phase", "on"]
+    assert cli.main([*args, "--images", str(src)]) == 2
+    assert "--phase applies to image folders, not to hephaestus" in capsys.readouterr().err
 
 
 def test_ingest_interrupted_leaves_workspace_consistent(tmp_path, monkeypatch, capsys):

@@ -264,8 +264,8 @@ def add_ingest(sub: Any) -> None:
         "--phase",
         choices=["auto", "on", "off"],
         default="auto",
-        help="read renderings back to wrapped phase (auto: yes for a new store, as the store "
-        "holds for an existing one)",
+        help="image folders: read renderings back to wrapped phase (auto: yes for a new store, "
+        "as the store holds for an existing one)",
     )
     g.add_argument(
         "--recover-phase",
