@@ -1058,4 +1058,20 @@ class Workspace:
             arts.append(art)
         out["artifacts"] = arts
         out["labels_db"] = self.labels_path.exists()
+        if out["labels_db"]:
+            out["labels"] = self._label_counts()
+        current = out["current_model"]
+        out["current_model_missing"] = bool(current) and current not in out["models"]
         return out
+
+    def _label_counts(self) -> dict[str, Any]:
+        """Labelled samples per class, read without a lock (or why it could not be read)."""
+        import sqlite3
+
+        from insarexplore.explore.labels import LabelStore
+
+        try:
+            with LabelStore(self.labels_path, readonly=True) as store:
+                return {"classes": store.counts()}
+        except (sqlite3.Error, OSError, ValueError) as exc:
+            return {"unreadable": str(exc)}

@@ -609,3 +609,22 @@ def test_commands_say_when_samples_have_no_embedding_yet(tmp_path, capsys):
         assert main([command[0], str(ws.path), *command[1:]]) == 0
         err = capsys.readouterr().err
         assert "note: 3 samples have no embedding" in err and "insarexplore embed" in err, err
+
+
+def test_info_counts_labels_and_says_when_the_current_model_is_gone(tmp_path, capsys):
+    import shutil
+
+    from insarexplore.explore.labels import LabelStore
+
+    ws = make_embedded_workspace(tmp_path / "ws")
+    with LabelStore(ws.labels_path) as store:
+        store.assign(["s000", "s001"], "mogi")
+        store.assign(["s002"], "none")
+    assert cli.main(["info", str(ws.path)]) == 0
+    out = capsys.readouterr().out
+    assert "labels     3 labelled (mogi 2, none 1)" in out  # it said only "labels.sqlite"
+    shutil.rmtree(ws.model_dir(ws.current_model))
+    assert cli.main(["info", str(ws.path)]) == 0
+    assert f"{ws.current_model} (current): MISSING" in capsys.readouterr().out
+    assert cli.main(["scores", str(ws.path)]) == 2
+    assert "is missing (its folder was removed" in capsys.readouterr().err

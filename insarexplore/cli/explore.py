@@ -417,6 +417,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     models = status.get("models") or []
     current = status.get("current_model")
     print(f"models     {len(models)}" + (f"; current {current}" if current else ""))
+    if status.get("current_model_missing"):
+        print(f"model      {current} (current): MISSING: no saved encoder in models/{current}")
     for version, why in (status.get("unfinished_runs") or {}).items():
         print(f"run        {version}: {why}")
     embedded = status.get("embeddings") or {}
@@ -441,7 +443,15 @@ def _cmd_info(args: argparse.Namespace) -> int:
         if art.get("old_format"):
             flag = "old unsafe format, not read (computed again when needed)"
         print(f"artefact   {art['kind']}/{art['key']}: {flag}")
-    print(f"labels     {'labels.sqlite' if status.get('labels_db') else 'none yet'}")
+    labels = status.get("labels") or {}
+    if "unreadable" in labels:
+        print(f"labels     labels.sqlite: UNREADABLE: {labels['unreadable']}")
+    elif labels:
+        counts = labels["classes"]
+        each = ", ".join(f"{name} {n:,}" for name, n in counts.items())
+        print(f"labels     {sum(counts.values()):,} labelled" + (f" ({each})" if each else ""))
+    else:
+        print("labels     none yet")
     return 0
 
 

@@ -92,6 +92,11 @@ def ranked_deformation(ws: Any, model_version: str | None = None, *, unlabelled:
     table = deformation_scores(ws, model_version)
     if table is None:
         version = ws.resolve_model(model_version)
+        if not ws.model_dir(version).is_dir():
+            raise WorkspaceError(
+                f"{ws.model_dir(version)}: model {version} is missing (its folder was removed "
+                "or renamed), so no deformation scores; see `insarexplore info`"
+            )
         raise WorkspaceError(
             f"{ws.model_dir(version)}: model {version} has no physics head (pretrained with "
             "--physics 0, or fine-tuned), so no deformation scores; pretrain with the default"
