@@ -628,3 +628,14 @@ def test_info_counts_labels_and_says_when_the_current_model_is_gone(tmp_path, ca
     assert f"{ws.current_model} (current): MISSING" in capsys.readouterr().out
     assert cli.main(["scores", str(ws.path)]) == 2
     assert "is missing (its folder was removed" in capsys.readouterr().err
+
+
+def test_a_geojson_export_of_all_samples_says_how_many_are_labelled(tmp_path, capsys):
+    from insarexplore.explore.labels import LabelStore
+
+    ws = make_embedded_workspace(tmp_path / "ws")
+    with LabelStore(ws.labels_path) as store:
+        store.assign(["s000", "s001"], "mogi")
+    out = tmp_path / "all.geojson"
+    assert cli.main(["labels", "export", str(ws.path), str(out), "--all"]) == 0
+    assert "wrote 40 samples (2 labelled)" in capsys.readouterr().err  # "40 labelled samples"

@@ -86,6 +86,7 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
         say(f"wrote {n:,} footprints (no labels yet) to {out} ({fmt})")
         return 0
     with _label_store(ws, readonly=True) as store:
+        n_labelled = len(store.current())
         if fmt == "csv":
             n = labelio.export_csv(store, out, ws, overwrite=args.force)
         elif fmt == "geojson":
@@ -94,7 +95,10 @@ def _cmd_labels_export(args: argparse.Namespace) -> int:
             )
         else:
             n = labelio.export_hephaestus(store, target, ws, overwrite=args.force)
-    say(f"wrote {n:,} labelled samples to {out} ({fmt})")
+    if n == n_labelled:
+        say(f"wrote {n:,} labelled samples to {out} ({fmt})")
+    else:  # --all: the unlabelled ones too
+        say(f"wrote {n:,} samples ({n_labelled:,} labelled) to {out} ({fmt})")
     return 0
 
 

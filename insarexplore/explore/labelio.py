@@ -488,9 +488,10 @@ def import_hephaestus(
         ):
             key = (str(fr), (_iso(p) or "").replace("-", ""), (_iso(s) or "").replace("-", ""))
             by_pair[key] = str(sid)
-    pairs, unmatched = [], []
+    pairs, unmatched, n_files = [], [], 0
     try:
         for where, doc in _records(path):
+            n_files += 1
             for rec in doc if isinstance(doc, list) else [doc]:
                 if not isinstance(rec, dict) or "label" not in rec:
                     raise InSARDataError(f"{where}: not a Hephaestus annotation (no 'label')")
@@ -520,6 +521,8 @@ def import_hephaestus(
         if isinstance(exc, InSARDataError):
             raise
         raise InSARDataError(f"{path}: cannot read Hephaestus annotations ({exc})") from exc
+    if n_files == 0:
+        raise InSARDataError(f"{path}: no Hephaestus annotation (.json) files in it")
     if unmatched:
         raise UnknownSampleError(unmatched, where=f"{path} (records matching no sample)")
     return _import(store, pairs, known, str(path))

@@ -261,3 +261,12 @@ def test_hephaestus_export_takes_the_stored_unique_id(tmp_path):
     }
     assert by_sample["frame/c"]["annotator"] == "carla"  # who gave the label, not who exports
     assert by_sample["frame/a"]["annotator"] == "ana"
+
+
+def test_importing_a_folder_without_annotations_is_an_error(tmp_path):
+    """`labels import ws pngs/` said "imported 0 labels" and exited 0."""
+    a, _ = _stores(tmp_path)
+    (tmp_path / "pngs").mkdir()
+    (tmp_path / "pngs" / "a.png").write_bytes(b"\x89PNG")
+    with pytest.raises(InSARDataError, match="pngs: no Hephaestus annotation"):
+        import_hephaestus(a, tmp_path / "pngs")
