@@ -639,3 +639,12 @@ def test_a_geojson_export_of_all_samples_says_how_many_are_labelled(tmp_path, ca
     out = tmp_path / "all.geojson"
     assert cli.main(["labels", "export", str(ws.path), str(out), "--all"]) == 0
     assert "wrote 40 samples (2 labelled)" in capsys.readouterr().err  # "40 labelled samples"
+
+
+def test_ingest_names_each_skipped_file_once(tmp_path, capsys):
+    """The readers' warning and the ingest's own list both named every skipped file."""
+    src = write_pngs(tmp_path / "pngs")
+    (src / "none" / "broken.png").write_bytes(b"\x89PNG broken")
+    done = run_cli("ingest", str(tmp_path / "ws"), str(src))  # logging as a user sees it
+    assert done.returncode == 0, done.stderr
+    assert sum("broken.png" in line for line in done.stderr.splitlines()) == 1, done.stderr

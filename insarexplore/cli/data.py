@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -157,16 +158,17 @@ def add_synth(sub: Any) -> None:
     add_device(p)
 
 
-def _cmd_ingest(args: argparse.Namespace) -> int:
-    from insarexplore.intake import add_to_workspace
-    from insarexplore.workspace import Workspace
+class _SkipSummaries(logging.Filter):
+    """Drops the readers' one-line summary of skipped files (the ingest lists them itself)."""
 
-    source = Path(args.path).expanduser()
-    if not source.exists():
-        raise FileNotFoundError(f"{source}: no such file or folder")
-    ws = Workspace.create(args.workspace, exist_ok=True)
-    had = len(ws.source_labels())
-    report = add_to_workspace(
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "skip_summary", False)
+
+
+def _add(args: argparse.Namespace, ws: Any, source: Path) -> Any:
+    from insarexplore.intake import add_to_workspace
+
+    return add_to_workspace(
         ws,
         source,
         format=args.format,
@@ -183,6 +185,23 @@ def _cmd_ingest(args: argparse.Namespace) -> int:
         strict=args.strict,
         workers=args.workers,
     )
+
+
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from insarexplore.workspace import Workspace
+
+    source = Path(args.path).expanduser()
+    if not source.exists():
+        raise FileNotFoundError(f"{source}: no such file or folder")
+    ws = Workspace.create(args.workspace, exist_ok=True)
+    had = len(ws.source_labels())
+    readers = logging.getLogger("insarexplore.data.io")
+    listed_below = _SkipSummaries()  # the readers' summary of skipped files: listed below
+    readers.addFilter(listed_below)
+    try:
+        report = _add(args, ws, source)
+    finally:
+        readers.removeFilter(listed_below)
     for note in report.notes:
         say(note)
     skipped = report.skipped

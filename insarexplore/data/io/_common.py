@@ -130,7 +130,10 @@ class SkipLog:
             else ""
         )
         skipped = len(self.entries) - self.n_partial
-        logger.warning("%s: skipped %d of %d files%s: %s%s", what, skipped, total, kept, head, more)
+        logger.warning(
+            "%s: skipped %d of %d files%s: %s%s", what, skipped, total, kept, head, more,
+            extra={"skip_summary": True},  # the command line lists them itself
+        )  # fmt: skip
 
 
 def nothing_read(path: str | Path, n: int, what: str, skipped: SkipLog) -> InSARDataError:

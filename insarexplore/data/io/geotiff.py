@@ -109,7 +109,20 @@ def _read_band(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], st
     except InSARDataError:
         raise
     except (RasterioError, OSError, ValueError) as err:
-        raise InSARDataError(f"{path}: cannot read {what} raster ({err})") from err
+        raise InSARDataError(f"{path}: cannot read {what} raster ({_first_cause(err)})") from err
+
+
+def _first_cause(err: BaseException) -> str:
+    """The message that says what went wrong: GDAL's own, where rasterio's only says "Read
+    failed. See previous exception for details." (a truncated or corrupt file)."""
+    seen: list[BaseException] = [err]
+    while seen[-1].__cause__ is not None or seen[-1].__context__ is not None:
+        nxt = seen[-1].__cause__ or seen[-1].__context__
+        if nxt is None or nxt in seen or len(seen) > 8:
+            break
+        seen.append(nxt)
+    useful = [str(e).strip() for e in seen if str(e).strip() and "previous exception" not in str(e)]
+    return useful[-1] if useful else str(err)
 
 
 def _read_band_unchecked(path: Path, what: str) -> tuple[np.ndarray, tuple[float, ...], str]:
