@@ -305,6 +305,18 @@ def _old_format(path: Path) -> str:
     )
 
 
+def _checkpoint_step(path: Path) -> str:
+    """`` at step N``: where a run's checkpoint resumes it (its own record; the metrics log
+    lags behind it), or "" when it cannot be read."""
+    from insarexplore.ssl.checkpoint import load_checkpoint
+
+    try:
+        step = load_checkpoint(path).get("step")
+    except Exception:  # noqa: BLE001 - an unreadable checkpoint is reported when resumed
+        return ""
+    return f" at step {int(step)}" if isinstance(step, int) else ""
+
+
 class Workspace:
     """A project folder: data store, models, embeddings, artefacts and labels."""
 
@@ -624,12 +636,7 @@ class Workspace:
             if (p / "encoder.pt").exists():
                 continue
             if (p / "checkpoint.pt").exists():
-                step = ""
-                try:
-                    rows = (p / "metrics.csv").read_text().strip().splitlines()
-                    step = f" at step {rows[-1].split(',')[0]}" if len(rows) > 1 else ""
-                except OSError:
-                    pass
+                step = _checkpoint_step(p / "checkpoint.pt")
                 out[p.name] = (
                     f"interrupted{step}; `insarexplore pretrain` with the same options resumes it"
                 )

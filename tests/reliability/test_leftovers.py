@@ -20,7 +20,9 @@ def test_info_reports_unfinished_runs_instead_of_counting_them(ws, capsys):
     (ws / "models" / "simclr-a").mkdir()
     b = ws / "models" / "simclr-b"
     b.mkdir()
-    (b / "checkpoint.pt").write_bytes(b"")
+    from insarexplore.ssl.checkpoint import save_checkpoint
+
+    save_checkpoint(b / "checkpoint.pt", step=29)  # interrupted after the last logged step
     (b / "metrics.csv").write_text("step,loss\n10,1.0\n20,0.9\n")
     capsys.readouterr()
     assert cli.main(["info", str(ws), "--json"]) == 0
@@ -28,10 +30,10 @@ def test_info_reports_unfinished_runs_instead_of_counting_them(ws, capsys):
     assert status["models"] == []
     runs = status["unfinished_runs"]
     assert "before its first checkpoint" in runs["simclr-a"]
-    assert "interrupted at step 20" in runs["simclr-b"] and "resumes" in runs["simclr-b"]
+    assert "interrupted at step 29" in runs["simclr-b"] and "resumes" in runs["simclr-b"]
     assert cli.main(["info", str(ws)]) == 0
     out = capsys.readouterr().out
-    assert "models     0" in out and "run        simclr-b: interrupted at step 20" in out
+    assert "models     0" in out and "run        simclr-b: interrupted at step 29" in out
 
 
 @pytest.mark.parametrize(
