@@ -305,6 +305,18 @@ def _old_format(path: Path) -> str:
     )
 
 
+def _with_rendering(ds: Any) -> Any:
+    """``ds`` with an ``image`` of its phase in the cyclic palette (no data black), made
+    block by block as the append reads it."""
+    import dask.array as da
+
+    from insarexplore.data.palettes import render_phase
+
+    phase = da.asarray(ds["phase"].data)
+    image = phase.map_blocks(render_phase, dtype=np.uint8, new_axis=3, chunks=(*phase.chunks, (3,)))
+    return ds.assign(image=(("sample", "y", "x", "band"), image))
+
+
 def _checkpoint_step(path: Path) -> str:
     """`` at step N``: where a run's checkpoint resumes it (its own record; the metrics log
     lags behind it), or "" when it cannot be read."""
@@ -515,7 +527,9 @@ class Workspace:
     def add_store(self, staging: str | os.PathLike, *, drop: Sequence[str] = ()) -> int:
         """Move a complete staging store into the workspace: it becomes ``data.zarr`` when
         there is none, else its samples (without the variables in ``drop``) are appended, all
-        or nothing. The staging store is removed either way. Returns the new sample count."""
+        or nothing; phase data going to a store of renderings (``image``) is rendered in the
+        cyclic palette on the way. The staging store is removed either way. Returns the new
+        sample count."""
         from insarexplore.data.io.store import append_dataset, open_dataset, stamp_revision
 
         staging = Path(staging)
@@ -526,12 +540,19 @@ class Workspace:
                     os.replace(staging, self.data_path)
                 else:
                     src = open_dataset(staging, lazy=True).drop_vars(list(drop), errors="ignore")
+                    if "image" not in src and "phase" in src and self._holds("image"):
+                        src = _with_rendering(src)
                     append_dataset(src, self.data_path)
                     src.close()
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         self._fp_cache = None
         return len(self.sample_ids())
+
+    def _holds(self, variable: str) -> bool:
+        import zarr
+
+        return variable in zarr.open_group(str(self.data_path), mode="r")
 
     def sample_ids(self) -> np.ndarray:
         from insarexplore.data.io.store import store_sample_ids

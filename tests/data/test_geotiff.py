@@ -415,3 +415,28 @@ def test_a_frame_ingested_again_adds_only_its_new_pairs(tmp_path):
         more = add_to_workspace(ws, tmp_path / "in", patch_size=patches, progress=False)
         assert more.added == per_pair and more.total == 3 * per_pair
         assert sum(f"{FRAME}/20151006_20151030" in str(s) for s in ws.sample_ids()) == per_pair
+
+
+def test_licsar_frames_join_a_workspace_of_renderings(tmp_path):
+    """LiCSAR frames into a workspace started from PNG renderings were refused ('variables
+    unknown to the store: coherence, displacement'; no image): their phase now joins it,
+    rendered for the gallery, and the note says what is not kept."""
+    from readers_fixtures import rendered, write_image
+
+    from insarexplore.data.palettes import render_phase
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    for i in range(4):
+        write_image(tmp_path / "pngs" / f"r{i}.png", rendered((16, 16), i))
+    ws = Workspace.create(tmp_path / "ws")
+    add_to_workspace(ws, tmp_path / "pngs", progress=False)
+    truth = write_licsar_pair(tmp_path / "frames")
+    report = add_to_workspace(ws, tmp_path / "frames", progress=False)
+    assert report.added == 2 * 3 and report.total == 4 + 6
+    assert any("rendered in the cyclic palette" in n and "coherence" in n for n in report.notes)
+    ds = ws.open_data(lazy=False)
+    assert "coherence" not in ds and "displacement" not in ds
+    patch = ds.sel(sample=f"{FRAME}/20150819_20150912_r0_c16")
+    np.testing.assert_allclose(patch["phase"].values, truth["phase"][:16, 16:32], atol=1e-6)
+    np.testing.assert_array_equal(patch["image"].values, render_phase(patch["phase"].values))
