@@ -28,6 +28,7 @@ import re
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -51,7 +52,7 @@ _IN_PROCESS = threading.RLock()
 #: ``PID`` alone (older names), or ``PID.TAG`` (:func:`owner`)
 OWNER = r"(?P<pid>\d+)(?:\.(?P<tag>[0-9a-f]{8}))?"
 _LEFTOVER = re.compile(rf"^\.(?P<name>.+)\.(?P<kind>new|old|tmp)-{OWNER}$")
-_ALIVE_NAME = re.compile(rf"^\.alive-{OWNER}$")
+_ALIVE_NAME = re.compile(rf"^\.alive-{OWNER}(?:\.new)?$")
 
 
 def _namespace_tag() -> str:
@@ -136,7 +137,11 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
             if not fresh:
                 os.close(entry[0])
                 del _ALIVE[key]
-                entry = None
+                kept, entry = entry, None  # its claims and hold carry over to the new file
+            else:
+                kept = None
+        else:
+            kept = None
         if entry is None:
             staged = folder / f"{_alive_name(me)}.new"
             fd = -1
@@ -152,7 +157,8 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
                 if isinstance(exc, OSError):
                     return None  # a folder we cannot write: nothing of ours will be made there
                 raise
-            entry = _ALIVE[key] = [fd, 0, False]
+            entry = _ALIVE[key] = [fd, 0, False] if kept is None else [fd, kept[1], kept[2]]
+            _sweep_unlocked(folder)
         if claim:
             entry[1] += claim
         else:
@@ -192,38 +198,62 @@ def abandoned(pid: int | str, tag: str | None, folder: str | os.PathLike) -> boo
     if tag is None:
         return not running(pid)
     path = Path(folder) / _alive_name(f"{pid}.{tag}")
-    try:
-        fd = os.open(path, os.O_RDWR)
-    except FileNotFoundError:
-        return tag != _TAG or not running(pid)
-    except OSError:
-        return False  # cannot tell: leave it
+    fd = -1
+    for flags in (os.O_RDWR, os.O_RDONLY):  # read-only: another user's file (mode 0644)
+        try:
+            fd = os.open(path, flags)
+            break
+        except FileNotFoundError:
+            return tag != _TAG or not running(pid)
+        except PermissionError:
+            continue
+        except OSError:
+            return False  # cannot tell: leave it
+    if fd < 0:
+        return False
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        except OSError:  # held (BlockingIOError), or no locks here: cannot tell
             return False
+        try:  # the name may have been given to a new file of the owner since it was opened
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            return True
         except OSError:
             return False
-        try:
+        if not same:
+            return False
+        with contextlib.suppress(OSError):
             path.unlink()
-        except OSError:
-            pass
         return True
     finally:
         os.close(fd)
 
 
 def sweep_alive(folder: Path) -> None:
-    """Remove the liveness files in ``folder`` of processes that have ended."""
+    """Remove the liveness files in ``folder`` of processes that have ended (and the ones a
+    crash left half-made, ``.alive-PID.TAG.new``)."""
     try:
         names = [p.name for p in Path(folder).iterdir() if p.name.startswith(".alive-")]
     except OSError:
         return
     for name in names:
         m = _ALIVE_NAME.match(name)
-        if m and m["tag"]:
+        if not (m and m["tag"]) or mine(m["pid"], m["tag"]):
+            continue
+        if not name.endswith(".new"):
             abandoned(m["pid"], m["tag"], folder)  # removes it when unlocked
+        elif _mtime(Path(folder) / name) < time.time() - 60 and abandoned(
+            m["pid"], m["tag"], folder
+        ):  # half-made a while ago, and its owner holds no file: a crash between two steps
+            with contextlib.suppress(OSError):
+                (Path(folder) / name).unlink()
+
+
+def _sweep_unlocked(folder: Path) -> None:
+    """:func:`sweep_alive` where this process starts writing (a user's folder included)."""
+    sweep_alive(folder)
 
 
 def crash_point(step: str, final: Path) -> None:

@@ -283,3 +283,26 @@ def test_a_reader_thread_never_undoes_a_replacement_in_progress(ws, monkeypatch,
     read.join(10)
     np.testing.assert_array_equal(ws.load_embeddings(aligned=True)[1], new)
     assert not _hidden_leftovers(ws.embeddings_dir)
+
+
+def test_a_reader_never_undoes_an_append_that_finished_while_it_looked(ws, monkeypatch):
+    """The reader read the marker, the writer finished (marker gone, liveness file gone), the
+    reader then found the writer ended and cut the store back: the append's samples were lost."""
+    import json
+
+    import zarr
+
+    from insarexplore.data.io import store as store_mod
+
+    n = len(ws.open_data(lazy=True)["sample"])
+    marker = ws.data_path.with_name(f".{ws.data_path.name}.append-pending.json")
+    attrs = dict(zarr.open_group(str(ws.data_path), mode="r").attrs)
+    marker.write_text(json.dumps({"n": n - 2, "pid": dead_pid(), "tag": OTHER_TAG, "attrs": attrs}))
+    real = store_mod.abandoned
+
+    def writer_finishes_meanwhile(pid, tag, folder):
+        marker.unlink()  # what the writer does last, before its liveness file goes
+        return real(pid, tag, folder)
+
+    monkeypatch.setattr(store_mod, "abandoned", writer_finishes_meanwhile)
+    assert len(Workspace.open(ws.path).open_data(lazy=True)["sample"]) == n

@@ -168,6 +168,13 @@ def _pending(path: Path) -> Path:
     return path.with_name(f".{path.name}.append-pending.json")
 
 
+def _read_or_none(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
 def _repair(path: Path) -> None:
     """Roll back an append that was interrupted, so the store is as it was before it.
 
@@ -185,15 +192,18 @@ def _repair(path: Path) -> None:
     target, attrs = None, None
     if marker.exists():
         try:
-            info = json.loads(marker.read_text())
+            text = marker.read_text()
+            info = json.loads(text)
             target, pid = int(info["n"]), int(info.get("pid", 0))
             attrs = info.get("attrs")  # absent in markers of older versions
             tag = info.get("tag")  # absent in markers of older versions
         except (OSError, ValueError, KeyError, TypeError):
-            target, pid, tag = None, 0, None
+            text, target, pid, tag = None, None, 0, None
         tag = tag if isinstance(tag, str) else None
         if pid and not abandoned(pid, tag, marker.parent):
             return  # another process is appending right now (or may be): not ours to roll back
+        if text is not None and _read_or_none(marker) != text:
+            return  # its writer finished (or began another append) since: nothing to undo
     group = zarr.open_group(str(path), mode="r")
     lengths = {}
     for name, arr in group.arrays():
