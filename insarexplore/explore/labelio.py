@@ -434,7 +434,15 @@ def export_hephaestus(
 def _write_folder(path: Path, files: dict[str, str]) -> None:
     """One file per record in ``path``: all written into a staging folder beside it first (the
     slow part, where an interrupt leaves ``path`` as it was), then renamed into place, then
-    the records of an earlier export that this one does not have are removed."""
+    the records of an earlier export that this one does not have are removed. A file of
+    another origin where a record would go (the release's own annotation) is never replaced."""
+    path = path.absolute()  # "." has no name to stage beside
+    theirs = [n for n in files if (path / n).is_file() and not _exported(path / n)]
+    if theirs:
+        raise InSARDataError(
+            f"{path / theirs[0]}: not written by an export (the release's own annotation?) and "
+            f"would be replaced ({len(theirs)} such file(s)); export to another folder"
+        )
     path.mkdir(parents=True, exist_ok=True)
     with _atomic.claimed(path.parent):
         staging = _atomic.beside(path, checked=False)

@@ -252,3 +252,21 @@ def test_an_interrupted_folder_export_leaves_the_folder_as_it_was(store, tmp_pat
     export_hephaestus(store, folder, overwrite=True)
     labels = {json.loads(f.read_text())["label"][0] for f in folder.iterdir()}
     assert labels == {"changed"}
+
+
+def test_a_folder_export_never_replaces_files_it_did_not_write(store, tmp_path, monkeypatch):
+    """Exporting into the Hephaestus release folder replaced the release's own <uniqueID>.json
+    of a labelled sample (and a later --force export then deleted it)."""
+    from insarexplore.errors import InSARDataError
+
+    folder = tmp_path / "release"
+    folder.mkdir()
+    own = export_hephaestus(store, str(tmp_path / "probe") + "/")  # names the files would get
+    names = sorted(p.name for p in (tmp_path / "probe").iterdir())
+    assert own == len(names)
+    (folder / names[0]).write_text('{"uniqueID": 1, "label": ["Deformation"]}')
+    with pytest.raises(InSARDataError, match="not written by an export"):
+        export_hephaestus(store, folder, overwrite=True)
+    assert (folder / names[0]).read_text() == '{"uniqueID": 1, "label": ["Deformation"]}'
+    monkeypatch.chdir(folder.parent / "probe")  # "." as the target: it had no name to stage by
+    assert export_hephaestus(store, ".", overwrite=True) == own
