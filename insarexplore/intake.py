@@ -217,13 +217,13 @@ def add_to_workspace(
     if store is not None:
         (sy, sx), pixel = store
         if format == "licsar":
-            layers = sorted({"coherence", "displacement"} - pixel)
-            if "image" in pixel:  # a store of renderings: their layers are not in it
+            layers = sorted({"coherence", "displacement", "phase"} - pixel)
+            if "image" in pixel:  # a store of renderings: what it does not hold is not kept
                 drop.extend(layers)
+                kept = "phase is kept and " if "phase" in pixel else ""
                 notes.append(
-                    "the store holds renderings: the frames' phase is kept and rendered in the "
-                    "cyclic palette"
-                    + (f"; their {', '.join(layers)} are not kept" if layers else "")
+                    f"the store holds renderings: the frames' {kept}rendered in the cyclic "
+                    "palette" + (f"; their {', '.join(layers)} are not kept" if layers else "")
                 )
             if patch_size is None and sy != sx:  # whole frames: they must be the store's size
                 notes.append(f"reading whole frames, as the store holds ({sy}x{sx})")

@@ -539,9 +539,10 @@ class Workspace:
                     stamp_revision(staging)  # new pixels, however the store was made
                     os.replace(staging, self.data_path)
                 else:
-                    src = open_dataset(staging, lazy=True).drop_vars(list(drop), errors="ignore")
+                    src = open_dataset(staging, lazy=True)
                     if "image" not in src and "phase" in src and self._holds("image"):
-                        src = _with_rendering(src)
+                        src = _with_rendering(src)  # before ``drop``, which may name phase
+                    src = src.drop_vars(list(drop), errors="ignore")
                     append_dataset(src, self.data_path)
                     src.close()
         finally:

@@ -440,3 +440,21 @@ def test_licsar_frames_join_a_workspace_of_renderings(tmp_path):
     patch = ds.sel(sample=f"{FRAME}/20150819_20150912_r0_c16")
     np.testing.assert_allclose(patch["phase"].values, truth["phase"][:16, 16:32], atol=1e-6)
     np.testing.assert_array_equal(patch["image"].values, render_phase(patch["phase"].values))
+
+
+def test_licsar_frames_join_a_workspace_of_renderings_without_phase(tmp_path):
+    """A store of RGB renderings only (--phase off): the frames come in as renderings."""
+    from readers_fixtures import rendered, write_image
+
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    for i in range(3):
+        write_image(tmp_path / "pngs" / f"r{i}.png", rendered((16, 16), i))
+    ws = Workspace.create(tmp_path / "ws")
+    add_to_workspace(ws, tmp_path / "pngs", recover_phase=False, progress=False)
+    write_licsar_pair(tmp_path / "frames")
+    report = add_to_workspace(ws, tmp_path / "frames", progress=False)
+    assert report.added == 6 and any("phase" in n and "not kept" in n for n in report.notes)
+    ds = ws.open_data(lazy=False)
+    assert "phase" not in ds and ds["image"].shape == (9, 16, 16, 3)
