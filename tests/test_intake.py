@@ -208,7 +208,7 @@ def test_two_folders_with_the_same_names_need_an_id_prefix(tmp_path, capsys):
     assert len(ids) == 8 and sum(str(i).startswith("b/") for i in ids) == 4
 
 
-def test_a_folder_that_has_grown_adds_only_its_new_files(tmp_path, capsys):
+def test_a_folder_that_has_grown_adds_only_its_new_files(tmp_path, capsys, monkeypatch):
     """Ingesting a folder again after files arrived was refused whole ('ids already in the
     store ... --id-prefix', advice that would store the old files twice)."""
     import shutil
@@ -218,7 +218,9 @@ def test_a_folder_that_has_grown_adds_only_its_new_files(tmp_path, capsys):
     folder = tmp_path / "archive"
     shutil.copytree(tmp_path / "first", folder)
     ws = str(tmp_path / "ws")
-    assert cli.main(["ingest", ws, str(folder)]) == 0
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["ingest", ws, "archive"]) == 0  # relative: sources are stored absolute
+    monkeypatch.chdir(tmp_path / "first")
     before = Workspace.open(ws).open_data(lazy=False)
     for f in (tmp_path / "later").iterdir():
         if not (folder / f.name).exists():
@@ -234,3 +236,7 @@ def test_a_folder_that_has_grown_adds_only_its_new_files(tmp_path, capsys):
     np.testing.assert_array_equal(after["phase"].values[:6], before["phase"].values)
     assert cli.main(["ingest", ws, str(folder)]) == 0  # nothing new: nothing added, no error
     assert f"added 0 samples to {Path(ws)} (now {6 + new})" in capsys.readouterr().err
+    # a copy elsewhere is other files with the same names: refused, not taken as ingested
+    shutil.copytree(folder, tmp_path / "copy")
+    assert cli.main(["ingest", ws, str(tmp_path / "copy")]) == 2
+    assert "--id-prefix" in capsys.readouterr().err

@@ -72,16 +72,16 @@ def find_frame(*texts: str) -> str:
 
 def ingested_before(stored: Mapping[str, str], sample: str, path: str | Path) -> bool:
     """Whether ``sample`` read from ``path`` is already in a store whose samples came from
-    ``stored`` (id -> source file): the same id from the same file, or from a file no longer
-    where it was (a folder moved). The same id from another existing file is new data that
-    collides (the append refuses it, naming ``--id-prefix``)."""
+    ``stored`` (id -> source file): the same id from the same file. The same id from another
+    file, or from a source that cannot be compared (recorded relative to another folder, or
+    gone), is left to the append, which refuses the collision (naming ``--id-prefix``)."""
     source = stored.get(sample)
-    if source is None:
+    if source is None or not os.path.isabs(source):
         return False
     try:
         return os.path.samefile(source, path)
     except OSError:
-        return not os.path.exists(source)
+        return False
 
 
 def check_path(path: str | Path, what: str = "path") -> Path:

@@ -60,7 +60,7 @@ class LicsarPair:
 def find_licsar_pairs(path: str | Path) -> list[LicsarPair]:
     """Every ``*.geo.diff_pha.tif`` under ``path`` (a frame, interferograms or pair folder, or
     the file itself) with its companion coherence/unwrapped files and parsed metadata."""
-    root = check_path(path, "LiCSAR path")
+    root = check_path(path, "LiCSAR path").absolute()  # sources name their file from anywhere
     if root.is_file():
         if not root.name.endswith(PHASE_SUFFIX):
             raise InSARDataError(f"{root}: not a LiCSAR wrapped-phase file (*{PHASE_SUFFIX})")

@@ -139,7 +139,7 @@ def list_image_files(
     be text) go to ``skipped`` when given, else they are ignored. ``id_prefix`` starts every
     sample id and group (two folders with the same relative paths can then share a store).
     """
-    root = check_path(path, "image folder")
+    root = check_path(path, "image folder").absolute()  # sources name their file from anywhere
     if root.is_file():
         files, root = [root], root.parent
     else:
