@@ -284,6 +284,7 @@ def add_to_workspace(
                 fit=fit if fit != "auto" else "resize",
                 strict=strict,
                 workers=workers,
+                skip_ids=before,
                 progress=progress,
             )
         if report.n_present:
@@ -294,7 +295,13 @@ def add_to_workspace(
                 + (" (--id-prefix adds a folder as new samples)" if what == "files" else "")
             )
         if report.n_written == 0:  # nothing new in a folder ingested before
-            return IntakeReport(format=format, added=0, total=len(ws.sample_ids()), notes=notes)
+            return IntakeReport(
+                format=format,
+                added=0,
+                total=len(ws.sample_ids()),
+                skipped=report.skipped,
+                notes=notes,
+            )
         if format == "images":
             read_as = _renderings_read_as(staging)
             if read_as:

@@ -232,3 +232,25 @@ def test_the_ingest_says_how_many_annotations_had_no_image(tmp_path, capsys):
     assert cli.main(argv) == 0
     err = capsys.readouterr().err
     assert f"1 annotation(s) have no image under {root}: not added" in err
+
+
+def test_a_grown_hephaestus_set_adds_only_its_new_interferograms(tmp_path):
+    """Ingesting the set again decoded every image, then refused the duplicates with advice
+    (--id-prefix) that Hephaestus ingests do not take."""
+    from insarexplore.intake import add_to_workspace
+    from insarexplore.workspace import Workspace
+
+    folder, root = _image_tree(tmp_path)
+    ws = Workspace.create(tmp_path / "ws")
+    first = add_to_workspace(ws, folder, format="hephaestus", images=root, size=32, progress=False)
+    assert first.added == 2
+    again = add_to_workspace(ws, folder, format="hephaestus", images=root, size=32, progress=False)
+    assert again.added == 0 and any(
+        "2 interferograms already in the workspace" in n for n in again.notes
+    )
+    write_annotations(folder, [annotation(9, pair=("20170427", "20170509"))])
+    ifg = root / "155D_02579_100800" / "interferograms"
+    write_image(ifg / "20170427_20170509" / "InSAR.png", rendered((40, 40), 3))
+    more = add_to_workspace(ws, folder, format="hephaestus", images=root, size=32, progress=False)
+    assert more.added == 1 and more.total == 3
+    assert "hephaestus/9" in set(ws.sample_ids())

@@ -284,7 +284,7 @@ def join_hephaestus(
 ) -> HephaestusJoin:
     """Keep the annotations whose ``InSAR.png`` exists under ``image_root`` (see
     :func:`hephaestus_image_paths`); raise :class:`InSARDataError` when none has."""
-    root = check_path(image_root, "Hephaestus image root")
+    root = check_path(image_root, "Hephaestus image root").absolute()  # sources from anywhere
     if isinstance(annotations, pd.DataFrame):
         df = annotations.reset_index(drop=True)
     else:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import zarr
 
@@ -186,7 +187,9 @@ def ingest_image_folder(
             pool.shutdown(wait=False, cancel_futures=True)
             raise
     if written == 0:
-        raise nothing_read(path, n_files, "image files", skipped)
+        if not n_present:
+            raise nothing_read(path, n_files, "image files", skipped)
+        return _nothing_new(store, n_present, target, t0, executor, n_workers, skipped)
     extra = {"palette": recover or palette} if (recover or palette) else {}
     _finish(store, mode, skipped, **extra)
     skipped.warn(f"ingest_image_folder({path})", n_files)
@@ -204,14 +207,22 @@ def ingest_image_folder(
 
 
 def _nothing_new(
-    store: Path, n_present: int, size: Any, t0: float, executor: str, workers: int
+    store: Path,
+    n_present: int,
+    size: Any,
+    t0: float,
+    executor: str,
+    workers: int,
+    skipped: SkipLog | None = None,
 ) -> IngestReport:
-    """The report of an ingest whose every file was ingested before: nothing written."""
+    """The report of an ingest that found nothing new to write: its files were ingested
+    before, or those that were not could not be read (``skipped``)."""
+    entries = list(skipped.entries) if skipped is not None else []
     return IngestReport(
         store_path=str(store),
-        n_files=0,
+        n_files=len(entries),
         n_written=0,
-        skipped=[],
+        skipped=entries,
         size=size or (0, 0),
         seconds=time.perf_counter() - t0,
         executor=executor,
@@ -290,7 +301,9 @@ def ingest_licsar(
         if buffer:
             flush()
     if written == 0:
-        raise nothing_read(path, n_pairs, "interferograms", skipped)
+        if not n_present:
+            raise nothing_read(path, n_pairs, "interferograms", skipped)
+        return _nothing_new(store, n_present, None, t0, "serial", 1, skipped)
     _finish(store, mode, skipped)
     skipped.warn(f"ingest_licsar({path})", n_pairs)
     return IngestReport(
@@ -318,6 +331,7 @@ def ingest_hephaestus(
     mode: str = "w-",
     strict: bool = False,
     workers: int | None = None,
+    skip_ids: Mapping[str, str] | None = None,
     progress: bool = True,
 ) -> IngestReport:
     """Stream Hephaestus interferograms with images under ``image_root`` into a Zarr store.
@@ -325,7 +339,9 @@ def ingest_hephaestus(
     The same samples as :func:`insarexplore.data.io.hephaestus.read_hephaestus`, decoded
     ``chunk_size`` at a time (threads) and written as they come, so the 19,919 interferograms of
     the full set never sit in memory at once. ``n_files`` in the report counts the annotations
-    with an image on disk and the annotation files that could not be read. ``mode`` as :func:`ingest_image_folder`.
+    with an image on disk and the annotation files that could not be read. ``mode`` and
+    ``skip_ids`` (interferograms ingested before are not read again) as
+    :func:`ingest_image_folder`.
     """
     from tqdm.auto import tqdm
 
@@ -337,6 +353,17 @@ def ingest_hephaestus(
     target = target_size(size)
     assert target is not None
     join = join_hephaestus(annotations, image_root, strict=strict)
+    before = [
+        ingested_before(skip_ids or {}, f"hephaestus/{uid}", image)
+        for uid, image in zip(join.table["uniqueID"], join.paths["insar_path"])
+    ]
+    n_present = sum(before)
+    if n_present:
+        keep = ~np.asarray(before)
+        join.table = join.table[keep].reset_index(drop=True)
+        join.paths = join.paths[keep].reset_index(drop=True)
+        if not len(join.table):
+            return _nothing_new(store, n_present, target, t0, "thread", default_workers(workers))
     n = len(join.table)
     written = 0
     sink = ZarrWriter(store, chunk=chunk_size) if mode != "a" else contextlib.nullcontext()
@@ -354,7 +381,11 @@ def ingest_hephaestus(
                 written += ds.sizes["sample"]
             bar.update(rows.stop - rows.start)
     if written == 0:
-        raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
+        if not n_present:
+            raise nothing_read(join.root, n, "Hephaestus images", join.skipped)
+        return _nothing_new(
+            store, n_present, target, t0, "thread", default_workers(workers), join.skipped
+        )
     _finish(store, mode, join.skipped, n_without_images=join.n_without_images)
     join.skipped.warn(f"ingest_hephaestus({join.root})", join.n_files)
     return IngestReport(
@@ -366,4 +397,5 @@ def ingest_hephaestus(
         seconds=time.perf_counter() - t0,
         executor="thread",
         workers=default_workers(workers),
+        n_present=n_present,
     )
