@@ -99,6 +99,7 @@ def _write_atomic(path: Path, text: str) -> None:
                 raise InSARDataError(f"{path}: {up} is a file, not a folder")
             break
     path.parent.mkdir(parents=True, exist_ok=True)
+    _atomic.recover(path)  # a temporary a crashed export left beside it goes
     tmp = _atomic.beside(path, checked=False)
     try:
         with _atomic.claimed(path.parent):
@@ -444,6 +445,7 @@ def _write_folder(path: Path, files: dict[str, str]) -> None:
             f"would be replaced ({len(theirs)} such file(s)); export to another folder"
         )
     path.mkdir(parents=True, exist_ok=True)
+    _atomic.recover(path)  # a staging folder a crashed export left beside it goes
     with _atomic.claimed(path.parent):
         staging = _atomic.beside(path, checked=False)
         shutil.rmtree(staging, ignore_errors=True)

@@ -270,3 +270,13 @@ def test_a_folder_export_never_replaces_files_it_did_not_write(store, tmp_path, 
     assert (folder / names[0]).read_text() == '{"uniqueID": 1, "label": ["Deformation"]}'
     monkeypatch.chdir(folder.parent / "probe")  # "." as the target: it had no name to stage by
     assert export_hephaestus(store, ".", overwrite=True) == own
+
+
+def test_an_export_clears_what_a_crashed_export_left_beside_it(store, tmp_path):
+    from .conftest import dead_pid
+
+    out = tmp_path / "l.csv"
+    left = tmp_path / f".l.csv.tmp-{dead_pid()}.0badc0de"  # its writer and liveness file gone
+    left.write_text("half")
+    export_csv(store, out)
+    assert out.exists() and not left.exists()
