@@ -11,9 +11,10 @@ A folder cannot be renamed over another one, so a replacement takes three rename
 rolls forward to the complete new result, or back to the old one when there is no new one;
 when ``NAME`` exists the leftovers are removed. Leftovers of processes that are still running
 are never touched. ``PID`` is :func:`owner`: the process id and a tag of the machine and PID
-namespace it runs in, for a process id means nothing in another container or on another host
-sharing the workspace; leftovers of another machine are left alone (:func:`abandoned`). Readers call :func:`recover` before they look at a result, writers before
-they replace one. :func:`crash_point` is called between the steps; tests make it raise to
+namespace it runs in. A process id means nothing in another container or on another host
+sharing the workspace, so a writer holds a locked liveness file beside its leftovers, and
+:func:`abandoned` asks that lock whether it still runs. Readers call :func:`recover` before
+they look at a result, writers before they replace one. :func:`crash_point` is called between the steps; tests make it raise to
 simulate a crash at each of them.
 """
 
@@ -128,7 +129,7 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
     key = (os.getpid(), os.path.abspath(folder))
     path = folder / _alive_name(me)
     with _ALIVE_LOCK:
-        entry = _ALIVE.get(key)
+        entry, kept = _ALIVE.get(key), None
         if entry is not None:
             try:
                 fresh = os.stat(path).st_ino == os.fstat(entry[0]).st_ino
@@ -138,10 +139,6 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
                 os.close(entry[0])
                 del _ALIVE[key]
                 kept, entry = entry, None  # its claims and hold carry over to the new file
-            else:
-                kept = None
-        else:
-            kept = None
         if entry is None:
             staged = folder / f"{_alive_name(me)}.new"
             fd = -1
@@ -158,7 +155,7 @@ def _hold_alive(folder: Path, me: str, *, claim: int) -> tuple[int, str] | None:
                     return None  # a folder we cannot write: nothing of ours will be made there
                 raise
             entry = _ALIVE[key] = [fd, 0, False] if kept is None else [fd, kept[1], kept[2]]
-            _sweep_unlocked(folder)
+            sweep_alive(folder)  # where this process starts writing, a user's folder included
         if claim:
             entry[1] += claim
         else:
@@ -249,11 +246,6 @@ def sweep_alive(folder: Path) -> None:
         ):  # half-made a while ago, and its owner holds no file: a crash between two steps
             with contextlib.suppress(OSError):
                 (Path(folder) / name).unlink()
-
-
-def _sweep_unlocked(folder: Path) -> None:
-    """:func:`sweep_alive` where this process starts writing (a user's folder included)."""
-    sweep_alive(folder)
 
 
 def crash_point(step: str, final: Path) -> None:

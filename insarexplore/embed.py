@@ -48,8 +48,7 @@ def _device(device: Any) -> torch.device:
 
 def _plain_name(name: Any) -> bool:
     """A model version's name rather than a path (no folder separator in it)."""
-    text = os.fspath(name) if isinstance(name, str | os.PathLike) else ""
-    return isinstance(name, str) and bool(text) and "/" not in text and os.sep not in text
+    return isinstance(name, str) and bool(name) and "/" not in name and os.sep not in name
 
 
 class Embedder(TransformerMixin, BaseEstimator):

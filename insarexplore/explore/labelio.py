@@ -351,21 +351,19 @@ def _annotation_fields(row: Any, label: str) -> dict[str, Any]:
     for a label a person gave or changed, none are known and confidence is 1."""
 
     def parts(name: str) -> list[str]:
-        value = row.get(name) if name in row else None
-        return [v for v in str(value).split("+") if v] if isinstance(value, str) else []
+        value = row.get(name)
+        return [v for v in value.split("+") if v] if isinstance(value, str) else []
 
-    same = "label" in row and isinstance(row.get("label"), str) and row.get("label") == label
-    if not same:
+    if row.get("label") != label:
         return {"activity_type": [], "confidence": 1.0}
     fields: dict[str, Any] = {
         "activity_type": parts("activity_type"),
         "intensity_level": parts("intensity_level"),
     }
-    if isinstance(row.get("activity_phase") if "activity_phase" in row else None, str):
+    if isinstance(row.get("activity_phase"), str):
         fields["phase"] = row.get("activity_phase")
-    confidence = row.get("confidence") if "confidence" in row else None
     try:
-        confidence = float(confidence)
+        confidence = float(row.get("confidence"))
     except (TypeError, ValueError):
         confidence = float("nan")
     fields["confidence"] = confidence if np.isfinite(confidence) else 1.0
